@@ -1,0 +1,72 @@
+# kerasc build. `make` builds ./kerasc, `make check` runs every test suite
+# (plain and sanitizer builds), `make deps` installs what the build needs.
+
+CC      ?= cc
+PKGS    := openblas yaml-0.1 zlib libpng
+CSTD    := -std=c11 -D_GNU_SOURCE
+WARN    := -Wall -Wextra -Werror -Wno-unused-parameter
+OPT     ?= -O2 -march=x86-64-v2 -mtune=native
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
+CFLAGS  ?=
+CFLAGS  += $(CSTD) $(WARN) $(OPT) -fopenmp -I. $(PKG_CFLAGS)
+LDLIBS  := $(PKG_LIBS) -fopenmp -lm
+VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+CFLAGS  += -DKC_VERSION='"$(VERSION)"'
+
+BUILD   ?= build
+LIB_SRC := $(wildcard core/*.c core/cpu/*.c core/reference/*.c models/*.c models/layers/*.c models/data/*.c)
+CLI_SRC := $(filter-out cli/kerasc.c,$(wildcard cli/*.c))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CLI_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+
+.PHONY: all check test sanitize deps clean bench format
+all: kerasc
+
+kerasc: $(BUILD)/libkerasc.a $(BUILD)/cli/kerasc.o
+	$(CC) $(CFLAGS) -o $@ $(BUILD)/cli/kerasc.o $(BUILD)/libkerasc.a $(LDLIBS)
+
+$(BUILD)/libkerasc.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/tests/%: tests/%.c tests/testutil.h $(BUILD)/libkerasc.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libkerasc.a $(CHECK_LIBS) $(LDLIBS)
+
+-include $(LIB_OBJ:.o=.d) $(BUILD)/cli/kerasc.d
+
+# Unit suites, then the command-line suite against the freshly built binary,
+# then the same suites again under AddressSanitizer + UndefinedBehaviorSanitizer.
+test: kerasc $(TEST_BIN)
+	@set -e; for t in $(TEST_BIN); do echo "== $$t"; KERASC=$(CURDIR)/kerasc $$t; done
+
+check: test
+	$(MAKE) sanitize
+
+sanitize:
+	$(MAKE) BUILD=build-san OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	    KERASC_SAN=1 test-san
+
+test-san: $(BUILD)/libkerasc.a $(BUILD)/cli/kerasc.o $(TEST_BIN)
+	$(CC) $(CFLAGS) -o $(BUILD)/kerasc $(BUILD)/cli/kerasc.o $(BUILD)/libkerasc.a $(LDLIBS)
+	@set -e; for t in $(TEST_BIN); do echo "== [asan+ubsan] $$t"; \
+	  KERASC=$(CURDIR)/$(BUILD)/kerasc KERASC_QUICK=1 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $$t; done
+
+deps:
+	@SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	$$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends \
+	  build-essential pkg-config libyaml-dev libopenblas-dev zlib1g-dev libpng-dev check \
+	  dataset-fashion-mnist
+
+format:
+	clang-format -i $(wildcard cli/*.[ch] core/*.[ch] core/*/*.[ch] models/*.[ch] models/*/*.[ch] tests/*.[ch])
+
+clean:
+	rm -rf build build-san kerasc

@@ -1,0 +1,115 @@
+/* The layer interface. A layer class registers its Keras name and a table of
+ * functions; the model owns buffers and calls them. Layers compute only
+ * through the backend table (core/backend.h).
+ *
+ * Shapes here are per sample (no batch axis). Buffers passed to forward and
+ * backward hold ex->batch samples, row-major, channels-last.
+ *
+ * A layer's `activation` (Dense(activation="relu"), Activation("tanh"), ...)
+ * is applied by the model after forward and undone before backward, so a
+ * layer's own forward writes the pre-activation output and its backward
+ * receives the gradient with respect to it. */
+#ifndef KC_LAYER_H
+#define KC_LAYER_H
+
+#include <stdint.h>
+
+#include "core/backend.h"
+#include "core/error.h"
+#include "core/tensor.h"
+#include "models/activations.h"
+#include "models/args.h"
+#include "models/initializers.h"
+
+#define KC_LAYER_MAX_PARAMS 4
+
+typedef struct kc_param {
+    const char *name;      /* "kernel", "bias" - Keras's variable names */
+    kc_shape shape;        /* Keras's layout: Dense (in, out), Conv2D (kh, kw, in, out) */
+    kc_initializer init;
+    int trainable;
+    float *value;          /* device memory, assigned by the model */
+    float *grad;           /* device memory, assigned by the model */
+} kc_param;
+
+/* What one forward/backward call runs with. */
+typedef struct kc_exec {
+    const kc_backend *be;
+    int batch;          /* samples in this call (<= the planned maximum) */
+    int training;       /* dropout on, etc. */
+    uint64_t seed;      /* the run's seed */
+    uint64_t step;      /* global training step, for per-step random streams */
+    int accumulate;     /* backward adds into param grads instead of overwriting */
+    void *ws;           /* scratch of workspace_bytes(), shared by all layers */
+} kc_exec;
+
+typedef struct kc_layer kc_layer;
+typedef struct kc_layer_class kc_layer_class;
+
+struct kc_layer {
+    const kc_layer_class *cls;
+    char name[128];          /* Keras name: user's `name:` or automatic (conv2d_1) */
+    const kc_node *node;     /* where the layer was declared, for errors */
+    int index;               /* position in the model */
+    int trainable;
+    kc_activation activation;/* KC_ACT_LINEAR when the layer has none */
+    kc_shape in_shape, out_shape;
+    kc_param params[KC_LAYER_MAX_PARAMS];
+    int nparams;
+    void *state;             /* cls->state_size bytes, zeroed: the class's own fields */
+    void *buf;               /* buffer_bytes() of device memory kept from forward to backward */
+};
+
+struct kc_layer_class {
+    const char *class_name;      /* "Conv2D" */
+    const char *base_name;       /* "conv2d": automatic names are base_name, base_name_1, ... */
+    const char *const *aliases;  /* other accepted class names (NULL-terminated) or NULL */
+    size_t state_size;
+    /* Reads the class's arguments (common ones - name, trainable, dtype,
+     * input_shape - are read by the model). Sets l->activation if the class
+     * has one. */
+    int (*configure)(kc_layer *l, kc_args *a, kc_error *e);
+    /* l->in_shape is set: check it, set l->out_shape and declare l->params.
+     * Shape errors name the layer and both shapes. */
+    int (*build)(kc_layer *l, kc_error *e);
+    /* Device bytes kept from forward to backward (pool argmax, dropout mask). NULL = 0. */
+    size_t (*buffer_bytes)(const kc_layer *l, int max_batch, const kc_backend *be);
+    /* Scratch bytes needed during one call (im2col ...). NULL = 0. */
+    size_t (*workspace_bytes)(const kc_layer *l, int max_batch, const kc_backend *be);
+    /* y = layer(x) before activation. */
+    void (*forward)(kc_layer *l, const kc_exec *ex, const float *x, float *y);
+    /* Given dy (gradient of the pre-activation output), writes param grads
+     * (added when ex->accumulate) and dx; dx is NULL when the input needs no
+     * gradient. x and y are the forward's input and pre-activation output. */
+    void (*backward)(kc_layer *l, const kc_exec *ex, const float *x, const float *y,
+                     const float *dy, float *dx);
+    /* Forward FLOPs per sample (2 per multiply-add). NULL = 0. */
+    int64_t (*flops)(const kc_layer *l);
+};
+
+/* Registry: every class, NULL-terminated, and lookup by class name or alias. */
+extern const kc_layer_class *const kc_layer_classes[];
+const kc_layer_class *kc_layer_class_find(const char *name);
+
+/* Creates a layer of class `cls`, reading class arguments from `args` (which
+ * the caller finishes). Name and index are set by the caller. */
+int kc_layer_create(const kc_layer_class *cls, kc_args *args, const kc_node *where,
+                    kc_layer **out, kc_error *e);
+/* Sets in_shape and calls build. */
+int kc_layer_build(kc_layer *l, const kc_shape *in_shape, kc_error *e);
+void kc_layer_free(kc_layer *l);
+int64_t kc_layer_param_count(const kc_layer *l, int trainable_only);
+
+/* Helpers for layer code. */
+static inline kc_param *kc_layer_add_param(kc_layer *l, const char *name, kc_shape shape,
+                                           const kc_initializer *init, int trainable) {
+    kc_param *p = &l->params[l->nparams++];
+    p->name = name;
+    p->shape = shape;
+    p->init = *init;
+    p->trainable = trainable;
+    p->value = p->grad = 0;
+    return p;
+}
+
+#endif
