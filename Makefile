@@ -4,7 +4,7 @@
 CC      ?= cc
 PKGS    := openblas yaml-0.1 zlib libpng
 CSTD    := -std=c11 -D_GNU_SOURCE
-WARN    := -Wall -Wextra -Werror -Wno-unused-parameter
+WARN    := -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation
 OPT     ?= -O2 -march=x86-64-v2 -mtune=native
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -45,7 +45,7 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(BUILD)/libkerasc.a
 # Unit suites, then the command-line suite against the freshly built binary,
 # then the same suites again under AddressSanitizer + UndefinedBehaviorSanitizer.
 test: kerasc $(TEST_BIN)
-	@set -e; for t in $(TEST_BIN); do echo "== $$t"; KERASC=$(CURDIR)/kerasc $$t; done
+	@set -e; for t in $(TEST_BIN); do echo "== $$t"; KERASC=$(CURDIR)/kerasc KERASC_SRC=$(CURDIR) $$t; done
 
 check: test
 	$(MAKE) sanitize
@@ -57,7 +57,7 @@ sanitize:
 test-san: $(BUILD)/libkerasc.a $(BUILD)/cli/kerasc.o $(TEST_BIN)
 	$(CC) $(CFLAGS) -o $(BUILD)/kerasc $(BUILD)/cli/kerasc.o $(BUILD)/libkerasc.a $(LDLIBS)
 	@set -e; for t in $(TEST_BIN); do echo "== [asan+ubsan] $$t"; \
-	  KERASC=$(CURDIR)/$(BUILD)/kerasc KERASC_QUICK=1 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $$t; done
+	  KERASC=$(CURDIR)/$(BUILD)/kerasc KERASC_SRC=$(CURDIR) KERASC_QUICK=1 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $$t; done
 
 deps:
 	@SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

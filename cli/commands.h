@@ -1,0 +1,29 @@
+/* The kerasc verbs. Each returns the process exit status: 0 success,
+ * 1 runtime failure, 2 usage or config error. */
+#ifndef KC_CLI_COMMANDS_H
+#define KC_CLI_COMMANDS_H
+
+#include "core/error.h"
+#include "models/fit.h"
+
+int kc_cmd_train(int argc, char **argv);
+int kc_cmd_evaluate(int argc, char **argv);
+int kc_cmd_summary(int argc, char **argv);
+int kc_cmd_predict(int argc, char **argv);
+
+/* Shared by the verbs (cli/common.c). */
+int kc_cli_report(const char *verb, const kc_error *e);  /* prints, returns the exit status */
+int kc_cli_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Parses a non-negative integer option value. */
+int kc_cli_parse_count(const char *verb, const char *opt, const char *s, long long min, long long *out);
+/* A YAML model file or a checkpoint carrying one. */
+int kc_cli_load_config(const char *path, kc_config **out, int *is_checkpoint, kc_error *e);
+/* Progress hooks printing Keras-style bars (cli/progress_hooks.c). */
+typedef struct kc_cli_progress kc_cli_progress;
+kc_cli_progress *kc_cli_progress_new(int verbose, int epochs_line);
+void kc_cli_progress_free(kc_cli_progress *p);
+void kc_cli_progress_hooks(kc_cli_progress *p, kc_hooks *h);
+/* Resolves verbose "auto" (-1): 1 on a terminal, else 2 (one line per epoch). */
+int kc_cli_verbose(int cfg_verbose);
+
+#endif

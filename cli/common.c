@@ -1,0 +1,44 @@
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/commands.h"
+
+int kc_cli_report(const char *verb, const kc_error *e) {
+    fprintf(stderr, "kerasc %s: %s\n", verb, e->msg);
+    return e->code == KC_ECONFIG ? 2 : 1;
+}
+
+int kc_cli_usage_error(const char *verb, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "kerasc %s: ", verb);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\nTry 'kerasc %s --help'.\n", verb);
+    va_end(ap);
+    return 2;
+}
+
+int kc_cli_parse_count(const char *verb, const char *opt, const char *s, long long min, long long *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (!*s || *end || errno || v < min)
+        return kc_cli_usage_error(verb, "%s expects an integer >= %lld, got '%s'", opt, min, s);
+    *out = v;
+    return 0;
+}
+
+int kc_cli_load_config(const char *path, kc_config **out, int *is_checkpoint, kc_error *e) {
+    *is_checkpoint = kc_is_checkpoint(path);
+    if (*is_checkpoint) return kc_checkpoint_config(path, out, e);
+    return kc_config_load(path, out, e);
+}
+
+int kc_cli_verbose(int cfg_verbose) {
+    if (cfg_verbose >= 0) return cfg_verbose;
+    return isatty(STDOUT_FILENO) ? 1 : 2;
+}

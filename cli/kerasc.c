@@ -1,0 +1,47 @@
+/* kerasc: Keras-style deep learning from the command line. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+
+typedef struct verb {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *help;
+} verb;
+
+static const verb verbs[] = {
+    {"train", kc_cmd_train, "train a model described in a YAML file, writing checkpoints"},
+    {"evaluate", kc_cmd_evaluate, "loss and metrics of a trained model on the test data"},
+    {"summary", kc_cmd_summary, "the Keras summary table of a model"},
+    {"predict", kc_cmd_predict, "outputs of a trained model for the samples in a file"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "Usage: kerasc COMMAND [ARGS...]\n\nCommands:\n");
+    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
+        fprintf(f, "  %-10s %s\n", verbs[i].name, verbs[i].help);
+    fprintf(f, "\nOptions:\n  -h, --help     show this help\n  -V, --version  print the version\n"
+               "\nRun 'kerasc COMMAND --help' for the options of a command.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "-V") || !strcmp(cmd, "--version")) {
+        printf("kerasc %s\n", KC_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
+        if (!strcmp(cmd, verbs[i].name)) return verbs[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "kerasc: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
+}

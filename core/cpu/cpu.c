@@ -1,0 +1,163 @@
+/* The cpu backend: memory, threads, elementwise, dense and dropout ops, and
+ * the op table. Device memory is host memory aligned for SIMD loads. */
+#include "core/cpu/cpu.h"
+#include "core/rng.h"
+
+#include <cblas.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CPU_ALIGN 64
+
+static int cpu_threads;
+
+int kc_cpu_threads(void) { return cpu_threads > 0 ? cpu_threads : omp_get_max_threads(); }
+
+static void cpu_set_threads(int n) {
+    if (n <= 0) n = omp_get_num_procs();
+    cpu_threads = n;
+    omp_set_num_threads(n);
+    openblas_set_num_threads(n);
+}
+
+static void *cpu_alloc(size_t bytes) {
+    size_t size = (bytes + CPU_ALIGN - 1) / CPU_ALIGN * CPU_ALIGN;
+    if (size < bytes) return NULL; /* overflow */
+    void *p = aligned_alloc(CPU_ALIGN, size ? size : CPU_ALIGN);
+    if (p) memset(p, 0, size);
+    return p;
+}
+
+static void cpu_free(void *p) { free(p); }
+
+static void cpu_upload(void *dst, const void *src, size_t bytes) {
+    if (bytes) memcpy(dst, src, bytes);
+}
+
+static void cpu_download(void *dst, const void *src, size_t bytes) {
+    if (bytes) memcpy(dst, src, bytes);
+}
+
+static void cpu_copy(void *dst, const void *src, size_t bytes) {
+    if (bytes && dst != src) memmove(dst, src, bytes);
+}
+
+static void cpu_fill(float *y, float v, size_t n) {
+    int nt = kc_cpu_threads();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n >= KC_CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++) y[i] = v;
+}
+
+static void cpu_scale(float *y, float a, size_t n) {
+    int nt = kc_cpu_threads();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n >= KC_CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++) y[i] *= a;
+}
+
+static void cpu_axpy(float a, const float *x, float *y, size_t n) {
+    int nt = kc_cpu_threads();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n >= KC_CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+static void cpu_mul(const float *a, const float *b, float *y, size_t n) {
+    int nt = kc_cpu_threads();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n >= KC_CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++) y[i] = a[i] * b[i];
+}
+
+void kc_cpu_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                 const float *b, int ldb, float beta, float *c, int ldc) {
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) { /* C = beta C, with beta 0 writing without reading as BLAS does */
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) {
+                float *cij = &c[(size_t)i * ldc + j];
+                *cij = beta == 0.0f ? 0.0f : beta * *cij;
+            }
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m,
+                n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+static void cpu_bias_add(float *y, const float *b, int rows, int cols) {
+    int nt = kc_cpu_threads();
+    size_t total = (size_t)rows * (size_t)cols;
+#pragma omp parallel for schedule(static) num_threads(nt) if (total >= KC_CPU_PAR_MIN)
+    for (int r = 0; r < rows; r++) {
+        float *yr = y + (size_t)r * cols;
+        for (int j = 0; j < cols; j++) yr[j] += b[j];
+    }
+}
+
+/* Columns go to threads in blocks; each block sums its rows top to bottom in
+ * double, so the result does not depend on the thread count. */
+#define BIAS_BLOCK 64
+
+static void cpu_bias_grad(float *db, const float *dy, int rows, int cols, float beta) {
+    int nt = kc_cpu_threads();
+    int blocks = (cols + BIAS_BLOCK - 1) / BIAS_BLOCK;
+    size_t total = (size_t)rows * (size_t)cols;
+#pragma omp parallel for schedule(static) num_threads(nt) if (total >= KC_CPU_PAR_MIN)
+    for (int blk = 0; blk < blocks; blk++) {
+        int j0 = blk * BIAS_BLOCK, width = cols - j0 < BIAS_BLOCK ? cols - j0 : BIAS_BLOCK;
+        double acc[BIAS_BLOCK] = {0};
+        for (int r = 0; r < rows; r++) {
+            const float *dyr = dy + (size_t)r * cols + j0;
+            for (int j = 0; j < width; j++) acc[j] += dyr[j];
+        }
+        for (int j = 0; j < width; j++) {
+            double prev = beta == 0.0f ? 0.0 : (double)beta * db[j0 + j];
+            db[j0 + j] = (float)(prev + acc[j]);
+        }
+    }
+}
+
+static void cpu_dropout_forward(const float *x, float *y, float *mask, size_t n, float rate,
+                                uint64_t seed, uint64_t stream) {
+    float keep_scale = rate < 1.0f ? 1.0f / (1.0f - rate) : 0.0f;
+    int nt = kc_cpu_threads();
+    /* a Philox block per element is worth threads well before the usual cutoff */
+#pragma omp parallel for schedule(static) num_threads(nt) if (n >= KC_CPU_PAR_MIN / 16)
+    for (size_t i = 0; i < n; i++) {
+        mask[i] = kc_rng_uniform(seed, stream, i) >= rate ? keep_scale : 0.0f;
+        y[i] = x[i] * mask[i];
+    }
+}
+
+static const kc_backend cpu_backend = {
+    .name = "cpu",
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .upload = cpu_upload,
+    .download = cpu_download,
+    .copy = cpu_copy,
+    .set_threads = cpu_set_threads,
+    .fill = cpu_fill,
+    .scale = cpu_scale,
+    .axpy = cpu_axpy,
+    .mul = cpu_mul,
+    .gemm = kc_cpu_gemm,
+    .bias_add = cpu_bias_add,
+    .bias_grad = cpu_bias_grad,
+    .act_forward = kc_cpu_act_forward,
+    .act_backward = kc_cpu_act_backward,
+    .softmax_forward = kc_cpu_softmax_forward,
+    .softmax_backward = kc_cpu_softmax_backward,
+    .conv2d_workspace = kc_cpu_conv2d_workspace,
+    .conv2d_forward = kc_cpu_conv2d_forward,
+    .conv2d_backward_data = kc_cpu_conv2d_backward_data,
+    .conv2d_backward_filter = kc_cpu_conv2d_backward_filter,
+    .maxpool2d_forward = kc_cpu_maxpool2d_forward,
+    .maxpool2d_backward = kc_cpu_maxpool2d_backward,
+    .avgpool2d_forward = kc_cpu_avgpool2d_forward,
+    .avgpool2d_backward = kc_cpu_avgpool2d_backward,
+    .dropout_forward = cpu_dropout_forward,
+    .sgd_update = kc_cpu_sgd_update,
+    .rmsprop_update = kc_cpu_rmsprop_update,
+    .adam_update = kc_cpu_adam_update,
+};
+
+const kc_backend *kc_backend_cpu(void) { return &cpu_backend; }

@@ -1,0 +1,121 @@
+/* cpu pooling: threads take rows of output pixels (or whole images for the
+ * scattering backward passes); the channel loop is innermost and contiguous.
+ * Windows cover only real cells, with the tie rule of the reference backend:
+ * the first maximum in row-major window order wins. */
+#include "core/cpu/cpu.h"
+
+#include <string.h>
+
+/* The real input rows [*lo, *hi) under the window of output row o. */
+static inline void window(int o, int s, int pad, int p, int in, int *lo, int *hi) {
+    int start = o * s - pad;
+    *lo = start < 0 ? 0 : start;
+    *hi = start + p > in ? in : start + p;
+}
+
+static size_t pool_in_size(const kc_pool2d_desc *d) {
+    return d->n > 0 && d->h > 0 && d->w > 0 && d->c > 0 ? (size_t)d->n * d->h * d->w * d->c : 0;
+}
+
+static size_t pool_out_size(const kc_pool2d_desc *d) {
+    return d->n > 0 && d->oh > 0 && d->ow > 0 && d->c > 0 ? (size_t)d->n * d->oh * d->ow * d->c
+                                                           : 0;
+}
+
+/* One output pixel: channels compared in parallel, cells in window order. */
+static void max_cell(const kc_pool2d_desc *d, const float *x, int n, int oy, int ox, float *y,
+                     int32_t *arg) {
+    int y0, y1, x0, x1, c = d->c;
+    window(oy, d->sh, d->pad_t, d->ph, d->h, &y0, &y1);
+    window(ox, d->sw, d->pad_l, d->pw, d->w, &x0, &x1);
+    if (y0 >= y1 || x0 >= x1) {
+        for (int ch = 0; ch < c; ch++) y[ch] = 0.0f, arg[ch] = -1;
+        return;
+    }
+    size_t base = (((size_t)n * d->h + y0) * d->w + x0) * c;
+    for (int ch = 0; ch < c; ch++) y[ch] = x[base + ch], arg[ch] = (int32_t)(base + ch);
+    for (int iy = y0; iy < y1; iy++)
+        for (int ix = x0; ix < x1; ix++) {
+            size_t at = (((size_t)n * d->h + iy) * d->w + ix) * c;
+            for (int ch = 0; ch < c; ch++)
+                if (x[at + ch] > y[ch]) y[ch] = x[at + ch], arg[ch] = (int32_t)(at + ch);
+        }
+}
+
+void kc_cpu_maxpool2d_forward(const kc_pool2d_desc *d, const float *x, float *y, int32_t *argmax) {
+    int rows = d->n * d->oh, nt = kc_cpu_threads();
+    if (pool_out_size(d) == 0) return;
+#pragma omp parallel for schedule(static) num_threads(nt) if (pool_out_size(d) >= KC_CPU_PAR_MIN / 4)
+    for (int r = 0; r < rows; r++) {
+        int n = r / d->oh, oy = r % d->oh;
+        for (int ox = 0; ox < d->ow; ox++) {
+            size_t out = ((size_t)r * d->ow + ox) * d->c;
+            max_cell(d, x, n, oy, ox, y + out, argmax + out);
+        }
+    }
+}
+
+/* Each image's argmax points into its own input, so images are independent. */
+void kc_cpu_maxpool2d_backward(const kc_pool2d_desc *d, const float *dy, const int32_t *argmax,
+                               float *dx) {
+    size_t in_n = pool_in_size(d), out_n = pool_out_size(d);
+    if (in_n) memset(dx, 0, in_n * sizeof(float));
+    if (!out_n) return;
+    size_t per_out = out_n / (size_t)d->n;
+    int nt = kc_cpu_threads();
+#pragma omp parallel for schedule(static) num_threads(nt) if (out_n >= KC_CPU_PAR_MIN / 4)
+    for (int n = 0; n < d->n; n++)
+        for (size_t o = (size_t)n * per_out; o < (size_t)(n + 1) * per_out; o++)
+            if (argmax[o] >= 0 && (size_t)argmax[o] < in_n) dx[argmax[o]] += dy[o];
+}
+
+static void avg_cell(const kc_pool2d_desc *d, const float *x, int n, int oy, int ox, float *y) {
+    int y0, y1, x0, x1, c = d->c;
+    window(oy, d->sh, d->pad_t, d->ph, d->h, &y0, &y1);
+    window(ox, d->sw, d->pad_l, d->pw, d->w, &x0, &x1);
+    for (int ch = 0; ch < c; ch++) y[ch] = 0.0f;
+    if (y0 >= y1 || x0 >= x1) return;
+    for (int iy = y0; iy < y1; iy++)
+        for (int ix = x0; ix < x1; ix++) {
+            const float *src = x + (((size_t)n * d->h + iy) * d->w + ix) * c;
+            for (int ch = 0; ch < c; ch++) y[ch] += src[ch];
+        }
+    float count = (float)((y1 - y0) * (x1 - x0));
+    for (int ch = 0; ch < c; ch++) y[ch] /= count;
+}
+
+void kc_cpu_avgpool2d_forward(const kc_pool2d_desc *d, const float *x, float *y) {
+    int rows = d->n * d->oh, nt = kc_cpu_threads();
+    if (pool_out_size(d) == 0) return;
+#pragma omp parallel for schedule(static) num_threads(nt) if (pool_out_size(d) >= KC_CPU_PAR_MIN / 4)
+    for (int r = 0; r < rows; r++) {
+        int n = r / d->oh, oy = r % d->oh;
+        for (int ox = 0; ox < d->ow; ox++)
+            avg_cell(d, x, n, oy, ox, y + ((size_t)r * d->ow + ox) * d->c);
+    }
+}
+
+/* Scatters dy / count over each window; an image's windows touch only that
+ * image, so threads take whole images and the adding order is fixed. */
+void kc_cpu_avgpool2d_backward(const kc_pool2d_desc *d, const float *dy, float *dx) {
+    size_t in_n = pool_in_size(d);
+    if (in_n) memset(dx, 0, in_n * sizeof(float));
+    if (!pool_out_size(d)) return;
+    int c = d->c, nt = kc_cpu_threads();
+#pragma omp parallel for schedule(static) num_threads(nt) if (in_n >= KC_CPU_PAR_MIN / 4)
+    for (int n = 0; n < d->n; n++)
+        for (int oy = 0; oy < d->oh; oy++)
+            for (int ox = 0; ox < d->ow; ox++) {
+                int y0, y1, x0, x1;
+                window(oy, d->sh, d->pad_t, d->ph, d->h, &y0, &y1);
+                window(ox, d->sw, d->pad_l, d->pw, d->w, &x0, &x1);
+                if (y0 >= y1 || x0 >= x1) continue;
+                float count = (float)((y1 - y0) * (x1 - x0));
+                const float *g = dy + (((size_t)n * d->oh + oy) * d->ow + ox) * c;
+                for (int iy = y0; iy < y1; iy++)
+                    for (int ix = x0; ix < x1; ix++) {
+                        float *dst = dx + (((size_t)n * d->h + iy) * d->w + ix) * c;
+                        for (int ch = 0; ch < c; ch++) dst[ch] += g[ch] / count;
+                    }
+            }
+}

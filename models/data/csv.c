@@ -1,0 +1,297 @@
+/* CSV of numbers: one sample per line, an optional header, one optional label
+ * column. Lines are streamed; values go straight into growing float buffers. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "models/data/data.h"
+
+typedef struct csv_state {
+    const char *path;
+    FILE *f;
+    char *line;
+    size_t line_cap;
+    long lineno;
+    char **fields;
+    int nfields, fields_cap;
+    char **names; /* header names, or NULL */
+    int ncols;
+    int label; /* column index, -1 for none */
+    float *x, *y;
+    size_t rows, rows_cap;
+} csv_state;
+
+static int is_space(char c) {
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+static char *trim(char *s) {
+    while (is_space(*s))
+        s++;
+    size_t n = strlen(s);
+    while (n && is_space(s[n - 1]))
+        s[--n] = 0;
+    return s;
+}
+
+static int push_field(csv_state *st, char *f, kc_error *e) {
+    if (st->nfields == st->fields_cap) {
+        int cap = st->fields_cap ? st->fields_cap * 2 : 16;
+        char **p = realloc(st->fields, (size_t)cap * sizeof *p);
+        if (!p) return kc_fail(e, KC_ERUNTIME, "%s: out of memory", st->path);
+        st->fields = p;
+        st->fields_cap = cap;
+    }
+    st->fields[st->nfields++] = f;
+    return KC_OK;
+}
+
+/* Splits st->line in place into comma-separated fields; "..." quotes a field
+ * and "" inside quotes is a literal quote. */
+static int split_line(csv_state *st, kc_error *e) {
+    st->nfields = 0;
+    char *r = st->line, *w = st->line;
+    for (;;) {
+        char *start = w;
+        while (*r == ' ' || *r == '\t')
+            r++;
+        if (*r == '"') {
+            r++;
+            for (;;) {
+                if (!*r)
+                    return kc_fail(e, KC_ERUNTIME, "%s:%ld: unterminated quoted field", st->path,
+                                   st->lineno);
+                if (*r == '"' && r[1] == '"') {
+                    *w++ = '"';
+                    r += 2;
+                } else if (*r == '"') {
+                    r++;
+                    break;
+                } else {
+                    *w++ = *r++;
+                }
+            }
+            while (*r == ' ' || *r == '\t')
+                r++;
+            if (*r && *r != ',')
+                return kc_fail(e, KC_ERUNTIME, "%s:%ld: text after a closing quote", st->path,
+                               st->lineno);
+        } else {
+            while (*r && *r != ',')
+                *w++ = *r++;
+        }
+        char sep = *r;
+        *w++ = 0;
+        int rc = push_field(st, trim(start), e);
+        if (rc) return rc;
+        if (!sep) return KC_OK;
+        r++;
+    }
+}
+
+/* Reads the next non-blank line and splits it; 0 at end of file. */
+static int next_row(csv_state *st, int *have, kc_error *e) {
+    *have = 0;
+    for (;;) {
+        errno = 0;
+        ssize_t n = getline(&st->line, &st->line_cap, st->f);
+        if (n < 0) {
+            if (ferror(st->f))
+                return kc_fail(e, KC_ERUNTIME, "%s: read error: %s", st->path, strerror(errno));
+            return KC_OK;
+        }
+        st->lineno++;
+        if ((size_t)n != strlen(st->line))
+            return kc_fail(e, KC_ERUNTIME, "%s:%ld: NUL byte in a text file", st->path, st->lineno);
+        char *s = st->line;
+        if (st->lineno == 1 && !strncmp(s, "\xEF\xBB\xBF", 3)) memmove(s, s + 3, strlen(s + 3) + 1);
+        if (!*trim(s)) continue;
+        int rc = split_line(st, e);
+        if (rc) return rc;
+        *have = 1;
+        return KC_OK;
+    }
+}
+
+static int parse_number(const char *s, double *v) {
+    if (!*s) return 0;
+    char *end;
+    errno = 0;
+    *v = strtod(s, &end);
+    return end != s && *end == 0;
+}
+
+static int row_is_numeric(const csv_state *st) {
+    for (int i = 0; i < st->nfields; i++) {
+        double v;
+        if (!parse_number(st->fields[i], &v)) return 0;
+    }
+    return 1;
+}
+
+static void column_desc(const csv_state *st, int col, char *buf, size_t n) {
+    if (st->names)
+        snprintf(buf, n, "column '%s'", st->names[col]);
+    else
+        snprintf(buf, n, "column %d", col);
+}
+
+static int keep_names(csv_state *st, kc_error *e) {
+    st->names = calloc((size_t)st->ncols, sizeof *st->names);
+    if (!st->names) return kc_fail(e, KC_ERUNTIME, "%s: out of memory", st->path);
+    for (int i = 0; i < st->ncols; i++) {
+        st->names[i] = strdup(st->fields[i]);
+        if (!st->names[i]) return kc_fail(e, KC_ERUNTIME, "%s: out of memory", st->path);
+    }
+    return KC_OK;
+}
+
+static void list_names(const csv_state *st, char *buf, size_t n) {
+    size_t used = 0;
+    buf[0] = 0;
+    for (int i = 0; i < st->ncols; i++) {
+        int w = snprintf(buf + used, n - used, "%s'%s'", i ? ", " : "", st->names[i]);
+        if (w < 0 || (size_t)w >= n - used) break;
+        used += (size_t)w;
+    }
+}
+
+static int resolve_label(csv_state *st, const char *label, kc_error *e) {
+    st->label = -1;
+    if (!label) return KC_OK;
+    for (int i = 0; st->names && i < st->ncols; i++)
+        if (!strcmp(st->names[i], label)) {
+            st->label = i;
+            return KC_OK;
+        }
+    char *end;
+    errno = 0;
+    long v = strtol(label, &end, 10);
+    if (end != label && !*end && errno == 0) {
+        long idx = v < 0 ? st->ncols + v : v;
+        if (idx < 0 || idx >= st->ncols)
+            return kc_fail(e, KC_ECONFIG,
+                           "%s: label column index %ld is out of range for %d columns", st->path, v,
+                           st->ncols);
+        st->label = (int)idx;
+        return KC_OK;
+    }
+    if (!st->names)
+        return kc_fail(e, KC_ECONFIG,
+                       "%s: label column '%s' is not an index and the file has no header row",
+                       st->path, label);
+    char names[800];
+    list_names(st, names, sizeof names);
+    return kc_fail(e, KC_ECONFIG, "%s: no column named '%s' (columns: %s)", st->path, label, names);
+}
+
+static int grow(csv_state *st, kc_error *e) {
+    size_t cap = st->rows_cap ? st->rows_cap * 2 : 256;
+    size_t nfeat = (size_t)st->ncols - (st->label >= 0);
+    float *x = realloc(st->x, cap * (nfeat ? nfeat : 1) * sizeof *x);
+    if (x) st->x = x;
+    float *y = realloc(st->y, cap * sizeof *y);
+    if (y) st->y = y;
+    if (!x || !y) return kc_fail(e, KC_ERUNTIME, "%s: out of memory", st->path);
+    st->rows_cap = cap;
+    return KC_OK;
+}
+
+static int add_row(csv_state *st, kc_error *e) {
+    if (st->nfields != st->ncols)
+        return kc_fail(e, KC_ERUNTIME, "%s:%ld: expected %d fields, found %d", st->path, st->lineno,
+                       st->ncols, st->nfields);
+    if (st->rows == st->rows_cap) {
+        int rc = grow(st, e);
+        if (rc) return rc;
+    }
+    size_t nfeat = (size_t)st->ncols - (st->label >= 0);
+    float *xr = st->x + st->rows * nfeat;
+    for (int i = 0; i < st->ncols; i++) {
+        double v;
+        if (!parse_number(st->fields[i], &v)) {
+            char col[300];
+            column_desc(st, i, col, sizeof col);
+            if (!*st->fields[i])
+                return kc_fail(e, KC_ERUNTIME, "%s:%ld: %s is empty", st->path, st->lineno, col);
+            return kc_fail(e, KC_ERUNTIME, "%s:%ld: %s: '%.100s' is not a number%s", st->path,
+                           st->lineno, col, st->fields[i],
+                           i == st->label ? " (labels must be class indices or numeric targets)"
+                                          : "");
+        }
+        if (i == st->label)
+            st->y[st->rows] = (float)v;
+        else
+            *xr++ = (float)v;
+    }
+    st->rows++;
+    return KC_OK;
+}
+
+/* Reads the first row, decides on the header and the label column. */
+static int read_start(csv_state *st, const char *label, int header, kc_error *e) {
+    int have;
+    int rc = next_row(st, &have, e);
+    if (rc) return rc;
+    if (!have) return kc_fail(e, KC_ERUNTIME, "%s: the file has no rows", st->path);
+    st->ncols = st->nfields;
+    int is_header = header == 1 || (header < 0 && !row_is_numeric(st));
+    if (is_header && (rc = keep_names(st, e))) return rc;
+    if ((rc = resolve_label(st, label, e))) return rc;
+    if (st->ncols - (st->label >= 0) < 1)
+        return kc_fail(e, KC_ERUNTIME, "%s: no feature columns besides the label", st->path);
+    return is_header ? KC_OK : add_row(st, e);
+}
+
+static int read_all(csv_state *st, const char *label, int header, kc_error *e) {
+    int rc = read_start(st, label, header, e);
+    for (int have = 1; !rc;) {
+        rc = next_row(st, &have, e);
+        if (rc || !have) break;
+        rc = add_row(st, e);
+    }
+    if (!rc && st->rows == 0) rc = kc_fail(e, KC_ERUNTIME, "%s: no data rows", st->path);
+    return rc;
+}
+
+static void csv_state_free(csv_state *st) {
+    if (st->f) fclose(st->f);
+    free(st->line);
+    free(st->fields);
+    for (int i = 0; st->names && i < st->ncols; i++)
+        free(st->names[i]);
+    free(st->names);
+    free(st->x);
+    free(st->y);
+}
+
+int kc_csv_load(const char *path, const char *label_column, int header, kc_array *x, kc_array *y,
+                kc_error *e) {
+    memset(x, 0, sizeof *x);
+    if (y) memset(y, 0, sizeof *y);
+    if (label_column && !y)
+        return kc_fail(e, KC_ERUNTIME, "%s: a label column needs an output array", path);
+    csv_state st = {.path = path};
+    st.f = fopen(path, "r");
+    if (!st.f) return kc_fail(e, KC_ERUNTIME, "%s: cannot open: %s", path, strerror(errno));
+    int rc = read_all(&st, label_column, header, e);
+    if (!rc) {
+        size_t nfeat = (size_t)st.ncols - (st.label >= 0);
+        x->dtype = KC_DT_F32;
+        x->shape = kc_shape2((int64_t)st.rows, (int64_t)nfeat);
+        /* give back the growth slack */
+        size_t n = st.rows * nfeat;
+        float *fit = realloc(st.x, (n > 0 ? n : 1) * sizeof *fit);
+        x->data = fit ? fit : st.x;
+        st.x = NULL;
+        if (st.label >= 0) {
+            y->dtype = KC_DT_F32;
+            y->shape = kc_shape1((int64_t)st.rows);
+            y->data = st.y;
+            st.y = NULL;
+        }
+    }
+    csv_state_free(&st);
+    return rc;
+}

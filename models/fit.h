@@ -1,0 +1,100 @@
+/* Training, evaluation and prediction: the session joins a parsed config,
+ * its data, the planned model and the compile settings; fit runs epochs and
+ * writes checkpoints and history. Nothing here prints: progress goes to the
+ * caller's hooks. */
+#ifndef KC_FIT_H
+#define KC_FIT_H
+
+#include <stdint.h>
+
+#include "core/backend.h"
+#include "core/error.h"
+#include "models/config.h"
+#include "models/data/data.h"
+#include "models/losses.h"
+#include "models/metrics.h"
+#include "models/optimizers.h"
+
+#define KC_MAX_METRICS 16
+#define KC_MAX_LOGS (2 * KC_MAX_METRICS + 2)
+
+/* Command-line overrides (0 / NULL = take the config's value). */
+typedef struct kc_run_opts {
+    long long epochs, batch_size, steps_per_epoch, seed;
+    int has_seed;
+    int threads;
+    const char *backend;  /* "cpu" (default) or "reference" */
+    const char *output_dir;
+} kc_run_opts;
+
+/* The values of one epoch (or one evaluation), in display order: loss,
+ * metrics in the order given, then val_loss and val_ metrics. */
+typedef struct kc_logs {
+    int n;
+    char keys[KC_MAX_LOGS][80];
+    double vals[KC_MAX_LOGS];
+} kc_logs;
+
+typedef struct kc_hooks {
+    void *ctx;
+    void (*epoch_begin)(void *ctx, int epoch, int epochs, int64_t steps);
+    void (*batch_end)(void *ctx, int64_t step, int64_t steps, const kc_logs *logs);
+    void (*epoch_end)(void *ctx, int epoch, int64_t steps, const kc_logs *logs);
+    /* evaluate: same shape, one "epoch" */
+    void (*note)(void *ctx, const char *msg); /* e.g. where checkpoints went */
+} kc_hooks;
+
+typedef struct kc_session {
+    kc_config *cfg;
+    kc_model *model;
+    const kc_backend *be;
+    kc_loss loss;
+    int has_loss;
+    kc_metric metrics[KC_MAX_METRICS];
+    int nmetrics;
+    kc_optimizer *opt;
+    int threads;
+    uint64_t seed;
+    long long batch_size;
+    /* data: x rows are reshaped to the model input; y holds class indices or targets */
+    kc_array x_train, y_train, x_val, y_val, x_test, y_test;
+    int has_train, has_val, has_test;
+    int sparse_targets;   /* y are class indices */
+    int one_hot;          /* indices expanded to one-hot for the loss */
+    int out_cols;         /* last axis of the model output */
+    int64_t out_rows;     /* output rows per sample (for rank > 1 outputs) */
+    /* host staging, sized for one batch */
+    float *hx, *hy, *hpred, *hz, *hgrad;
+    int64_t *idx;
+    /* training position, saved in checkpoints */
+    int64_t epoch;  /* completed epochs */
+    int64_t step;   /* completed training steps */
+} kc_session;
+
+enum { KC_NEED_TRAIN = 1, KC_NEED_TEST = 2 };
+
+/* Loads the data the command needs, plans the model on the backend for
+ * `training`, parses loss/metrics/optimizer, and checks that shapes, labels
+ * and the model agree. Weights are initialised from the seed. */
+int kc_session_open(kc_session *s, kc_config *cfg, const kc_run_opts *o, int need, int training,
+                    kc_error *e);
+void kc_session_close(kc_session *s);
+
+/* Runs fit; writes DIR/history.csv, DIR/last.safetensors, DIR/best.safetensors. */
+int kc_fit(kc_session *s, const char *out_dir, const kc_hooks *h, kc_error *e);
+/* Loss and metrics over (x, y) in inference mode. */
+int kc_evaluate(kc_session *s, const kc_array *x, const kc_array *y, const kc_hooks *h,
+                kc_logs *out, kc_error *e);
+/* Outputs for every row of x (host, rows x outputs per sample), caller frees. */
+int kc_predict(kc_session *s, const kc_array *x, float **out, kc_error *e);
+
+/* Checkpoints (models/checkpoint.c). The config text travels inside. */
+int kc_checkpoint_save(const kc_session *s, const char *path, const kc_logs *logs, kc_error *e);
+/* Loads weights (and optimizer state when the session trains and the file has it). */
+int kc_checkpoint_load(kc_session *s, const char *path, kc_error *e);
+/* Reads only the config inside a checkpoint. */
+int kc_checkpoint_config(const char *path, kc_config **out, kc_error *e);
+/* Does the file look like a safetensors checkpoint (not YAML)? */
+int kc_is_checkpoint(const char *path);
+
+#endif

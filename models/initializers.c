@@ -1,0 +1,406 @@
+/* Keras weight initializers: names, arguments, fans and the draws. */
+#include "models/initializers.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/rng.h"
+
+/* Keras's truncated-normal correction: the standard deviation of a unit normal
+ * truncated to [-2, 2]. Dividing by it makes the truncated draws have the
+ * variance VarianceScaling asks for. */
+#define TRUNC_STDDEV 0.87962566103423978
+
+/* How a kind is written and what it reads. */
+typedef enum { ARGS_SEED, ARGS_UNIFORM, ARGS_NORMAL, ARGS_CONSTANT, ARGS_NONE } args_form;
+
+typedef struct init_entry {
+    kc_init_kind kind;
+    const char *snake, *klass;
+    args_form form;
+    double a, b; /* defaults */
+} init_entry;
+
+static const init_entry table[] = {
+    {KC_INIT_GLOROT_UNIFORM, "glorot_uniform", "GlorotUniform", ARGS_SEED, 0, 0},
+    {KC_INIT_GLOROT_NORMAL, "glorot_normal", "GlorotNormal", ARGS_SEED, 0, 0},
+    {KC_INIT_HE_UNIFORM, "he_uniform", "HeUniform", ARGS_SEED, 0, 0},
+    {KC_INIT_HE_NORMAL, "he_normal", "HeNormal", ARGS_SEED, 0, 0},
+    {KC_INIT_LECUN_UNIFORM, "lecun_uniform", "LecunUniform", ARGS_SEED, 0, 0},
+    {KC_INIT_LECUN_NORMAL, "lecun_normal", "LecunNormal", ARGS_SEED, 0, 0},
+    {KC_INIT_RANDOM_UNIFORM, "random_uniform", "RandomUniform", ARGS_UNIFORM, -0.05, 0.05},
+    {KC_INIT_RANDOM_NORMAL, "random_normal", "RandomNormal", ARGS_NORMAL, 0.0, 0.05},
+    {KC_INIT_TRUNCATED_NORMAL, "truncated_normal", "TruncatedNormal", ARGS_NORMAL, 0.0, 0.05},
+    {KC_INIT_ZEROS, "zeros", "Zeros", ARGS_NONE, 0, 0},
+    {KC_INIT_ONES, "ones", "Ones", ARGS_NONE, 0, 0},
+    {KC_INIT_CONSTANT, "constant", "Constant", ARGS_CONSTANT, 0.0, 0},
+};
+#define NTABLE (sizeof table / sizeof table[0])
+
+/* Keras's short aliases (keras/src/initializers/__init__.py). */
+static const struct {
+    const char *name;
+    kc_init_kind kind;
+} aliases[] = {
+    {"uniform", KC_INIT_RANDOM_UNIFORM},
+    {"normal", KC_INIT_RANDOM_NORMAL},
+    {"one", KC_INIT_ONES},
+    {"zero", KC_INIT_ZEROS},
+};
+#define NALIASES (sizeof aliases / sizeof aliases[0])
+
+/* Keras names without a kerasc implementation. */
+static const char *const keras_only[] = {
+    "VarianceScaling",
+    "variance_scaling",
+    "OrthogonalInitializer",
+    "orthogonal_initializer",
+    "Orthogonal",
+    "orthogonal",
+    "Identity",
+    "identity",
+    "STFTInitializer",
+    "stft_initializer",
+    NULL,
+};
+
+/* Every accepted spelling, for "did you mean": snake_case first, then the
+ * class names; a name written in CamelCase is matched against the class
+ * names first so the suggestion keeps the user's style. */
+static const char *const snake_first[] = {
+    "glorot_uniform",
+    "glorot_normal",
+    "he_uniform",
+    "he_normal",
+    "lecun_uniform",
+    "lecun_normal",
+    "random_uniform",
+    "random_normal",
+    "truncated_normal",
+    "zeros",
+    "ones",
+    "constant",
+    "uniform",
+    "normal",
+    "one",
+    "zero",
+    "GlorotUniform",
+    "GlorotNormal",
+    "HeUniform",
+    "HeNormal",
+    "LecunUniform",
+    "LecunNormal",
+    "RandomUniform",
+    "RandomNormal",
+    "TruncatedNormal",
+    "Zeros",
+    "Ones",
+    "Constant",
+    NULL,
+};
+static const char *const class_first[] = {
+    "GlorotUniform",
+    "GlorotNormal",
+    "HeUniform",
+    "HeNormal",
+    "LecunUniform",
+    "LecunNormal",
+    "RandomUniform",
+    "RandomNormal",
+    "TruncatedNormal",
+    "Zeros",
+    "Ones",
+    "Constant",
+    "glorot_uniform",
+    "glorot_normal",
+    "he_uniform",
+    "he_normal",
+    "lecun_uniform",
+    "lecun_normal",
+    "random_uniform",
+    "random_normal",
+    "truncated_normal",
+    "zeros",
+    "ones",
+    "constant",
+    "uniform",
+    "normal",
+    "one",
+    "zero",
+    NULL,
+};
+#define NNAMES (sizeof snake_first / sizeof snake_first[0] - 1)
+
+static int has_upper(const char *s) {
+    for (; *s; s++)
+        if (*s >= 'A' && *s <= 'Z') return 1;
+    return 0;
+}
+
+static const init_entry *by_kind(kc_init_kind kind) {
+    for (size_t i = 0; i < NTABLE; i++)
+        if (table[i].kind == kind) return &table[i];
+    return NULL;
+}
+
+/* Keras looks names up case-sensitively. */
+static const init_entry *by_name(const char *name) {
+    for (size_t i = 0; i < NTABLE; i++)
+        if (!strcmp(table[i].snake, name) || !strcmp(table[i].klass, name)) return &table[i];
+    for (size_t i = 0; i < NALIASES; i++)
+        if (!strcmp(aliases[i].name, name)) return by_kind(aliases[i].kind);
+    return NULL;
+}
+
+static void set_defaults(const init_entry *t, kc_initializer *out) {
+    memset(out, 0, sizeof *out);
+    out->kind = t->kind;
+    out->a = t->a;
+    out->b = t->b;
+}
+
+/* Resolves a name node; ctx prefixes messages after the location. */
+static int name_entry(const kc_node *n, const char *ctx, const init_entry **out, kc_error *e) {
+    if (n->kind != KC_NODE_SCALAR || kc_node_is_null(n))
+        return kc_node_fail(e, n, "%sexpected an initializer name such as 'glorot_uniform', got %s",
+                            ctx, kc_node_kind_name(n));
+    *out = by_name(n->str);
+    if (*out) return KC_OK;
+    for (size_t i = 0; keras_only[i]; i++)
+        if (!strcmp(keras_only[i], n->str))
+            return kc_node_fail(e, n, "%sinitializer '%s' is not supported yet by kerasc", ctx,
+                                n->str);
+    const char *near = kc_closest(n->str, has_upper(n->str) ? class_first : snake_first, NNAMES);
+    if (near)
+        return kc_node_fail(e, n, "%sunknown initializer '%s' (did you mean '%s'?)", ctx, n->str,
+                            near);
+    return kc_node_fail(e, n,
+                        "%sunknown initializer '%s' (valid: glorot_uniform, glorot_normal, "
+                        "he_uniform, he_normal, lecun_uniform, lecun_normal, random_uniform, "
+                        "random_normal, truncated_normal, zeros, ones, constant)",
+                        ctx, n->str);
+}
+
+static int read_seed(kc_args *a, kc_initializer *out, kc_error *e) {
+    if (!kc_args_has(a, "seed")) return KC_OK;
+    long long s;
+    int rc = kc_args_int(a, "seed", 0, 0, LLONG_MIN, LLONG_MAX, &s, e);
+    if (rc) return rc;
+    out->has_seed = 1;
+    out->seed = s;
+    return KC_OK;
+}
+
+/* Reads the kind's arguments through `a` (a->map may be NULL: no arguments). */
+static int read_args(const init_entry *t, kc_args *a, kc_initializer *out, kc_error *e) {
+    set_defaults(t, out);
+    int rc = KC_OK;
+    switch (t->form) {
+    case ARGS_SEED:
+        rc = read_seed(a, out, e);
+        break;
+    case ARGS_UNIFORM:
+        rc = kc_args_float(a, "minval", 0, t->a, -INFINITY, INFINITY, &out->a, e);
+        if (!rc) rc = kc_args_float(a, "maxval", 0, t->b, -INFINITY, INFINITY, &out->b, e);
+        if (!rc && out->b < out->a)
+            rc = kc_node_fail(e, a->where, "%s: maxval (%g) must not be smaller than minval (%g)",
+                              a->owner, out->b, out->a);
+        if (!rc) rc = read_seed(a, out, e);
+        break;
+    case ARGS_NORMAL:
+        rc = kc_args_float(a, "mean", 0, t->a, -INFINITY, INFINITY, &out->a, e);
+        if (!rc) rc = kc_args_float(a, "stddev", 0, t->b, 0.0, INFINITY, &out->b, e);
+        if (!rc) rc = read_seed(a, out, e);
+        break;
+    case ARGS_CONSTANT:
+        rc = kc_args_float(a, "value", 0, t->a, -INFINITY, INFINITY, &out->a, e);
+        break;
+    case ARGS_NONE:
+        break;
+    }
+    if (!rc) rc = kc_args_finish(a, e);
+    return rc;
+}
+
+/* {class_name: X, config: {...}} (Keras's serialized form) or {class_name: X, <args>}. */
+static int parse_class_map(kc_node *node, const char *ctx, kc_initializer *out, kc_error *e) {
+    kc_node *cn = kc_map_get(node, "class_name");
+    const init_entry *t;
+    int rc = name_entry(cn, ctx, &t, e);
+    if (rc) return rc;
+    kc_node *config = kc_map_get(node, "config");
+    kc_args outer, inner;
+    kc_args_init(&outer, node, node, t->klass);
+    kc_args_node(&outer, "class_name");
+    kc_args_node(&outer, "module");
+    kc_args_node(&outer, "registered_name");
+    if (config && !kc_node_is_null(config)) {
+        kc_args_node(&outer, "config");
+        if (config->kind != KC_NODE_MAP)
+            return kc_node_fail(e, config, "%s%s config: expected a mapping of arguments, got %s",
+                                ctx, t->klass, kc_node_kind_name(config));
+        rc = kc_args_finish(&outer, e);
+        if (rc) return rc;
+        kc_args_init(&inner, config, config, t->klass);
+        return read_args(t, &inner, out, e);
+    }
+    kc_args_node(&outer, "config"); /* config: null means no arguments */
+    return read_args(t, &outer, out, e);
+}
+
+/* {RandomNormal: {stddev: 0.1}} */
+static int parse_single_key(kc_node *node, const char *ctx, kc_initializer *out, kc_error *e) {
+    kc_node *key = kc_map_key(node, 0), *val = kc_map_val(node, 0);
+    const init_entry *t;
+    int rc = name_entry(key, ctx, &t, e);
+    if (rc) return rc;
+    key->used = 1;
+    if (!kc_node_is_null(val) && val->kind != KC_NODE_MAP)
+        return kc_node_fail(e, val, "%s%s: expected a mapping of arguments, got %s", ctx, t->klass,
+                            kc_node_kind_name(val));
+    kc_args a;
+    kc_args_init(&a, kc_node_is_null(val) ? NULL : val, key, t->klass);
+    return read_args(t, &a, out, e);
+}
+
+static int parse_at(kc_node *node, const char *ctx, kc_initializer *out, kc_error *e) {
+    if (node->kind == KC_NODE_SCALAR) {
+        const init_entry *t;
+        int rc = name_entry(node, ctx, &t, e);
+        if (rc) return rc;
+        set_defaults(t, out);
+        return KC_OK;
+    }
+    if (node->kind == KC_NODE_MAP) {
+        if (kc_map_get(node, "class_name")) return parse_class_map(node, ctx, out, e);
+        if (node->n == 1) return parse_single_key(node, ctx, out, e);
+        return kc_node_fail(e, node,
+                            "%sexpected an initializer: a name, {class_name: X, config: {...}} "
+                            "or {X: {...}}",
+                            ctx);
+    }
+    return kc_node_fail(e, node, "%sexpected an initializer name or mapping, got %s", ctx,
+                        kc_node_kind_name(node));
+}
+
+int kc_initializer_parse(kc_node *node, kc_initializer *out, kc_error *e) {
+    return parse_at(node, "", out, e);
+}
+
+int kc_args_initializer(kc_args *a, const char *key, const char *def, kc_initializer *out,
+                        kc_error *e) {
+    kc_node *n = kc_args_node(a, key);
+    const char *name = def;
+    if (n && kc_node_is_null(n))
+        name = "glorot_uniform"; /* Keras's add_weight falls back to this for None */
+    else if (n) {
+        char ctx[160];
+        snprintf(ctx, sizeof ctx, "%s argument '%s': ", a->owner, key);
+        return parse_at(n, ctx, out, e);
+    }
+    const init_entry *t = by_name(name ? name : "glorot_uniform");
+    set_defaults(t ? t : &table[0], out);
+    return KC_OK;
+}
+
+void kc_compute_fans(const kc_shape *s, double *fan_in, double *fan_out) {
+    if (s->rank == 0) {
+        *fan_in = *fan_out = 1.0;
+    } else if (s->rank == 1) {
+        *fan_in = *fan_out = (double)s->d[0];
+    } else if (s->rank == 2) {
+        *fan_in = (double)s->d[0];
+        *fan_out = (double)s->d[1];
+    } else {
+        double rf = 1.0;
+        for (int i = 0; i < s->rank - 2; i++)
+            rf *= (double)s->d[i];
+        *fan_in = (double)s->d[s->rank - 2] * rf;
+        *fan_out = (double)s->d[s->rank - 1] * rf;
+    }
+}
+
+/* A unit normal truncated to [-2, 2]: attempt j of element i draws index
+ * i + j n, so redraws never collide with another element's draws. */
+static double truncated_unit(uint64_t seed, uint64_t stream, uint64_t i, uint64_t n) {
+    for (uint64_t j = 0; j < 64; j++) {
+        double z = kc_rng_normal(seed, stream, i + j * n);
+        if (fabs(z) <= 2.0) return z;
+    }
+    return 0.0; /* 64 misses in a row have probability below 1e-85 */
+}
+
+/* VarianceScaling: (scale, mode: 0 fan_in / 1 fan_avg, uniform or truncated normal). */
+static void fill_variance_scaling(const kc_shape *s, float *w, size_t n, double scale, int fan_avg,
+                                  int uniform, uint64_t seed, uint64_t stream) {
+    double fan_in, fan_out;
+    kc_compute_fans(s, &fan_in, &fan_out);
+    double fan = fan_avg ? (fan_in + fan_out) / 2.0 : fan_in;
+    double v = scale / (fan > 1.0 ? fan : 1.0);
+    if (uniform) {
+        double limit = sqrt(3.0 * v);
+        for (size_t i = 0; i < n; i++)
+            w[i] = (float)(-limit + 2.0 * limit * kc_rng_uniform(seed, stream, i));
+    } else {
+        double sigma = sqrt(v) / TRUNC_STDDEV;
+        for (size_t i = 0; i < n; i++)
+            w[i] = (float)(sigma * truncated_unit(seed, stream, i, n));
+    }
+}
+
+void kc_initializer_fill(const kc_initializer *init, const kc_shape *s, float *w, uint64_t seed,
+                         uint64_t stream) {
+    size_t n = (size_t)kc_shape_numel(s);
+    if (init->has_seed) seed = (uint64_t)init->seed;
+    switch (init->kind) {
+    case KC_INIT_GLOROT_UNIFORM:
+        fill_variance_scaling(s, w, n, 1.0, 1, 1, seed, stream);
+        break;
+    case KC_INIT_GLOROT_NORMAL:
+        fill_variance_scaling(s, w, n, 1.0, 1, 0, seed, stream);
+        break;
+    case KC_INIT_HE_UNIFORM:
+        fill_variance_scaling(s, w, n, 2.0, 0, 1, seed, stream);
+        break;
+    case KC_INIT_HE_NORMAL:
+        fill_variance_scaling(s, w, n, 2.0, 0, 0, seed, stream);
+        break;
+    case KC_INIT_LECUN_UNIFORM:
+        fill_variance_scaling(s, w, n, 1.0, 0, 1, seed, stream);
+        break;
+    case KC_INIT_LECUN_NORMAL:
+        fill_variance_scaling(s, w, n, 1.0, 0, 0, seed, stream);
+        break;
+    case KC_INIT_RANDOM_UNIFORM:
+        for (size_t i = 0; i < n; i++)
+            w[i] = (float)(init->a + (init->b - init->a) * kc_rng_uniform(seed, stream, i));
+        break;
+    case KC_INIT_RANDOM_NORMAL:
+        for (size_t i = 0; i < n; i++)
+            w[i] = (float)(init->a + init->b * kc_rng_normal(seed, stream, i));
+        break;
+    case KC_INIT_TRUNCATED_NORMAL:
+        for (size_t i = 0; i < n; i++)
+            w[i] = (float)(init->a + init->b * truncated_unit(seed, stream, i, n));
+        break;
+    case KC_INIT_ZEROS:
+        for (size_t i = 0; i < n; i++)
+            w[i] = 0.0f;
+        break;
+    case KC_INIT_ONES:
+        for (size_t i = 0; i < n; i++)
+            w[i] = 1.0f;
+        break;
+    case KC_INIT_CONSTANT:
+        for (size_t i = 0; i < n; i++)
+            w[i] = (float)init->a;
+        break;
+    }
+}
+
+const char *kc_initializer_name(const kc_initializer *init) {
+    const init_entry *t = by_kind(init->kind);
+    return t ? t->snake : "unknown";
+}

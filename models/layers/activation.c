@@ -1,0 +1,35 @@
+/* Activation: the layer's own forward is the identity; the model applies
+ * l->activation after it, as for any layer with an activation. */
+#include "models/layers/common.h"
+
+static int activation_configure(kc_layer *l, kc_args *a, kc_error *e) {
+    kc_node *n = kc_args_node(a, "activation");
+    if (!n) { /* Keras's Activation(activation) has no default */
+        const char *unused;
+        return kc_args_str(a, "activation", 1, NULL, &unused, e);
+    }
+    return kc_args_activation(a, "activation", "linear", &l->activation, e);
+}
+
+static int activation_build(kc_layer *l, kc_error *e) {
+    l->out_shape = l->in_shape;
+    return KC_OK;
+}
+
+static void activation_forward(kc_layer *l, const kc_exec *ex, const float *x, float *y) {
+    kc_layer_copy(ex->be, y, x, (size_t)kc_shape_numel(&l->in_shape) * (size_t)ex->batch);
+}
+
+static void activation_backward(kc_layer *l, const kc_exec *ex, const float *x, const float *y,
+                                const float *dy, float *dx) {
+    if (dx) kc_layer_copy(ex->be, dx, dy, (size_t)kc_shape_numel(&l->in_shape) * (size_t)ex->batch);
+}
+
+const kc_layer_class kc_activation_class = {
+    .class_name = "Activation",
+    .base_name = "activation",
+    .configure = activation_configure,
+    .build = activation_build,
+    .forward = activation_forward,
+    .backward = activation_backward,
+};

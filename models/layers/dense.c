@@ -1,0 +1,91 @@
+/* Dense: y = x W + b over the last axis; leading axes are rows. */
+#include <limits.h>
+#include <stdio.h>
+
+#include "models/layers/common.h"
+
+typedef struct dense_state {
+    int units;
+    int use_bias;
+    kc_initializer kernel_init, bias_init;
+    int64_t in;   /* last input axis */
+    int64_t rows; /* rows per sample: the product of the leading axes */
+} dense_state;
+
+static const char *const dense_unsupported[] = {
+    "kernel_regularizer", "bias_regularizer", "kernel_constraint",   "bias_constraint",
+    "lora_rank",          "lora_alpha",       "quantization_config", NULL,
+};
+
+static int dense_configure(kc_layer *l, kc_args *a, kc_error *e) {
+    dense_state *s = l->state;
+    long long units;
+    int rc = kc_args_int(a, "units", 1, 0, 1, LLONG_MAX, &units, e);
+    if (!rc && units > INT_MAX)
+        rc = kc_node_fail(e, kc_args_node(a, "units"), "Dense argument 'units' is too large: %lld",
+                          units);
+    if (!rc) rc = kc_args_activation(a, "activation", "linear", &l->activation, e);
+    if (!rc) rc = kc_args_bool(a, "use_bias", 1, &s->use_bias, e);
+    if (!rc)
+        rc = kc_args_initializer(a, "kernel_initializer", "glorot_uniform", &s->kernel_init, e);
+    if (!rc) rc = kc_args_initializer(a, "bias_initializer", "zeros", &s->bias_init, e);
+    if (!rc) rc = kc_layer_reject_unsupported(a, dense_unsupported, e);
+    s->units = (int)units;
+    return rc;
+}
+
+static int dense_build(kc_layer *l, kc_error *e) {
+    dense_state *s = l->state;
+    const kc_shape *in = &l->in_shape;
+    if (in->rank < 1) {
+        char buf[160];
+        return kc_layer_fail(l, e, "expects an input with at least one axis, got %s",
+                             kc_shape_str(in, 1, buf, sizeof buf));
+    }
+    s->in = in->d[in->rank - 1];
+    s->rows = kc_shape_numel(in) / s->in;
+    l->out_shape = *in;
+    l->out_shape.d[in->rank - 1] = s->units;
+    kc_layer_add_param(l, "kernel", kc_shape2(s->in, s->units), &s->kernel_init, 1);
+    if (s->use_bias) kc_layer_add_param(l, "bias", kc_shape1(s->units), &s->bias_init, 1);
+    return KC_OK;
+}
+
+static void dense_forward(kc_layer *l, const kc_exec *ex, const float *x, float *y) {
+    const dense_state *s = l->state;
+    int rows = (int)(s->rows * ex->batch), in = (int)s->in, units = s->units;
+    ex->be->gemm(0, 0, rows, units, in, 1.0f, x, in, l->params[0].value, units, 0.0f, y, units);
+    if (s->use_bias) ex->be->bias_add(y, l->params[1].value, rows, units);
+}
+
+static void dense_backward(kc_layer *l, const kc_exec *ex, const float *x, const float *y,
+                           const float *dy, float *dx) {
+    const dense_state *s = l->state;
+    const kc_backend *be = ex->be;
+    int rows = (int)(s->rows * ex->batch), in = (int)s->in, units = s->units;
+    float beta = ex->accumulate ? 1.0f : 0.0f;
+    kc_param *w = &l->params[0];
+    if (kc_layer_wants_grad(l, w)) /* dW = x^T dy */
+        be->gemm(1, 0, in, units, rows, 1.0f, x, in, dy, units, beta, w->grad, units);
+    if (s->use_bias && kc_layer_wants_grad(l, &l->params[1]))
+        be->bias_grad(l->params[1].grad, dy, rows, units, beta);
+    if (dx) /* dx = dy W^T */
+        be->gemm(0, 1, rows, in, units, 1.0f, dy, units, w->value, units, 0.0f, dx, in);
+}
+
+static int64_t dense_flops(const kc_layer *l) {
+    const dense_state *s = l->state;
+    return 2 * s->rows * s->in * (int64_t)s->units;
+}
+
+const kc_layer_class kc_dense_class = {
+    .class_name = "Dense",
+    .base_name = "dense",
+    .aliases = NULL,
+    .state_size = sizeof(dense_state),
+    .configure = dense_configure,
+    .build = dense_build,
+    .forward = dense_forward,
+    .backward = dense_backward,
+    .flops = dense_flops,
+};

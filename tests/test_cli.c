@@ -1,0 +1,343 @@
+/* The kerasc command line, run as users run it: every verb, the files it
+ * writes, exit statuses, and the errors for bad input. $KERASC names the
+ * binary under test (the Makefile sets it). */
+#include <stdarg.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "core/rng.h"
+#include "models/data/data.h"
+#include "testutil.h"
+
+static char *dir;          /* per-suite scratch directory */
+static const char *kerasc; /* binary */
+static char out_buf[1 << 20], err_buf[1 << 16];
+
+static void slurp(const char *path, char *buf, size_t cap) {
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(buf, 1, cap - 1, f) : 0;
+    buf[n] = 0;
+    if (f) fclose(f);
+}
+
+/* Runs `kerasc ARGS` in the scratch dir; returns its exit status. */
+static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int run(const char *fmt, ...) {
+    char args[4096], cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s >'%s/out.txt' 2>'%s/err.txt'", dir, kerasc, args, dir, dir);
+    int st = system(cmd);
+    char p[4200];
+    snprintf(p, sizeof p, "%s/out.txt", dir);
+    slurp(p, out_buf, sizeof out_buf);
+    snprintf(p, sizeof p, "%s/err.txt", dir);
+    slurp(p, err_buf, sizeof err_buf);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static void write_file(const char *name, const char *text) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static int file_exists(const char *name) {
+    char p[4200];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return stat(p, &st) == 0;
+}
+
+/* A learnable toy problem: 8x8 images with a bright 3x3 blob in one of four
+ * quadrants; the label is the quadrant. */
+static void make_blobs(const char *xname, const char *yname, int n, uint64_t seed) {
+    float *x = calloc((size_t)n * 64, sizeof *x), *y = calloc((size_t)n, sizeof *y);
+    for (int i = 0; i < n; i++) {
+        int q = (int)kc_rng_below(seed, 1, (uint64_t)i, 4);
+        int oy = (q / 2) * 4 + (int)kc_rng_below(seed, 2, (uint64_t)i, 2);
+        int ox = (q % 2) * 4 + (int)kc_rng_below(seed, 3, (uint64_t)i, 2);
+        for (int k = 0; k < 64; k++) x[i * 64 + k] = 40.0f * kc_rng_uniform(seed, 4, (uint64_t)(i * 64 + k));
+        for (int a = 0; a < 3; a++)
+            for (int b = 0; b < 3; b++) x[i * 64 + (oy + a) * 8 + ox + b] += 200.0f;
+        y[i] = (float)q;
+    }
+    kc_error e = {0};
+    char p[4200];
+    kc_shape sx = kc_shape3(n, 8, 8), sy = kc_shape1(n);
+    snprintf(p, sizeof p, "%s/%s", dir, xname);
+    ck_assert_int_eq(kc_npy_write(p, x, &sx, &e), 0);
+    snprintf(p, sizeof p, "%s/%s", dir, yname);
+    ck_assert_int_eq(kc_npy_write(p, y, &sy, &e), 0);
+    free(x);
+    free(y);
+}
+
+static const char *blob_cfg =
+    "model:\n"
+    "  name: blobs\n"
+    "  layers:\n"
+    "    - Input: {shape: [8, 8, 1]}\n"
+    "    - Conv2D: {filters: 4, kernel_size: 3, padding: same, activation: relu}\n"
+    "    - MaxPooling2D: {pool_size: 2}\n"
+    "    - Flatten\n"
+    "    - Dropout: {rate: 0.1}\n"
+    "    - Dense: {units: 4, activation: softmax}\n"
+    "compile:\n"
+    "  optimizer: {Adam: {learning_rate: 0.01}}\n"
+    "  loss: sparse_categorical_crossentropy\n"
+    "  metrics: [accuracy]\n"
+    "data:\n"
+    "  train: {x: train_x.npy, y: train_y.npy}\n"
+    "  test: {x: test_x.npy, y: test_y.npy}\n"
+    "  rescale: 1/255\n"
+    "  reshape: [8, 8, 1]\n"
+    "fit: {epochs: 3, batch_size: 16, validation_split: 0.2, seed: 5}\n";
+
+static void setup(void) {
+    kerasc = getenv("KERASC");
+    ck_assert_msg(kerasc && *kerasc, "set KERASC to the kerasc binary");
+    dir = kc_test_tmpdir();
+    make_blobs("train_x.npy", "train_y.npy", 400, 11);
+    make_blobs("test_x.npy", "test_y.npy", 100, 12);
+    write_file("blobs.yaml", blob_cfg);
+}
+
+static void teardown(void) {
+    kc_test_rmdir(dir);
+    free(dir);
+}
+
+START_TEST(help_and_version) {
+    ck_assert_int_eq(run("--help"), 0);
+    ck_assert_ptr_nonnull(strstr(out_buf, "train"));
+    ck_assert_ptr_nonnull(strstr(out_buf, "summary"));
+    ck_assert_int_eq(run("--version"), 0);
+    ck_assert_ptr_nonnull(strstr(out_buf, "kerasc "));
+    const char *verbs[] = {"train", "evaluate", "summary", "predict"};
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(run("%s --help", verbs[i]), 0);
+        ck_assert_ptr_nonnull(strstr(out_buf, "Usage: kerasc"));
+    }
+    ck_assert_int_eq(run("frobnicate"), 2);
+    ck_assert_ptr_nonnull(strstr(err_buf, "unknown command 'frobnicate'"));
+    ck_assert_int_eq(run("train"), 2);
+    ck_assert_int_eq(run("train blobs.yaml --epochs zero"), 2);
+    ck_assert_ptr_nonnull(strstr(err_buf, "--epochs"));
+    ck_assert_int_eq(run("train blobs.yaml --no-such-flag"), 2);
+}
+END_TEST
+
+static const char *seed_summary =
+    "Model: \"mnist_cnn\"\n"
+    "┏━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━┓\n"
+    "┃ Layer (type)                    ┃ Output Shape           ┃       Param # ┃\n"
+    "┡━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━┩\n"
+    "│ conv2d (Conv2D)                 │ (None, 26, 26, 32)     │           320 │\n"
+    "├─────────────────────────────────┼────────────────────────┼───────────────┤\n"
+    "│ max_pooling2d (MaxPooling2D)    │ (None, 13, 13, 32)     │             0 │\n"
+    "├─────────────────────────────────┼────────────────────────┼───────────────┤\n"
+    "│ conv2d_1 (Conv2D)               │ (None, 11, 11, 64)     │        18,496 │\n"
+    "├─────────────────────────────────┼────────────────────────┼───────────────┤\n"
+    "│ max_pooling2d_1 (MaxPooling2D)  │ (None, 5, 5, 64)       │             0 │\n"
+    "├─────────────────────────────────┼────────────────────────┼───────────────┤\n"
+    "│ flatten (Flatten)               │ (None, 1600)           │             0 │\n"
+    "├─────────────────────────────────┼────────────────────────┼───────────────┤\n"
+    "│ dense (Dense)                   │ (None, 64)             │       102,464 │\n"
+    "├─────────────────────────────────┼────────────────────────┼───────────────┤\n"
+    "│ dense_1 (Dense)                 │ (None, 10)             │           650 │\n"
+    "└─────────────────────────────────┴────────────────────────┴───────────────┘\n"
+    " Total params: 121,930 (476.29 KB)\n"
+    " Trainable params: 121,930 (476.29 KB)\n"
+    " Non-trainable params: 0 (0.00 B)\n";
+
+START_TEST(summary_matches_keras) {
+    const char *src = getenv("KERASC_SRC");
+    ck_assert_msg(src && *src, "set KERASC_SRC to the source tree");
+    int st = run("summary '%s/configs/mnist_cnn.yaml'", src);
+    ck_assert_msg(st == 0, "summary failed: %s", err_buf);
+    ck_assert_str_eq(out_buf, seed_summary);
+}
+END_TEST
+
+START_TEST(train_evaluate_predict) {
+    int st = run("train blobs.yaml --output run");
+    ck_assert_msg(st == 0, "train failed (%d): %s", st, err_buf);
+    /* not a terminal: one line per epoch, Keras's verbose=2 form */
+    ck_assert_ptr_nonnull(strstr(out_buf, "Epoch 1/3\n"));
+    ck_assert_ptr_nonnull(strstr(out_buf, "Epoch 3/3\n"));
+    ck_assert_ptr_nonnull(strstr(out_buf, "20/20 - "));
+    ck_assert_ptr_nonnull(strstr(out_buf, " - loss: "));
+    ck_assert_ptr_nonnull(strstr(out_buf, " - val_accuracy: "));
+    ck_assert(file_exists("run/history.csv"));
+    ck_assert(file_exists("run/last.safetensors"));
+    ck_assert(file_exists("run/best.safetensors"));
+    char hist[4096], p[4200];
+    snprintf(p, sizeof p, "%s/run/history.csv", dir);
+    slurp(p, hist, sizeof hist);
+    ck_assert_msg(!strncmp(hist, "epoch,accuracy,loss,val_accuracy,val_loss\n0,", 44), "history: %s", hist);
+    int lines = 0;
+    for (char *c = hist; *c; c++) lines += *c == '\n';
+    ck_assert_int_eq(lines, 4);
+
+    /* the figure printed by train is the one evaluate reports on the last checkpoint */
+    char *test_line = strstr(out_buf, "Test - loss: ");
+    ck_assert_ptr_nonnull(test_line);
+    double tl, ta;
+    ck_assert_int_eq(sscanf(test_line, "Test - loss: %lf - accuracy: %lf", &tl, &ta), 2);
+    ck_assert_msg(ta >= 0.9, "blob test accuracy %.4f", ta);
+    st = run("evaluate run/last.safetensors --json");
+    ck_assert_msg(st == 0, "evaluate failed: %s", err_buf);
+    double el, ea;
+    ck_assert_int_eq(sscanf(out_buf, "{\"loss\": %lf, \"accuracy\": %lf}", &el, &ea), 2);
+    ck_assert_close(el, tl, 5e-5, 0);
+    ck_assert_close(ea, ta, 5e-5, 0);
+    st = run("evaluate blobs.yaml --weights run/last.safetensors");
+    ck_assert_msg(st == 0, "evaluate with --weights failed: %s", err_buf);
+    ck_assert_ptr_nonnull(strstr(out_buf, "7/7 - "));
+    ck_assert_ptr_nonnull(strstr(out_buf, " - accuracy: "));
+
+    /* predict: one row of 4 probabilities per sample */
+    st = run("predict run/best.safetensors --input test_x.npy --output pred.csv");
+    ck_assert_msg(st == 0, "predict failed: %s", err_buf);
+    char pred[1 << 16];
+    snprintf(p, sizeof p, "%s/pred.csv", dir);
+    slurp(p, pred, sizeof pred);
+    int rows = 0;
+    for (char *c = pred; *c; c++) rows += *c == '\n';
+    ck_assert_int_eq(rows, 100);
+    float a, b, c, d;
+    ck_assert_int_eq(sscanf(pred, "%f,%f,%f,%f", &a, &b, &c, &d), 4);
+    ck_assert_close(a + b + c + d, 1.0, 1e-5, 0);
+    st = run("predict run/best.safetensors --input test_x.npy --output pred.npy");
+    ck_assert_msg(st == 0, "predict to npy failed: %s", err_buf);
+    kc_array arr = {0};
+    kc_error e = {0};
+    snprintf(p, sizeof p, "%s/pred.npy", dir);
+    ck_assert_int_eq(kc_array_load(p, NULL, &arr, &e), 0);
+    ck_assert_int_eq(arr.shape.rank, 2);
+    ck_assert_int_eq(arr.shape.d[0], 100);
+    ck_assert_int_eq(arr.shape.d[1], 4);
+    ck_assert_close(((float *)arr.data)[0], a, 1e-6, 1e-6);
+    kc_array_free(&arr);
+    /* summary works from the checkpoint alone */
+    ck_assert_int_eq(run("summary run/last.safetensors"), 0);
+    ck_assert_ptr_nonnull(strstr(out_buf, "Model: \"blobs\""));
+    ck_assert_ptr_nonnull(strstr(out_buf, " Total params: 300 (1.17 KB)"));
+}
+END_TEST
+
+START_TEST(same_seed_same_bytes) {
+    ck_assert_int_eq(run("train blobs.yaml --output a --epochs 2 --threads 2"), 0);
+    ck_assert_int_eq(run("train blobs.yaml --output b --epochs 2 --threads 2"), 0);
+    char cmd[8400];
+    snprintf(cmd, sizeof cmd, "cmp -s '%s/a/last.safetensors' '%s/b/last.safetensors'", dir, dir);
+    ck_assert_msg(system(cmd) == 0, "two runs with one seed wrote different checkpoints");
+    ck_assert_int_eq(run("train blobs.yaml --output c --epochs 2 --threads 2 --seed 6"), 0);
+    snprintf(cmd, sizeof cmd, "cmp -s '%s/a/last.safetensors' '%s/c/last.safetensors'", dir, dir);
+    ck_assert_msg(system(cmd) != 0, "a different seed gave the same checkpoint");
+}
+END_TEST
+
+START_TEST(config_errors_exit_2_with_location) {
+    write_file("bad1.yaml", "model:\n  layers:\n    - Input: {shape: [8, 8, 1]}\n    - Conv2D: {filters: 4, kernal_size: 3}\n");
+    ck_assert_int_eq(run("summary bad1.yaml"), 2);
+    ck_assert_ptr_nonnull(strstr(err_buf, "bad1.yaml:4:28: unknown key 'kernal_size'"));
+    ck_assert_ptr_nonnull(strstr(err_buf, "did you mean 'kernel_size'?"));
+    ck_assert_int_eq(run("train bad1.yaml"), 2);
+
+    write_file("bad2.yaml", "model:\n  layers:\n    - Input: {shape: [8, 8, 1]}\n    - Dense: {units: -3}\n");
+    ck_assert_int_eq(run("summary bad2.yaml"), 2);
+    ck_assert_ptr_nonnull(strstr(err_buf, "bad2.yaml:4:22:"));
+
+    /* data that does not fit the model: names both shapes */
+    char *cfg = strdup(blob_cfg);
+    char *r = strstr(cfg, "  reshape: [8, 8, 1]\n");
+    memmove(r, r + strlen("  reshape: [8, 8, 1]\n"), strlen(r + strlen("  reshape: [8, 8, 1]\n")) + 1);
+    write_file("bad3.yaml", cfg);
+    free(cfg);
+    ck_assert_int_eq(run("train bad3.yaml"), 2);
+    ck_assert_ptr_nonnull(strstr(err_buf, "(None, 8, 8)"));
+    ck_assert_ptr_nonnull(strstr(err_buf, "(None, 8, 8, 1)"));
+    ck_assert_ptr_nonnull(strstr(err_buf, "reshape"));
+
+    /* missing data file */
+    write_file("bad4.yaml", "model:\n  layers:\n    - Input: {shape: [4]}\n    - Dense: {units: 2}\n"
+                            "compile: {loss: mse}\ndata:\n  train: {x: nope.npy, y: nope.npy}\n");
+    ck_assert(run("train bad4.yaml") != 0);
+    ck_assert_ptr_nonnull(strstr(err_buf, "nope.npy"));
+    ck_assert_ptr_nonnull(strstr(err_buf, "bad4.yaml:7:"));
+
+    /* a file that is not there */
+    ck_assert_int_eq(run("summary missing.yaml"), 2);
+    ck_assert_ptr_nonnull(strstr(err_buf, "missing.yaml"));
+
+    /* evaluate needs weights with a config */
+    ck_assert_int_eq(run("evaluate blobs.yaml"), 2);
+    ck_assert_ptr_nonnull(strstr(err_buf, "--weights"));
+}
+END_TEST
+
+START_TEST(labels_out_of_range) {
+    /* 4 classes in the data, 3 outputs in the model */
+    char *cfg = strdup(blob_cfg);
+    char *u = strstr(cfg, "units: 4");
+    u[7] = '3';
+    write_file("three.yaml", cfg);
+    free(cfg);
+    ck_assert_int_eq(run("train three.yaml"), 2);
+    ck_assert_ptr_nonnull(strstr(err_buf, "label 3"));
+    ck_assert_ptr_nonnull(strstr(err_buf, "[0, 3)"));
+}
+END_TEST
+
+START_TEST(checkpoint_mismatch_is_named) {
+    ck_assert_int_eq(run("train blobs.yaml --output run --epochs 1"), 0);
+    char *cfg = strdup(blob_cfg);
+    char *f = strstr(cfg, "filters: 4");
+    f[9] = '6';
+    write_file("other.yaml", cfg);
+    free(cfg);
+    ck_assert_int_eq(run("evaluate other.yaml --weights run/last.safetensors"), 2);
+    ck_assert_ptr_nonnull(strstr(err_buf, "conv2d/kernel: checkpoint shape (3, 3, 1, 4), model shape (3, 3, 1, 6)"));
+    ck_assert_ptr_nonnull(strstr(err_buf, "dense/kernel"));
+    write_file("junk.safetensors", "not a checkpoint at all");
+    ck_assert(run("evaluate blobs.yaml --weights junk.safetensors") != 0);
+    ck_assert_ptr_nonnull(strstr(err_buf, "junk.safetensors"));
+}
+END_TEST
+
+START_TEST(missing_dataset_lists_places) {
+    write_file("mn.yaml", "model:\n  layers:\n    - Input: {shape: [28, 28]}\n    - Flatten\n    - Dense: {units: 10}\n"
+                          "compile: {loss: sparse_categorical_crossentropy}\ndata: {dataset: mnist}\n");
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "train mn.yaml");
+    setenv("HOME", dir, 1);
+    setenv("KERAS_HOME", dir, 1);
+    int st = run("%s", cmd);
+    ck_assert_int_eq(st, 1);
+    ck_assert_ptr_nonnull(strstr(err_buf, "mnist.npz"));
+    ck_assert_ptr_nonnull(strstr(err_buf, dir));
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("cli");
+    TCase *t = tcase_create("cli");
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_test(t, help_and_version);
+    tcase_add_test(t, summary_matches_keras);
+    tcase_add_test(t, train_evaluate_predict);
+    tcase_add_test(t, same_seed_same_bytes);
+    tcase_add_test(t, config_errors_exit_2_with_location);
+    tcase_add_test(t, labels_out_of_range);
+    tcase_add_test(t, checkpoint_mismatch_is_named);
+    tcase_add_test(t, missing_dataset_lists_places);
+    suite_add_tcase(s, t);
+    return kc_test_run(s);
+}

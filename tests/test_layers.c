@@ -1,0 +1,1123 @@
+/* Layers and activations: Keras's output shapes and parameter counts, every
+ * argument error with its file:line:column, hand-computed forward values,
+ * and finite-difference gradient checks of every layer and activation on
+ * both the reference and the cpu backends. */
+#include "models/layer.h"
+#include "tests/testutil.h"
+
+#include <stdint.h>
+
+#include "core/rng.h"
+#include "models/yaml.h"
+
+/* ---- building layers from YAML argument text ---- */
+
+typedef struct tl {
+    kc_doc *doc;
+    kc_layer *l;
+} tl;
+
+/* Creates class `cls` with the arguments in `yaml` (NULL: none), finishes
+ * the arguments and, with `in`, builds. Returns the first error's code. */
+static int tl_make(tl *t, const char *cls, const char *yaml, const kc_shape *in, kc_error *e) {
+    memset(t, 0, sizeof *t);
+    memset(e, 0, sizeof *e);
+    const kc_layer_class *c = kc_layer_class_find(cls);
+    ck_assert_msg(c != NULL, "no class %s", cls);
+    kc_node *map = NULL;
+    if (yaml) {
+        int rc = kc_doc_parse(&t->doc, "layer.yaml", yaml, strlen(yaml), e);
+        ck_assert_msg(rc == 0, "yaml: %s", e->msg);
+        map = t->doc->root;
+    }
+    kc_args a;
+    kc_args_init(&a, map, map, c->class_name);
+    int rc = kc_layer_create(c, &a, map, &t->l, e);
+    if (!rc) rc = kc_args_finish(&a, e);
+    if (!rc && in) rc = kc_layer_build(t->l, in, e);
+    return rc;
+}
+
+static void tl_free(tl *t) {
+    kc_layer_free(t->l);
+    kc_doc_free(t->doc);
+    memset(t, 0, sizeof *t);
+}
+
+/* A layer that must build. */
+static kc_layer *must_build(tl *t, const char *cls, const char *yaml, kc_shape in) {
+    kc_error e;
+    int rc = tl_make(t, cls, yaml, &in, &e);
+    ck_assert_msg(rc == 0, "%s(%s): %s", cls, yaml ? yaml : "", e.msg);
+    return t->l;
+}
+
+static void expect_shape(const kc_layer *l, kc_shape want) {
+    char a[160], b[160];
+    ck_assert_msg(kc_shape_equal(&l->out_shape, &want), "%s: output %s, expected %s", l->name,
+                  kc_shape_str(&l->out_shape, 1, a, sizeof a), kc_shape_str(&want, 1, b, sizeof b));
+}
+
+/* The error of creating (and, with `in`, building) must start with `where`
+ * (file:line:column) and contain `part`. */
+static void expect_error(const char *cls, const char *yaml, const kc_shape *in, const char *where,
+                         const char *part) {
+    tl t;
+    kc_error e;
+    int rc = tl_make(&t, cls, yaml, in, &e);
+    ck_assert_msg(rc == KC_ECONFIG, "%s(%s) accepted", cls, yaml ? yaml : "");
+    ck_assert_msg(strncmp(e.msg, where, strlen(where)) == 0, "'%s' does not start with '%s'", e.msg,
+                  where);
+    ck_assert_msg(strstr(e.msg, part) != NULL, "'%s' lacks '%s'", e.msg, part);
+    tl_free(&t);
+}
+
+/* ---- registry ---- */
+
+START_TEST(test_registry) {
+    const char *names[] = {"Dense",   "Conv2D",  "MaxPooling2D", "AveragePooling2D",
+                           "Flatten", "Reshape", "Dropout",      "Activation"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const kc_layer_class *c = kc_layer_class_find(names[i]);
+        ck_assert_ptr_nonnull(c);
+        ck_assert_str_eq(c->class_name, names[i]);
+    }
+    ck_assert_str_eq(kc_layer_class_find("Convolution2D")->class_name, "Conv2D");
+    ck_assert_str_eq(kc_layer_class_find("MaxPool2D")->class_name, "MaxPooling2D");
+    ck_assert_str_eq(kc_layer_class_find("AvgPool2D")->class_name, "AveragePooling2D");
+    ck_assert_ptr_null(kc_layer_class_find("dense")); /* Keras class names are case-sensitive */
+    ck_assert_ptr_null(kc_layer_class_find("Conv3D"));
+    ck_assert_str_eq(kc_layer_class_find("MaxPooling2D")->base_name, "max_pooling2d");
+    ck_assert_str_eq(kc_layer_class_find("AveragePooling2D")->base_name, "average_pooling2d");
+    ck_assert_str_eq(kc_layer_class_find("Conv2D")->base_name, "conv2d");
+}
+END_TEST
+
+/* ---- shapes and parameter counts ---- */
+
+START_TEST(test_seed_cnn_shapes) {
+    tl t[7];
+    kc_layer *l;
+    l = must_build(&t[0], "Conv2D", "filters: 32\nkernel_size: [3, 3]\nactivation: relu\n",
+                   kc_shape3(28, 28, 1));
+    expect_shape(l, kc_shape3(26, 26, 32));
+    ck_assert_int_eq(kc_layer_param_count(l, 0), 320);
+    ck_assert_int_eq(l->activation.act, KC_ACT_RELU);
+    ck_assert_int_eq(l->nparams, 2);
+    ck_assert_str_eq(l->params[0].name, "kernel");
+    ck_assert(kc_shape_equal(&l->params[0].shape, &(kc_shape){4, {3, 3, 1, 32}}));
+    ck_assert_str_eq(l->params[1].name, "bias");
+    ck_assert_int_eq(l->params[0].init.kind, KC_INIT_GLOROT_UNIFORM);
+    ck_assert_int_eq(l->params[1].init.kind, KC_INIT_ZEROS);
+    ck_assert_int_eq(l->cls->flops(l), 2LL * 26 * 26 * 32 * 9);
+
+    l = must_build(&t[1], "MaxPooling2D", "pool_size: [2, 2]\n", kc_shape3(26, 26, 32));
+    expect_shape(l, kc_shape3(13, 13, 32));
+    ck_assert_int_eq(kc_layer_param_count(l, 0), 0);
+
+    l = must_build(&t[2], "Conv2D", "filters: 64\nkernel_size: 3\nactivation: relu\n",
+                   kc_shape3(13, 13, 32));
+    expect_shape(l, kc_shape3(11, 11, 64));
+    ck_assert_int_eq(kc_layer_param_count(l, 0), 18496);
+
+    l = must_build(&t[3], "MaxPooling2D", NULL, kc_shape3(11, 11, 64));
+    expect_shape(l, kc_shape3(5, 5, 64));
+
+    l = must_build(&t[4], "Flatten", NULL, kc_shape3(5, 5, 64));
+    expect_shape(l, kc_shape1(1600));
+
+    l = must_build(&t[5], "Dense", "units: 64\nactivation: relu\n", kc_shape1(1600));
+    expect_shape(l, kc_shape1(64));
+    ck_assert_int_eq(kc_layer_param_count(l, 0), 102464);
+    ck_assert_int_eq(kc_layer_param_count(l, 1), 102464);
+    ck_assert_int_eq(l->cls->flops(l), 2LL * 1600 * 64);
+    ck_assert(kc_shape_equal(&l->params[0].shape, &(kc_shape){2, {1600, 64}}));
+
+    l = must_build(&t[6], "Dense", "units: 10\nactivation: softmax\n", kc_shape1(64));
+    expect_shape(l, kc_shape1(10));
+    ck_assert_int_eq(kc_layer_param_count(l, 0), 650);
+    ck_assert_int_eq(l->activation.act, KC_ACT_SOFTMAX);
+    l->trainable = 0;
+    ck_assert_int_eq(kc_layer_param_count(l, 1), 0);
+    ck_assert_int_eq(kc_layer_param_count(l, 0), 650);
+    for (int i = 0; i < 7; i++)
+        tl_free(&t[i]);
+}
+END_TEST
+
+static void conv_shape(const char *yaml, kc_shape in, kc_shape want) {
+    tl t;
+    kc_layer *l = must_build(&t, "Conv2D", yaml, in);
+    expect_shape(l, want);
+    tl_free(&t);
+}
+
+START_TEST(test_conv_shape_rules) {
+    conv_shape("filters: 4\nkernel_size: 3\npadding: same\n", kc_shape3(28, 28, 1),
+               kc_shape3(28, 28, 4));
+    /* same, stride 2: ceil(7/2) = 4, total pad (4-1)2 + 3 - 7 = 2 */
+    conv_shape("filters: 2\nkernel_size: 3\nstrides: 2\npadding: same\n", kc_shape3(7, 8, 3),
+               kc_shape3(4, 4, 2));
+    /* even input, stride 2: total (4-1)2 + 3 - 8 = 1, before 0 (extra goes after) */
+    conv_shape("filters: 2\nkernel_size: 3\nstrides: 2\npadding: same\n", kc_shape3(8, 8, 3),
+               kc_shape3(4, 4, 2));
+    /* valid, stride 2: floor((7-3)/2) + 1 = 3 */
+    conv_shape("filters: 5\nkernel_size: 3\nstrides: [2, 3]\n", kc_shape3(7, 10, 1),
+               kc_shape3(3, 3, 5));
+    /* dilation 2: k_eff = 5, 10 - 5 + 1 = 6 */
+    conv_shape("filters: 1\nkernel_size: 3\ndilation_rate: 2\n", kc_shape3(10, 10, 2),
+               kc_shape3(6, 6, 1));
+    /* dilation 2 same: size kept, total pad 4 split 2 + 2 */
+    conv_shape("filters: 1\nkernel_size: 3\ndilation_rate: 2\npadding: SAME\n", kc_shape3(10, 9, 2),
+               kc_shape3(10, 9, 1));
+    conv_shape("filters: 3\nkernel_size: [3, 5]\n", kc_shape3(10, 12, 2), kc_shape3(8, 8, 3));
+    /* a kernel larger than the input with "same" still gives ceil(n/s) */
+    conv_shape("filters: 1\nkernel_size: 5\npadding: same\n", kc_shape3(2, 2, 1),
+               kc_shape3(2, 2, 1));
+
+    tl t;
+    kc_layer *l = must_build(&t, "Conv2D", "filters: 8\nkernel_size: 3\nuse_bias: false\n",
+                             kc_shape3(5, 5, 2));
+    ck_assert_int_eq(l->nparams, 1);
+    ck_assert_int_eq(kc_layer_param_count(l, 0), 3 * 3 * 2 * 8);
+    tl_free(&t);
+}
+END_TEST
+
+START_TEST(test_pool_shape_rules) {
+    tl t;
+    kc_layer *l = must_build(&t, "MaxPooling2D", "pool_size: 3\nstrides: 2\n", kc_shape3(7, 7, 4));
+    expect_shape(l, kc_shape3(3, 3, 4));
+    tl_free(&t);
+    l = must_build(&t, "MaxPooling2D", "padding: same\n", kc_shape3(11, 11, 4));
+    expect_shape(l, kc_shape3(6, 6, 4));
+    tl_free(&t);
+    l = must_build(&t, "AveragePooling2D", "pool_size: [2, 3]\nstrides: null\n",
+                   kc_shape3(9, 9, 1));
+    expect_shape(l, kc_shape3(4, 3, 1));
+    tl_free(&t);
+    l = must_build(&t, "AveragePooling2D", "pool_size: 2\nstrides: 1\npadding: same\n",
+                   kc_shape3(5, 4, 3));
+    expect_shape(l, kc_shape3(5, 4, 3));
+    tl_free(&t);
+    l = must_build(&t, "AvgPool2D", "pool_size: 2\n", kc_shape3(5, 4, 3));
+    expect_shape(l, kc_shape3(2, 2, 3));
+    ck_assert_str_eq(l->cls->class_name, "AveragePooling2D");
+    tl_free(&t);
+}
+END_TEST
+
+START_TEST(test_reshape_rules) {
+    tl t;
+    kc_layer *l = must_build(&t, "Reshape", "target_shape: [28, 28, 1]\n", kc_shape1(784));
+    expect_shape(l, kc_shape3(28, 28, 1));
+    tl_free(&t);
+    l = must_build(&t, "Reshape", "target_shape: [-1, 7]\n", kc_shape2(28, 28));
+    expect_shape(l, kc_shape2(112, 7));
+    tl_free(&t);
+    l = must_build(&t, "Reshape", "target_shape: [4, -1, 2]\n", kc_shape3(2, 3, 4));
+    expect_shape(l, kc_shape3(4, 3, 2));
+    tl_free(&t);
+    l = must_build(&t, "Reshape", "target_shape: 24\n", kc_shape3(2, 3, 4));
+    expect_shape(l, kc_shape1(24));
+    tl_free(&t);
+    l = must_build(&t, "Flatten", NULL, kc_shape1(10));
+    expect_shape(l, kc_shape1(10));
+    tl_free(&t);
+    l = must_build(&t, "Dense", "units: 4\n", kc_shape2(5, 3));
+    expect_shape(l, kc_shape2(5, 4));
+    ck_assert_int_eq(kc_layer_param_count(l, 0), 3 * 4 + 4);
+    ck_assert_int_eq(l->cls->flops(l), 2LL * 5 * 3 * 4);
+    tl_free(&t);
+    l = must_build(&t, "Dropout", "rate: 0.3\n", kc_shape2(5, 3));
+    expect_shape(l, kc_shape2(5, 3));
+    tl_free(&t);
+    l = must_build(&t, "Activation", "activation: tanh\n", kc_shape3(2, 2, 2));
+    expect_shape(l, kc_shape3(2, 2, 2));
+    ck_assert_int_eq(l->activation.act, KC_ACT_TANH);
+    tl_free(&t);
+}
+END_TEST
+
+/* ---- argument and shape errors ---- */
+
+START_TEST(test_dense_errors) {
+    expect_error("Dense", "activation: relu\n", NULL, "layer.yaml:1:1:", "'units'");
+    expect_error("Dense", "units: 0\n", NULL, "layer.yaml:1:8:", ">= 1");
+    expect_error("Dense", "units: 3000000000\n", NULL, "layer.yaml:1:8:", "too large");
+    expect_error("Dense", "units: ten\n", NULL, "layer.yaml:1:8:", "expected an integer");
+    expect_error("Dense", "units: 2.5\n", NULL, "layer.yaml:1:8:", "expected an integer");
+    expect_error("Dense", "units: 10\nactivaton: relu\n", NULL,
+                 "layer.yaml:2:1:", "did you mean 'activation'");
+    expect_error("Dense", "units: 10\nactivation: rellu\n", NULL,
+                 "layer.yaml:2:13:", "did you mean 'relu'");
+    expect_error("Dense", "units: 10\nactivation: [relu]\n", NULL,
+                 "layer.yaml:2:13:", "activation");
+    expect_error("Dense", "units: 10\nuse_bias: maybe\n", NULL,
+                 "layer.yaml:2:11:", "expected true or false");
+    expect_error("Dense", "units: 10\nkernel_initializer: glorot_unifrom\n", NULL,
+                 "layer.yaml:2:21:", "did you mean 'glorot_uniform'");
+    expect_error("Dense", "units: 10\nkernel_regularizer: l2\n", NULL,
+                 "layer.yaml:2:21:", "'kernel_regularizer' is not supported yet by kerasc");
+    expect_error("Dense", "units: 10\nbias_constraint: non_neg\n", NULL,
+                 "layer.yaml:2:18:", "'bias_constraint' is not supported yet by kerasc");
+    expect_error("Dense", "units: 10\nactivity_regularizer: l1\n", NULL,
+                 "layer.yaml:2:23:", "'activity_regularizer' is not supported yet by kerasc");
+    /* explicit nulls are what Keras writes for absent options */
+    tl t;
+    kc_layer *l = must_build(&t, "Dense",
+                             "units: 3\nkernel_regularizer: null\nbias_constraint: ~\n"
+                             "activation: null\n",
+                             kc_shape1(2));
+    ck_assert_int_eq(l->activation.act, KC_ACT_LINEAR);
+    tl_free(&t);
+}
+END_TEST
+
+START_TEST(test_conv_errors) {
+    expect_error("Conv2D", "kernel_size: 3\n", NULL, "layer.yaml:1:1:", "'filters'");
+    expect_error("Conv2D", "filters: 4\n", NULL, "layer.yaml:1:1:", "'kernel_size'");
+    expect_error("Conv2D", "filters: 0\nkernel_size: 3\n", NULL, "layer.yaml:1:10:", ">= 1");
+    expect_error("Conv2D", "filters: 4\nkernel_size: [3, 3, 3]\n", NULL,
+                 "layer.yaml:2:14:", "list of 2 integers");
+    expect_error("Conv2D", "filters: 4\nkernel_size: [3, 0]\n", NULL,
+                 "layer.yaml:2:18:", "'kernel_size' must be >= 1, got 0");
+    expect_error("Conv2D", "filters: 4\nkernel_size: 3\nstrides: 0\n", NULL,
+                 "layer.yaml:3:10:", "'strides' must be >= 1");
+    expect_error("Conv2D", "filters: 4\nkernel_size: 3\npadding: smae\n", NULL,
+                 "layer.yaml:3:10:", "did you mean 'same'");
+    expect_error("Conv2D", "filters: 4\nkernel_size: 3\npadding: causal\n", NULL,
+                 "layer.yaml:3:10:", "padding");
+    expect_error("Conv2D", "filters: 4\nkernel_size: 3\nstrides: 2\ndilation_rate: 2\n", NULL,
+                 "layer.yaml:4:16:", "dilation_rate > 1");
+    expect_error("Conv2D", "filters: 4\nkernel_size: 3\ndata_format: channels_first\n", NULL,
+                 "layer.yaml:3:14:", "not supported yet by kerasc");
+    expect_error("Conv2D", "filters: 4\nkernel_size: 3\ngroups: 2\n", NULL,
+                 "layer.yaml:3:9:", "not supported yet by kerasc");
+    expect_error("Conv2D", "filters: 3\nkernel_size: 3\ngroups: 2\n", NULL,
+                 "layer.yaml:3:9:", "divisible");
+    expect_error("Conv2D", "filters: 4\nkernel_size: 3\nkernel_sise: 3\n", NULL,
+                 "layer.yaml:3:1:", "did you mean 'kernel_size'");
+    expect_error("Conv2D", "filters: 4\nkernel_size: 3\nbias_regularizer: {L2: {l2: 0.1}}\n", NULL,
+                 "layer.yaml:3:19:", "not supported yet by kerasc");
+    /* shape errors name the layer and the shapes */
+    kc_shape flat = kc_shape1(784);
+    expect_error("Conv2D", "filters: 4\nkernel_size: 3\n", &flat, "layer.yaml:1:1:",
+                 "layer 'conv2d' (Conv2D): expects an input of shape (height, width, channels), "
+                 "got (None, 784)");
+    kc_shape small = kc_shape3(2, 5, 1);
+    expect_error("Conv2D", "filters: 4\nkernel_size: 3\n", &small,
+                 "layer.yaml:1:1:", "does not fit input (None, 2, 5, 1)");
+}
+END_TEST
+
+START_TEST(test_pool_dropout_reshape_errors) {
+    expect_error("MaxPooling2D", "pool_size: 0\n", NULL,
+                 "layer.yaml:1:12:", "MaxPooling2D argument 'pool_size' must be >= 1, got 0");
+    expect_error("MaxPooling2D", "pool: 2\n", NULL, "layer.yaml:1:1:", "did you mean 'pool_size'");
+    expect_error("MaxPooling2D", "padding: full\n", NULL, "layer.yaml:1:10:", "'full'");
+    expect_error("AveragePooling2D", "padding: same\n", NULL,
+                 "layer.yaml:1:1:", "requires the argument 'pool_size'");
+    expect_error("MaxPooling2D", "strides: [2, 2, 2]\n", NULL, "layer.yaml:1:10:", "2 integers");
+    kc_shape flat = kc_shape1(10), tiny = kc_shape3(1, 4, 2);
+    expect_error("MaxPooling2D", "pool_size: 2\n", &flat,
+                 "layer.yaml:1:1:", "layer 'max_pooling2d' (MaxPooling2D)");
+    expect_error("MaxPooling2D", "pool_size: 2\n", &tiny,
+                 "layer.yaml:1:1:", "does not fit input (None, 1, 4, 2)");
+
+    expect_error("Dropout", "seed: 1\n", NULL, "layer.yaml:1:1:", "'rate'");
+    expect_error("Dropout", "rate: 1\n", NULL, "layer.yaml:1:7:", "[0, 1)");
+    expect_error("Dropout", "rate: -0.1\n", NULL, "layer.yaml:1:7:", "[0, 1)");
+    expect_error("Dropout", "rate: high\n", NULL, "layer.yaml:1:7:", "expected a number");
+    expect_error("Dropout", "rate: 0.5\nnoise_shape: [1, 4]\n", NULL,
+                 "layer.yaml:2:14:", "not supported yet by kerasc");
+    expect_error("Dropout", "rate: 0.5\nsed: 3\n", NULL, "layer.yaml:2:1:", "did you mean 'seed'");
+
+    expect_error("Reshape", "shape: [2, 2]\n", NULL, "layer.yaml:1:1:", "target_shape");
+    expect_error("Reshape", "target_shape: [-1, -1]\n", NULL,
+                 "layer.yaml:1:15:", "at most one dimension can be -1");
+    expect_error("Reshape", "target_shape: [0, 4]\n", NULL, "layer.yaml:1:15:", "positive");
+    expect_error("Reshape", "target_shape: [2, -3]\n", NULL, "layer.yaml:1:19:", "-1");
+    expect_error("Reshape", "target_shape: abc\n", NULL, "layer.yaml:1:15:", "integer");
+    kc_shape in = kc_shape2(3, 4);
+    expect_error("Reshape", "target_shape: [5, 2]\n", &in, "layer.yaml:1:1:",
+                 "cannot reshape input (3, 4) (12 values per sample) to target_shape (5, 2)");
+    expect_error("Reshape", "target_shape: [5, -1]\n", &in,
+                 "layer.yaml:1:1:", "to target_shape (5, -1)");
+
+    expect_error("Flatten", "data_format: channels_first\n", NULL,
+                 "layer.yaml:1:14:", "not supported yet");
+    expect_error("Flatten", "activity_regularizer: l2\n", NULL,
+                 "layer.yaml:1:23:", "not supported yet");
+    expect_error("Flatten", "units: 3\n", NULL, "layer.yaml:1:1:", "unknown key 'units'");
+
+    expect_error("Activation", "name: act\nactivation: sigmoidd\n", NULL,
+                 "layer.yaml:2:13:", "did you mean 'sigmoid'");
+    expect_error("Activation", "activation: mish\n", NULL,
+                 "layer.yaml:1:13:", "'mish' is not supported yet by kerasc");
+    expect_error("Activation", "activaton: relu\n", NULL, "layer.yaml:1:1:", "'activation'");
+}
+END_TEST
+
+/* ---- device plumbing ---- */
+
+typedef struct rig {
+    const kc_backend *be;
+    kc_layer *l;
+    int batch;
+    size_t nin, nout;       /* values per batch */
+    float *x, *y, *dy, *dx; /* device */
+    void *ws;
+} rig;
+
+static float *dev_alloc(const kc_backend *be, size_t n) {
+    float *p = be->alloc((n ? n : 1) * sizeof(float));
+    ck_assert_ptr_nonnull(p);
+    return p;
+}
+
+static void put(const kc_backend *be, float *dst, const float *src, size_t n) {
+    be->upload(dst, src, n * sizeof(float));
+}
+
+static void get(const kc_backend *be, float *dst, const float *src, size_t n) {
+    be->download(dst, src, n * sizeof(float));
+}
+
+static void rig_init(rig *r, const kc_backend *be, kc_layer *l, int batch) {
+    memset(r, 0, sizeof *r);
+    r->be = be;
+    r->l = l;
+    r->batch = batch;
+    r->nin = (size_t)kc_shape_numel(&l->in_shape) * (size_t)batch;
+    r->nout = (size_t)kc_shape_numel(&l->out_shape) * (size_t)batch;
+    r->x = dev_alloc(be, r->nin);
+    r->dx = dev_alloc(be, r->nin);
+    r->y = dev_alloc(be, r->nout);
+    r->dy = dev_alloc(be, r->nout);
+    for (int i = 0; i < l->nparams; i++) {
+        size_t n = (size_t)kc_shape_numel(&l->params[i].shape);
+        l->params[i].value = dev_alloc(be, n);
+        l->params[i].grad = dev_alloc(be, n);
+    }
+    size_t buf = l->cls->buffer_bytes ? l->cls->buffer_bytes(l, batch, be) : 0;
+    l->buf = buf ? be->alloc(buf) : NULL;
+    size_t ws = l->cls->workspace_bytes ? l->cls->workspace_bytes(l, batch, be) : 0;
+    r->ws = ws ? be->alloc(ws) : NULL;
+}
+
+static void rig_free(rig *r) {
+    kc_layer *l = r->l;
+    for (int i = 0; i < l->nparams; i++) {
+        r->be->free(l->params[i].value);
+        r->be->free(l->params[i].grad);
+        l->params[i].value = l->params[i].grad = NULL;
+    }
+    if (l->buf) r->be->free(l->buf);
+    l->buf = NULL;
+    if (r->ws) r->be->free(r->ws);
+    r->be->free(r->x);
+    r->be->free(r->dx);
+    r->be->free(r->y);
+    r->be->free(r->dy);
+}
+
+static kc_exec rig_exec(const rig *r, int training) {
+    kc_exec ex = {0};
+    ex.be = r->be;
+    ex.batch = r->batch;
+    ex.training = training;
+    ex.seed = 1234;
+    ex.step = 7;
+    ex.ws = r->ws;
+    return ex;
+}
+
+static void set_param(rig *r, int i, const float *host) {
+    put(r->be, r->l->params[i].value, host, (size_t)kc_shape_numel(&r->l->params[i].shape));
+}
+
+/* Runs forward on host x and returns host y (caller frees). */
+static float *run_forward(rig *r, const float *x, int training) {
+    kc_exec ex = rig_exec(r, training);
+    put(r->be, r->x, x, r->nin);
+    r->l->cls->forward(r->l, &ex, r->x, r->y);
+    float *y = malloc(r->nout * sizeof(float));
+    get(r->be, y, r->y, r->nout);
+    return y;
+}
+
+static void assert_values(const float *got, const double *want, size_t n, double tol) {
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(fabs(got[i] - want[i]) <= tol * (1 + fabs(want[i])),
+                      "value %zu: %.7g, expected %.7g", i, got[i], want[i]);
+}
+
+typedef struct backend_case {
+    const char *name;
+    const kc_backend *(*get)(void);
+} backend_case;
+
+static const backend_case backends[] = {{"reference", kc_backend_reference},
+                                        {"cpu", kc_backend_cpu}};
+#define NBACKENDS (sizeof backends / sizeof backends[0])
+
+/* ---- forward values against hand computation ---- */
+
+START_TEST(test_dense_forward) {
+    const kc_backend *be = backends[_i].get();
+    tl t;
+    kc_layer *l = must_build(&t, "Dense", "units: 2\n", kc_shape1(3));
+    rig r;
+    rig_init(&r, be, l, 2);
+    const float w[] = {1, 0, 0, 1, 1, -1}, b[] = {0.5f, -0.5f};
+    set_param(&r, 0, w);
+    set_param(&r, 1, b);
+    const float x[] = {1, 2, 3, -1, 0, 2};
+    float *y = run_forward(&r, x, 0);
+    /* row 0: (1 + 3, 2 - 3) + b; row 1: (-1 + 2, 0 - 2) + b */
+    const double want[] = {4.5, -1.5, 1.5, -2.5};
+    assert_values(y, want, 4, 1e-6);
+    free(y);
+    rig_free(&r);
+    tl_free(&t);
+
+    /* rank 2 input: the same rows as leading axis of one sample */
+    l = must_build(&t, "Dense", "units: 2\n", kc_shape2(2, 3));
+    rig_init(&r, be, l, 1);
+    set_param(&r, 0, w);
+    set_param(&r, 1, b);
+    y = run_forward(&r, x, 0);
+    assert_values(y, want, 4, 1e-6);
+    free(y);
+    rig_free(&r);
+    tl_free(&t);
+}
+END_TEST
+
+START_TEST(test_conv_forward_same_stride2) {
+    const kc_backend *be = backends[_i].get();
+    tl t;
+    kc_layer *l =
+        must_build(&t, "Conv2D", "filters: 2\nkernel_size: 3\nstrides: 2\npadding: same\n",
+                   kc_shape3(4, 4, 1));
+    expect_shape(l, kc_shape3(2, 2, 2));
+    rig r;
+    rig_init(&r, be, l, 1);
+    float x[16];
+    for (int i = 0; i < 16; i++)
+        x[i] = (float)(i + 1); /* x[i][j] = 4i + j + 1 */
+    /* filter 0: 1 at (0,0), 10 at (2,2); filter 1: all ones. HWIO: [ky][kx][c][o] */
+    float w[18] = {0};
+    for (int k = 0; k < 9; k++)
+        w[k * 2 + 1] = 1;
+    w[0 * 2 + 0] = 1;
+    w[8 * 2 + 0] = 10;
+    const float b[2] = {0.5f, -1};
+    set_param(&r, 0, w);
+    set_param(&r, 1, b);
+    float *y = run_forward(&r, x, 0);
+    /* total pad = (2-1)2 + 3 - 4 = 1: none before, one row/column after.
+     * Windows start at rows/cols 0 and 2; row/col 4 is padding. */
+    const double want[] = {
+        1 + 10 * 11 + 0.5, 54 - 1, /* (0,0): x00 + 10 x22; sum rows 0-2 cols 0-2 */
+        3 + 0.5,           45 - 1, /* (0,1): x02; rows 0-2 cols 2-3 */
+        9 + 0.5,           72 - 1, /* (1,0): x20; rows 2-3 cols 0-2 */
+        11 + 0.5,          54 - 1, /* (1,1): x22; rows 2-3 cols 2-3 */
+    };
+    assert_values(y, want, 8, 1e-6);
+    free(y);
+    rig_free(&r);
+    tl_free(&t);
+}
+END_TEST
+
+START_TEST(test_conv_forward_channels) {
+    const kc_backend *be = backends[_i].get();
+    tl t;
+    kc_layer *l = must_build(&t, "Conv2D", "filters: 2\nkernel_size: [1, 2]\nuse_bias: false\n",
+                             kc_shape3(1, 3, 2));
+    expect_shape(l, kc_shape3(1, 2, 2));
+    rig r;
+    rig_init(&r, be, l, 2);
+    /* two samples, x[n][0][col][c] */
+    const float x[] = {1, 2, 3, 4, 5, 6, -1, 0, 2, 1, 0, 3};
+    /* w[0][kx][c][o] */
+    const float w[] = {1, 0, 0, 1, 2, 0, 0, -1};
+    set_param(&r, 0, w);
+    float *y = run_forward(&r, x, 0);
+    /* o0 = x[col][0] + 2 x[col+1][0]; o1 = x[col][1] - x[col+1][1] */
+    const double want[] = {1 + 6, 2 - 4, 3 + 10, 4 - 6, -1 + 4, 0 - 1, 2 + 0, 1 - 3};
+    assert_values(y, want, 8, 1e-6);
+    free(y);
+    rig_free(&r);
+    tl_free(&t);
+}
+END_TEST
+
+static const float pool_x4[16] = {1, 5, 2, 0, 3, 4, 8, 7, 9, -1, 6, 6, 0, 2, 5, 11};
+static const float pool_x3[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+
+static void pool_case(const kc_backend *be, const char *cls, const char *yaml, kc_shape in,
+                      const float *x, const double *want, size_t nwant) {
+    tl t;
+    kc_layer *l = must_build(&t, cls, yaml, in);
+    rig r;
+    rig_init(&r, be, l, 1);
+    ck_assert_uint_eq(r.nout, nwant);
+    float *y = run_forward(&r, x, 0);
+    assert_values(y, want, nwant, 1e-6);
+    free(y);
+    rig_free(&r);
+    tl_free(&t);
+}
+
+START_TEST(test_pool_forward) {
+    const kc_backend *be = backends[_i].get();
+    const double max4[] = {5, 8, 9, 11}, avg4[] = {3.25, 4.25, 2.5, 7};
+    pool_case(be, "MaxPooling2D", NULL, kc_shape3(4, 4, 1), pool_x4, max4, 4);
+    pool_case(be, "AveragePooling2D", "pool_size: 2\n", kc_shape3(4, 4, 1), pool_x4, avg4, 4);
+    /* same on 3x3: windows rows {0,1},{2}; padding is ignored by max and not counted by avg */
+    const double max3[] = {5, 6, 8, 9}, avg3[] = {3, 4.5, 7.5, 9};
+    pool_case(be, "MaxPooling2D", "padding: same\n", kc_shape3(3, 3, 1), pool_x3, max3, 4);
+    pool_case(be, "AveragePooling2D", "pool_size: 2\npadding: same\n", kc_shape3(3, 3, 1), pool_x3,
+              avg3, 4);
+    /* overlapping windows: pool 2, stride 1 on 3x3 */
+    const double max31[] = {5, 6, 8, 9}, avg31[] = {3, 4, 6, 7};
+    pool_case(be, "MaxPooling2D", "strides: 1\n", kc_shape3(3, 3, 1), pool_x3, max31, 4);
+    pool_case(be, "AveragePooling2D", "pool_size: 2\nstrides: 1\n", kc_shape3(3, 3, 1), pool_x3,
+              avg31, 4);
+    /* channels pool separately: two channels interleaved */
+    float xc[8] = {1, -1, 2, -2, 3, -3, 4, -4};
+    const double maxc[] = {4, -1}, avgc[] = {2.5, -2.5};
+    pool_case(be, "MaxPooling2D", NULL, kc_shape3(2, 2, 2), xc, maxc, 2);
+    pool_case(be, "AveragePooling2D", "pool_size: 2\n", kc_shape3(2, 2, 2), xc, avgc, 2);
+}
+END_TEST
+
+START_TEST(test_dropout_forward) {
+    const kc_backend *be = backends[_i].get();
+    size_t n = kc_test_quick() ? 2000 : 20000;
+    tl t;
+    kc_layer *l = must_build(&t, "Dropout", "rate: 0.25\n", kc_shape1((int64_t)n));
+    l->index = 3;
+    rig r;
+    rig_init(&r, be, l, 1);
+    float *x = malloc(n * sizeof(float)), *mask = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        x[i] = 1.0f + (float)(i % 7);
+    /* inference: identity, bit for bit */
+    float *y = run_forward(&r, x, 0);
+    ck_assert_mem_eq(y, x, n * sizeof(float));
+    free(y);
+    /* training: the mask the backend contract defines, keyed by (seed, layer, step) */
+    y = run_forward(&r, x, 1);
+    uint64_t stream = kc_rng_stream("dropout", 3, 7);
+    size_t dropped = 0;
+    for (size_t i = 0; i < n; i++) {
+        int keep = kc_rng_uniform(1234, stream, i) >= 0.25f;
+        double want = keep ? x[i] / 0.75 : 0.0;
+        ck_assert_msg(fabs(y[i] - want) <= 1e-6 * (1 + fabs(want)), "y[%zu] = %g, expected %g", i,
+                      y[i], want);
+        dropped += !keep;
+    }
+    ck_assert_close((double)dropped / (double)n, 0.25, 0.03, 0);
+    get(be, mask, l->buf, n);
+    for (size_t i = 0; i < n; i++)
+        ck_assert(mask[i] == 0.0f || fabsf(mask[i] - 4.0f / 3) < 1e-6f);
+    /* backward multiplies by the kept mask; at inference it passes dy through */
+    kc_exec ex = rig_exec(&r, 1);
+    float *ones = malloc(n * sizeof(float)), *dx = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        ones[i] = 1;
+    put(be, r.dy, ones, n);
+    l->cls->backward(l, &ex, r.x, r.y, r.dy, r.dx);
+    get(be, dx, r.dx, n);
+    ck_assert_mem_eq(dx, mask, n * sizeof(float));
+    ex.training = 0;
+    l->cls->backward(l, &ex, r.x, r.y, r.dy, r.dx);
+    get(be, dx, r.dx, n);
+    ck_assert_mem_eq(dx, ones, n * sizeof(float));
+    free(x), free(y), free(mask), free(ones), free(dx);
+    rig_free(&r);
+    tl_free(&t);
+}
+END_TEST
+
+START_TEST(test_dropout_streams) {
+    const kc_backend *be = backends[_i].get();
+    size_t n = 512;
+    float x[512];
+    for (size_t i = 0; i < n; i++)
+        x[i] = 1;
+    tl t;
+    kc_layer *l = must_build(&t, "Dropout", "rate: 0.5\n", kc_shape1((int64_t)n));
+    rig r;
+    rig_init(&r, be, l, 1);
+    float *a = run_forward(&r, x, 1), *b = run_forward(&r, x, 1);
+    ck_assert_mem_eq(a, b, n * sizeof(float)); /* same step: same mask */
+    kc_exec ex = rig_exec(&r, 1);
+    ex.step = 8;
+    l->cls->forward(l, &ex, r.x, r.y);
+    float c[512];
+    get(be, c, r.y, n);
+    size_t same = 0;
+    for (size_t i = 0; i < n; i++)
+        same += a[i] == c[i];
+    ck_assert_msg(same < n * 3 / 4, "next step repeats %zu of %zu", same, n);
+    for (size_t i = 0; i < n; i++)
+        ck_assert(a[i] == 0.0f || a[i] == 2.0f);
+    free(a), free(b);
+    rig_free(&r);
+    tl_free(&t);
+
+    /* an explicit seed: argument replaces the run's seed */
+    l = must_build(&t, "Dropout", "rate: 0.5\nseed: 99\n", kc_shape1((int64_t)n));
+    rig_init(&r, be, l, 1);
+    a = run_forward(&r, x, 1);
+    uint64_t stream = kc_rng_stream("dropout", 0, 7);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_float_eq(a[i], kc_rng_uniform(99, stream, i) >= 0.5f ? 2.0f : 0.0f);
+    free(a);
+    rig_free(&r);
+    tl_free(&t);
+
+    /* rate 0 never drops, even while training */
+    l = must_build(&t, "Dropout", "rate: 0\n", kc_shape1((int64_t)n));
+    rig_init(&r, be, l, 1);
+    a = run_forward(&r, x, 1);
+    ck_assert_mem_eq(a, x, n * sizeof(float));
+    free(a);
+    rig_free(&r);
+    tl_free(&t);
+}
+END_TEST
+
+START_TEST(test_copy_layers_forward) {
+    const kc_backend *be = backends[_i].get();
+    const char *cls[] = {"Flatten", "Reshape", "Activation"};
+    const char *args[] = {NULL, "target_shape: [3, -1]\n", "activation: relu\n"};
+    for (int k = 0; k < 3; k++) {
+        tl t;
+        kc_layer *l = must_build(&t, cls[k], args[k], kc_shape3(2, 3, 2));
+        rig r;
+        rig_init(&r, be, l, 2);
+        float x[24];
+        for (int i = 0; i < 24; i++)
+            x[i] = (float)i - 11.5f;
+        float *y = run_forward(&r, x, 1);
+        /* row-major order is kept; the activation is the model's job, not the layer's */
+        ck_assert_mem_eq(y, x, sizeof x);
+        free(y);
+        rig_free(&r);
+        tl_free(&t);
+    }
+}
+END_TEST
+
+/* ---- finite-difference gradient checks ---- */
+
+static void fill_random(float *v, size_t n, uint64_t stream, float lo, float hi) {
+    for (size_t i = 0; i < n; i++)
+        v[i] = lo + (hi - lo) * kc_rng_uniform(2024, stream, i);
+}
+
+/* Distinct values 0.1 apart in random order, so max pooling has no ties within eps. */
+static void fill_distinct(float *v, size_t n, uint64_t stream) {
+    for (size_t i = 0; i < n; i++)
+        v[i] = (float)i * 0.1f - (float)n * 0.05f;
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t)kc_rng_below(2024, stream, i, i);
+        float tmp = v[i - 1];
+        v[i - 1] = v[j];
+        v[j] = tmp;
+    }
+}
+
+/* sum c * layer(x) in double */
+static double objective(rig *r, const float *x, const float *c, int training) {
+    float *y = run_forward(r, x, training);
+    double s = 0;
+    for (size_t i = 0; i < r->nout; i++)
+        s += (double)c[i] * y[i];
+    free(y);
+    return s;
+}
+
+static void check_close_grad(const char *what, size_t i, double num, double ana) {
+    double tol = 2e-3 + 1e-2 * fmax(fabs(num), fabs(ana));
+    ck_assert_msg(fabs(num - ana) <= tol, "%s[%zu]: numeric %.6g, analytic %.6g", what, i, num,
+                  ana);
+}
+
+/* At most `limit` indices of n, spread out (every index when n is small). */
+static size_t stride_for(size_t n, size_t limit) {
+    return n <= limit ? 1 : (n + limit - 1) / limit;
+}
+
+static void gradcheck(const kc_backend *be, const char *cls, const char *yaml, kc_shape in,
+                      int batch, int distinct_inputs, int training) {
+    tl t;
+    kc_layer *l = must_build(&t, cls, yaml, in);
+    l->index = 2;
+    rig r;
+    rig_init(&r, be, l, batch);
+    const float eps = 1e-2f;
+    size_t limit = kc_test_quick() ? 40 : 400;
+    char what[256];
+
+    float *x = malloc(r.nin * sizeof(float)), *c = malloc(r.nout * sizeof(float));
+    if (distinct_inputs)
+        fill_distinct(x, r.nin, 1);
+    else
+        fill_random(x, r.nin, 1, -1, 1);
+    fill_random(c, r.nout, 2, -1, 1);
+    float *pv[KC_LAYER_MAX_PARAMS];
+    for (int p = 0; p < l->nparams; p++) {
+        size_t n = (size_t)kc_shape_numel(&l->params[p].shape);
+        pv[p] = malloc(n * sizeof(float));
+        fill_random(pv[p], n, 10 + (uint64_t)p, -1, 1);
+        set_param(&r, p, pv[p]);
+    }
+
+    /* analytic: dy = c */
+    float *fy = run_forward(&r, x, training);
+    free(fy);
+    kc_exec ex = rig_exec(&r, training);
+    put(be, r.dy, c, r.nout);
+    l->cls->backward(l, &ex, r.x, r.y, r.dy, r.dx);
+    float *dx = malloc(r.nin * sizeof(float));
+    get(be, dx, r.dx, r.nin);
+    float *pg[KC_LAYER_MAX_PARAMS];
+    for (int p = 0; p < l->nparams; p++) {
+        size_t n = (size_t)kc_shape_numel(&l->params[p].shape);
+        pg[p] = malloc(n * sizeof(float));
+        get(be, pg[p], l->params[p].grad, n);
+    }
+
+    /* numeric, input */
+    snprintf(what, sizeof what, "%s %s(%s) on %s: dx", be->name, cls, yaml ? yaml : "", be->name);
+    for (size_t i = 0; i < r.nin; i += stride_for(r.nin, limit)) {
+        float keep = x[i];
+        x[i] = keep + eps;
+        double fp = objective(&r, x, c, training);
+        x[i] = keep - eps;
+        double fm = objective(&r, x, c, training);
+        x[i] = keep;
+        check_close_grad(what, i, (fp - fm) / (2.0 * eps), dx[i]);
+    }
+    /* numeric, every parameter */
+    for (int p = 0; p < l->nparams; p++) {
+        size_t n = (size_t)kc_shape_numel(&l->params[p].shape);
+        snprintf(what, sizeof what, "%s %s(%s): d%s", be->name, cls, yaml ? yaml : "",
+                 l->params[p].name);
+        for (size_t i = 0; i < n; i += stride_for(n, limit)) {
+            float keep = pv[p][i];
+            pv[p][i] = keep + eps;
+            set_param(&r, p, pv[p]);
+            double fp = objective(&r, x, c, training);
+            pv[p][i] = keep - eps;
+            set_param(&r, p, pv[p]);
+            double fm = objective(&r, x, c, training);
+            pv[p][i] = keep;
+            set_param(&r, p, pv[p]);
+            check_close_grad(what, i, (fp - fm) / (2.0 * eps), pg[p][i]);
+        }
+    }
+
+    /* accumulate adds into the grads; dx == NULL still writes the param grads */
+    if (l->nparams) {
+        fy = run_forward(&r, x, training);
+        free(fy);
+        ex.accumulate = 1;
+        l->cls->backward(l, &ex, r.x, r.y, r.dy, NULL);
+        for (int p = 0; p < l->nparams; p++) {
+            size_t n = (size_t)kc_shape_numel(&l->params[p].shape);
+            float *twice = malloc(n * sizeof(float));
+            get(be, twice, l->params[p].grad, n);
+            for (size_t i = 0; i < n; i++)
+                ck_assert_msg(fabsf(twice[i] - 2 * pg[p][i]) <= 1e-5f * (1 + fabsf(pg[p][i])),
+                              "%s %s accumulate: %g vs 2 x %g", be->name, cls, twice[i], pg[p][i]);
+            free(twice);
+        }
+    }
+
+    for (int p = 0; p < l->nparams; p++)
+        free(pv[p]), free(pg[p]);
+    free(x), free(c), free(dx);
+    rig_free(&r);
+    tl_free(&t);
+}
+
+START_TEST(test_grad_dense) {
+    const kc_backend *be = backends[_i].get();
+    gradcheck(be, "Dense", "units: 5\n", kc_shape1(7), 3, 0, 1);
+    gradcheck(be, "Dense", "units: 4\nuse_bias: false\n", kc_shape1(6), 2, 0, 1);
+    gradcheck(be, "Dense", "units: 3\n", kc_shape2(4, 5), 2, 0, 1);
+}
+END_TEST
+
+START_TEST(test_grad_conv) {
+    const kc_backend *be = backends[_i].get();
+    gradcheck(be, "Conv2D", "filters: 3\nkernel_size: 3\n", kc_shape3(5, 6, 2), 2, 0, 1);
+    gradcheck(be, "Conv2D", "filters: 2\nkernel_size: 3\nstrides: 2\npadding: same\n",
+              kc_shape3(7, 6, 3), 2, 0, 1);
+    gradcheck(be, "Conv2D", "filters: 2\nkernel_size: [2, 3]\nstrides: [1, 2]\n",
+              kc_shape3(5, 7, 2), 2, 0, 1);
+    gradcheck(be, "Conv2D", "filters: 2\nkernel_size: 3\ndilation_rate: 2\npadding: same\n",
+              kc_shape3(6, 5, 2), 1, 0, 1);
+    gradcheck(be, "Conv2D", "filters: 4\nkernel_size: 1\nuse_bias: false\n", kc_shape3(3, 3, 3), 2,
+              0, 1);
+}
+END_TEST
+
+START_TEST(test_grad_pools) {
+    const kc_backend *be = backends[_i].get();
+    gradcheck(be, "MaxPooling2D", NULL, kc_shape3(6, 6, 2), 2, 1, 1);
+    gradcheck(be, "MaxPooling2D", "pool_size: 3\nstrides: 2\npadding: same\n", kc_shape3(7, 6, 2),
+              2, 1, 1);
+    gradcheck(be, "MaxPooling2D", "pool_size: [2, 3]\nstrides: 1\n", kc_shape3(4, 5, 1), 1, 1, 1);
+    gradcheck(be, "AveragePooling2D", "pool_size: 2\n", kc_shape3(6, 6, 2), 2, 0, 1);
+    gradcheck(be, "AveragePooling2D", "pool_size: 3\nstrides: 2\npadding: same\n",
+              kc_shape3(7, 6, 2), 2, 0, 1);
+    gradcheck(be, "AveragePooling2D", "pool_size: [2, 3]\nstrides: 1\n", kc_shape3(4, 5, 1), 1, 0,
+              1);
+}
+END_TEST
+
+START_TEST(test_grad_shape_layers) {
+    const kc_backend *be = backends[_i].get();
+    gradcheck(be, "Flatten", NULL, kc_shape3(3, 2, 2), 2, 0, 1);
+    gradcheck(be, "Reshape", "target_shape: [2, -1]\n", kc_shape3(3, 2, 2), 2, 0, 1);
+    gradcheck(be, "Activation", "activation: sigmoid\n", kc_shape1(5), 3, 0, 1);
+    /* training: the mask is fixed by (seed, layer, step), so every forward reuses it */
+    gradcheck(be, "Dropout", "rate: 0.4\n", kc_shape2(6, 5), 2, 0, 1);
+    gradcheck(be, "Dropout", "rate: 0.4\n", kc_shape2(6, 5), 2, 0, 0);
+}
+END_TEST
+
+/* ---- activations ---- */
+
+START_TEST(test_activation_names) {
+    kc_doc *doc = NULL;
+    kc_error e = {0};
+    const char *text = "a: relu\nb: swish\nc: silu\nd: leaky_relu\ne: elu\nf: null\n"
+                       "g: hard_sigmoid\nh: Relu\ni: softmaxx\nj: relu6\nk: 3\n";
+    ck_assert_int_eq(kc_doc_parse(&doc, "act.yaml", text, strlen(text), &e), 0);
+    kc_activation a;
+    ck_assert_int_eq(kc_activation_parse(kc_map_get(doc->root, "a"), &a, &e), 0);
+    ck_assert_int_eq(a.act, KC_ACT_RELU);
+    ck_assert_int_eq(kc_activation_parse(kc_map_get(doc->root, "b"), &a, &e), 0);
+    ck_assert_int_eq(a.act, KC_ACT_SWISH);
+    ck_assert_int_eq(kc_activation_parse(kc_map_get(doc->root, "c"), &a, &e), 0);
+    ck_assert_int_eq(a.act, KC_ACT_SWISH);
+    ck_assert_int_eq(kc_activation_parse(kc_map_get(doc->root, "d"), &a, &e), 0);
+    ck_assert_int_eq(a.act, KC_ACT_LEAKY_RELU);
+    ck_assert_float_eq(a.alpha, 0.2f);
+    ck_assert_int_eq(kc_activation_parse(kc_map_get(doc->root, "e"), &a, &e), 0);
+    ck_assert_int_eq(a.act, KC_ACT_ELU);
+    ck_assert_float_eq(a.alpha, 1.0f);
+    ck_assert_int_eq(kc_activation_parse(kc_map_get(doc->root, "f"), &a, &e), 0);
+    ck_assert_int_eq(a.act, KC_ACT_LINEAR);
+    ck_assert_int_eq(kc_activation_parse(kc_map_get(doc->root, "g"), &a, &e), 0);
+    ck_assert_int_eq(a.act, KC_ACT_HARD_SIGMOID);
+    ck_assert_int_eq(kc_activation_parse(kc_map_get(doc->root, "h"), &a, &e), KC_ECONFIG);
+    ck_assert_str_eq(e.msg, "act.yaml:8:4: unknown activation 'Relu' (did you mean 'relu'?)");
+    ck_assert_int_eq(kc_activation_parse(kc_map_get(doc->root, "i"), &a, &e), KC_ECONFIG);
+    ck_assert_str_eq(e.msg,
+                     "act.yaml:9:4: unknown activation 'softmaxx' (did you mean 'softmax'?)");
+    ck_assert_int_eq(kc_activation_parse(kc_map_get(doc->root, "j"), &a, &e), KC_ECONFIG);
+    ck_assert_msg(strstr(e.msg, "act.yaml:10:4: activation 'relu6' is not supported yet"), "%s",
+                  e.msg);
+    ck_assert_int_eq(kc_activation_parse(kc_map_get(doc->root, "k"), &a, &e), KC_ECONFIG);
+    ck_assert_msg(strstr(e.msg, "act.yaml:11:4:") == e.msg, "%s", e.msg);
+    kc_doc_free(doc);
+
+    ck_assert_str_eq(kc_activation_name(KC_ACT_RELU), "relu");
+    ck_assert_str_eq(kc_activation_name(KC_ACT_SWISH), "silu");
+    ck_assert_str_eq(kc_activation_name(KC_ACT_LINEAR), "linear");
+    ck_assert_str_eq(kc_activation_name(KC_ACT_HARD_SIGMOID), "hard_sigmoid");
+    size_t n = 0;
+    while (kc_activation_names[n])
+        n++;
+    ck_assert_uint_eq(n, 15);
+}
+END_TEST
+
+static kc_activation act_of(const char *name) {
+    kc_doc *doc = NULL;
+    kc_error e = {0};
+    char text[64];
+    snprintf(text, sizeof text, "a: %s\n", name);
+    ck_assert_int_eq(kc_doc_parse(&doc, "act.yaml", text, strlen(text), &e), 0);
+    kc_activation a;
+    ck_assert_msg(kc_activation_parse(kc_map_get(doc->root, "a"), &a, &e) == 0, "%s", e.msg);
+    kc_doc_free(doc);
+    return a;
+}
+
+/* Keras 3 values at a few points. */
+START_TEST(test_activation_values) {
+    const kc_backend *be = backends[_i].get();
+    const float xs[4] = {-4.0f, -1.0f, 0.5f, 1.5f};
+    struct {
+        const char *name;
+        double y[4];
+    } cases[] = {
+        {"linear", {-4, -1, 0.5, 1.5}},
+        {"relu", {0, 0, 0.5, 1.5}},
+        {"leaky_relu", {-0.8, -0.2, 0.5, 1.5}},
+        {"hard_sigmoid", {0, 1.0 / 3, 0.5833333333, 0.75}},
+        {"elu", {exp(-4.0) - 1, exp(-1.0) - 1, 0.5, 1.5}},
+        {"selu",
+         {1.0507009873554805 * 1.6732632423543772 * (exp(-4.0) - 1),
+          1.0507009873554805 * 1.6732632423543772 * (exp(-1.0) - 1), 1.0507009873554805 * 0.5,
+          1.0507009873554805 * 1.5}},
+        {"sigmoid",
+         {1 / (1 + exp(4.0)), 1 / (1 + exp(1.0)), 1 / (1 + exp(-0.5)), 1 / (1 + exp(-1.5))}},
+        {"tanh", {tanh(-4.0), tanh(-1.0), tanh(0.5), tanh(1.5)}},
+        {"softplus", {log1p(exp(-4.0)), log1p(exp(-1.0)), log1p(exp(0.5)), log1p(exp(1.5))}},
+        {"softsign", {-0.8, -0.5, 0.5 / 1.5, 0.6}},
+        {"silu",
+         {-4 / (1 + exp(4.0)), -1 / (1 + exp(1.0)), 0.5 / (1 + exp(-0.5)), 1.5 / (1 + exp(-1.5))}},
+        {"gelu",
+         {-4 * 0.5 * (1 + erf(-4 / sqrt(2.0))), -0.5 * (1 + erf(-1 / sqrt(2.0))),
+          0.25 * (1 + erf(0.5 / sqrt(2.0))), 0.75 * (1 + erf(1.5 / sqrt(2.0)))}},
+        {"exponential", {exp(-4.0), exp(-1.0), exp(0.5), exp(1.5)}},
+    };
+    float *x = dev_alloc(be, 4), *y = dev_alloc(be, 4);
+    put(be, x, xs, 4);
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        kc_activation a = act_of(cases[k].name);
+        kc_activation_forward(be, &a, x, y, 2, 2);
+        float got[4];
+        get(be, got, y, 4);
+        for (int i = 0; i < 4; i++)
+            ck_assert_msg(fabs(got[i] - cases[k].y[i]) <= 2e-6 * (1 + fabs(cases[k].y[i])),
+                          "%s %s(%g) = %.8g, expected %.8g", be->name, cases[k].name, xs[i], got[i],
+                          cases[k].y[i]);
+    }
+    /* softmax over each row of 2 */
+    kc_activation sm = act_of("softmax");
+    kc_activation_forward(be, &sm, x, y, 2, 2);
+    float got[4];
+    get(be, got, y, 4);
+    double p0 = 1 / (1 + exp(3.0)), p1 = 1 / (1 + exp(1.0));
+    const double want[4] = {p0, 1 - p0, p1, 1 - p1};
+    assert_values(got, want, 4, 1e-6);
+    be->free(x);
+    be->free(y);
+}
+END_TEST
+
+/* Points kept away from the kinks of relu, leaky_relu, elu, selu (0) and
+ * hard_sigmoid (+-3), and small enough for exponential. */
+static void kink_free_inputs(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float v;
+        uint64_t k = 0;
+        do {
+            v = -4.5f + 9.0f * kc_rng_uniform(77, i, k++);
+        } while (fabsf(v) < 0.1f || fabsf(fabsf(v) - 3.0f) < 0.1f);
+        x[i] = v;
+    }
+}
+
+START_TEST(test_activation_gradients) {
+    const kc_backend *be = backends[_i].get();
+    const int rows = 3, cols = 7;
+    const size_t n = (size_t)rows * cols;
+    float xs[21], c[21], dx[21], y[21];
+    kink_free_inputs(xs, n);
+    fill_random(c, n, 5, -1, 1);
+    float *dx_d = dev_alloc(be, n), *x_d = dev_alloc(be, n), *y_d = dev_alloc(be, n),
+          *dy_d = dev_alloc(be, n);
+    const float eps = 1e-3f;
+    for (size_t k = 0; kc_activation_names[k]; k++) {
+        kc_activation a = act_of(kc_activation_names[k]);
+        put(be, x_d, xs, n);
+        kc_activation_forward(be, &a, x_d, y_d, rows, cols);
+        put(be, dy_d, c, n);
+        kc_activation_backward(be, &a, x_d, y_d, dy_d, dx_d, rows, cols);
+        get(be, dx, dx_d, n);
+        for (size_t i = 0; i < n; i++) {
+            double f[2];
+            for (int sgn = 0; sgn < 2; sgn++) {
+                float xp[21];
+                memcpy(xp, xs, sizeof xp);
+                xp[i] += sgn ? -eps : eps;
+                put(be, x_d, xp, n);
+                kc_activation_forward(be, &a, x_d, y_d, rows, cols);
+                get(be, y, y_d, n);
+                f[sgn] = 0;
+                for (size_t j = 0; j < n; j++)
+                    f[sgn] += (double)c[j] * y[j];
+            }
+            double num = (f[0] - f[1]) / (2.0 * eps);
+            char what[96];
+            snprintf(what, sizeof what, "%s %s dx", be->name, kc_activation_names[k]);
+            check_close_grad(what, i, num, dx[i]);
+        }
+    }
+    be->free(dx_d);
+    be->free(x_d);
+    be->free(y_d);
+    be->free(dy_d);
+}
+END_TEST
+
+START_TEST(test_activation_in_place) {
+    /* the model may run a linear activation in place: no copy onto itself */
+    const kc_backend *be = backends[_i].get();
+    float *x = dev_alloc(be, 4);
+    const float xs[4] = {1, -2, 3, -4};
+    put(be, x, xs, 4);
+    kc_activation lin = act_of("linear"), relu = act_of("relu");
+    kc_activation_forward(be, &lin, x, x, 1, 4);
+    kc_activation_backward(be, &lin, x, x, x, x, 1, 4);
+    float got[4];
+    get(be, got, x, 4);
+    ck_assert_mem_eq(got, xs, sizeof xs);
+    kc_activation_forward(be, &relu, x, x, 1, 4);
+    get(be, got, x, 4);
+    const double want[4] = {1, 0, 3, 0};
+    assert_values(got, want, 4, 0);
+    be->free(x);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("layers");
+    TCase *tc = tcase_create("config");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_registry);
+    tcase_add_test(tc, test_seed_cnn_shapes);
+    tcase_add_test(tc, test_conv_shape_rules);
+    tcase_add_test(tc, test_pool_shape_rules);
+    tcase_add_test(tc, test_reshape_rules);
+    tcase_add_test(tc, test_dense_errors);
+    tcase_add_test(tc, test_conv_errors);
+    tcase_add_test(tc, test_pool_dropout_reshape_errors);
+    tcase_add_test(tc, test_activation_names);
+    suite_add_tcase(s, tc);
+
+    TCase *tv = tcase_create("compute");
+    tcase_set_timeout(tv, 120);
+    int nb = (int)NBACKENDS;
+    tcase_add_loop_test(tv, test_dense_forward, 0, nb);
+    tcase_add_loop_test(tv, test_conv_forward_same_stride2, 0, nb);
+    tcase_add_loop_test(tv, test_conv_forward_channels, 0, nb);
+    tcase_add_loop_test(tv, test_pool_forward, 0, nb);
+    tcase_add_loop_test(tv, test_dropout_forward, 0, nb);
+    tcase_add_loop_test(tv, test_dropout_streams, 0, nb);
+    tcase_add_loop_test(tv, test_copy_layers_forward, 0, nb);
+    tcase_add_loop_test(tv, test_grad_dense, 0, nb);
+    tcase_add_loop_test(tv, test_grad_conv, 0, nb);
+    tcase_add_loop_test(tv, test_grad_pools, 0, nb);
+    tcase_add_loop_test(tv, test_grad_shape_layers, 0, nb);
+    tcase_add_loop_test(tv, test_activation_values, 0, nb);
+    tcase_add_loop_test(tv, test_activation_gradients, 0, nb);
+    tcase_add_loop_test(tv, test_activation_in_place, 0, nb);
+    suite_add_tcase(s, tv);
+    return kc_test_run(s);
+}
