@@ -103,6 +103,7 @@ int kc_cmd_train(int argc, char **argv) {
     int status = 0;
     if (kc_session_open(&s, cfg, &o, need, 1, &e)) {
         status = kc_cli_report("train", &e);
+        kc_session_close(&s);
         goto out;
     }
     kc_cli_progress *p = kc_cli_progress_new(vb, 1);

@@ -100,12 +100,18 @@ static int check_x(kc_session *s, kc_array *x, const char *what, kc_error *e) {
         row = d->reshape;
     }
     if (!kc_shape_equal(&row, in)) {
-        if (kc_shape_numel(&row) == kc_shape_numel(in) && !d->has_reshape)
+        if (kc_shape_numel(&row) == kc_shape_numel(in) && !d->has_reshape) {
+            char list[128];
+            size_t used = 0;
+            for (int i = 0; i < in->rank; i++)
+                used += (size_t)snprintf(list + used, sizeof list - used, "%s%lld", i ? ", " : "[",
+                                         (long long)in->d[i]);
+            snprintf(list + used, sizeof list - used, "]");
             return kc_node_fail(e, d->node,
                                 "the %s samples have shape %s but the model input is %s: add `reshape: %s` "
                                 "to the data section",
-                                what, shape_s(&row, a, sizeof a), shape_s(in, b, sizeof b),
-                                kc_shape_str(in, 0, (char[128]){0}, 128));
+                                what, shape_s(&row, a, sizeof a), shape_s(in, b, sizeof b), list);
+        }
         return kc_node_fail(e, s->model->input_node, "the model input %s does not fit the %s samples of shape %s",
                             shape_s(in, a, sizeof a), what, shape_s(&row, b, sizeof b));
     }
