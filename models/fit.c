@@ -563,7 +563,9 @@ int kc_fit(kc_session *s, const char *out_dir, const kc_hooks *h, kc_error *e) {
             if ((rc = kc_checkpoint_save(s, p_best, &logs, e))) goto done;
         }
     }
-    note(h, "Checkpoints: %s (best by %s), last.safetensors; history: history.csv", p_best, monitor);
+    char saved[8600];
+    snprintf(saved, sizeof saved, "Saved %s, %s (lowest %s) and %s", p_last, p_best, monitor, p_hist);
+    note(h, "%s%s", saved, "");
 done:
     free(hist.logs);
     return rc;

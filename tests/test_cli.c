@@ -326,6 +326,26 @@ START_TEST(missing_dataset_lists_places) {
 }
 END_TEST
 
+/* Real data: the MLP config on Fashion-MNIST from Debian's package. One
+ * epoch (300 steps in the sanitizer run) must reach a stated test accuracy. */
+START_TEST(fashion_mnist_mlp_learns) {
+    if (access("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz", R_OK)) {
+        fprintf(stderr, "skipped: /usr/share/datasets/fashion-mnist is absent (apt-get install dataset-fashion-mnist)\n");
+        return;
+    }
+    const char *src = getenv("KERASC_SRC");
+    int quick = kc_test_quick();
+    int st = run("train '%s/configs/fashion_mnist_mlp.yaml' --epochs 1 --threads 2 --output fm %s", src,
+                 quick ? "--steps-per-epoch 300" : "");
+    ck_assert_msg(st == 0, "train failed: %s", err_buf);
+    double tl, ta;
+    char *line = strstr(out_buf, "Test - loss: ");
+    ck_assert_ptr_nonnull(line);
+    ck_assert_int_eq(sscanf(line, "Test - loss: %lf - accuracy: %lf", &tl, &ta), 2);
+    ck_assert_msg(ta >= (quick ? 0.75 : 0.82), "Fashion-MNIST MLP test accuracy %.4f after one epoch", ta);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("cli");
     TCase *t = tcase_create("cli");
@@ -338,6 +358,7 @@ int main(void) {
     tcase_add_test(t, labels_out_of_range);
     tcase_add_test(t, checkpoint_mismatch_is_named);
     tcase_add_test(t, missing_dataset_lists_places);
+    tcase_add_test(t, fashion_mnist_mlp_learns);
     suite_add_tcase(s, t);
     return kc_test_run(s);
 }

@@ -18,7 +18,6 @@ static void cpu_set_threads(int n) {
     if (n <= 0) n = omp_get_num_procs();
     cpu_threads = n;
     omp_set_num_threads(n);
-    openblas_set_num_threads(n);
 }
 
 static void *cpu_alloc(size_t bytes) {
@@ -67,19 +66,57 @@ static void cpu_mul(const float *a, const float *b, float *y, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] = a[i] * b[i];
 }
 
+static void scale_rows(int m, int n, float beta, float *c, int ldc) {
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            float *cij = &c[(size_t)i * ldc + j];
+            *cij = beta == 0.0f ? 0.0f : beta * *cij;
+        }
+}
+
+/* OpenBLAS runs single-threaded inside our threads: its own pthread pool
+ * spins between calls and starves the OpenMP team (and vice versa). */
+static void blas_single_threaded(void) {
+    static int done;
+    if (!done) openblas_set_num_threads(1), done = 1;
+}
+
+/* Below this many multiply-adds one thread does the whole product. */
+#define GEMM_PAR_MIN (64 * 64 * 64)
+
+/* Threads take contiguous blocks of rows of C (or of columns when C is wide),
+ * each one an independent sgemm; the split depends only on the thread count. */
 void kc_cpu_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
                  const float *b, int ldb, float beta, float *c, int ldc) {
     if (m <= 0 || n <= 0) return;
-    if (k <= 0) { /* C = beta C, with beta 0 writing without reading as BLAS does */
-        for (int i = 0; i < m; i++)
-            for (int j = 0; j < n; j++) {
-                float *cij = &c[(size_t)i * ldc + j];
-                *cij = beta == 0.0f ? 0.0f : beta * *cij;
-            }
+    if (k <= 0) { /* C = beta C; with beta 0, C is written without being read, as in BLAS */
+        scale_rows(m, n, beta, c, ldc);
         return;
     }
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m,
-                n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    blas_single_threaded();
+    CBLAS_TRANSPOSE opa = ta ? CblasTrans : CblasNoTrans, opb = tb ? CblasTrans : CblasNoTrans;
+    int nt = kc_cpu_threads();
+    double work = (double)m * n * k;
+    int by_rows = m >= n, span = by_rows ? m : n;
+    if (nt > span) nt = span;
+    if (nt <= 1 || work < GEMM_PAR_MIN) {
+        cblas_sgemm(CblasRowMajor, opa, opb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        int t = omp_get_thread_num(), parts = omp_get_num_threads();
+        int lo = (int)((long long)span * t / parts), hi = (int)((long long)span * (t + 1) / parts);
+        if (hi > lo) {
+            if (by_rows) /* rows of op(A) and C */
+                cblas_sgemm(CblasRowMajor, opa, opb, hi - lo, n, k, alpha,
+                            a + (ta ? (size_t)lo : (size_t)lo * lda), lda, b, ldb, beta,
+                            c + (size_t)lo * ldc, ldc);
+            else /* columns of op(B) and C */
+                cblas_sgemm(CblasRowMajor, opa, opb, m, hi - lo, k, alpha, a, lda,
+                            b + (tb ? (size_t)lo * ldb : (size_t)lo), ldb, beta, c + lo, ldc);
+        }
+    }
 }
 
 static void cpu_bias_add(float *y, const float *b, int rows, int cols) {
