@@ -41,7 +41,8 @@ void kc_philox4x32(uint64_t seed, uint64_t stream, uint64_t index, uint32_t out[
         }
         philox_round(c, k);
     }
-    for (int i = 0; i < 4; i++) out[i] = c[i];
+    for (int i = 0; i < 4; i++)
+        out[i] = c[i];
 }
 
 float kc_rng_uniform(uint64_t seed, uint64_t stream, uint64_t index) {

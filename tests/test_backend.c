@@ -33,7 +33,8 @@ static float *host(size_t n) {
 /* Uniform in [lo, hi) from a stream of its own, so every input is reproducible. */
 static float *random_host(size_t n, float lo, float hi, uint64_t stream) {
     float *p = host(n);
-    for (size_t i = 0; i < n; i++) p[i] = lo + (hi - lo) * kc_rng_uniform(2024, stream, i);
+    for (size_t i = 0; i < n; i++)
+        p[i] = lo + (hi - lo) * kc_rng_uniform(2024, stream, i);
     return p;
 }
 
@@ -72,13 +73,14 @@ static void check_close(const char *what, const float *got, const float *want, s
 
 static void check_same(const char *what, const float *got, const float *want, size_t n) {
     for (size_t i = 0; i < n; i++)
-        expect(memcmp(&got[i], &want[i], sizeof(float)) == 0, "%s[%zu] = %.9g, expected exactly %.9g",
-               what, i, got[i], want[i]);
+        expect(memcmp(&got[i], &want[i], sizeof(float)) == 0,
+               "%s[%zu] = %.9g, expected exactly %.9g", what, i, got[i], want[i]);
 }
 
 static double max_abs(const float *p, size_t n) {
     double m = 0;
-    for (size_t i = 0; i < n; i++) m = fmax(m, fabs(p[i]));
+    for (size_t i = 0; i < n; i++)
+        m = fmax(m, fabs(p[i]));
     return m;
 }
 
@@ -99,8 +101,17 @@ typedef struct conv_case {
 } conv_case;
 
 static kc_conv2d_desc conv_desc(conv_case k) {
-    kc_conv2d_desc d = {.n = k.n, .h = k.h, .w = k.w, .c = k.c, .kh = k.kh, .kw = k.kw,
-                        .oc = k.oc, .sh = k.sh, .sw = k.sw, .dh = k.dh, .dw = k.dw};
+    kc_conv2d_desc d = {.n = k.n,
+                        .h = k.h,
+                        .w = k.w,
+                        .c = k.c,
+                        .kh = k.kh,
+                        .kw = k.kw,
+                        .oc = k.oc,
+                        .sh = k.sh,
+                        .sw = k.sw,
+                        .dh = k.dh,
+                        .dw = k.dw};
     keras_geometry(k.h, k.dh * (k.kh - 1) + 1, k.sh, k.same, &d.oh, &d.pad_t);
     keras_geometry(k.w, k.dw * (k.kw - 1) + 1, k.sw, k.same, &d.ow, &d.pad_l);
     return d;
@@ -111,22 +122,28 @@ typedef struct pool_case {
 } pool_case;
 
 static kc_pool2d_desc pool_desc(pool_case k) {
-    kc_pool2d_desc d = {.n = k.n, .h = k.h, .w = k.w, .c = k.c, .ph = k.ph, .pw = k.pw,
-                        .sh = k.sh, .sw = k.sw};
+    kc_pool2d_desc d = {
+        .n = k.n, .h = k.h, .w = k.w, .c = k.c, .ph = k.ph, .pw = k.pw, .sh = k.sh, .sw = k.sw};
     keras_geometry(k.h, k.ph, k.sh, k.same, &d.oh, &d.pad_t);
     keras_geometry(k.w, k.pw, k.sw, k.same, &d.ow, &d.pad_l);
     return d;
 }
 
-static size_t conv_x_size(const kc_conv2d_desc *d) { return (size_t)d->n * d->h * d->w * d->c; }
+static size_t conv_x_size(const kc_conv2d_desc *d) {
+    return (size_t)d->n * d->h * d->w * d->c;
+}
 static size_t conv_y_size(const kc_conv2d_desc *d) {
     return (size_t)d->n * d->oh * d->ow * d->oc;
 }
 static size_t conv_w_size(const kc_conv2d_desc *d) {
     return (size_t)d->kh * d->kw * d->c * d->oc;
 }
-static size_t pool_x_size(const kc_pool2d_desc *d) { return (size_t)d->n * d->h * d->w * d->c; }
-static size_t pool_y_size(const kc_pool2d_desc *d) { return (size_t)d->n * d->oh * d->ow * d->c; }
+static size_t pool_x_size(const kc_pool2d_desc *d) {
+    return (size_t)d->n * d->h * d->w * d->c;
+}
+static size_t pool_y_size(const kc_pool2d_desc *d) {
+    return (size_t)d->n * d->oh * d->ow * d->c;
+}
 
 /* ------------------------------------------------- op runners (host in/out) */
 
@@ -145,7 +162,8 @@ static void run_conv_backward_data(const kc_backend *be, const kc_conv2d_desc *d
                                    const float *w, float *dx) {
     size_t nx = conv_x_size(d);
     float *garbage = host(nx);
-    for (size_t i = 0; i < nx; i++) garbage[i] = NAN;
+    for (size_t i = 0; i < nx; i++)
+        garbage[i] = NAN;
     float *d_dy = dev_from(be, dy, conv_y_size(d)), *d_w = dev_from(be, w, conv_w_size(d));
     float *d_dx = dev_from(be, garbage, nx);
     void *ws = dev_alloc(be, be->conv2d_workspace(d));
@@ -207,8 +225,8 @@ static void run_avgpool_backward(const kc_backend *be, const kc_pool2d_desc *d, 
     be->free(d_dy);
 }
 
-static void run_act_forward(const kc_backend *be, kc_act act, float alpha, const float *x,
-                            float *y, size_t n) {
+static void run_act_forward(const kc_backend *be, kc_act act, float alpha, const float *x, float *y,
+                            size_t n) {
     float *d_x = dev_from(be, x, n), *d_y = dev_from(be, NULL, n);
     be->act_forward(act, alpha, d_x, d_y, n);
     dev_take(be, y, d_y, n);
@@ -245,17 +263,17 @@ static void run_softmax_backward(const kc_backend *be, const float *y, const flo
 /* ------------------------------------------------------------ test shapes */
 
 static const conv_case conv_cases[] = {
-    {1, 4, 4, 1, 3, 3, 1, 1, 1, 1, 1, 0},     /* smallest, batch 1 */
-    {3, 7, 9, 3, 3, 2, 5, 2, 1, 1, 1, 1},     /* non-square kernel, stride 2, asymmetric same */
-    {2, 11, 10, 4, 3, 3, 6, 1, 1, 2, 2, 1},   /* dilation 2 */
-    {2, 8, 8, 2, 1, 1, 3, 1, 1, 1, 1, 0},     /* 1x1: the input is the patch matrix */
-    {2, 9, 9, 3, 1, 1, 4, 2, 2, 1, 1, 1},     /* 1x1 with stride 2 */
-    {5, 13, 13, 8, 3, 3, 16, 1, 1, 1, 1, 0},  /* seed CNN's second conv, smaller */
-    {2, 10, 9, 3, 5, 3, 4, 2, 3, 2, 1, 1},    /* mixed strides and dilation, odd sizes */
-    {1, 6, 5, 2, 4, 4, 3, 3, 2, 1, 1, 1},     /* even kernel: padding 1 before, 2 after */
-    {2, 5, 5, 2, 3, 3, 2, 1, 1, 3, 3, 1},     /* dilation 3: windows mostly padding */
-    {3, 28, 28, 1, 3, 3, 8, 1, 1, 1, 1, 0},   /* seed CNN's first conv, smaller */
-    {4, 64, 64, 16, 3, 3, 8, 1, 1, 1, 1, 1},  /* patch matrix beyond one workspace chunk */
+    {1, 4, 4, 1, 3, 3, 1, 1, 1, 1, 1, 0},    /* smallest, batch 1 */
+    {3, 7, 9, 3, 3, 2, 5, 2, 1, 1, 1, 1},    /* non-square kernel, stride 2, asymmetric same */
+    {2, 11, 10, 4, 3, 3, 6, 1, 1, 2, 2, 1},  /* dilation 2 */
+    {2, 8, 8, 2, 1, 1, 3, 1, 1, 1, 1, 0},    /* 1x1: the input is the patch matrix */
+    {2, 9, 9, 3, 1, 1, 4, 2, 2, 1, 1, 1},    /* 1x1 with stride 2 */
+    {5, 13, 13, 8, 3, 3, 16, 1, 1, 1, 1, 0}, /* seed CNN's second conv, smaller */
+    {2, 10, 9, 3, 5, 3, 4, 2, 3, 2, 1, 1},   /* mixed strides and dilation, odd sizes */
+    {1, 6, 5, 2, 4, 4, 3, 3, 2, 1, 1, 1},    /* even kernel: padding 1 before, 2 after */
+    {2, 5, 5, 2, 3, 3, 2, 1, 1, 3, 3, 1},    /* dilation 3: windows mostly padding */
+    {3, 28, 28, 1, 3, 3, 8, 1, 1, 1, 1, 0},  /* seed CNN's first conv, smaller */
+    {4, 64, 64, 16, 3, 3, 8, 1, 1, 1, 1, 1}, /* patch matrix beyond one workspace chunk */
 };
 #define N_CONV (sizeof conv_cases / sizeof conv_cases[0])
 
@@ -289,7 +307,8 @@ START_TEST(test_tables_complete) {
     for (int b = 0; b < 2; b++) {
         const void *const *slot = (const void *const *)bes[b];
         size_t n = sizeof(kc_backend) / sizeof(void *);
-        for (size_t i = 0; i < n; i++) expect(slot[i] != NULL, "%s slot %zu", bes[b]->name, i);
+        for (size_t i = 0; i < n; i++)
+            expect(slot[i] != NULL, "%s slot %zu", bes[b]->name, i);
     }
 }
 END_TEST
@@ -301,7 +320,8 @@ START_TEST(test_memory) {
         size_t n = 1001;
         float *d = dev_alloc(be, n * sizeof(float)), *h = host(n), *src = random_host(n, -1, 1, 1);
         be->download(h, d, n * sizeof(float));
-        for (size_t i = 0; i < n; i++) expect(h[i] == 0.0f, "alloc not zero-filled at %zu", i);
+        for (size_t i = 0; i < n; i++)
+            expect(h[i] == 0.0f, "alloc not zero-filled at %zu", i);
         be->upload(d, src, n * sizeof(float));
         float *d2 = dev_alloc(be, n * sizeof(float));
         be->copy(d2, d, n * sizeof(float));
@@ -349,7 +369,8 @@ static void gemm_case(int ta, int tb, int m, int n, int k, float alpha, float be
     float *a = random_host(na, -1, 1, 20), *b = random_host(nb, -1, 1, 21);
     float *c0 = random_host(nc, -1, 1, 22);
     if (beta == 0.0f)
-        for (size_t i = 0; i < nc; i++) c0[i] = NAN; /* must not be read */
+        for (size_t i = 0; i < nc; i++)
+            c0[i] = NAN; /* must not be read */
     float *res[2];
     const kc_backend *bes[] = {ref_be, cpu_be};
     for (int e = 0; e < 2; e++) {
@@ -414,7 +435,8 @@ START_TEST(test_bias) {
         }
         for (int j = 0; j < cols; j++) {
             double s2 = 0;
-            for (int r = 0; r < rows; r++) s2 += y[(size_t)r * cols + j];
+            for (int r = 0; r < rows; r++)
+                s2 += y[(size_t)r * cols + j];
             ck_assert_close(fresh[0][j], s2, 1e-6, 1e-6);
             ck_assert_close(acc[0][j], s2 + db0[j], 1e-6, 1e-6);
             ck_assert_float_eq(ys[0][j], y[j] + b[j]);
@@ -423,7 +445,8 @@ START_TEST(test_bias) {
         check_close("bias_grad beta 1", acc[1], acc[0], (size_t)cols, 1e-6, 1e-6);
         check_close("bias_grad beta 0", fresh[1], fresh[0], (size_t)cols, 1e-6, 1e-6);
         free(y), free(b), free(db0);
-        for (int e = 0; e < 2; e++) free(ys[e]), free(acc[e]), free(fresh[e]);
+        for (int e = 0; e < 2; e++)
+            free(ys[e]), free(acc[e]), free(fresh[e]);
     }
 }
 END_TEST
@@ -435,12 +458,18 @@ typedef struct act_case {
 } act_case;
 
 static const act_case act_cases[] = {
-    {KC_ACT_LINEAR, 0, "linear"},        {KC_ACT_RELU, 0, "relu"},
-    {KC_ACT_SIGMOID, 0, "sigmoid"},      {KC_ACT_TANH, 0, "tanh"},
-    {KC_ACT_ELU, 1.0f, "elu"},           {KC_ACT_ELU, 0.5f, "elu(0.5)"},
-    {KC_ACT_SELU, 0, "selu"},            {KC_ACT_SOFTPLUS, 0, "softplus"},
-    {KC_ACT_SOFTSIGN, 0, "softsign"},    {KC_ACT_SWISH, 0, "swish"},
-    {KC_ACT_GELU, 0, "gelu"},            {KC_ACT_LEAKY_RELU, 0.2f, "leaky_relu"},
+    {KC_ACT_LINEAR, 0, "linear"},
+    {KC_ACT_RELU, 0, "relu"},
+    {KC_ACT_SIGMOID, 0, "sigmoid"},
+    {KC_ACT_TANH, 0, "tanh"},
+    {KC_ACT_ELU, 1.0f, "elu"},
+    {KC_ACT_ELU, 0.5f, "elu(0.5)"},
+    {KC_ACT_SELU, 0, "selu"},
+    {KC_ACT_SOFTPLUS, 0, "softplus"},
+    {KC_ACT_SOFTSIGN, 0, "softsign"},
+    {KC_ACT_SWISH, 0, "swish"},
+    {KC_ACT_GELU, 0, "gelu"},
+    {KC_ACT_LEAKY_RELU, 0.2f, "leaky_relu"},
     {KC_ACT_LEAKY_RELU, 0.01f, "leaky_relu(0.01)"},
     {KC_ACT_HARD_SIGMOID, 0, "hard_sigmoid"},
     {KC_ACT_EXPONENTIAL, 0, "exponential"},
@@ -451,7 +480,8 @@ static const act_case act_cases[] = {
 static float *act_inputs(size_t n, uint64_t stream) {
     float *x = random_host(n, -8, 8, stream);
     const float tails[] = {-100, -60, -30, -3, 0, 3, 30, 60, 80};
-    for (size_t i = 0; i < sizeof tails / sizeof tails[0] && i < n; i++) x[i] = tails[i];
+    for (size_t i = 0; i < sizeof tails / sizeof tails[0] && i < n; i++)
+        x[i] = tails[i];
     return x;
 }
 
@@ -476,7 +506,8 @@ START_TEST(test_activations) {
         check_close(what, y[1], y[0], n, 1e-6, 2e-6);
         snprintf(what, sizeof what, "%s backward", ac->name);
         check_close(what, dx[1], dx[0], n, 1e-6, 4e-6);
-        for (int e = 0; e < 2; e++) free(y[e]), free(dx[e]);
+        for (int e = 0; e < 2; e++)
+            free(y[e]), free(dx[e]);
     }
     free(x), free(dy);
 }
@@ -496,7 +527,8 @@ START_TEST(test_softmax) {
         run_softmax_backward(cpu_be, y[0], dy, dx[1], rows, cols);
         for (int r = 0; r < rows; r++) {
             double sum = 0;
-            for (int j = 0; j < cols; j++) sum += y[0][(size_t)r * cols + j];
+            for (int j = 0; j < cols; j++)
+                sum += y[0][(size_t)r * cols + j];
             ck_assert_close(sum, 1.0, 1e-6, 0);
         }
         check_close("softmax forward", y[1], y[0], n, 1e-7, 2e-6);
@@ -511,7 +543,8 @@ START_TEST(test_softmax) {
             free(z);
         }
         free(x), free(dy);
-        for (int e = 0; e < 2; e++) free(y[e]), free(dx[e]);
+        for (int e = 0; e < 2; e++)
+            free(y[e]), free(dx[e]);
     }
 }
 END_TEST
@@ -525,7 +558,8 @@ static void conv_conformance(const conv_case *cc) {
     const kc_backend *bes[] = {ref_be, cpu_be};
     for (int e = 0; e < 2; e++) {
         y[e] = host(ny), dx[e] = host(nx), dw_acc[e] = copy_host(w0, nw), dw_new[e] = host(nw);
-        for (size_t i = 0; i < nw; i++) dw_new[e][i] = NAN; /* beta 0 must not read it */
+        for (size_t i = 0; i < nw; i++)
+            dw_new[e][i] = NAN; /* beta 0 must not read it */
         run_conv_forward(bes[e], &d, x, w, y[e]);
         run_conv_backward_data(bes[e], &d, g, w, dx[e]);
         run_conv_backward_filter(bes[e], &d, x, g, dw_acc[e], 1.0f);
@@ -544,11 +578,13 @@ static void conv_conformance(const conv_case *cc) {
         expect(fabs(dw_acc[0][i] - (w0[i] + dw_new[0][i])) <= 1e-5 * (1 + fabs(dw_acc[0][i])),
                "dw beta 1 [%zu] = %g, beta 0 + dw0 = %g", i, dw_acc[0][i], w0[i] + dw_new[0][i]);
     free(x), free(w), free(g), free(w0);
-    for (int e = 0; e < 2; e++) free(y[e]), free(dx[e]), free(dw_acc[e]), free(dw_new[e]);
+    for (int e = 0; e < 2; e++)
+        free(y[e]), free(dx[e]), free(dw_acc[e]), free(dw_new[e]);
 }
 
 START_TEST(test_conv2d) {
-    for (size_t i = 0; i < N_CONV; i++) conv_conformance(&conv_cases[i]);
+    for (size_t i = 0; i < N_CONV; i++)
+        conv_conformance(&conv_cases[i]);
 }
 END_TEST
 
@@ -609,12 +645,15 @@ static void pool_conformance(const pool_case *pc, int ties) {
     /* gradients conserve mass: every dy lands on exactly one cell (max) or is
      * spread over the real cells (average) */
     double sg = 0, smax = 0, savg = 0;
-    for (size_t i = 0; i < ny; i++) sg += g[i];
-    for (size_t i = 0; i < nx; i++) smax += dx[0][i], savg += adx[0][i];
+    for (size_t i = 0; i < ny; i++)
+        sg += g[i];
+    for (size_t i = 0; i < nx; i++)
+        smax += dx[0][i], savg += adx[0][i];
     ck_assert_close(smax, sg, 1e-4, 1e-5);
     ck_assert_close(savg, sg, 1e-4, 1e-5);
     free(x), free(g);
-    for (int e = 0; e < 2; e++) free(y[e]), free(dx[e]), free(ay[e]), free(adx[e]), free(arg[e]);
+    for (int e = 0; e < 2; e++)
+        free(y[e]), free(dx[e]), free(ay[e]), free(adx[e]), free(arg[e]);
 }
 
 START_TEST(test_pooling) {
@@ -653,14 +692,16 @@ START_TEST(test_dropout) {
             dropped += !kept;
         }
         ck_assert_close((double)dropped / n, rate, 0.01, 0);
-        for (int e = 0; e < 2; e++) free(y[e]), free(m[e]);
+        for (int e = 0; e < 2; e++)
+            free(y[e]), free(m[e]);
     }
     /* another stream draws another mask */
     float *y = host(n), *m1 = host(n), *m2 = host(n);
     run_dropout(cpu_be, x, y, m1, n, 0.5f, 99, 5);
     run_dropout(cpu_be, x, y, m2, n, 0.5f, 99, 6);
     size_t differ = 0;
-    for (size_t i = 0; i < n; i++) differ += m1[i] != m2[i];
+    for (size_t i = 0; i < n; i++)
+        differ += m1[i] != m2[i];
     ck_assert_close((double)differ / n, 0.5, 0.02, 0);
     free(x), free(y), free(m1), free(m2);
 }
@@ -683,7 +724,8 @@ static void run_optimizer(const kc_backend *be, const opt_case *oc, size_t n, in
     float *w0 = random_host(n, -1, 1, 90);
     float *d[5];
     d[0] = dev_from(be, w0, n);
-    for (int s = 1; s < 5; s++) d[s] = dev_from(be, NULL, n);
+    for (int s = 1; s < 5; s++)
+        d[s] = dev_from(be, NULL, n);
     for (int t = 1; t <= steps; t++) {
         float *gh = random_host(n, -1, 1, 100 + (uint64_t)t);
         float *g = dev_from(be, gh, n);
@@ -693,23 +735,28 @@ static void run_optimizer(const kc_backend *be, const opt_case *oc, size_t n, in
             be->rmsprop_update(d[0], g, d[1], oc->flag ? d[2] : NULL, oc->p2 > 0 ? d[3] : NULL, n,
                                oc->lr, oc->p1, oc->p2, 1e-7f, oc->flag);
         else {
-            float alpha = oc->lr * sqrtf(1.0f - powf(oc->p2, (float)t)) /
-                          (1.0f - powf(oc->p1, (float)t));
+            float alpha =
+                oc->lr * sqrtf(1.0f - powf(oc->p2, (float)t)) / (1.0f - powf(oc->p1, (float)t));
             be->adam_update(d[0], g, d[1], d[2], oc->flag ? d[3] : NULL, n, alpha, oc->p1, oc->p2,
                             1e-7f, oc->flag);
         }
         be->free(g);
         free(gh);
     }
-    for (int s = 0; s < 5; s++) dev_take(be, out + (size_t)s * n, d[s], n);
+    for (int s = 0; s < 5; s++)
+        dev_take(be, out + (size_t)s * n, d[s], n);
     free(w0);
 }
 
 static const opt_case opt_cases[] = {
-    {OPT_SGD, 0.01f, 0, 0, 0},          {OPT_SGD, 0.01f, 0.9f, 0, 0},
-    {OPT_SGD, 0.01f, 0.9f, 1, 0},       {OPT_RMSPROP, 0.001f, 0.9f, 0, 0},
-    {OPT_RMSPROP, 0.001f, 0.9f, 0, 1},  {OPT_RMSPROP, 0.001f, 0.9f, 0.5f, 0},
-    {OPT_RMSPROP, 0.001f, 0.9f, 0.5f, 1}, {OPT_ADAM, 0.001f, 0.9f, 0.999f, 0},
+    {OPT_SGD, 0.01f, 0, 0, 0},
+    {OPT_SGD, 0.01f, 0.9f, 0, 0},
+    {OPT_SGD, 0.01f, 0.9f, 1, 0},
+    {OPT_RMSPROP, 0.001f, 0.9f, 0, 0},
+    {OPT_RMSPROP, 0.001f, 0.9f, 0, 1},
+    {OPT_RMSPROP, 0.001f, 0.9f, 0.5f, 0},
+    {OPT_RMSPROP, 0.001f, 0.9f, 0.5f, 1},
+    {OPT_ADAM, 0.001f, 0.9f, 0.999f, 0},
     {OPT_ADAM, 0.001f, 0.9f, 0.999f, 1},
 };
 
@@ -733,14 +780,17 @@ END_TEST
 
 /* ------------------------------------------------------ hand-computed values */
 
-static const kc_backend *both(int i) { return i ? cpu_be : ref_be; }
+static const kc_backend *both(int i) {
+    return i ? cpu_be : ref_be;
+}
 
 /* x = 1..16 as a 4x4 image; kernel [[1,2,0],[0,1,-1],[3,0,1]]; each output
  * is the window sum by hand, e.g. valid (0,0) = 1+4+6-7+27+11 = 42 and each
  * step right adds sum(w) = 7, each step down adds 4*7. */
 START_TEST(test_conv_by_hand) {
     float x[16], w[9] = {1, 2, 0, 0, 1, -1, 3, 0, 1};
-    for (int i = 0; i < 16; i++) x[i] = (float)(i + 1);
+    for (int i = 0; i < 16; i++)
+        x[i] = (float)(i + 1);
     const float valid[4] = {42, 49, 70, 77};
     const float same[16] = {5, 21, 25, 25, 11, 42, 49, 52, 23, 70, 77, 80, 17, 28, 31, 51};
     const float same_s2[4] = {42, 52, 28, 51}; /* padding 0 top/left, 1 bottom/right */
@@ -789,7 +839,8 @@ START_TEST(test_pool_by_hand) {
         const float want_max[4] = {7, 9, 8, 6};
         const int32_t want_arg[4] = {3, 5, 7, 8};
         check_close("maxpool", y, want_max, 4, 0, 0);
-        for (int i = 0; i < 4; i++) ck_assert_int_eq(arg[i], want_arg[i]);
+        for (int i = 0; i < 4; i++)
+            ck_assert_int_eq(arg[i], want_arg[i]);
         const float g[4] = {1, 2, 3, 4};
         run_maxpool_backward(both(b), &d, g, arg, dx);
         const float want_dx[9] = {0, 0, 0, 1, 0, 2, 0, 3, 4};
@@ -949,7 +1000,8 @@ static void check_numeric_grad(const char *what, float *param, const float *grad
 
 static double weighted_sum(const float *y, const float *r, size_t n) {
     double s = 0;
-    for (size_t i = 0; i < n; i++) s += (double)y[i] * r[i];
+    for (size_t i = 0; i < n; i++)
+        s += (double)y[i] * r[i];
     return s;
 }
 
@@ -1022,8 +1074,8 @@ START_TEST(test_pool_gradients) {
             } else {
                 run_avgpool_backward(ref_be, &c.d, c.r, dx);
             }
-            check_numeric_grad(max ? "maxpool" : "avgpool", c.x, dx, nx, 1e-2f, pool_loss, &c,
-                               1e-4, 1e-3);
+            check_numeric_grad(max ? "maxpool" : "avgpool", c.x, dx, nx, 1e-2f, pool_loss, &c, 1e-4,
+                               1e-3);
             free(c.x), free(c.r), free(c.y), free(c.arg), free(dx);
         }
 }
@@ -1055,7 +1107,8 @@ START_TEST(test_activation_gradients) {
     for (size_t a = 0; a < N_ACT; a++) {
         act_ctx c = {.act = act_cases[a].act, .alpha = act_cases[a].alpha, .n = n};
         c.x = random_host(n, -5, 5, 220), c.r = random_host(n, -1, 1, 221), c.y = host(n);
-        for (size_t i = 0; i < n; i++) c.x[i] = away_from_kinks(c.x[i]);
+        for (size_t i = 0; i < n; i++)
+            c.x[i] = away_from_kinks(c.x[i]);
         float *dx = host(n);
         run_act_forward(ref_be, c.act, c.alpha, c.x, c.y, n);
         run_act_backward(ref_be, c.act, c.alpha, c.x, c.y, c.r, dx, n);
@@ -1113,25 +1166,26 @@ START_TEST(test_cpu_deterministic) {
     }
 
     size_t n = 200003;
-    float *a = act_inputs(n, 310), *o1 = host(n), *o2 = host(n), *m1 = host(n), *m2 = host(n);
+    float *a = act_inputs(n, 310);
+    float *o[2] = {host(n), host(n)}, *m[2] = {host(n), host(n)}, *ge[2] = {host(n), host(n)};
     kc_pool2d_desc pd = pool_desc(pool_cases[5]);
     size_t px = pool_x_size(&pd), py = pool_y_size(&pd);
-    float *p1 = host(py), *p2 = host(py);
-    float *pin = random_host(px, -1, 1, 311);
-    for (int threads = 1; threads <= 2; threads++) {
-        cpu_be->set_threads(threads);
-        float *o = threads == 1 ? o1 : o2, *m = threads == 1 ? m1 : m2;
-        float *p = threads == 1 ? p1 : p2;
-        run_act_forward(cpu_be, KC_ACT_GELU, 0, a, o, n);
-        run_dropout(cpu_be, a, o, m, n, 0.4f, 1, 2);
-        run_avgpool_forward(cpu_be, &pd, pin, p);
+    float *pin = random_host(px, -1, 1, 311), *p[2] = {host(py), host(py)};
+    for (int t = 0; t < 2; t++) {
+        cpu_be->set_threads(t + 1);
+        run_act_forward(cpu_be, KC_ACT_GELU, 0, a, ge[t], n);
+        run_dropout(cpu_be, a, o[t], m[t], n, 0.4f, 1, 2);
+        run_avgpool_forward(cpu_be, &pd, pin, p[t]);
     }
-    check_same("dropout output, 1 vs 2 threads", o2, o1, n);
-    check_same("dropout mask, 1 vs 2 threads", m2, m1, n);
-    check_same("avgpool, 1 vs 2 threads", p2, p1, py);
+    check_same("gelu, 1 vs 2 threads", ge[1], ge[0], n);
+    check_same("dropout output, 1 vs 2 threads", o[1], o[0], n);
+    check_same("dropout mask, 1 vs 2 threads", m[1], m[0], n);
+    check_same("avgpool, 1 vs 2 threads", p[1], p[0], py);
+    for (int t = 0; t < 2; t++)
+        free(o[t]), free(m[t]), free(ge[t]), free(p[t]);
+    free(a), free(pin);
     cpu_be->set_threads(0);
     free(x), free(w), free(g), free(y1), free(y2), free(dx1), free(dx2), free(dw1), free(dw2);
-    free(a), free(o1), free(o2), free(m1), free(m2), free(p1), free(p2), free(pin);
 }
 END_TEST
 

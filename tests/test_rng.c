@@ -29,7 +29,9 @@ static const kat katv[] = {
      {0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1}},
 };
 
-static uint64_t join(uint32_t lo, uint32_t hi) { return ((uint64_t)hi << 32) | lo; }
+static uint64_t join(uint32_t lo, uint32_t hi) {
+    return ((uint64_t)hi << 32) | lo;
+}
 
 START_TEST(test_philox_known_answers) {
     for (size_t t = 0; t < sizeof katv / sizeof katv[0]; t++) {
@@ -52,7 +54,9 @@ START_TEST(test_uniform_is_top_24_bits) {
 }
 END_TEST
 
-static int n_draws(void) { return kc_test_quick() ? 20000 : 100000; }
+static int n_draws(void) {
+    return kc_test_quick() ? 20000 : 100000;
+}
 
 START_TEST(test_uniform_moments) {
     int n = n_draws();
@@ -88,7 +92,7 @@ START_TEST(test_normal_moments) {
     double mean = s / n, var = s2 / n - mean * mean;
     ck_assert_close(mean, 0.0, 5 / sqrt((double)n), 0);
     ck_assert_close(var, 1.0, 5 * sqrt(2.0 / n), 0);
-    ck_assert_close(s4 / n, 3.0, 0.15, 0);         /* kurtosis of a Gaussian */
+    ck_assert_close(s4 / n, 3.0, 0.15, 0); /* kurtosis of a Gaussian */
     ck_assert_close((double)within1 / n, 0.6827, 0.01, 0);
 }
 END_TEST
@@ -103,7 +107,8 @@ START_TEST(test_below_range_and_uniformity) {
     }
     /* chi-square with 9 degrees of freedom: 27.9 is the 0.999 quantile */
     double chi2 = 0, expect = (double)n / K;
-    for (int k = 0; k < K; k++) chi2 += (count[k] - expect) * (count[k] - expect) / expect;
+    for (int k = 0; k < K; k++)
+        chi2 += (count[k] - expect) * (count[k] - expect) / expect;
     ck_assert_msg(chi2 < 27.9, "chi2 = %g", chi2);
 
     for (uint64_t i = 0; i < 1000; i++) {

@@ -12,12 +12,26 @@
 
 static int cpu_threads;
 
-int kc_cpu_threads(void) { return cpu_threads > 0 ? cpu_threads : omp_get_max_threads(); }
+int kc_cpu_threads(void) {
+    return cpu_threads > 0 ? cpu_threads : omp_get_max_threads();
+}
+
+/* OpenBLAS stays single-threaded and runs inside our OpenMP threads: its own
+ * pthread pool spins between calls and starves the OpenMP team (and the team
+ * starves it), which made 2-thread convolutions slower than 1-thread ones. */
+static void blas_single_threaded(void) {
+    static int done;
+    if (!done) {
+        openblas_set_num_threads(1);
+        done = 1;
+    }
+}
 
 static void cpu_set_threads(int n) {
     if (n <= 0) n = omp_get_num_procs();
     cpu_threads = n;
     omp_set_num_threads(n);
+    blas_single_threaded();
 }
 
 static void *cpu_alloc(size_t bytes) {
@@ -28,7 +42,9 @@ static void *cpu_alloc(size_t bytes) {
     return p;
 }
 
-static void cpu_free(void *p) { free(p); }
+static void cpu_free(void *p) {
+    free(p);
+}
 
 static void cpu_upload(void *dst, const void *src, size_t bytes) {
     if (bytes) memcpy(dst, src, bytes);
@@ -45,25 +61,29 @@ static void cpu_copy(void *dst, const void *src, size_t bytes) {
 static void cpu_fill(float *y, float v, size_t n) {
     int nt = kc_cpu_threads();
 #pragma omp parallel for schedule(static) num_threads(nt) if (n >= KC_CPU_PAR_MIN)
-    for (size_t i = 0; i < n; i++) y[i] = v;
+    for (size_t i = 0; i < n; i++)
+        y[i] = v;
 }
 
 static void cpu_scale(float *y, float a, size_t n) {
     int nt = kc_cpu_threads();
 #pragma omp parallel for schedule(static) num_threads(nt) if (n >= KC_CPU_PAR_MIN)
-    for (size_t i = 0; i < n; i++) y[i] *= a;
+    for (size_t i = 0; i < n; i++)
+        y[i] *= a;
 }
 
 static void cpu_axpy(float a, const float *x, float *y, size_t n) {
     int nt = kc_cpu_threads();
 #pragma omp parallel for schedule(static) num_threads(nt) if (n >= KC_CPU_PAR_MIN)
-    for (size_t i = 0; i < n; i++) y[i] += a * x[i];
+    for (size_t i = 0; i < n; i++)
+        y[i] += a * x[i];
 }
 
 static void cpu_mul(const float *a, const float *b, float *y, size_t n) {
     int nt = kc_cpu_threads();
 #pragma omp parallel for schedule(static) num_threads(nt) if (n >= KC_CPU_PAR_MIN)
-    for (size_t i = 0; i < n; i++) y[i] = a[i] * b[i];
+    for (size_t i = 0; i < n; i++)
+        y[i] = a[i] * b[i];
 }
 
 static void scale_rows(int m, int n, float beta, float *c, int ldc) {
@@ -72,13 +92,6 @@ static void scale_rows(int m, int n, float beta, float *c, int ldc) {
             float *cij = &c[(size_t)i * ldc + j];
             *cij = beta == 0.0f ? 0.0f : beta * *cij;
         }
-}
-
-/* OpenBLAS runs single-threaded inside our threads: its own pthread pool
- * spins between calls and starves the OpenMP team (and vice versa). */
-static void blas_single_threaded(void) {
-    static int done;
-    if (!done) openblas_set_num_threads(1), done = 1;
 }
 
 /* Below this many multiply-adds one thread does the whole product. */
@@ -125,7 +138,8 @@ static void cpu_bias_add(float *y, const float *b, int rows, int cols) {
 #pragma omp parallel for schedule(static) num_threads(nt) if (total >= KC_CPU_PAR_MIN)
     for (int r = 0; r < rows; r++) {
         float *yr = y + (size_t)r * cols;
-        for (int j = 0; j < cols; j++) yr[j] += b[j];
+        for (int j = 0; j < cols; j++)
+            yr[j] += b[j];
     }
 }
 
@@ -143,7 +157,8 @@ static void cpu_bias_grad(float *db, const float *dy, int rows, int cols, float 
         double acc[BIAS_BLOCK] = {0};
         for (int r = 0; r < rows; r++) {
             const float *dyr = dy + (size_t)r * cols + j0;
-            for (int j = 0; j < width; j++) acc[j] += dyr[j];
+            for (int j = 0; j < width; j++)
+                acc[j] += dyr[j];
         }
         for (int j = 0; j < width; j++) {
             double prev = beta == 0.0f ? 0.0 : (double)beta * db[j0 + j];
@@ -197,4 +212,6 @@ static const kc_backend cpu_backend = {
     .adam_update = kc_cpu_adam_update,
 };
 
-const kc_backend *kc_backend_cpu(void) { return &cpu_backend; }
+const kc_backend *kc_backend_cpu(void) {
+    return &cpu_backend;
+}

@@ -1,7 +1,8 @@
 /* The cpu backend's ops, shared between its source files. Loops are split
  * among OpenMP threads with static schedules, and every output element is
- * computed by one thread in a fixed order, so results repeat bit for bit;
- * only OpenBLAS's gemm may depend on the thread count. */
+ * computed by one thread in a fixed order, so results repeat bit for bit and,
+ * except for gemm and convolution (whose products are split into one sgemm
+ * per thread), do not depend on the thread count either. */
 #ifndef KC_CPU_H
 #define KC_CPU_H
 

@@ -4,10 +4,10 @@
  *   forward          y    = col  . W          (pixels x oc)
  *   backward filter  dW  += colT . dy         (kh*kw*c x oc)
  *   backward data    dcol = dy   . WT, then each input pixel gathers its taps.
- * The workspace holds the patch matrix of one chunk of images; chunks are
- * sized from the shape alone, so the summation order never depends on the
- * thread count. A 1x1, stride-1, unpadded convolution needs no patch matrix:
- * the input already is one. */
+ * The workspace holds the patch matrix of one chunk of images. Chunks are
+ * sized from the shape alone (never from the thread count), so the filter
+ * gradient always adds its chunks in the same order. A 1x1, stride-1,
+ * unpadded convolution needs no patch matrix: the input already is one. */
 #include "core/cpu/cpu.h"
 
 #include <math.h>
@@ -67,7 +67,8 @@ static void zero(float *p, size_t n) {
 }
 
 static void fill_nan(float *p, size_t n) {
-    for (size_t i = 0; i < n; i++) p[i] = NAN;
+    for (size_t i = 0; i < n; i++)
+        p[i] = NAN;
 }
 
 /* Patch rows for nb images starting at x: row (n, oy, ox), column (ky, kx, c). */
@@ -86,11 +87,13 @@ static void im2col(const kc_conv2d_desc *d, const float *x, int nb, float *col) 
                 for (int kx = 0; kx < d->kw; kx++, dst += c) {
                     int ix = ox * d->sw + kx * d->dw - d->pad_l;
                     if (iy < 0 || iy >= d->h || ix < 0 || ix >= d->w) {
-                        for (int ch = 0; ch < c; ch++) dst[ch] = 0.0f;
+                        for (int ch = 0; ch < c; ch++)
+                            dst[ch] = 0.0f;
                         continue;
                     }
                     const float *src = xn + ((size_t)iy * d->w + ix) * c;
-                    for (int ch = 0; ch < c; ch++) dst[ch] = src[ch];
+                    for (int ch = 0; ch < c; ch++)
+                        dst[ch] = src[ch];
                 }
             }
     }
@@ -114,7 +117,8 @@ static void col2im_gather(const kc_conv2d_desc *d, const float *col, int nb, flo
         int n = r / d->h, iy = r % d->h;
         float *dst = dx + (size_t)r * d->w * c;
         for (int ix = 0; ix < d->w; ix++, dst += c) {
-            for (int ch = 0; ch < c; ch++) dst[ch] = 0.0f;
+            for (int ch = 0; ch < c; ch++)
+                dst[ch] = 0.0f;
             for (int ky = 0; ky < d->kh; ky++) {
                 int oy = tap_source(iy, ky, d->sh, d->dh, d->pad_t, d->oh);
                 if (oy < 0) continue;
@@ -123,7 +127,8 @@ static void col2im_gather(const kc_conv2d_desc *d, const float *col, int nb, flo
                     if (ox < 0) continue;
                     const float *src = col + (((size_t)n * d->oh + oy) * d->ow + ox) * k +
                                        ((size_t)ky * d->kw + kx) * c;
-                    for (int ch = 0; ch < c; ch++) dst[ch] += src[ch];
+                    for (int ch = 0; ch < c; ch++)
+                        dst[ch] += src[ch];
                 }
             }
         }
@@ -152,8 +157,8 @@ void kc_cpu_conv2d_forward(const kc_conv2d_desc *d, const float *x, const float 
     for (int n0 = 0; n0 < d->n; n0 += p.chunk) {
         int nb = d->n - n0 < p.chunk ? d->n - n0 : p.chunk;
         im2col(d, x + n0 * in_img, nb, col);
-        kc_cpu_gemm(0, 0, nb * (int)p.pixels, d->oc, (int)p.k, 1.0f, col, (int)p.k, w, d->oc,
-                    0.0f, y + n0 * out_img, d->oc);
+        kc_cpu_gemm(0, 0, nb * (int)p.pixels, d->oc, (int)p.k, 1.0f, col, (int)p.k, w, d->oc, 0.0f,
+                    y + n0 * out_img, d->oc);
     }
     if (owned) free(col);
 }
@@ -190,7 +195,8 @@ void kc_cpu_conv2d_backward_filter(const kc_conv2d_desc *d, const float *x, cons
                                    float *dw, float beta, void *ws) {
     size_t wn = extent4(d->kh, d->kw, d->c, d->oc);
     if (conv_empty(d)) { /* no terms: dw = beta dw */
-        for (size_t i = 0; i < wn; i++) dw[i] = beta == 0.0f ? 0.0f : beta * dw[i];
+        for (size_t i = 0; i < wn; i++)
+            dw[i] = beta == 0.0f ? 0.0f : beta * dw[i];
         return;
     }
     conv_plan p = make_plan(d);

@@ -11,7 +11,8 @@ void kc_cpu_sgd_update(float *w, const float *g, float *v, size_t n, float lr, f
     int nt = kc_cpu_threads();
     if (momentum == 0.0f || !v) {
 #pragma omp parallel for schedule(static) num_threads(nt) if (n >= KC_CPU_PAR_MIN)
-        for (size_t i = 0; i < n; i++) w[i] -= lr * g[i];
+        for (size_t i = 0; i < n; i++)
+            w[i] -= lr * g[i];
         return;
     }
 #pragma omp parallel for schedule(static) num_threads(nt) if (n >= KC_CPU_PAR_MIN)

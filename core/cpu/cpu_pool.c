@@ -18,8 +18,7 @@ static size_t pool_in_size(const kc_pool2d_desc *d) {
 }
 
 static size_t pool_out_size(const kc_pool2d_desc *d) {
-    return d->n > 0 && d->oh > 0 && d->ow > 0 && d->c > 0 ? (size_t)d->n * d->oh * d->ow * d->c
-                                                           : 0;
+    return d->n > 0 && d->oh > 0 && d->ow > 0 && d->c > 0 ? (size_t)d->n * d->oh * d->ow * d->c : 0;
 }
 
 /* One output pixel: channels compared in parallel, cells in window order. */
@@ -29,11 +28,13 @@ static void max_cell(const kc_pool2d_desc *d, const float *x, int n, int oy, int
     window(oy, d->sh, d->pad_t, d->ph, d->h, &y0, &y1);
     window(ox, d->sw, d->pad_l, d->pw, d->w, &x0, &x1);
     if (y0 >= y1 || x0 >= x1) {
-        for (int ch = 0; ch < c; ch++) y[ch] = 0.0f, arg[ch] = -1;
+        for (int ch = 0; ch < c; ch++)
+            y[ch] = 0.0f, arg[ch] = -1;
         return;
     }
     size_t base = (((size_t)n * d->h + y0) * d->w + x0) * c;
-    for (int ch = 0; ch < c; ch++) y[ch] = x[base + ch], arg[ch] = (int32_t)(base + ch);
+    for (int ch = 0; ch < c; ch++)
+        y[ch] = x[base + ch], arg[ch] = (int32_t)(base + ch);
     for (int iy = y0; iy < y1; iy++)
         for (int ix = x0; ix < x1; ix++) {
             size_t at = (((size_t)n * d->h + iy) * d->w + ix) * c;
@@ -45,7 +46,8 @@ static void max_cell(const kc_pool2d_desc *d, const float *x, int n, int oy, int
 void kc_cpu_maxpool2d_forward(const kc_pool2d_desc *d, const float *x, float *y, int32_t *argmax) {
     int rows = d->n * d->oh, nt = kc_cpu_threads();
     if (pool_out_size(d) == 0) return;
-#pragma omp parallel for schedule(static) num_threads(nt) if (pool_out_size(d) >= KC_CPU_PAR_MIN / 4)
+#pragma omp parallel for schedule(static)                                                          \
+    num_threads(nt) if (pool_out_size(d) >= KC_CPU_PAR_MIN / 4)
     for (int r = 0; r < rows; r++) {
         int n = r / d->oh, oy = r % d->oh;
         for (int ox = 0; ox < d->ow; ox++) {
@@ -73,21 +75,25 @@ static void avg_cell(const kc_pool2d_desc *d, const float *x, int n, int oy, int
     int y0, y1, x0, x1, c = d->c;
     window(oy, d->sh, d->pad_t, d->ph, d->h, &y0, &y1);
     window(ox, d->sw, d->pad_l, d->pw, d->w, &x0, &x1);
-    for (int ch = 0; ch < c; ch++) y[ch] = 0.0f;
+    for (int ch = 0; ch < c; ch++)
+        y[ch] = 0.0f;
     if (y0 >= y1 || x0 >= x1) return;
     for (int iy = y0; iy < y1; iy++)
         for (int ix = x0; ix < x1; ix++) {
             const float *src = x + (((size_t)n * d->h + iy) * d->w + ix) * c;
-            for (int ch = 0; ch < c; ch++) y[ch] += src[ch];
+            for (int ch = 0; ch < c; ch++)
+                y[ch] += src[ch];
         }
     float count = (float)((y1 - y0) * (x1 - x0));
-    for (int ch = 0; ch < c; ch++) y[ch] /= count;
+    for (int ch = 0; ch < c; ch++)
+        y[ch] /= count;
 }
 
 void kc_cpu_avgpool2d_forward(const kc_pool2d_desc *d, const float *x, float *y) {
     int rows = d->n * d->oh, nt = kc_cpu_threads();
     if (pool_out_size(d) == 0) return;
-#pragma omp parallel for schedule(static) num_threads(nt) if (pool_out_size(d) >= KC_CPU_PAR_MIN / 4)
+#pragma omp parallel for schedule(static)                                                          \
+    num_threads(nt) if (pool_out_size(d) >= KC_CPU_PAR_MIN / 4)
     for (int r = 0; r < rows; r++) {
         int n = r / d->oh, oy = r % d->oh;
         for (int ox = 0; ox < d->ow; ox++)
@@ -115,7 +121,8 @@ void kc_cpu_avgpool2d_backward(const kc_pool2d_desc *d, const float *dy, float *
                 for (int iy = y0; iy < y1; iy++)
                     for (int ix = x0; ix < x1; ix++) {
                         float *dst = dx + (((size_t)n * d->h + iy) * d->w + ix) * c;
-                        for (int ch = 0; ch < c; ch++) dst[ch] += g[ch] / count;
+                        for (int ch = 0; ch < c; ch++)
+                            dst[ch] += g[ch] / count;
                     }
             }
 }

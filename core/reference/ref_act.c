@@ -17,23 +17,38 @@ static double sigmoid(double x) {
 }
 
 /* log(1 + e^x) = max(x, 0) + log1p(e^-|x|) */
-static double softplus(double x) { return fmax(x, 0.0) + log1p(exp(-fabs(x))); }
+static double softplus(double x) {
+    return fmax(x, 0.0) + log1p(exp(-fabs(x)));
+}
 
 static double act_value(kc_act act, double a, double x) {
     switch (act) {
-    case KC_ACT_RELU: return x > 0 ? x : 0.0;
-    case KC_ACT_SIGMOID: return sigmoid(x);
-    case KC_ACT_TANH: return tanh(x);
-    case KC_ACT_ELU: return x > 0 ? x : a * expm1(x);
-    case KC_ACT_SELU: return SELU_SCALE * (x > 0 ? x : SELU_ALPHA * expm1(x));
-    case KC_ACT_SOFTPLUS: return softplus(x);
-    case KC_ACT_SOFTSIGN: return x / (1.0 + fabs(x));
-    case KC_ACT_SWISH: return x * sigmoid(x);
-    case KC_ACT_GELU: return 0.5 * x * (1.0 + erf(x * INV_SQRT2));
-    case KC_ACT_LEAKY_RELU: return x > 0 ? x : a * x;
-    case KC_ACT_HARD_SIGMOID: return fmin(fmax(x / 6.0 + 0.5, 0.0), 1.0);
-    case KC_ACT_EXPONENTIAL: return exp(x);
-    default: return x;
+    case KC_ACT_RELU:
+        return x > 0 ? x : 0.0;
+    case KC_ACT_SIGMOID:
+        return sigmoid(x);
+    case KC_ACT_TANH:
+        return tanh(x);
+    case KC_ACT_ELU:
+        return x > 0 ? x : a * expm1(x);
+    case KC_ACT_SELU:
+        return SELU_SCALE * (x > 0 ? x : SELU_ALPHA * expm1(x));
+    case KC_ACT_SOFTPLUS:
+        return softplus(x);
+    case KC_ACT_SOFTSIGN:
+        return x / (1.0 + fabs(x));
+    case KC_ACT_SWISH:
+        return x * sigmoid(x);
+    case KC_ACT_GELU:
+        return 0.5 * x * erfc(-x * INV_SQRT2); /* = 1 + erf(x/sqrt2), no cancellation */
+    case KC_ACT_LEAKY_RELU:
+        return x > 0 ? x : a * x;
+    case KC_ACT_HARD_SIGMOID:
+        return fmin(fmax(x / 6.0 + 0.5, 0.0), 1.0);
+    case KC_ACT_EXPONENTIAL:
+        return exp(x);
+    default:
+        return x;
     }
 }
 
@@ -41,7 +56,8 @@ static double act_value(kc_act act, double a, double x) {
  * derivative is taken from the flat or left side, as TensorFlow does. */
 static double act_slope(kc_act act, double a, double x) {
     switch (act) {
-    case KC_ACT_RELU: return x > 0 ? 1.0 : 0.0;
+    case KC_ACT_RELU:
+        return x > 0 ? 1.0 : 0.0;
     case KC_ACT_SIGMOID: {
         double s = sigmoid(x);
         return s * (1.0 - s);
@@ -50,19 +66,28 @@ static double act_slope(kc_act act, double a, double x) {
         double t = tanh(x);
         return 1.0 - t * t;
     }
-    case KC_ACT_ELU: return x > 0 ? 1.0 : a * exp(x);
-    case KC_ACT_SELU: return SELU_SCALE * (x > 0 ? 1.0 : SELU_ALPHA * exp(x));
-    case KC_ACT_SOFTPLUS: return sigmoid(x);
-    case KC_ACT_SOFTSIGN: return 1.0 / ((1.0 + fabs(x)) * (1.0 + fabs(x)));
+    case KC_ACT_ELU:
+        return x > 0 ? 1.0 : a * exp(x);
+    case KC_ACT_SELU:
+        return SELU_SCALE * (x > 0 ? 1.0 : SELU_ALPHA * exp(x));
+    case KC_ACT_SOFTPLUS:
+        return sigmoid(x);
+    case KC_ACT_SOFTSIGN:
+        return 1.0 / ((1.0 + fabs(x)) * (1.0 + fabs(x)));
     case KC_ACT_SWISH: {
         double s = sigmoid(x);
         return s + x * s * (1.0 - s);
     }
-    case KC_ACT_GELU: return 0.5 * (1.0 + erf(x * INV_SQRT2)) + x * INV_SQRT_2PI * exp(-0.5 * x * x);
-    case KC_ACT_LEAKY_RELU: return x > 0 ? 1.0 : a;
-    case KC_ACT_HARD_SIGMOID: return (x > -3.0 && x < 3.0) ? 1.0 / 6.0 : 0.0;
-    case KC_ACT_EXPONENTIAL: return exp(x);
-    default: return 1.0;
+    case KC_ACT_GELU:
+        return 0.5 * erfc(-x * INV_SQRT2) + x * INV_SQRT_2PI * exp(-0.5 * x * x);
+    case KC_ACT_LEAKY_RELU:
+        return x > 0 ? 1.0 : a;
+    case KC_ACT_HARD_SIGMOID:
+        return (x > -3.0 && x < 3.0) ? 1.0 / 6.0 : 0.0;
+    case KC_ACT_EXPONENTIAL:
+        return exp(x);
+    default:
+        return 1.0;
     }
 }
 
@@ -72,7 +97,8 @@ void kc_ref_act_forward(kc_act act, float alpha, const float *x, float *y, size_
         if (n) kc_ref_softmax_forward(x, y, 1, (int)n);
         return;
     }
-    for (size_t i = 0; i < n; i++) y[i] = (float)act_value(act, alpha, x[i]);
+    for (size_t i = 0; i < n; i++)
+        y[i] = (float)act_value(act, alpha, x[i]);
 }
 
 void kc_ref_act_backward(kc_act act, float alpha, const float *x, const float *y, const float *dy,
@@ -81,7 +107,8 @@ void kc_ref_act_backward(kc_act act, float alpha, const float *x, const float *y
         if (n) kc_ref_softmax_backward(y, dy, dx, 1, (int)n);
         return;
     }
-    for (size_t i = 0; i < n; i++) dx[i] = (float)((double)dy[i] * act_slope(act, alpha, x[i]));
+    for (size_t i = 0; i < n; i++)
+        dx[i] = (float)((double)dy[i] * act_slope(act, alpha, x[i]));
 }
 
 void kc_ref_softmax_forward(const float *x, float *y, int rows, int cols) {
@@ -89,9 +116,12 @@ void kc_ref_softmax_forward(const float *x, float *y, int rows, int cols) {
         const float *xr = x + (size_t)r * cols;
         float *yr = y + (size_t)r * cols;
         double mx = -INFINITY, sum = 0;
-        for (int j = 0; j < cols; j++) mx = fmax(mx, xr[j]);
-        for (int j = 0; j < cols; j++) sum += exp(xr[j] - mx);
-        for (int j = 0; j < cols; j++) yr[j] = (float)(exp(xr[j] - mx) / sum);
+        for (int j = 0; j < cols; j++)
+            mx = fmax(mx, xr[j]);
+        for (int j = 0; j < cols; j++)
+            sum += exp(xr[j] - mx);
+        for (int j = 0; j < cols; j++)
+            yr[j] = (float)(exp(xr[j] - mx) / sum);
     }
 }
 
@@ -101,7 +131,9 @@ void kc_ref_softmax_backward(const float *y, const float *dy, float *dx, int row
         const float *yr = y + (size_t)r * cols, *dyr = dy + (size_t)r * cols;
         float *dxr = dx + (size_t)r * cols;
         double dot = 0;
-        for (int j = 0; j < cols; j++) dot += (double)dyr[j] * yr[j];
-        for (int j = 0; j < cols; j++) dxr[j] = (float)(yr[j] * (dyr[j] - dot));
+        for (int j = 0; j < cols; j++)
+            dot += (double)dyr[j] * yr[j];
+        for (int j = 0; j < cols; j++)
+            dxr[j] = (float)(yr[j] * (dyr[j] - dot));
     }
 }

@@ -135,7 +135,8 @@ void kc_ref_maxpool2d_backward(const kc_pool2d_desc *d, const float *dy, const i
                                float *dx) {
     size_t in_n = (size_t)d->n * d->h * d->w * d->c;
     size_t out_n = (size_t)d->n * d->oh * d->ow * d->c;
-    for (size_t i = 0; i < in_n; i++) dx[i] = 0.0f;
+    for (size_t i = 0; i < in_n; i++)
+        dx[i] = 0.0f;
     for (size_t o = 0; o < out_n; o++)
         if (argmax[o] >= 0 && (size_t)argmax[o] < in_n) dx[argmax[o]] += dy[o];
 }
@@ -163,7 +164,9 @@ static int real_count(int o, int s, int pad, int p, int in) {
     return hi > lo ? hi - lo : 0;
 }
 
-static int floor_div(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+static int floor_div(int a, int b) {
+    return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
 
 /* The output coordinates [*lo, *hi) whose windows cover input coordinate i:
  * o*s - pad <= i < o*s - pad + p. */

@@ -8,7 +8,8 @@
 void kc_ref_sgd_update(float *w, const float *g, float *v, size_t n, float lr, float momentum,
                        int nesterov) {
     if (momentum == 0.0f || !v) {
-        for (size_t i = 0; i < n; i++) w[i] -= lr * g[i];
+        for (size_t i = 0; i < n; i++)
+            w[i] -= lr * g[i];
         return;
     }
     for (size_t i = 0; i < n; i++) {

@@ -6,8 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void *ref_alloc(size_t bytes) { return calloc(1, bytes ? bytes : 1); }
-static void ref_free(void *p) { free(p); }
+static void *ref_alloc(size_t bytes) {
+    return calloc(1, bytes ? bytes : 1);
+}
+static void ref_free(void *p) {
+    free(p);
+}
 
 static void ref_upload(void *dst, const void *src, size_t bytes) {
     if (bytes) memcpy(dst, src, bytes);
@@ -21,22 +25,28 @@ static void ref_copy(void *dst, const void *src, size_t bytes) {
     if (bytes && dst != src) memmove(dst, src, bytes);
 }
 
-static void ref_set_threads(int n) { (void)n; }
+static void ref_set_threads(int n) {
+    (void)n;
+}
 
 static void ref_fill(float *y, float v, size_t n) {
-    for (size_t i = 0; i < n; i++) y[i] = v;
+    for (size_t i = 0; i < n; i++)
+        y[i] = v;
 }
 
 static void ref_scale(float *y, float a, size_t n) {
-    for (size_t i = 0; i < n; i++) y[i] *= a;
+    for (size_t i = 0; i < n; i++)
+        y[i] *= a;
 }
 
 static void ref_axpy(float a, const float *x, float *y, size_t n) {
-    for (size_t i = 0; i < n; i++) y[i] += a * x[i];
+    for (size_t i = 0; i < n; i++)
+        y[i] += a * x[i];
 }
 
 static void ref_mul(const float *a, const float *b, float *y, size_t n) {
-    for (size_t i = 0; i < n; i++) y[i] = a[i] * b[i];
+    for (size_t i = 0; i < n; i++)
+        y[i] = a[i] * b[i];
 }
 
 /* Element (i, j) of op(M) for a row-major M with row stride ld. */
@@ -50,7 +60,8 @@ static void ref_gemm(int ta, int tb, int m, int n, int k, float alpha, const flo
     for (int i = 0; i < m; i++) {
         for (int j = 0; j < n; j++) {
             double s = 0;
-            for (int p = 0; p < k; p++) s += (double)op_at(a, lda, ta, i, p) * op_at(b, ldb, tb, p, j);
+            for (int p = 0; p < k; p++)
+                s += (double)op_at(a, lda, ta, i, p) * op_at(b, ldb, tb, p, j);
             float *cij = &c[(size_t)i * ldc + j];
             double prev = beta == 0.0f ? 0.0 : (double)beta * *cij;
             *cij = (float)((double)alpha * s + prev);
@@ -60,13 +71,15 @@ static void ref_gemm(int ta, int tb, int m, int n, int k, float alpha, const flo
 
 static void ref_bias_add(float *y, const float *b, int rows, int cols) {
     for (int r = 0; r < rows; r++)
-        for (int j = 0; j < cols; j++) y[(size_t)r * cols + j] += b[j];
+        for (int j = 0; j < cols; j++)
+            y[(size_t)r * cols + j] += b[j];
 }
 
 static void ref_bias_grad(float *db, const float *dy, int rows, int cols, float beta) {
     for (int j = 0; j < cols; j++) {
         double s = 0;
-        for (int r = 0; r < rows; r++) s += dy[(size_t)r * cols + j];
+        for (int r = 0; r < rows; r++)
+            s += dy[(size_t)r * cols + j];
         double prev = beta == 0.0f ? 0.0 : (double)beta * db[j];
         db[j] = (float)(prev + s);
     }
@@ -114,4 +127,6 @@ static const kc_backend reference_backend = {
     .adam_update = kc_ref_adam_update,
 };
 
-const kc_backend *kc_backend_reference(void) { return &reference_backend; }
+const kc_backend *kc_backend_reference(void) {
+    return &reference_backend;
+}
