@@ -41,6 +41,10 @@ typedef struct kc_exec {
     uint64_t step;      /* global training step, for per-step random streams */
     int accumulate;     /* backward adds into param grads instead of overwriting */
     void *ws;           /* scratch of workspace_bytes(), shared by all layers */
+    /* Optional, for profiling: called after each layer's forward (phase 0,
+     * activation included) and backward (phase 1) with the layer's index. */
+    void (*on_layer)(void *ctx, int layer, int phase);
+    void *hook_ctx;
 } kc_exec;
 
 typedef struct kc_layer kc_layer;

@@ -463,6 +463,7 @@ const float *kc_model_forward(kc_model *m, const kc_exec *ex) {
             int64_t rows = kc_shape_numel(&l->out_shape) / cols * ex->batch;
             kc_activation_forward(m->be, &l->activation, m->z[i], m->y[i], (int)rows, (int)cols);
         }
+        if (ex->on_layer) ex->on_layer(ex->hook_ctx, i, 0);
         x = m->y[i];
     }
     return x;
@@ -487,6 +488,7 @@ void kc_model_backward(kc_model *m, const kc_exec *ex, int dy_is_preactivation) 
         const float *x = i > 0 ? m->y[i - 1] : m->x;
         float *dx = i > 0 ? bufs[which] : NULL;
         l->cls->backward(l, &lex, x, m->z[i], gz, dx);
+        if (ex->on_layer) ex->on_layer(ex->hook_ctx, i, 1);
         if (dx) {
             g = dx;
             which ^= 1;
