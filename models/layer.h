@@ -20,6 +20,7 @@
 #include "models/activations.h"
 #include "models/args.h"
 #include "models/initializers.h"
+#include "models/regularizers.h"
 
 #define KC_LAYER_MAX_PARAMS 4
 
@@ -28,6 +29,8 @@ typedef struct kc_param {
     kc_shape shape;        /* Keras's layout: Dense (in, out), Conv2D (kh, kw, in, out) */
     kc_initializer init;
     int trainable;
+    kc_regularizer regularizer; /* kernel_regularizer / bias_regularizer */
+    kc_constraint constraint;   /* kernel_constraint / bias_constraint */
     float *value;          /* device memory, assigned by the model */
     float *grad;           /* device memory, assigned by the model */
 } kc_param;
@@ -57,6 +60,7 @@ struct kc_layer {
     int index;               /* position in the model */
     int trainable;
     kc_activation activation;/* KC_ACT_LINEAR when the layer has none */
+    kc_regularizer activity_regularizer;
     kc_shape in_shape, out_shape;
     kc_param params[KC_LAYER_MAX_PARAMS];
     int nparams;
