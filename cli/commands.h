@@ -10,13 +10,21 @@ int kc_cmd_train(int argc, char **argv);
 int kc_cmd_evaluate(int argc, char **argv);
 int kc_cmd_summary(int argc, char **argv);
 int kc_cmd_predict(int argc, char **argv);
+int kc_cmd_plot(int argc, char **argv);
+int kc_cmd_plot_history(int argc, char **argv);
+int kc_cmd_convert(int argc, char **argv);
+int kc_cmd_bench(int argc, char **argv);
+
+/* Draws the curves of a history.csv into a PNG, written to a temporary file
+ * and renamed into place (cli/plot_history.c). Errors name the file and line. */
+int kc_plot_history(const char *csv_path, const char *png_path, const char *title, kc_error *e);
 
 /* Shared by the verbs (cli/common.c). */
 int kc_cli_report(const char *verb, const kc_error *e);  /* prints, returns the exit status */
 int kc_cli_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Parses a non-negative integer option value. */
 int kc_cli_parse_count(const char *verb, const char *opt, const char *s, long long min, long long *out);
-/* A YAML model file or a checkpoint carrying one. */
+/* A YAML model file, a checkpoint carrying one, or a Keras model (.json, .keras). */
 int kc_cli_load_config(const char *path, kc_config **out, int *is_checkpoint, kc_error *e);
 /* Progress hooks printing Keras-style bars (cli/progress_hooks.c). */
 typedef struct kc_cli_progress kc_cli_progress;

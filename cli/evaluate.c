@@ -92,7 +92,7 @@ int kc_cmd_evaluate(int argc, char **argv) {
     kc_hooks h = {0};
     kc_cli_progress_hooks(p, &h);
     kc_logs l;
-    if (kc_evaluate(&s, &s.x_test, &s.y_test, vb ? &h : NULL, &l, &e))
+    if (kc_evaluate_split(&s, KC_SPLIT_TEST, vb ? &h : NULL, &l, &e))
         status = kc_cli_report("evaluate", &e);
     else if (json)
         print_json(&l);

@@ -15,12 +15,16 @@ static const verb verbs[] = {
     {"evaluate", kc_cmd_evaluate, "loss and metrics of a trained model on the test data"},
     {"summary", kc_cmd_summary, "the Keras summary table of a model"},
     {"predict", kc_cmd_predict, "outputs of a trained model for the samples in a file"},
+    {"plot", kc_cmd_plot, "a picture of the model's layer graph (.png, .svg, .dot)"},
+    {"plot-history", kc_cmd_plot_history, "loss and metric curves of a history.csv as a PNG"},
+    {"convert", kc_cmd_convert, "a Keras model (.json, .keras) as a kerasc model file"},
+    {"bench", kc_cmd_bench, "time training (per layer) and inference of a model on its data"},
 };
 
 static void usage(FILE *f) {
     fprintf(f, "Usage: kerasc COMMAND [ARGS...]\n\nCommands:\n");
     for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
-        fprintf(f, "  %-10s %s\n", verbs[i].name, verbs[i].help);
+        fprintf(f, "  %-13s %s\n", verbs[i].name, verbs[i].help);
     fprintf(f, "\nOptions:\n  -h, --help     show this help\n  -V, --version  print the version\n"
                "\nRun 'kerasc COMMAND --help' for the options of a command.\n");
 }

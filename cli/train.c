@@ -113,7 +113,7 @@ int kc_cmd_train(int argc, char **argv) {
         status = kc_cli_report("train", &e);
     } else if (s.has_test) {
         kc_logs tl;
-        if (kc_evaluate(&s, &s.x_test, &s.y_test, NULL, &tl, &e)) {
+        if (kc_evaluate_split(&s, KC_SPLIT_TEST, NULL, &tl, &e)) {
             status = kc_cli_report("train", &e);
         } else if (vb) {
             print_logs("Test", &tl);

@@ -32,6 +32,9 @@ typedef enum kc_act {
     KC_ACT_COUNT
 } kc_act;
 
+/* Blocks of l1l2_penalty's fixed-order sum. */
+#define KC_PENALTY_BLOCKS 64
+
 /* 2-D convolution, NHWC input, HWIO kernel, no bias (bias_add does that).
  * out[n,oy,ox,o] = sum_{ky,kx,c} x[n, oy*sh + ky*dh - pad_t, ox*sw + kx*dw - pad_l, c]
  *                                * w[ky,kx,c,o]          (out-of-range x reads as 0) */
@@ -53,6 +56,18 @@ typedef struct kc_pool2d_desc {
     int pad_t, pad_l;
     int oh, ow;
 } kc_pool2d_desc;
+
+/* Nadam's per-step scalars, formed by the caller in float32 as Keras 3 does:
+ * u_t = b1 (1 - 0.5 * 0.96^t), prod_t = u_1 ... u_t (Keras's running u_product). */
+typedef struct kc_nadam_coef {
+    float lr, eps;
+    float one_minus_b1, one_minus_b2; /* 1 - b, with b cast to float32 first */
+    float u_next;                     /* u_{t+1} */
+    float one_minus_u;                /* 1 - u_t */
+    float one_minus_prod_next;        /* 1 - prod_t u_{t+1} */
+    float one_minus_prod;             /* 1 - prod_t */
+    float one_minus_b2_power;         /* 1 - b2^t */
+} kc_nadam_coef;
 
 typedef struct kc_backend {
     const char *name;
@@ -115,22 +130,74 @@ typedef struct kc_backend {
     void (*dropout_forward)(const float *x, float *y, float *mask, size_t n, float rate,
                             uint64_t seed, uint64_t stream);
 
+    /* ---- weight penalties and constraints (models/regularizers.c) ---- */
+    /* Returns l1 sum|x| + l2 sum x^2. The sums run in double over
+     * KC_PENALTY_BLOCKS consecutive blocks of ceil(n / KC_PENALTY_BLOCKS)
+     * elements, each in order, then over the block sums in order, so every
+     * backend and thread count gives the same bits. When g is not NULL, adds
+     * the gradient: g += l1 sign(x) + (2 l2) x, with sign(0) = 0. */
+    double (*l1l2_penalty)(const float *x, float *g, size_t n, float l1, float l2);
+    /* Norm projection (Keras's MaxNorm, MinMaxNorm, UnitNorm). w has shape
+     * dims[0..rank) (row-major, rank <= 8); the axes whose bit is set in
+     * `reduce` span one slice and the others index the slices. Each slice is
+     * multiplied by (rate clip(norm, lo, hi) + (1 - rate) norm) / (eps + norm),
+     * norm = sqrt(sum of its squares) summed in double in row-major order and
+     * rounded to float before the rest (float arithmetic). */
+    void (*norm_rescale)(float *w, const int64_t *dims, int rank, unsigned reduce, float lo,
+                         float hi, float rate, float eps);
+
     /* ---- optimizer updates (Keras 3 rules; see models/optimizers.c) ---- */
     /* momentum 0: w -= lr g. Otherwise v = m v - lr g; w += v, or with nesterov
      * w += m v - lr g (v is the new velocity). v may be NULL when momentum is 0. */
     void (*sgd_update)(float *w, const float *g, float *v, size_t n, float lr, float momentum,
                        int nesterov);
-    /* ms = rho ms + (1-rho) g^2; centered: mg = rho mg + (1-rho) g, d = ms - mg^2 + eps,
-     * else d = ms + eps; inc = lr g / sqrt(d); momentum > 0: mom = momentum mom + inc,
-     * w -= mom; else w -= inc. mg/mom may be NULL when unused. */
+    /* Factors named one_minus_x are Keras's (1 - x), rounded to float32 by the
+     * caller from wherever Keras computes them (a Python double for most,
+     * float32 where Keras casts x first); kernels apply them as given.
+     * ms = rho ms + one_minus_rho g^2; centered: mg = rho mg + one_minus_rho g,
+     * d = ms - mg^2 + eps, else d = ms + eps; inc = lr g / sqrt(d); momentum > 0:
+     * mom = momentum mom + inc, w -= mom; else w -= inc. mg/mom may be NULL when unused. */
     void (*rmsprop_update)(float *w, const float *g, float *ms, float *mg, float *mom, size_t n,
-                           float lr, float rho, float momentum, float eps, int centered);
-    /* m += (1-b1)(g - m); v += (1-b2)(g^2 - v); amsgrad: vhat = max(vhat, v) used for v;
-     * w -= alpha m / (sqrt(v) + eps), alpha = lr sqrt(1-b2^t)/(1-b1^t) computed by caller.
-     * vhat may be NULL unless amsgrad. */
+                           float lr, float rho, float one_minus_rho, float momentum, float eps,
+                           int centered);
+    /* m += (g - m) one_minus_b1; v += (g^2 - v) one_minus_b2; amsgrad: vhat = max(vhat, v)
+     * used for v; w -= m alpha / (sqrt(v) + eps), alpha = lr sqrt(1-b2^t)/(1-b1^t) computed
+     * by the caller. vhat may be NULL unless amsgrad. (AdamW is this after weight_decay.) */
     void (*adam_update)(float *w, const float *g, float *m, float *v, float *vhat, size_t n,
-                        float alpha, float b1, float b2, float eps, int amsgrad);
+                        float alpha, float one_minus_b1, float one_minus_b2, float eps,
+                        int amsgrad);
+    /* acc += g^2; w -= lr g / sqrt(acc + eps) */
+    void (*adagrad_update)(float *w, const float *g, float *acc, size_t n, float lr, float eps);
+    /* ag = rho ag + one_minus_rho g^2; d = -(sqrt(ad + eps) g / sqrt(ag + eps));
+     * ad = rho ad + one_minus_rho d^2; w += lr d */
+    void (*adadelta_update)(float *w, const float *g, float *ag, float *ad, size_t n, float lr,
+                            float rho, float one_minus_rho, float eps);
+    /* m += (g - m) one_minus_b1; u = max(b2 u, |g|);
+     * w -= lr m / (one_minus_b1_power (u + eps)), one_minus_b1_power = 1 - b1^t */
+    void (*adamax_update)(float *w, const float *g, float *m, float *u, size_t n, float lr,
+                          float one_minus_b1, float b2, float one_minus_b1_power, float eps);
+    /* m += (g - m) c.one_minus_b1; v += (g^2 - v) c.one_minus_b2;
+     * mh = c.u_next m / c.one_minus_prod_next + c.one_minus_u g / c.one_minus_prod;
+     * w -= mh lr / (sqrt(v / c.one_minus_b2_power) + eps) */
+    void (*nadam_update)(float *w, const float *g, float *m, float *v, size_t n,
+                         const kc_nadam_coef *c);
+    /* w -= lr sign(m b1 + g (1 - b1)); m = m b2 + g (1 - b2), with 1 - b in float32 */
+    void (*lion_update)(float *w, const float *g, float *m, size_t n, float lr, float b1, float b2);
+
+    /* ---- gradient clipping and weight decay (Keras 3's base optimizer) ---- */
+    /* sum of x^2 in double: KC_SUM_SQUARES_BLOCKS consecutive blocks of
+     * ceil(n / KC_SUM_SQUARES_BLOCKS) elements, each summed in order, then the
+     * block sums in order, so every backend and thread count gives the same bits. */
+    double (*sum_squares)(const float *x, size_t n);
+    /* y = (x a) / b, in that order (Keras's clip_by_norm); y may be x */
+    void (*scale_div)(const float *x, float *y, float a, float b, size_t n);
+    /* y = min(max(x, lo), hi); NaN stays NaN; y may be x */
+    void (*clip)(const float *x, float *y, float lo, float hi, size_t n);
+    /* w -= (w wd) lr */
+    void (*weight_decay)(float *w, float wd, float lr, size_t n);
 } kc_backend;
+
+#define KC_SUM_SQUARES_BLOCKS 64
 
 const kc_backend *kc_backend_cpu(void);
 const kc_backend *kc_backend_reference(void);

@@ -7,7 +7,19 @@
 #include "models/model.h"
 #include "models/yaml.h"
 
-/* One source of arrays: a Keras dataset by name, or files. */
+/* Most arrays one source names (x/y mappings of several inputs and outputs). */
+#define KC_DATA_MAX_ARRAYS (2 * KC_MODEL_MAX_IO)
+
+/* An array named in an `x:`/`y:` mapping: `x: {image: a.npy, features: b.npy}`. */
+typedef struct kc_array_spec {
+    char name[128];
+    int is_x;             /* under x: (rescale and offset apply to it) */
+    char *path, *key;
+    const kc_node *node;
+} kc_array_spec;
+
+/* One source of arrays: files, or a CSV. Its arrays are "x" and "y" (a plain
+ * `x: FILE`, `y: FILE`, or a CSV), plus the names of `x:`/`y:` mappings. */
 typedef struct kc_source_spec {
     const kc_node *node;
     char *x_path, *x_key; /* x file (IDX/NPY/NPZ) and NPZ key */
@@ -15,7 +27,18 @@ typedef struct kc_source_spec {
     char *csv_path;       /* or a CSV with a label column */
     char *label_column;
     int csv_header;       /* -1 auto */
+    int nnamed;           /* arrays of x:/y: mappings */
+    kc_array_spec named[KC_DATA_MAX_ARRAYS];
 } kc_source_spec;
+
+/* Which array a model input (or output) takes: `inputs: {image: x}`. */
+typedef struct kc_feed_spec {
+    char array[128];      /* "" when nothing feeds it */
+    const kc_node *node;  /* where it was chosen (NULL: by default) */
+    int has_reshape;      /* `reshape:` for this input */
+    kc_shape reshape;
+    const kc_node *reshape_node;
+} kc_feed_spec;
 
 typedef struct kc_data_spec {
     const kc_node *node;
@@ -26,9 +49,14 @@ typedef struct kc_data_spec {
     kc_source_spec train, test, validation;
     int validation_is_test; /* validation: test */
     double rescale, offset;
-    int has_reshape;
+    int has_reshape;      /* a plain `reshape: [...]` (the single input's) */
     kc_shape reshape;
     const kc_node *reshape_node;
+    /* per model input / output, in the model's order: the array each takes
+     * (from `inputs:` / `targets:`, or the defaults: x for the single input, y
+     * for the single output, the same name in x:/y: mappings) */
+    kc_feed_spec inputs[KC_MODEL_MAX_IO], targets[KC_MODEL_MAX_IO];
+    const kc_node *inputs_node, *targets_node;
     int one_hot;          /* -1 auto: when the loss needs it */
     long long num_classes;/* 0: from the model's output */
 } kc_data_spec;
@@ -48,8 +76,9 @@ typedef struct kc_config {
     char run_name[128];   /* runs/<run_name> */
     kc_model *model;
     kc_node *optimizer;   /* may be NULL: Keras's default rmsprop */
-    kc_node *loss;        /* NULL: no loss (evaluate/train refuse) */
-    kc_node *metrics;     /* list or NULL */
+    kc_node *loss;        /* NULL: no loss (evaluate/train refuse); a mapping or list per output */
+    kc_node *loss_weights;/* NULL: 1 each; a number, mapping or list per output */
+    kc_node *metrics;     /* list, per-output mapping, or NULL */
     kc_node *compile_node;
     kc_data_spec data;
     kc_fit_spec fit;

@@ -16,7 +16,8 @@
 #include "models/optimizers.h"
 
 #define KC_MAX_METRICS 16
-#define KC_MAX_LOGS (2 * KC_MAX_METRICS + 2)
+/* loss, each output's loss and metrics, and their val_ versions */
+#define KC_MAX_LOGS 128
 
 /* Command-line overrides (0 / NULL = take the config's value). */
 typedef struct kc_run_opts {
@@ -27,8 +28,10 @@ typedef struct kc_run_opts {
     const char *output_dir;
 } kc_run_opts;
 
-/* The values of one epoch (or one evaluation), in display order: loss,
- * metrics in the order given, then val_loss and val_ metrics. */
+/* The values of one epoch (or one evaluation), in Keras 3's order: loss,
+ * the metrics in the order given (named <output>_<metric> when the model has
+ * several outputs), each output's unweighted <output>_loss when several
+ * outputs have a loss, then the val_ versions of all of them. */
 typedef struct kc_logs {
     int n;
     char keys[KC_MAX_LOGS][80];
@@ -44,27 +47,58 @@ typedef struct kc_hooks {
     void (*note)(void *ctx, const char *msg); /* e.g. where checkpoints went */
 } kc_hooks;
 
+/* One model output as the session trains it. */
+typedef struct kc_session_output {
+    char name[128];
+    kc_loss loss;
+    int has_loss;
+    double weight;        /* loss_weights: the output's share of the total loss */
+    kc_metric metrics[KC_MAX_METRICS];
+    int nmetrics;
+    int needs_target;     /* a loss or metrics read targets */
+    int target_is_x;      /* the target is an x array: rescale applies */
+    int sparse_targets;   /* targets are class indices */
+    int one_hot;          /* indices expanded to one-hot for the loss */
+    int out_cols;         /* last axis of the output */
+    int64_t out_rows;     /* output rows per sample (for rank > 1 outputs) */
+    float *hy, *hpred, *hz, *hgrad; /* host staging, sized for one batch */
+    double loss_sum;      /* running unweighted loss x samples */
+} kc_session_output;
+
+/* Arrays named in x:/y: mappings of one split (train, validation, test). */
+typedef struct kc_named_arrays {
+    int n;
+    char names[KC_DATA_MAX_ARRAYS][128];
+    int is_x[KC_DATA_MAX_ARRAYS];
+    kc_array arr[KC_DATA_MAX_ARRAYS];
+} kc_named_arrays;
+
+enum { KC_SPLIT_TRAIN = 0, KC_SPLIT_VAL = 1, KC_SPLIT_TEST = 2 };
+
 typedef struct kc_session {
     kc_config *cfg;
     kc_model *model;
     const kc_backend *be;
+    kc_session_output *outs; /* one per model output (heap: metrics are large) */
+    int nouts;
+    float *hxs[KC_MODEL_MAX_IO];             /* host staging per model input */
+    int input_is_x[KC_MODEL_MAX_IO];         /* input i reads an x array: rescale applies */
+    /* output 0 and input 0, for single-output callers: copies of outs[0]'s
+     * settings and the same staging buffers */
     kc_loss loss;
     int has_loss;
-    kc_metric metrics[KC_MAX_METRICS];
-    int nmetrics;
+    int sparse_targets, one_hot, out_cols;
+    int64_t out_rows;
+    float *hx, *hy, *hpred, *hz, *hgrad;
     kc_optimizer *opt;
     int threads;
     uint64_t seed;
     long long batch_size;
-    /* data: x rows are reshaped to the model input; y holds class indices or targets */
+    /* data: the x and y arrays of each split (datasets, plain files, CSV), and
+     * the arrays of x:/y: mappings */
     kc_array x_train, y_train, x_val, y_val, x_test, y_test;
+    kc_named_arrays named[3]; /* by KC_SPLIT_* */
     int has_train, has_val, has_test;
-    int sparse_targets;   /* y are class indices */
-    int one_hot;          /* indices expanded to one-hot for the loss */
-    int out_cols;         /* last axis of the model output */
-    int64_t out_rows;     /* output rows per sample (for rank > 1 outputs) */
-    /* host staging, sized for one batch */
-    float *hx, *hy, *hpred, *hz, *hgrad;
     int64_t *idx;
     /* training position, saved in checkpoints */
     int64_t epoch;  /* completed epochs */
@@ -82,10 +116,17 @@ void kc_session_close(kc_session *s);
 
 /* Runs fit; writes DIR/history.csv, DIR/last.safetensors, DIR/best.safetensors. */
 int kc_fit(kc_session *s, const char *out_dir, const kc_hooks *h, kc_error *e);
-/* Loss and metrics over (x, y) in inference mode. */
+/* Loss and metrics over one of the session's splits (KC_SPLIT_*) in inference mode. */
+int kc_evaluate_split(kc_session *s, int split, const kc_hooks *h, kc_logs *out, kc_error *e);
+/* The same over given arrays: x feeds whatever the data section feeds from
+ * "x", y whatever it feeds from "y" (a model fed from x:/y: mappings needs
+ * kc_evaluate_split). */
 int kc_evaluate(kc_session *s, const kc_array *x, const kc_array *y, const kc_hooks *h,
                 kc_logs *out, kc_error *e);
-/* Outputs for every row of x (host, rows x outputs per sample), caller frees. */
+/* Outputs for every row of the inputs (xs[i] feeds model input i; equal row
+ * counts): outs[k] receives output k (host, rows x output size), caller frees. */
+int kc_predict_n(kc_session *s, const kc_array *const *xs, float **outs, kc_error *e);
+/* The same for a model with one input and one output. */
 int kc_predict(kc_session *s, const kc_array *x, float **out, kc_error *e);
 
 /* Checkpoints (models/checkpoint.c). The config text travels inside. */

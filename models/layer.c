@@ -37,8 +37,7 @@ int kc_layer_create(const kc_layer_class *cls, kc_args *args, const kc_node *whe
         }
     }
     /* Every Keras 3 layer accepts activity_regularizer (Layer.__init__). */
-    static const char *const common_unsupported[] = {"activity_regularizer", NULL};
-    int rc = kc_layer_reject_unsupported(args, common_unsupported, e);
+    int rc = kc_args_regularizer(args, "activity_regularizer", &l->activity_regularizer, e);
     if (!rc) rc = cls->configure(l, args, e);
     if (rc) {
         kc_layer_free(l);
@@ -49,17 +48,38 @@ int kc_layer_create(const kc_layer_class *cls, kc_args *args, const kc_node *whe
 }
 
 int kc_layer_build(kc_layer *l, const kc_shape *in_shape, kc_error *e) {
-    l->in_shape = *in_shape;
+    return kc_layer_build_n(l, in_shape, 1, e);
+}
+
+void kc_layer_class_arity(const kc_layer_class *cls, int *min, int *max) {
+    if (!kc_layer_class_is_multi(cls)) {
+        *min = *max = 1;
+        return;
+    }
+    *min = cls->min_inputs;
+    *max = cls->max_inputs > 0 ? cls->max_inputs : KC_LAYER_MAX_INPUTS;
+}
+
+int kc_layer_build_n(kc_layer *l, const kc_shape *in_shapes, int n, kc_error *e) {
+    int lo, hi;
+    kc_layer_class_arity(l->cls, &lo, &hi);
+    if (n < lo || n > hi || n > KC_LAYER_MAX_INPUTS)
+        return kc_layer_fail(l, e, "takes %d to %d inputs, got %d", lo, hi, n);
+    l->ninputs = n;
+    for (int i = 0; i < n; i++) l->in_shapes[i] = in_shapes[i];
+    l->in_shape = in_shapes[0];
     memset(&l->out_shape, 0, sizeof l->out_shape);
     memset(l->params, 0, sizeof l->params);
     l->nparams = 0;
-    for (int i = 0; i < in_shape->rank; i++)
-        if (in_shape->d[i] <= 0) {
-            char s[160];
-            kc_shape_str(in_shape, 1, s, sizeof s);
-            return kc_layer_fail(l, e, "input shape %s has a dimension that is not positive", s);
-        }
-    return l->cls->build(l, e);
+    for (int k = 0; k < n; k++)
+        for (int i = 0; i < in_shapes[k].rank; i++)
+            if (in_shapes[k].d[i] <= 0) {
+                char s[160];
+                kc_shape_str(&in_shapes[k], 1, s, sizeof s);
+                return kc_layer_fail(l, e, "input shape %s has a dimension that is not positive",
+                                     s);
+            }
+    return kc_layer_class_is_multi(l->cls) ? l->cls->build_n(l, e) : l->cls->build(l, e);
 }
 
 void kc_layer_free(kc_layer *l) {

@@ -23,6 +23,8 @@
 #include "models/regularizers.h"
 
 #define KC_LAYER_MAX_PARAMS 4
+/* Most tensors one call of a layer takes (merge layers take several). */
+#define KC_LAYER_MAX_INPUTS 32
 
 typedef struct kc_param {
     const char *name;      /* "kernel", "bias" - Keras's variable names */
@@ -44,6 +46,7 @@ typedef struct kc_exec {
     uint64_t step;      /* global training step, for per-step random streams */
     int accumulate;     /* backward adds into param grads instead of overwriting */
     void *ws;           /* scratch of workspace_bytes(), shared by all layers */
+    void *host_ws;      /* host scratch of host_workspace_bytes(), shared likewise */
     /* Optional, for profiling: called after each layer's forward (phase 0,
      * activation included) and backward (phase 1) with the layer's index. */
     void (*on_layer)(void *ctx, int layer, int phase);
@@ -61,7 +64,9 @@ struct kc_layer {
     int trainable;
     kc_activation activation;/* KC_ACT_LINEAR when the layer has none */
     kc_regularizer activity_regularizer;
-    kc_shape in_shape, out_shape;
+    kc_shape in_shape, out_shape; /* in_shape is in_shapes[0] */
+    int ninputs;             /* tensors per call: 1, or several for merge layers */
+    kc_shape in_shapes[KC_LAYER_MAX_INPUTS];
     kc_param params[KC_LAYER_MAX_PARAMS];
     int nparams;
     void *state;             /* cls->state_size bytes, zeroed: the class's own fields */
@@ -93,6 +98,24 @@ struct kc_layer_class {
                      const float *dy, float *dx);
     /* Forward FLOPs per sample (2 per multiply-add). NULL = 0. */
     int64_t (*flops)(const kc_layer *l);
+
+    /* ---- layers that take several tensors per call (Add, Concatenate, Dot ...) ----
+     * Such a class sets min_inputs >= 1 and the *_n functions instead of build,
+     * forward and backward; max_inputs 0 means up to KC_LAYER_MAX_INPUTS. Other
+     * classes leave these zero and take exactly one tensor. */
+    int min_inputs, max_inputs;
+    /* l->in_shapes[0 .. l->ninputs) are set: check them (errors name the layer and
+     * every shape), set l->out_shape and declare l->params. */
+    int (*build_n)(kc_layer *l, kc_error *e);
+    /* y = layer(x[0], ..., x[ninputs - 1]) before activation. */
+    void (*forward_n)(kc_layer *l, const kc_exec *ex, const float *const *x, float *y);
+    /* Writes (overwrites) dx[i] for every i whose dx[i] is not NULL, and the param
+     * grads as backward does. The dx[i] are distinct buffers. */
+    void (*backward_n)(kc_layer *l, const kc_exec *ex, const float *const *x, const float *y,
+                       const float *dy, float *const *dx);
+    /* Host bytes needed during one call (small reductions done on the host, as
+     * losses are). NULL = 0. */
+    size_t (*host_workspace_bytes)(const kc_layer *l, int max_batch);
 };
 
 /* Registry: every class, NULL-terminated, and lookup by class name or alias. */
@@ -105,6 +128,14 @@ int kc_layer_create(const kc_layer_class *cls, kc_args *args, const kc_node *whe
                     kc_layer **out, kc_error *e);
 /* Sets in_shape and calls build. */
 int kc_layer_build(kc_layer *l, const kc_shape *in_shape, kc_error *e);
+/* Sets in_shapes[0 .. n) and builds: build_n for multi-input classes, build for
+ * the others (which take n == 1). The caller checks n against the class's range. */
+int kc_layer_build_n(kc_layer *l, const kc_shape *in_shapes, int n, kc_error *e);
+/* How many tensors one call takes: [*min, *max]. */
+void kc_layer_class_arity(const kc_layer_class *cls, int *min, int *max);
+static inline int kc_layer_class_is_multi(const kc_layer_class *cls) {
+    return cls->min_inputs > 0;
+}
 void kc_layer_free(kc_layer *l);
 int64_t kc_layer_param_count(const kc_layer *l, int trainable_only);
 

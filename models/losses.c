@@ -11,6 +11,15 @@ typedef enum loss_kind {
     LOSS_SPARSE,
     LOSS_BINARY,
     LOSS_KLD,
+    LOSS_MAPE,
+    LOSS_MSLE,
+    LOSS_HUBER,
+    LOSS_LOG_COSH,
+    LOSS_HINGE,
+    LOSS_SQUARED_HINGE,
+    LOSS_CATEGORICAL_HINGE,
+    LOSS_POISSON,
+    LOSS_COSINE,
 } loss_kind;
 
 struct kc_loss_class {
@@ -20,6 +29,7 @@ struct kc_loss_class {
     const char *const *aliases; /* NULL-terminated or NULL */
     int has_logits;             /* takes from_logits */
     int has_smoothing;          /* takes label_smoothing and axis */
+    const char *default_name;   /* the class's name when it differs from fn_name */
 };
 
 static const char *const mse_aliases[] = {"mse", "MSE", NULL};
@@ -27,14 +37,30 @@ static const char *const mae_aliases[] = {"mae", "MAE", NULL};
 static const char *const bce_aliases[] = {"bce", "BCE", NULL};
 /* kullback_leibler_divergence is the Keras 2 function name */
 static const char *const kld_aliases[] = {"kld", "KLD", "kullback_leibler_divergence", NULL};
+static const char *const mape_aliases[] = {"mape", "MAPE", NULL};
+static const char *const msle_aliases[] = {"msle", "MSLE", NULL};
+/* logcosh is the Keras 2 function name (Keras 3's legacy alias) */
+static const char *const log_cosh_aliases[] = {"logcosh", NULL};
 
 static const struct kc_loss_class loss_classes[] = {
-    {LOSS_MSE, "mean_squared_error", "MeanSquaredError", mse_aliases, 0, 0},
-    {LOSS_MAE, "mean_absolute_error", "MeanAbsoluteError", mae_aliases, 0, 0},
-    {LOSS_CATEGORICAL, "categorical_crossentropy", "CategoricalCrossentropy", NULL, 1, 1},
-    {LOSS_SPARSE, "sparse_categorical_crossentropy", "SparseCategoricalCrossentropy", NULL, 1, 0},
-    {LOSS_BINARY, "binary_crossentropy", "BinaryCrossentropy", bce_aliases, 1, 1},
-    {LOSS_KLD, "kl_divergence", "KLDivergence", kld_aliases, 0, 0},
+    {LOSS_MSE, "mean_squared_error", "MeanSquaredError", mse_aliases, 0, 0, NULL},
+    {LOSS_MAE, "mean_absolute_error", "MeanAbsoluteError", mae_aliases, 0, 0, NULL},
+    {LOSS_CATEGORICAL, "categorical_crossentropy", "CategoricalCrossentropy", NULL, 1, 1, NULL},
+    {LOSS_SPARSE, "sparse_categorical_crossentropy", "SparseCategoricalCrossentropy", NULL, 1, 0,
+     NULL},
+    {LOSS_BINARY, "binary_crossentropy", "BinaryCrossentropy", bce_aliases, 1, 1, NULL},
+    {LOSS_KLD, "kl_divergence", "KLDivergence", kld_aliases, 0, 0, NULL},
+    {LOSS_MAPE, "mean_absolute_percentage_error", "MeanAbsolutePercentageError", mape_aliases, 0, 0,
+     NULL},
+    {LOSS_MSLE, "mean_squared_logarithmic_error", "MeanSquaredLogarithmicError", msle_aliases, 0, 0,
+     NULL},
+    {LOSS_HUBER, "huber", "Huber", NULL, 0, 0, "huber_loss"},
+    {LOSS_LOG_COSH, "log_cosh", "LogCosh", log_cosh_aliases, 0, 0, NULL},
+    {LOSS_HINGE, "hinge", "Hinge", NULL, 0, 0, NULL},
+    {LOSS_SQUARED_HINGE, "squared_hinge", "SquaredHinge", NULL, 0, 0, NULL},
+    {LOSS_CATEGORICAL_HINGE, "categorical_hinge", "CategoricalHinge", NULL, 0, 0, NULL},
+    {LOSS_POISSON, "poisson", "Poisson", NULL, 0, 0, NULL},
+    {LOSS_COSINE, "cosine_similarity", "CosineSimilarity", NULL, 0, 0, NULL},
 };
 #define NCLASSES (sizeof loss_classes / sizeof loss_classes[0])
 
@@ -60,6 +86,29 @@ const char *const kc_loss_names[] = {
     "kld",
     "KLD",
     "kullback_leibler_divergence",
+    "mean_absolute_percentage_error",
+    "MeanAbsolutePercentageError",
+    "mape",
+    "MAPE",
+    "mean_squared_logarithmic_error",
+    "MeanSquaredLogarithmicError",
+    "msle",
+    "MSLE",
+    "huber",
+    "Huber",
+    "log_cosh",
+    "LogCosh",
+    "logcosh",
+    "hinge",
+    "Hinge",
+    "squared_hinge",
+    "SquaredHinge",
+    "categorical_hinge",
+    "CategoricalHinge",
+    "poisson",
+    "Poisson",
+    "cosine_similarity",
+    "CosineSimilarity",
     NULL,
 };
 
@@ -158,6 +207,7 @@ static void loss_defaults(kc_loss *l, const struct kc_loss_class *k, const char 
     memset(l, 0, sizeof *l);
     l->cls = k;
     l->reduction = KC_REDUCTION_SUM_OVER_BATCH_SIZE;
+    l->delta = 1.0;
     snprintf(l->name, sizeof l->name, "%s", name);
 }
 
@@ -186,7 +236,8 @@ static int read_reduction(kc_args *a, kc_loss *l, kc_error *e) {
 
 static int read_common(kc_args *a, kc_loss *l, kc_error *e) {
     const char *s;
-    int rc = kc_args_str(a, "name", 0, l->cls->fn_name, &s, e);
+    const char *def = l->cls->default_name ? l->cls->default_name : l->cls->fn_name;
+    int rc = kc_args_str(a, "name", 0, def, &s, e);
     if (rc) return rc;
     snprintf(l->name, sizeof l->name, "%s", s);
     if ((rc = read_reduction(a, l, e))) return rc;
@@ -199,6 +250,29 @@ static int read_common(kc_args *a, kc_loss *l, kc_error *e) {
     return KC_OK;
 }
 
+/* The class axis: Keras's default, -1, is the only one kerasc takes. */
+static int read_last_axis(kc_args *a, kc_error *e) {
+    long long axis;
+    int rc = kc_args_int(a, "axis", 0, -1, -(1LL << 31), 1LL << 31, &axis, e);
+    if (rc) return rc;
+    if (axis != -1)
+        return kc_node_fail(e, kc_args_node(a, "axis"),
+                            "%s argument 'axis': only -1 (the last, class axis) is "
+                            "supported, got %lld",
+                            a->owner, axis);
+    return KC_OK;
+}
+
+static int read_delta(kc_args *a, kc_loss *l, kc_error *e) {
+    int rc = kc_args_float(a, "delta", 0, 1.0, 0.0, INFINITY, &l->delta, e);
+    if (rc) return rc;
+    if (!(l->delta > 0.0) || !isfinite(l->delta))
+        return kc_node_fail(e, kc_args_node(a, "delta"),
+                            "%s argument 'delta' must be a positive number, got %g", a->owner,
+                            l->delta);
+    return KC_OK;
+}
+
 static int read_class_args(kc_args *a, kc_loss *l, kc_error *e) {
     const struct kc_loss_class *k = l->cls;
     int rc;
@@ -207,14 +281,10 @@ static int read_class_args(kc_args *a, kc_loss *l, kc_error *e) {
         double ls;
         if ((rc = kc_args_float(a, "label_smoothing", 0, 0.0, 0.0, 1.0, &ls, e))) return rc;
         l->label_smoothing = (float)ls;
-        long long axis;
-        if ((rc = kc_args_int(a, "axis", 0, -1, -(1LL << 31), 1LL << 31, &axis, e))) return rc;
-        if (axis != -1)
-            return kc_node_fail(e, kc_args_node(a, "axis"),
-                                "%s argument 'axis': only -1 (the last, class axis) is "
-                                "supported, got %lld",
-                                a->owner, axis);
+        if ((rc = read_last_axis(a, e))) return rc;
     }
+    if (k->kind == LOSS_COSINE && (rc = read_last_axis(a, e))) return rc;
+    if (k->kind == LOSS_HUBER && (rc = read_delta(a, l, e))) return rc;
     if (k->kind == LOSS_SPARSE && kc_args_has(a, "ignore_class"))
         return kc_node_fail(e, kc_args_node(a, "ignore_class"),
                             "%s argument 'ignore_class' is not supported; remove it or set it "
@@ -430,8 +500,138 @@ static double row_kld(const float *p, const float *t, int c, float *g, double s)
     return sum;
 }
 
+/* Keras: 100 mean(|t - p| / max(|t|, eps)). */
+static double row_mape(const float *p, const float *t, int c, float *g, double s) {
+    double sum = 0;
+    for (int j = 0; j < c; j++) {
+        double d = (double)t[j] - p[j], den = fmax(fabs((double)t[j]), KC_LOSS_EPSILON);
+        sum += fabs(d) / den;
+        if (g) g[j] = (float)(s * 100.0 * (d > 0 ? -1.0 : d < 0 ? 1.0 : 0.0) / den / c);
+    }
+    return 100.0 * sum / c;
+}
+
+/* Keras: mean((ln(max(p, eps) + 1) - ln(max(t, eps) + 1))^2). */
+static double row_msle(const float *p, const float *t, int c, float *g, double s) {
+    const double eps = KC_LOSS_EPSILON;
+    double sum = 0;
+    for (int j = 0; j < c; j++) {
+        double pc = fmax((double)p[j], eps);
+        double d = log1p(pc) - log1p(fmax((double)t[j], eps));
+        sum += d * d;
+        /* max(p, eps) passes the gradient to p when p >= eps */
+        if (g) g[j] = p[j] >= eps ? (float)(s * 2.0 * d / (pc + 1.0) / c) : 0.0f;
+    }
+    return sum / c;
+}
+
+static double row_huber(const kc_loss *l, const float *p, const float *t, int c, float *g,
+                        double s) {
+    double delta = l->delta, sum = 0;
+    for (int j = 0; j < c; j++) {
+        double e = (double)p[j] - t[j], a = fabs(e);
+        if (a <= delta) {
+            sum += 0.5 * e * e;
+            if (g) g[j] = (float)(s * e / c);
+        } else {
+            sum += delta * a - 0.5 * delta * delta;
+            if (g) g[j] = (float)(s * delta * (e > 0 ? 1.0 : -1.0) / c);
+        }
+    }
+    return sum / c;
+}
+
+/* Keras: x + softplus(-2x) - ln 2 = ln cosh x, stable for large |x|. */
+static double row_log_cosh(const float *p, const float *t, int c, float *g, double s) {
+    double sum = 0;
+    for (int j = 0; j < c; j++) {
+        double x = (double)p[j] - t[j], z = -2.0 * x;
+        sum += x + (z > 0 ? z : 0.0) + log1p(exp(-fabs(z))) - M_LN2;
+        if (g) g[j] = (float)(s * tanh(x) / c);
+    }
+    return sum / c;
+}
+
+/* Keras's convert_binary_labels_to_hinge: all targets of the call in {0, 1}. */
+static int all_binary(const float *t, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (t[i] != 0.0f && t[i] != 1.0f) return 0;
+    return 1;
+}
+
+static double row_hinge(const float *p, const float *t, int c, int binary, int squared, float *g,
+                        double s) {
+    double sum = 0;
+    for (int j = 0; j < c; j++) {
+        double tt = binary ? 2.0 * t[j] - 1.0 : t[j], m = 1.0 - tt * p[j];
+        double h = m > 0 ? m : 0.0;
+        sum += squared ? h * h : h;
+        /* max(m, 0) passes the gradient to m when m >= 0 */
+        if (g) g[j] = m >= 0 ? (float)(s * (squared ? 2.0 * h : 1.0) * -tt / c) : 0.0f;
+    }
+    return sum / c;
+}
+
+/* Keras: max(max_j (1 - t_j) p_j - sum_j t_j p_j + 1, 0). */
+static double row_categorical_hinge(const float *p, const float *t, int c, float *g, double s) {
+    double pos = 0, neg = -INFINITY;
+    for (int j = 0; j < c; j++) {
+        pos += (double)t[j] * p[j];
+        double q = (1.0 - t[j]) * p[j];
+        if (q > neg) neg = q;
+    }
+    double v = neg - pos + 1.0;
+    if (g) {
+        int ties = 0;
+        for (int j = 0; j < c; j++)
+            ties += (1.0 - t[j]) * p[j] == neg;
+        for (int j = 0; j < c; j++) {
+            /* a max shares its gradient among ties, as TensorFlow's reduce_max */
+            double dq = (1.0 - t[j]) * p[j] == neg ? (1.0 - t[j]) / ties : 0.0;
+            g[j] = v >= 0 ? (float)(s * (dq - t[j])) : 0.0f;
+        }
+    }
+    return v > 0 ? v : 0.0;
+}
+
+/* Keras: mean(p - t ln(p + eps)); no clipping, so p <= -eps gives NaN there too. */
+static double row_poisson(const float *p, const float *t, int c, float *g, double s) {
+    double sum = 0;
+    for (int j = 0; j < c; j++) {
+        double pe = (double)p[j] + KC_LOSS_EPSILON;
+        sum += p[j] - t[j] * log(pe);
+        if (g) g[j] = (float)(s * (1.0 - t[j] / pe) / c);
+    }
+    return sum / c;
+}
+
+/* 1 / ||x|| capped at 1 / eps (Keras 3's normalize); *capped says the cap
+ * applied, which stops the gradient through the norm. */
+static double inverse_norm(const float *x, int c, int *capped) {
+    double sq = 0;
+    for (int j = 0; j < c; j++)
+        sq += (double)x[j] * x[j];
+    double inv = sq > 0 ? 1.0 / sqrt(sq) : INFINITY, cap = 1.0 / KC_LOSS_EPSILON;
+    *capped = !(inv <= cap);
+    return *capped ? cap : inv;
+}
+
+/* Keras: -sum(normalize(t) normalize(p)). */
+static double row_cosine(const float *p, const float *t, int c, float *g, double s) {
+    int tcap, pcap;
+    double it = inverse_norm(t, c, &tcap), ip = inverse_norm(p, c, &pcap), dot = 0;
+    for (int j = 0; j < c; j++)
+        dot += (double)t[j] * p[j];
+    if (g)
+        for (int j = 0; j < c; j++) {
+            double dn = pcap ? 0.0 : dot * p[j] * ip * ip;
+            g[j] = (float)(s * -it * ip * (t[j] - dn));
+        }
+    return -it * ip * dot;
+}
+
 static double row_value(const kc_loss *l, const float *p, const float *t, int c, int logits,
-                        float *g, double s) {
+                        int binary, float *g, double s) {
     switch (l->cls->kind) {
     case LOSS_MSE:
         return row_mse(p, t, c, g, s);
@@ -452,6 +652,24 @@ static double row_value(const kc_loss *l, const float *p, const float *t, int c,
         return row_binary(l, p, t, c, logits, g, s);
     case LOSS_KLD:
         return row_kld(p, t, c, g, s);
+    case LOSS_MAPE:
+        return row_mape(p, t, c, g, s);
+    case LOSS_MSLE:
+        return row_msle(p, t, c, g, s);
+    case LOSS_HUBER:
+        return row_huber(l, p, t, c, g, s);
+    case LOSS_LOG_COSH:
+        return row_log_cosh(p, t, c, g, s);
+    case LOSS_HINGE:
+        return row_hinge(p, t, c, binary, 0, g, s);
+    case LOSS_SQUARED_HINGE:
+        return row_hinge(p, t, c, binary, 1, g, s);
+    case LOSS_CATEGORICAL_HINGE:
+        return row_categorical_hinge(p, t, c, g, s);
+    case LOSS_POISSON:
+        return row_poisson(p, t, c, g, s);
+    case LOSS_COSINE:
+        return row_cosine(p, t, c, g, s);
     }
     return NAN;
 }
@@ -462,11 +680,13 @@ double kc_loss_compute(const kc_loss *l, const float *pred, const float *target,
     double scale = l->reduction == KC_REDUCTION_SUM ? 1.0 : 1.0 / n;
     int use_logits = l->cls->has_logits && (logits || l->from_logits);
     int tstride = l->cls->kind == LOSS_SPARSE ? 1 : c;
+    int hinge = l->cls->kind == LOSS_HINGE || l->cls->kind == LOSS_SQUARED_HINGE;
+    int binary = hinge && all_binary(target, (size_t)n * (size_t)c);
     double total = 0;
     for (int i = 0; i < n; i++) {
         size_t row = (size_t)i * (size_t)c;
         double v = row_value(l, pred + row, target + (size_t)i * (size_t)tstride, c, use_logits,
-                             grad ? grad + row : NULL, scale);
+                             binary, grad ? grad + row : NULL, scale);
         if (per_sample) per_sample[i] = (float)v;
         total += v;
     }

@@ -3,8 +3,9 @@
  * model uploads the gradient.
  *
  * Keras 3 semantics (KERAS.md section 6): one value per sample - the
- * crossentropies and KL divergence sum over the class axis, the others
- * average over it - then `sum_over_batch_size` (the mean over samples).
+ * crossentropies, KL divergence, categorical hinge and cosine similarity
+ * reduce over the class axis as a whole, the others average over it - then
+ * `sum_over_batch_size` (the mean over samples).
  * Probabilities are clipped to [1e-7, 1 - 1e-7] as Keras does; the logits
  * forms are the stable ones and are never clipped. A model whose outputs have
  * more axes (N, T, C) passes n = N*T rows of c, which divides by N*T exactly
@@ -33,10 +34,13 @@ typedef struct kc_loss {
     char name[64];         /* what Keras would call it: the user's string, or the object's name */
     int from_logits;       /* crossentropies only */
     float label_smoothing; /* categorical and binary crossentropy only */
+    double delta;          /* huber only (Keras default 1.0) */
     kc_reduction reduction;
 } kc_loss;
 
-/* Accepts a name ("mse", "categorical_crossentropy", "CategoricalCrossentropy"),
+/* Accepts a name ("mse", "categorical_crossentropy", "CategoricalCrossentropy",
+ * "huber", "Huber", "log_cosh", "hinge", "squared_hinge", "categorical_hinge",
+ * "poisson", "cosine_similarity", "mape", "msle" ...),
  * {class_name: X, from_logits: true}, {X: {from_logits: true}} or Keras's
  * serialized {class_name: X, config: {...}}. Unknown names and arguments fail
  * with file:line:column and the closest valid name. */
@@ -70,7 +74,12 @@ int kc_loss_check_targets(const kc_loss *l, const float *target, int n, int c, k
  * the reduced loss with respect to pred (n x c; with respect to the logits in
  * the logits forms, e.g. (softmax(z) - t) / n). Returns the reduced loss.
  * A sparse label that kc_loss_check_targets would reject makes its sample's
- * value NaN (so the returned loss is NaN) and its gradient row zero. */
+ * value NaN (so the returned loss is NaN) and its gradient row zero.
+ * hinge and squared_hinge map targets to -1/1 as Keras does: when every
+ * target of the call is 0 or 1, t becomes 2t - 1; otherwise they are used as
+ * they are. Gradients follow TensorFlow's conventions at kinks: |x| and
+ * sign pass 0 at 0, max(a, b) passes to a when a >= b, and a max over the
+ * class axis shares its gradient among ties. */
 double kc_loss_compute(const kc_loss *l, const float *pred, const float *target, int n, int c,
                        int logits, float *per_sample, float *grad);
 

@@ -1,6 +1,12 @@
-/* A model: the layer stack parsed from the `model:` section, its shapes and
- * parameters, and - once planned on a backend - every buffer a training step
- * needs, allocated once. */
+/* A model: the layers parsed from the `model:` section and the graph of their
+ * calls, its shapes and parameters, and - once planned on a backend - every
+ * buffer a training step needs, allocated once.
+ *
+ * A Sequential stack is the simple case of the graph: each layer is called
+ * once, on the entry before it. In general (Keras's functional API) a node is
+ * one call of a layer on the outputs of earlier nodes; a layer called several
+ * times (a shared layer) has several nodes and one set of weights. Nodes are
+ * stored in the order of the `layers:` list, which is a topological order. */
 #ifndef KC_MODEL_H
 #define KC_MODEL_H
 
@@ -12,37 +18,87 @@
 #include "models/layer.h"
 #include "models/yaml.h"
 
+/* Most inputs and outputs a model has. */
+#define KC_MODEL_MAX_IO 16
+
+/* One call of a layer (or one Input) in the graph. */
+typedef struct kc_model_node {
+    kc_layer *layer;       /* NULL for an Input */
+    int input;             /* the model input it is, when layer is NULL */
+    int call;              /* Keras's node index: which call of the layer this is */
+    int nin;
+    int in[KC_LAYER_MAX_INPUTS]; /* producer nodes, in argument order */
+    kc_shape shape;        /* output shape per sample */
+    const kc_node *where;  /* the entry that made it, for errors */
+    int nconsumers;        /* how many (node, argument) pairs read it */
+    /* ---- after kc_model_plan ---- */
+    float *z, *y;          /* pre-activation and output (one buffer without activation) */
+    float *g;              /* gradient w.r.t. y during backward */
+    void *buf;             /* the layer's buffer_bytes() for this call */
+} kc_model_node;
+
+typedef struct kc_model_input {
+    char name[128];        /* the Input's name (Keras: input_layer, input_layer_1, ...) */
+    kc_shape shape;        /* per sample */
+    const kc_node *where;
+    int node;
+    float *x;              /* after kc_model_plan: where the host uploads the batch */
+} kc_model_input;
+
+typedef struct kc_model_output {
+    char name[128];        /* the output layer's name: keys of losses and logs */
+    int node;
+    const kc_node *where;
+    float *dy;             /* after kc_model_plan with training: gradient of the loss */
+} kc_model_output;
+
 typedef struct kc_model {
     char name[128];
     const kc_node *node;   /* the model: section */
-    kc_shape input_shape;  /* per sample */
+    int functional;        /* written with graph syntax: Keras shows it as a Functional model */
+    kc_shape input_shape;  /* input 0's, per sample */
     const kc_node *input_node;
-    kc_layer **layers;
+    kc_layer **layers;     /* each layer once, in declaration order */
     int nlayers;
+    kc_model_node *nodes;
+    int nnodes;
+    kc_model_input inputs[KC_MODEL_MAX_IO];
+    int ninputs;
+    kc_model_output outputs[KC_MODEL_MAX_IO];
+    int noutputs;
 
     /* ---- after kc_model_plan ---- */
     const kc_backend *be;
     int max_batch;
     int training;          /* planned with gradient buffers */
-    float *x;              /* input batch (device) */
-    float **z, **y;        /* per layer: pre-activation and output (same buffer when linear) */
-    float *grad_a, *grad_b, *grad_z; /* gradient ping-pong buffers */
+    float *x;              /* input 0's batch (device) */
+    float **z, **y;        /* per layer: its first call's pre-activation and output */
     float *values, *grads; /* all parameters, contiguous (kc_model_params order) */
     int64_t nvalues;
     void *ws;
     size_t ws_bytes;
+    void *host_ws;         /* host scratch for layers (host_workspace_bytes) */
     void *arena;           /* activations and gradients */
+    struct kc_backward_plan *bplan;
 } kc_model;
 
-/* Parses `model:` (a Sequential stack). Automatic names follow Keras
- * (conv2d, conv2d_1, ...); shapes are propagated and every layer built, so
- * shape errors come out here with file:line:column. */
+/* Parses `model:` (a Sequential stack or a graph: README, "Layer graphs").
+ * Automatic names follow Keras (conv2d, conv2d_1, ...); shapes are propagated
+ * and every layer built, so shape and graph errors come out here with
+ * file:line:column. */
 int kc_model_parse(kc_node *model_node, const char *default_name, kc_model **out, kc_error *e);
 void kc_model_free(kc_model *m);
 
 int64_t kc_model_param_count(const kc_model *m, int trainable_only);
+/* Output 0's shape per sample. */
 const kc_shape *kc_model_output_shape(const kc_model *m);
+static inline const kc_shape *kc_model_output_shape_n(const kc_model *m, int k) {
+    return &m->nodes[m->outputs[k].node].shape;
+}
 int64_t kc_model_flops(const kc_model *m); /* forward FLOPs per sample */
+/* Index of the model input or output with that name, or -1. */
+int kc_model_input_index(const kc_model *m, const char *name);
+int kc_model_output_index(const kc_model *m, const char *name);
 
 /* Allocates every buffer for batches up to max_batch; `training` adds the
  * gradient buffers. Parameters are allocated here too (uninitialised until
@@ -52,7 +108,8 @@ int kc_model_plan(kc_model *m, const kc_backend *be, int max_batch, int training
 void kc_model_init_weights(kc_model *m, uint64_t seed);
 
 /* Parameter iteration in a fixed order (layer order, then each layer's
- * params): names are "layer/param" (Keras's weight paths). */
+ * params): names are "layer/param" (Keras's weight paths). A shared layer's
+ * weights appear once. */
 typedef struct kc_param_ref {
     char name[200];
     kc_layer *layer;
@@ -60,16 +117,38 @@ typedef struct kc_param_ref {
 } kc_param_ref;
 int kc_model_params(const kc_model *m, kc_param_ref *out, int max); /* returns count */
 
-/* Forward pass of ex->batch samples already in m->x; returns the output
- * buffer (device). The last layer's pre-activation output stays in
- * m->z[nlayers - 1]. */
+/* Forward pass of ex->batch samples already in every input's x; returns
+ * output 0's buffer (device). Each output's pre-activation stays in its node's
+ * z (for a single-output stack also m->z[nlayers - 1]). */
 const float *kc_model_forward(kc_model *m, const kc_exec *ex);
-/* Where the caller puts the gradient of the loss (batch x outputs) before
- * kc_model_backward. */
-static inline float *kc_model_dy(kc_model *m) { return m->grad_b; }
-/* Backward from the gradient in kc_model_dy() w.r.t. the output - or, when
- * dy_is_preactivation, w.r.t. the last layer's pre-activation output. Writes
- * every parameter gradient. */
+/* Output k's buffers after a forward pass. */
+static inline const float *kc_model_output_y(const kc_model *m, int k) {
+    return m->nodes[m->outputs[k].node].y;
+}
+static inline const float *kc_model_output_z(const kc_model *m, int k) {
+    return m->nodes[m->outputs[k].node].z;
+}
+/* Where the caller puts the gradient of the loss w.r.t. output k (batch x
+ * output size) before kc_model_backward. */
+static inline float *kc_model_dy_n(kc_model *m, int k) { return m->outputs[k].dy; }
+static inline float *kc_model_dy(kc_model *m) { return m->outputs[0].dy; }
+/* Backward from the gradients in every kc_model_dy_n() - w.r.t. the outputs,
+ * or, where dy_is_preactivation[k], w.r.t. output k's pre-activation. Writes
+ * every parameter gradient (a shared layer's gradients add up over its calls;
+ * with ex->accumulate they add to what the grads already hold). */
+void kc_model_backward_n(kc_model *m, const kc_exec *ex, const int *dy_is_preactivation);
+/* The same with one flag for every output. */
 void kc_model_backward(kc_model *m, const kc_exec *ex, int dy_is_preactivation);
+
+/* ---- the graph as Keras shows it (summary, plot) ---- */
+
+/* Keras's list of a functional model's operations: depth-first from the
+ * outputs, grouped by depth from the inputs (Functional._operations). Each
+ * entry is a layer index >= 0, or -1 - i for model input i. Returns the count
+ * (ninputs + nlayers). */
+int kc_model_keras_order(const kc_model *m, int *ops);
+/* Keras's "sequential-like" test for summaries: one node per depth, each
+ * with at most one input tensor, and no layer called twice. */
+int kc_model_sequential_like(const kc_model *m);
 
 #endif

@@ -733,12 +733,12 @@ static void run_optimizer(const kc_backend *be, const opt_case *oc, size_t n, in
             be->sgd_update(d[0], g, oc->p1 != 0 ? d[1] : NULL, n, oc->lr, oc->p1, (int)oc->p2);
         else if (oc->kind == OPT_RMSPROP)
             be->rmsprop_update(d[0], g, d[1], oc->flag ? d[2] : NULL, oc->p2 > 0 ? d[3] : NULL, n,
-                               oc->lr, oc->p1, oc->p2, 1e-7f, oc->flag);
+                               oc->lr, oc->p1, 1.0f - oc->p1, oc->p2, 1e-7f, oc->flag);
         else {
             float alpha =
                 oc->lr * sqrtf(1.0f - powf(oc->p2, (float)t)) / (1.0f - powf(oc->p1, (float)t));
-            be->adam_update(d[0], g, d[1], d[2], oc->flag ? d[3] : NULL, n, alpha, oc->p1, oc->p2,
-                            1e-7f, oc->flag);
+            be->adam_update(d[0], g, d[1], d[2], oc->flag ? d[3] : NULL, n, alpha, 1.0f - oc->p1,
+                            1.0f - oc->p2, 1e-7f, oc->flag);
         }
         be->free(g);
         free(gh);
@@ -775,6 +775,124 @@ START_TEST(test_optimizers_match) {
             ck_assert(memcmp(a, w0, n * sizeof(float)) != 0); /* something moved */
             free(w0), free(a), free(b);
         }
+}
+END_TEST
+
+/* The other Keras 3 optimizers, then clipping and weight decay: every slot
+ * and weight after a few steps, cpu against reference, bit for bit. */
+enum { OPT2_ADAGRAD, OPT2_ADADELTA, OPT2_ADAMAX, OPT2_NADAM, OPT2_LION, OPT2_COUNT };
+
+static void nadam_coef_at(int t, float *prod, kc_nadam_coef *c) {
+    float u = 0.9f * (1.0f - 0.5f * powf(0.96f, (float)t));
+    float u_next = 0.9f * (1.0f - 0.5f * powf(0.96f, (float)(t + 1)));
+    *prod = *prod * u;
+    *c = (kc_nadam_coef){.lr = 0.002f,
+                         .eps = 1e-7f,
+                         .one_minus_b1 = 0.1f,
+                         .one_minus_b2 = 0.001f,
+                         .u_next = u_next,
+                         .one_minus_u = 1.0f - u,
+                         .one_minus_prod_next = 1.0f - *prod * u_next,
+                         .one_minus_prod = 1.0f - *prod,
+                         .one_minus_b2_power = 1.0f - powf(0.999f, (float)t)};
+}
+
+static void run_optimizer2(const kc_backend *be, int kind, size_t n, int steps,
+                           float *out /* 3n: w, two slots */) {
+    float *w0 = random_host(n, -1, 1, 91);
+    float *d[3] = {dev_from(be, w0, n), dev_from(be, NULL, n), dev_from(be, NULL, n)};
+    if (kind == OPT2_ADAGRAD) be->fill(d[1], 0.1f, n);
+    float prod = 1.0f;
+    for (int t = 1; t <= steps; t++) {
+        float *gh = random_host(n, -1, 1, 110 + (uint64_t)t);
+        float *g = dev_from(be, gh, n);
+        kc_nadam_coef c;
+        switch (kind) {
+        case OPT2_ADAGRAD:
+            be->adagrad_update(d[0], g, d[1], n, 0.01f, 1e-7f);
+            break;
+        case OPT2_ADADELTA:
+            be->adadelta_update(d[0], g, d[1], d[2], n, 1.0f, 0.95f, 0.05f, 1e-7f);
+            break;
+        case OPT2_ADAMAX:
+            be->adamax_update(d[0], g, d[1], d[2], n, 0.002f, 0.1f, 0.999f,
+                              1.0f - powf(0.9f, (float)t), 1e-7f);
+            break;
+        case OPT2_NADAM:
+            nadam_coef_at(t, &prod, &c);
+            be->nadam_update(d[0], g, d[1], d[2], n, &c);
+            break;
+        default:
+            be->lion_update(d[0], g, d[1], n, 0.001f, 0.9f, 0.99f);
+            break;
+        }
+        be->free(g);
+        free(gh);
+    }
+    for (int s = 0; s < 3; s++)
+        dev_take(be, out + (size_t)s * n, d[s], n);
+    free(w0);
+}
+
+START_TEST(test_more_optimizers_match) {
+    size_t sizes[] = {1000, 100003};
+    for (int s = 0; s < 2; s++)
+        for (int k = 0; k < OPT2_COUNT; k++) {
+            size_t n = sizes[s];
+            float *a = host(3 * n), *b = host(3 * n);
+            run_optimizer2(ref_be, k, n, 5, a);
+            run_optimizer2(cpu_be, k, n, 5, b);
+            char what[48];
+            snprintf(what, sizeof what, "optimizer kind %d", k);
+            check_same(what, b, a, 3 * n);
+            float *w0 = random_host(n, -1, 1, 91);
+            ck_assert(memcmp(a, w0, n * sizeof(float)) != 0); /* something moved */
+            free(w0), free(a), free(b);
+        }
+}
+END_TEST
+
+START_TEST(test_clip_decay_match) {
+    size_t sizes[] = {7, 1000, 100003};
+    for (int s = 0; s < 3; s++) {
+        size_t n = sizes[s];
+        float *x = random_host(n, -3, 3, 120), *a = host(n), *b = host(n);
+        double want = 0;
+        for (size_t i = 0; i < n; i++)
+            want += (double)x[i] * x[i];
+        float *dr = dev_from(ref_be, x, n), *dc = dev_from(cpu_be, x, n);
+        double sr = ref_be->sum_squares(dr, n);
+        ck_assert_close(sr, want, 0, 1e-12);
+        for (int threads = 1; threads <= 2; threads++) {
+            cpu_be->set_threads(threads);
+            double sc = cpu_be->sum_squares(dc, n);
+            expect(memcmp(&sc, &sr, sizeof sc) == 0, "sum_squares on %d threads: %.17g vs %.17g",
+                   threads, sc, sr);
+        }
+        cpu_be->set_threads(0);
+        float *yr = dev_from(ref_be, NULL, n), *yc = dev_from(cpu_be, NULL, n);
+        ref_be->scale_div(dr, yr, 0.7f, 2.3f, n);
+        cpu_be->scale_div(dc, yc, 0.7f, 2.3f, n);
+        ref_be->download(a, yr, n * sizeof(float));
+        cpu_be->download(b, yc, n * sizeof(float));
+        check_same("scale_div", b, a, n);
+        ref_be->clip(dr, yr, -1.5f, 0.5f, n);
+        cpu_be->clip(dc, yc, -1.5f, 0.5f, n);
+        ref_be->download(a, yr, n * sizeof(float));
+        cpu_be->download(b, yc, n * sizeof(float));
+        check_same("clip", b, a, n);
+        /* in place, as the optimizer's weights */
+        ref_be->weight_decay(dr, 0.004f, 0.01f, n);
+        cpu_be->weight_decay(dc, 0.004f, 0.01f, n);
+        ref_be->scale_div(dr, dr, 1.25f, 1.0f, n);
+        cpu_be->scale_div(dc, dc, 1.25f, 1.0f, n);
+        dev_take(ref_be, a, dr, n);
+        dev_take(cpu_be, b, dc, n);
+        check_same("weight_decay then scale_div in place", b, a, n);
+        ck_assert(memcmp(a, x, n * sizeof(float)) != 0);
+        ref_be->free(yr), cpu_be->free(yc);
+        free(x), free(a), free(b);
+    }
 }
 END_TEST
 
@@ -940,13 +1058,13 @@ START_TEST(test_optimizers_by_hand) {
          * mg = 0.09 + 0.05 = 0.14, inc = 0.005 / sqrt(0.115 - 0.0196 + 1e-7) */
         float ms = 0.1f, mg = 0.1f, mom = 0.02f;
         w = 1;
-        be->rmsprop_update(&w, &g, &ms, &mg, NULL, 1, 0.01f, 0.9f, 0.0f, 1e-7f, 1);
+        be->rmsprop_update(&w, &g, &ms, &mg, NULL, 1, 0.01f, 0.9f, 0.1f, 0.0f, 1e-7f, 1);
         ck_assert_float_eq_tol(ms, 0.115f, 1e-7);
         ck_assert_float_eq_tol(mg, 0.14f, 1e-7);
         ck_assert_float_eq_tol(w, 0.9838119107783668f, 1e-6);
         /* the same with momentum 0.5 from mom = 0.02: mom = 0.01 + inc */
         ms = 0.1f, mg = 0.1f, w = 1;
-        be->rmsprop_update(&w, &g, &ms, &mg, &mom, 1, 0.01f, 0.9f, 0.5f, 1e-7f, 1);
+        be->rmsprop_update(&w, &g, &ms, &mg, &mom, 1, 0.01f, 0.9f, 0.1f, 0.5f, 1e-7f, 1);
         ck_assert_float_eq_tol(mom, 0.026188089221633133f, 1e-6);
         ck_assert_float_eq_tol(w, 0.9738119107783668f, 1e-6);
 
@@ -955,21 +1073,95 @@ START_TEST(test_optimizers_by_hand) {
         float m = 0, vv = 0;
         w = 1;
         float a1 = 0.001f * sqrtf(1 - 0.999f) / (1 - 0.9f);
-        be->adam_update(&w, &g, &m, &vv, NULL, 1, a1, 0.9f, 0.999f, 1e-7f, 0);
+        be->adam_update(&w, &g, &m, &vv, NULL, 1, a1, 0.1f, 0.001f, 1e-7f, 0);
         ck_assert_float_eq_tol(m, 0.05f, 1e-7);
         ck_assert_float_eq_tol(vv, 0.00025f, 1e-8);
         ck_assert_float_eq_tol(w, 0.9990000063245154f, 2e-7);
         float g2 = -0.25f, a2 = 0.001f * sqrtf(1 - 0.999f * 0.999f) / (1 - 0.81f);
-        be->adam_update(&w, &g2, &m, &vv, NULL, 1, a2, 0.9f, 0.999f, 1e-7f, 0);
+        be->adam_update(&w, &g2, &m, &vv, NULL, 1, a2, 0.1f, 0.001f, 1e-7f, 0);
         ck_assert_float_eq_tol(m, 0.02f, 1e-7);
         ck_assert_float_eq_tol(vv, 0.00031225f, 1e-8);
         ck_assert_float_eq_tol(w, 0.9987336707920792f, 2e-7);
         /* amsgrad keeps the larger second moment: vhat = 0.01 > v */
         float vhat = 0.01f;
         m = 0, vv = 0, w = 1;
-        be->adam_update(&w, &g, &m, &vv, &vhat, 1, a1, 0.9f, 0.999f, 1e-7f, 1);
+        be->adam_update(&w, &g, &m, &vv, &vhat, 1, a1, 0.1f, 0.001f, 1e-7f, 1);
         ck_assert_float_eq_tol(vhat, 0.01f, 1e-9);
         ck_assert_float_eq_tol(w, 1 - a1 * 0.05f / (0.1f + 1e-7f), 1e-7);
+    }
+}
+END_TEST
+
+/* The other optimizers' kernels, one element each, worked out in double. */
+START_TEST(test_more_optimizers_by_hand) {
+    for (int b = 0; b < 2; b++) {
+        const kc_backend *be = both(b);
+        /* Adagrad, lr 0.01: acc = 0.1 + 0.25; w = 1 - 0.005 / sqrt(0.35 + 1e-7) */
+        float w = 1, g = 0.5f, s1 = 0.1f, s2 = 0.2f;
+        be->adagrad_update(&w, &g, &s1, 1, 0.01f, 1e-7f);
+        ck_assert_float_eq_tol(s1, 0.35f, 1e-7);
+        ck_assert_float_eq_tol(w, 1 - 0.005 / sqrt(0.3500001), 1e-7);
+        /* Adadelta, lr 1, rho 0.95: ag = 0.095 + 0.0125 = 0.1075;
+         * d = -sqrt(0.2000001) 0.5 / sqrt(0.1075001) = -0.68199; ad = 0.19 + 0.05 d^2 */
+        w = 1, s1 = 0.1f, s2 = 0.2f;
+        be->adadelta_update(&w, &g, &s1, &s2, 1, 1.0f, 0.95f, 0.05f, 1e-7f);
+        double d = -sqrt(0.2000001) * 0.5 / sqrt(0.1075001);
+        ck_assert_float_eq_tol(s1, 0.1075f, 1e-8);
+        ck_assert_float_eq_tol(s2, 0.19 + 0.05 * d * d, 1e-7);
+        ck_assert_float_eq_tol(w, 1 + d, 1e-6);
+        /* Adamax, lr 0.002, t = 1: m = 0.1 + (-0.5 - 0.1) 0.1 = 0.04;
+         * u = max(0.999 * 0.6, 0.5) = 0.5994; w = 1 - 0.002 * 0.04 / (0.1 (0.5994 + 1e-7)) */
+        float gn = -0.5f;
+        w = 1, s1 = 0.1f, s2 = 0.6f;
+        be->adamax_update(&w, &gn, &s1, &s2, 1, 0.002f, 0.1f, 0.999f, 0.1f, 1e-7f);
+        ck_assert_float_eq_tol(s1, 0.04f, 1e-8);
+        ck_assert_float_eq_tol(s2, 0.5994f, 1e-7);
+        ck_assert_float_eq_tol(w, 1 - 0.002 * 0.04 / (0.1 * 0.5994001), 1e-7);
+        /* Nadam, t = 1: u1 = 0.468, u2 = 0.48528; m = 0.05, v = 0.00025;
+         * m_hat = u2 m / (1 - u1 u2) + g; v_hat = 0.25 */
+        kc_nadam_coef c = {.lr = 0.002f,
+                           .eps = 1e-7f,
+                           .one_minus_b1 = 0.1f,
+                           .one_minus_b2 = 0.001f,
+                           .u_next = 0.48528f,
+                           .one_minus_u = 0.532f,
+                           .one_minus_prod_next = (float)(1 - 0.468 * 0.48528),
+                           .one_minus_prod = 0.532f,
+                           .one_minus_b2_power = 0.001f};
+        w = 1, s1 = 0, s2 = 0;
+        be->nadam_update(&w, &g, &s1, &s2, 1, &c);
+        double m_hat = 0.48528 * 0.05 / (1 - 0.468 * 0.48528) + 0.5;
+        ck_assert_float_eq_tol(s1, 0.05f, 1e-8);
+        ck_assert_float_eq_tol(s2, 0.00025f, 1e-10);
+        ck_assert_float_eq_tol(w, 1 - 0.002 * m_hat / (0.5 + 1e-7), 1e-7);
+        /* Lion: sign(0.9 * 0.2 + 0.1 * -0.5) = sign(0.13) = 1; m = 0.198 - 0.005 */
+        w = 1, s1 = 0.2f;
+        be->lion_update(&w, &gn, &s1, 1, 0.001f, 0.9f, 0.99f);
+        ck_assert_float_eq_tol(w, 0.999f, 1e-7);
+        ck_assert_float_eq_tol(s1, 0.193f, 1e-7);
+        /* ... and a zero combination leaves w alone */
+        float z = 0;
+        w = 1, s1 = 0;
+        be->lion_update(&w, &z, &s1, 1, 0.001f, 0.9f, 0.99f);
+        ck_assert_float_eq(w, 1.0f);
+
+        /* clipping and weight decay */
+        float v[4] = {3, 4, 0, 0};
+        ck_assert_double_eq(be->sum_squares(v, 4), 25.0);
+        ck_assert_double_eq(be->sum_squares(v, 0), 0.0);
+        float y[4];
+        be->scale_div(v, y, 3.0f, 4.0f, 2);
+        ck_assert_float_eq(y[0], 2.25f);
+        ck_assert_float_eq(y[1], 3.0f);
+        float c4[4] = {-2.0f, 0.5f, NAN, 7.0f};
+        be->clip(c4, c4, -1.0f, 1.0f, 4);
+        ck_assert_float_eq(c4[0], -1.0f);
+        ck_assert_float_eq(c4[1], 0.5f);
+        ck_assert(isnan(c4[2]));
+        ck_assert_float_eq(c4[3], 1.0f);
+        w = 2;
+        be->weight_decay(&w, 0.1f, 0.5f, 1);
+        ck_assert_float_eq_tol(w, 1.9f, 1e-7);
     }
 }
 END_TEST
@@ -1141,6 +1333,168 @@ START_TEST(test_softmax_gradients) {
 }
 END_TEST
 
+/* ------------------------------------------------ penalties and constraints */
+
+static double run_penalty(const kc_backend *be, const float *x, float *g, size_t n, float l1,
+                          float l2) {
+    float *dx = dev_from(be, x, n), *dg = g ? dev_from(be, g, n) : NULL;
+    double p = be->l1l2_penalty(dx, dg, n, l1, l2);
+    if (g) dev_take(be, g, dg, n);
+    be->free(dx);
+    return p;
+}
+
+/* Both backends sum in the same fixed blocks: the same bits, on any thread count. */
+START_TEST(test_penalty_match) {
+    size_t sizes[] = {1, 63, 1000, 100003};
+    float coef[][2] = {{0.01f, 0.0f}, {0.0f, 0.03f}, {0.002f, 0.005f}};
+    for (int s = 0; s < 4; s++) {
+        size_t n = sizes[s];
+        float *x = random_host(n, -2, 2, 400), *g0 = random_host(n, -1, 1, 401);
+        for (int c = 0; c < 3; c++) {
+            float *gr = copy_host(g0, n), *gc = copy_host(g0, n), *gc2 = copy_host(g0, n);
+            double pr = run_penalty(ref_be, x, gr, n, coef[c][0], coef[c][1]);
+            cpu_be->set_threads(1);
+            double pc = run_penalty(cpu_be, x, gc, n, coef[c][0], coef[c][1]);
+            cpu_be->set_threads(2);
+            double pc2 = run_penalty(cpu_be, x, gc2, n, coef[c][0], coef[c][1]);
+            cpu_be->set_threads(0);
+            double want = 0;
+            for (size_t i = 0; i < n; i++)
+                want += coef[c][0] * fabs(x[i]) + coef[c][1] * (double)x[i] * x[i];
+            ck_assert_close(pr, want, 0, 1e-6);
+            expect(pc == pr && pc2 == pr, "penalty n=%zu: cpu %.17g / %.17g, reference %.17g", n,
+                   pc, pc2, pr);
+            check_same("penalty grad cpu", gc, gr, n);
+            check_same("penalty grad cpu 2 threads", gc2, gr, n);
+            free(gr), free(gc), free(gc2);
+        }
+        /* without g only the value */
+        ck_assert_close(run_penalty(cpu_be, x, NULL, n, 0.5f, 0.0f),
+                        run_penalty(ref_be, x, NULL, n, 0.5f, 0.0f), 0, 0);
+        free(x), free(g0);
+    }
+}
+END_TEST
+
+START_TEST(test_penalty_by_hand) {
+    const float x[] = {1, -2, 0, 3};
+    for (int b = 0; b < 2; b++) {
+        const kc_backend *be = b ? cpu_be : ref_be;
+        float g[4] = {0, 0, 0, 0.5f};
+        /* 0.1 * (1 + 2 + 0 + 3) + 0.01 * (1 + 4 + 0 + 9) */
+        ck_assert_close(run_penalty(be, x, g, 4, 0.1f, 0.01f), 0.74, 1e-7, 0);
+        /* g += 0.1 sign(x) + 0.02 x; sign(0) = 0 */
+        ck_assert_close(g[0], 0.12, 1e-7, 0);
+        ck_assert_close(g[1], -0.14, 1e-7, 0);
+        ck_assert_close(g[2], 0.0, 0, 0);
+        ck_assert_close(g[3], 0.5 + 0.16, 1e-7, 0);
+        /* a zero factor skips its term, so an infinite weight gives no 0 * inf */
+        const float big[] = {INFINITY, 1};
+        float gb[2] = {0, 0};
+        ck_assert_close(run_penalty(be, big, gb, 2, 0.0f, 0.0f), 0.0, 0, 0);
+        ck_assert_close(gb[0], 0.0, 0, 0);
+        ck_assert_close(run_penalty(be, NULL, NULL, 0, 1.0f, 1.0f), 0.0, 0, 0);
+    }
+}
+END_TEST
+
+static void run_norm(const kc_backend *be, float *w, const int64_t *dims, int rank,
+                     unsigned reduce, float lo, float hi, float rate) {
+    size_t n = 1;
+    for (int a = 0; a < rank; a++)
+        n *= (size_t)dims[a];
+    float *d = dev_from(be, w, n);
+    be->norm_rescale(d, dims, rank, reduce, lo, hi, rate, 1e-7f);
+    dev_take(be, w, d, n);
+}
+
+START_TEST(test_norm_rescale_match) {
+    static const struct {
+        int rank;
+        int64_t dims[4];
+        unsigned reduce;
+    } cases[] = {
+        {2, {300, 70}, 1u},                  /* Dense kernel, axis 0 */
+        {2, {300, 70}, 2u},                  /* axis 1 */
+        {2, {300, 70}, 3u},                  /* the whole matrix */
+        {2, {300, 70}, 0u},                  /* every value alone */
+        {3, {5, 50, 129}, 2u},               /* (outer, span, inner) */
+        {4, {3, 3, 16, 33}, 7u},             /* Conv2D kernel, axes [0, 1, 2] */
+        {4, {3, 3, 16, 33}, 5u},             /* axes [0, 2]: no single span */
+        {4, {3, 1, 16, 33}, 5u},             /* ... unless the gap has size 1 */
+    };
+    float bounds[][3] = {{0.0f, 0.5f, 1.0f}, {0.9f, 1.1f, 0.3f}, {1.0f, 1.0f, 1.0f}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        size_t n = 1;
+        for (int a = 0; a < cases[k].rank; a++)
+            n *= (size_t)cases[k].dims[a];
+        float *w = random_host(n, -1, 1, 410 + k);
+        for (int b = 0; b < 3; b++) {
+            float *wr = copy_host(w, n), *wc = copy_host(w, n), *wc2 = copy_host(w, n);
+            run_norm(ref_be, wr, cases[k].dims, cases[k].rank, cases[k].reduce, bounds[b][0],
+                     bounds[b][1], bounds[b][2]);
+            cpu_be->set_threads(1);
+            run_norm(cpu_be, wc, cases[k].dims, cases[k].rank, cases[k].reduce, bounds[b][0],
+                     bounds[b][1], bounds[b][2]);
+            cpu_be->set_threads(2);
+            run_norm(cpu_be, wc2, cases[k].dims, cases[k].rank, cases[k].reduce, bounds[b][0],
+                     bounds[b][1], bounds[b][2]);
+            cpu_be->set_threads(0);
+            check_same("norm_rescale cpu", wc, wr, n);
+            check_same("norm_rescale cpu 2 threads", wc2, wr, n);
+            free(wr), free(wc), free(wc2);
+        }
+        free(w);
+    }
+}
+END_TEST
+
+START_TEST(test_norm_rescale_by_hand) {
+    for (int b = 0; b < 2; b++) {
+        const kc_backend *be = b ? cpu_be : ref_be;
+        /* columns of a (2, 2) matrix: norms 5 and 0.5 */
+        const int64_t dims[] = {2, 2};
+        float w[] = {3, 0.3f, 4, 0.4f};
+        run_norm(be, w, dims, 2, 1u, 0.0f, 2.0f, 1.0f); /* MaxNorm(2): 5 -> 2, 0.5 stays */
+        ck_assert_close(w[0], 3 * 2 / (5 + 1e-7), 1e-6, 0);
+        ck_assert_close(w[2], 4 * 2 / (5 + 1e-7), 1e-6, 0);
+        ck_assert_close(w[1], 0.3 * 0.5 / (0.5 + 1e-7), 1e-6, 0);
+        /* rows instead: norms |(3, .3)| and |(4, .4)| pinned to 1 */
+        float u[] = {3, 0.3f, 4, 0.4f};
+        run_norm(be, u, dims, 2, 2u, 1.0f, 1.0f, 1.0f);
+        double r0 = sqrt(9 + 0.09), r1 = sqrt(16 + 0.16);
+        ck_assert_close(u[0], 3 / (r0 + 1e-7), 1e-6, 0);
+        ck_assert_close(u[3], 0.4 / (r1 + 1e-7), 1e-6, 0);
+        /* MinMaxNorm(min 1, max 2, rate 0.5): norm 0.5 -> 0.5 * 1 + 0.5 * 0.5 = 0.75 */
+        float m[] = {0.3f, 0.4f};
+        const int64_t one[] = {2};
+        run_norm(be, m, one, 1, 1u, 1.0f, 2.0f, 0.5f);
+        ck_assert_close(m[0], 0.3 * 0.75 / (0.5 + 1e-7), 1e-6, 0);
+        ck_assert_close(m[1], 0.4 * 0.75 / (0.5 + 1e-7), 1e-6, 0);
+        /* a zero slice stays zero */
+        float z[] = {0, 0};
+        run_norm(be, z, one, 1, 1u, 1.0f, 1.0f, 1.0f);
+        ck_assert_close(z[0], 0.0, 0, 0);
+    }
+}
+END_TEST
+
+/* The non_neg constraint runs relu in place. */
+START_TEST(test_relu_in_place) {
+    const float w[] = {-1.5f, 0.0f, 2.0f, -0.0f};
+    for (int b = 0; b < 2; b++) {
+        const kc_backend *be = b ? cpu_be : ref_be;
+        float *d = dev_from(be, w, 4), h[4];
+        be->act_forward(KC_ACT_RELU, 0.0f, d, d, 4);
+        dev_take(be, h, d, 4);
+        ck_assert_close(h[0], 0.0, 0, 0);
+        ck_assert_close(h[1], 0.0, 0, 0);
+        ck_assert_close(h[2], 2.0, 0, 0);
+    }
+}
+END_TEST
+
 /* ------------------------------------------------------------- determinism */
 
 /* Same thread count, same bits; and everything but gemm-based ops gives the
@@ -1207,7 +1561,12 @@ int main(void) {
     tcase_add_test(conf, test_pooling);
     tcase_add_test(conf, test_dropout);
     tcase_add_test(conf, test_optimizers_match);
+    tcase_add_test(conf, test_more_optimizers_match);
+    tcase_add_test(conf, test_clip_decay_match);
     tcase_add_test(conf, test_cpu_deterministic);
+    tcase_add_test(conf, test_penalty_match);
+    tcase_add_test(conf, test_norm_rescale_match);
+    tcase_add_test(conf, test_relu_in_place);
     suite_add_tcase(s, conf);
 
     TCase *hand = tcase_create("by_hand");
@@ -1216,6 +1575,9 @@ int main(void) {
     tcase_add_test(hand, test_pool_by_hand);
     tcase_add_test(hand, test_activations_by_hand);
     tcase_add_test(hand, test_optimizers_by_hand);
+    tcase_add_test(hand, test_more_optimizers_by_hand);
+    tcase_add_test(hand, test_penalty_by_hand);
+    tcase_add_test(hand, test_norm_rescale_by_hand);
     suite_add_tcase(s, hand);
 
     TCase *grad = tcase_create("gradients");

@@ -257,12 +257,15 @@ START_TEST(test_dense_errors) {
                  "layer.yaml:2:11:", "expected true or false");
     expect_error("Dense", "units: 10\nkernel_initializer: glorot_unifrom\n", NULL,
                  "layer.yaml:2:21:", "did you mean 'glorot_uniform'");
-    expect_error("Dense", "units: 10\nkernel_regularizer: l2\n", NULL,
-                 "layer.yaml:2:21:", "'kernel_regularizer' is not supported yet by kerasc");
-    expect_error("Dense", "units: 10\nbias_constraint: non_neg\n", NULL,
-                 "layer.yaml:2:18:", "'bias_constraint' is not supported yet by kerasc");
-    expect_error("Dense", "units: 10\nactivity_regularizer: l1\n", NULL,
-                 "layer.yaml:2:23:", "'activity_regularizer' is not supported yet by kerasc");
+    expect_error("Dense", "units: 10\nkernel_regularizer: l3\n", NULL, "layer.yaml:2:21:",
+                 "Dense argument 'kernel_regularizer': unknown regularizer 'l3'");
+    expect_error("Dense", "units: 10\nbias_constraint: non_negative\n", NULL,
+                 "layer.yaml:2:18:", "did you mean 'non_neg'");
+    expect_error("Dense", "units: 10\nactivity_regularizer: {L1: {l1: -1}}\n", NULL,
+                 "layer.yaml:2:33:", "L1 argument 'l1' must be >= 0");
+    expect_error("Dense", "units: 10\nkernel_constraint: {MaxNorm: {axis: 2}}\n",
+                 &(kc_shape){1, {4}}, "layer.yaml:2:37:",
+                 "layer 'dense' kernel_constraint: axis 2 is out of range");
     /* explicit nulls are what Keras writes for absent options */
     tl t;
     kc_layer *l = must_build(&t, "Dense",
@@ -298,8 +301,8 @@ START_TEST(test_conv_errors) {
                  "layer.yaml:3:9:", "divisible");
     expect_error("Conv2D", "filters: 4\nkernel_size: 3\nkernel_sise: 3\n", NULL,
                  "layer.yaml:3:1:", "did you mean 'kernel_size'");
-    expect_error("Conv2D", "filters: 4\nkernel_size: 3\nbias_regularizer: {L2: {l2: 0.1}}\n", NULL,
-                 "layer.yaml:3:19:", "not supported yet by kerasc");
+    expect_error("Conv2D", "filters: 4\nkernel_size: 3\nbias_regularizer: {L2: {l3: 0.1}}\n",
+                 NULL, "layer.yaml:3:25:", "unknown key 'l3'");
     /* shape errors name the layer and the shapes */
     kc_shape flat = kc_shape1(784);
     expect_error("Conv2D", "filters: 4\nkernel_size: 3\n", &flat, "layer.yaml:1:1:",
@@ -347,8 +350,8 @@ START_TEST(test_pool_dropout_reshape_errors) {
 
     expect_error("Flatten", "data_format: channels_first\n", NULL,
                  "layer.yaml:1:14:", "not supported yet");
-    expect_error("Flatten", "activity_regularizer: l2\n", NULL,
-                 "layer.yaml:1:23:", "not supported yet");
+    expect_error("Flatten", "activity_regularizer: [l2]\n", NULL,
+                 "layer.yaml:1:23:", "expected a regularizer name");
     expect_error("Flatten", "units: 3\n", NULL, "layer.yaml:1:1:", "unknown key 'units'");
 
     expect_error("Activation", "name: act\nactivation: sigmoidd\n", NULL,

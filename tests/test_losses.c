@@ -308,6 +308,177 @@ START_TEST(test_gradient_closed_forms) {
 }
 END_TEST
 
+/* ---- regression, hinge and similarity losses ---- */
+
+START_TEST(test_huber_keras_example) {
+    /* keras.losses.huber docstring: [[0, 1], [0, 0]] vs [[.6, .4], [.4, .6]] -> 0.155 */
+    const float t[] = {0, 1, 0, 0}, p[] = {0.6f, 0.4f, 0.4f, 0.6f};
+    kc_loss l = named("huber");
+    float per[2];
+    ck_assert_close(kc_loss_compute(&l, p, t, 2, 2, 0, per, NULL), 0.155, 1e-7, 0);
+    ck_assert_close(per[0], 0.18, 1e-7, 0); /* 0.5 e^2, both errors inside delta */
+    ck_assert_close(per[1], 0.13, 1e-7, 0);
+    /* delta 0.5: |e| = 0.6 is in the linear part, 0.5 * 0.6 - 0.5 * 0.25 = 0.175 */
+    l.delta = 0.5;
+    ck_assert_close(kc_loss_compute(&l, p, t, 2, 2, 0, per, NULL), (0.175 + (0.08 + 0.175) / 2) / 2,
+                    1e-7, 0);
+    ck_assert_close(per[0], 0.175, 1e-7, 0);
+}
+END_TEST
+
+START_TEST(test_log_cosh_keras_example) {
+    /* keras.losses.log_cosh docstring / LogCoshError: 0.10844523 */
+    const float t[] = {0, 1, 0, 0}, p[] = {1, 1, 0, 0};
+    kc_loss l = named("log_cosh");
+    ck_assert_close(kc_loss_compute(&l, p, t, 2, 2, 0, NULL, NULL), 0.10844523, 1e-7, 0);
+    /* large errors do not overflow: ln cosh 100 = 100 - ln 2 */
+    const float big[] = {100}, zero[] = {0};
+    ck_assert_close(kc_loss_compute(&l, big, zero, 1, 1, 0, NULL, NULL), 100 - log(2.0), 1e-9, 0);
+    kc_loss k2 = named("logcosh");
+    ck_assert_str_eq(kc_loss_class_name(&k2), "LogCosh");
+}
+END_TEST
+
+START_TEST(test_hinge_keras_examples) {
+    /* keras.metrics Hinge / SquaredHinge / CategoricalHinge docstrings:
+     * [[0, 1], [0, 0]] vs [[.6, .4], [.4, .6]] -> 1.3, 1.86, 1.4 */
+    const float t[] = {0, 1, 0, 0}, p[] = {0.6f, 0.4f, 0.4f, 0.6f};
+    kc_loss h = named("hinge"), sh = named("squared_hinge"), ch = named("categorical_hinge");
+    float per[2];
+    ck_assert_close(kc_loss_compute(&h, p, t, 2, 2, 0, per, NULL), 1.3, 1e-7, 0);
+    ck_assert_close(per[0], 1.1, 1e-7, 0);
+    ck_assert_close(kc_loss_compute(&sh, p, t, 2, 2, 0, NULL, NULL), 1.86, 1e-7, 0);
+    ck_assert_close(kc_loss_compute(&ch, p, t, 2, 2, 0, per, NULL), 1.4, 1e-7, 0);
+    ck_assert_close(per[0], 1.2, 1e-7, 0);
+    /* -1/1 targets are used as they are: max(1 - t p, 0) */
+    const float pm[] = {0.3f, -2.0f}, tm[] = {-1, 1};
+    ck_assert_close(kc_loss_compute(&h, pm, tm, 1, 2, 0, NULL, NULL), (1.3 + 3.0) / 2, 1e-7, 0);
+    /* the 0/1 test is over the whole call: one target of 2 keeps every 0 a 0 */
+    const float tz[] = {0, 2}, pz[] = {0.5f, 0.25f};
+    ck_assert_close(kc_loss_compute(&h, pz, tz, 1, 2, 0, NULL, NULL), (1.0 + 0.5) / 2, 1e-7, 0);
+    const float tb[] = {0, 1}; /* converted: (-1, 1) */
+    ck_assert_close(kc_loss_compute(&h, pz, tb, 1, 2, 0, NULL, NULL), (1.5 + 0.75) / 2, 1e-7, 0);
+    /* categorical hinge never below 0 */
+    const float tc[] = {0, 1, 0}, pc[] = {0.1f, 3.0f, 0.2f};
+    ck_assert_close(kc_loss_compute(&ch, pc, tc, 1, 3, 0, NULL, NULL), 0.0, 0, 0);
+}
+END_TEST
+
+START_TEST(test_poisson_msle_mape_keras_examples) {
+    /* keras.metrics docstrings on [[0, 1], [0, 0]] vs [[1, 1], [0, 0]] */
+    const float t[] = {0, 1, 0, 0}, p[] = {1, 1, 0, 0};
+    kc_loss po = named("poisson"), ms = named("msle"), ma = named("mape");
+    ck_assert_close(kc_loss_compute(&po, p, t, 2, 2, 0, NULL, NULL), 0.49999997, 1e-7, 0);
+    ck_assert_close(kc_loss_compute(&ms, p, t, 2, 2, 0, NULL, NULL), 0.12011322, 1e-7, 0);
+    /* |0 - 1| / max(0, 1e-7) dominates: 250000000 */
+    ck_assert_close(kc_loss_compute(&ma, p, t, 2, 2, 0, NULL, NULL), 250000000.0, 0, 1e-7);
+    ck_assert_str_eq(kc_loss_class_name(&ma), "MeanAbsolutePercentageError");
+    ck_assert_str_eq(kc_loss_class_name(&ms), "MeanSquaredLogarithmicError");
+    /* mape: 100 |t - p| / |t| */
+    const float t2[] = {-2, 4}, p2[] = {-1, 5};
+    ck_assert_close(kc_loss_compute(&ma, p2, t2, 1, 2, 0, NULL, NULL), 100 * (0.5 + 0.25) / 2, 1e-9,
+                    0);
+    /* msle: negative values count as eps */
+    const float t3[] = {3}, p3[] = {-5};
+    ck_assert_close(kc_loss_compute(&ms, p3, t3, 1, 1, 0, NULL, NULL),
+                    pow(log(1 + 1e-7) - log(4.0), 2), 1e-7, 0);
+}
+END_TEST
+
+START_TEST(test_cosine_keras_example) {
+    /* keras.losses.cosine_similarity docstring: [-0., -0.99999994, 0.99999994] */
+    const float t[] = {0, 1, 1, 1, 1, 1}, p[] = {1, 0, 1, 1, -1, -1};
+    kc_loss l = named("cosine_similarity");
+    float per[3];
+    ck_assert_close(kc_loss_compute(&l, p, t, 3, 2, 0, per, NULL), 0.0, 1e-7, 0);
+    ck_assert_close(per[0], 0.0, 1e-7, 0);
+    ck_assert_close(per[1], -1.0, 1e-7, 0);
+    ck_assert_close(per[2], 1.0, 1e-7, 0);
+    /* CosineSimilarity's example (negated): [[0, 1], [1, 1]] vs [[1, 0], [1, 1]] -> -0.5 */
+    ck_assert_close(kc_loss_compute(&l, p, t, 2, 2, 0, NULL, NULL), -0.5, 1e-7, 0);
+    /* a zero vector gives 0, and its gradient is t / (||t|| eps) scaled, not NaN */
+    const float zero[] = {0, 0}, tt[] = {3, 4};
+    float g[2];
+    ck_assert_close(kc_loss_compute(&l, zero, tt, 1, 2, 0, NULL, g), 0.0, 0, 0);
+    ck_assert_close(g[0], -0.6 / 1e-7, 1e-3, 1e-6);
+    ck_assert_close(g[1], -0.8 / 1e-7, 1e-3, 1e-6);
+}
+END_TEST
+
+/* Central differences of the new losses away from their kinks. */
+START_TEST(test_new_loss_gradients) {
+    enum { N = 3, C = 4 };
+    float t[N * C], p[N * C], pos[N * C], tpos[N * C], sign[N * C], onehot[N * C];
+    for (int k = 0; k < N * C; k++) {
+        t[k] = uniform(20, (uint64_t)k, -2, 2);
+        float off = uniform(21, (uint64_t)k, 0.1f, 0.8f);
+        p[k] = t[k] + (k % 2 ? off : -off); /* |p - t| >= 0.1: no kink of |x| */
+        pos[k] = uniform(22, (uint64_t)k, 0.05f, 3);
+        tpos[k] = uniform(23, (uint64_t)k, 0, 2);
+        sign[k] = k % 3 ? 1.0f : -1.0f;
+        onehot[k] = k % C == (k / C) % C;
+    }
+    kc_loss mape = named("mape"), huber = named("huber"), lc = named("log_cosh"),
+            msle = named("msle"), poisson = named("poisson"), cos = named("cosine_similarity"),
+            h = named("hinge"), sh = named("squared_hinge"), ch = named("categorical_hinge");
+    fd_check(&mape, 0, p, t, N, C);
+    fd_check(&huber, 0, p, t, N, C);
+    huber.delta = 0.4; /* now some errors are in the linear part */
+    fd_check(&huber, 0, p, t, N, C);
+    fd_check(&lc, 0, p, t, N, C);
+    fd_check(&cos, 0, p, t, N, C);
+    fd_check(&msle, 0, pos, tpos, N, C);
+    fd_check(&poisson, 0, pos, tpos, N, C);
+    /* hinges: predictions away from the margin |p| = 1 */
+    float hp[N * C];
+    for (int k = 0; k < N * C; k++)
+        hp[k] = (k % 2 ? 1 : -1) * (k % 4 < 2 ? uniform(24, (uint64_t)k, 0.1f, 0.8f)
+                                              : uniform(25, (uint64_t)k, 1.2f, 2.5f));
+    fd_check(&h, 0, hp, sign, N, C);
+    fd_check(&sh, 0, hp, sign, N, C);
+    fd_check(&h, 0, hp, onehot, N, C); /* 0/1 targets, converted */
+    fd_check(&sh, 0, hp, onehot, N, C);
+    fd_check(&ch, 0, hp, onehot, N, C);
+    sh.reduction = KC_REDUCTION_SUM;
+    fd_check(&sh, 0, hp, onehot, N, C);
+}
+END_TEST
+
+START_TEST(test_new_loss_gradient_closed_forms) {
+    float g[4];
+    /* categorical hinge: tied maxima share the gradient, as reduce_max does */
+    const float t[] = {1, 0, 0}, p[] = {0.2f, 0.5f, 0.5f};
+    kc_loss ch = named("categorical_hinge");
+    ck_assert_close(kc_loss_compute(&ch, p, t, 1, 3, 0, NULL, g), 0.5 - 0.2 + 1, 1e-7, 0);
+    ck_assert_close(g[0], -1.0, 1e-7, 0);
+    ck_assert_close(g[1], 0.5, 1e-7, 0);
+    ck_assert_close(g[2], 0.5, 1e-7, 0);
+    /* hinge past the margin passes nothing */
+    const float tp[] = {1, 1}, pp[] = {2, 0.5f};
+    kc_loss h = named("hinge");
+    kc_loss_compute(&h, pp, tp, 1, 2, 0, NULL, g);
+    ck_assert_close(g[0], 0.0, 0, 0);
+    ck_assert_close(g[1], -0.5, 1e-7, 0); /* -t / c */
+    /* log_cosh: tanh(p - t) / c */
+    const float tl[] = {0, 0}, pl[] = {1, -3};
+    kc_loss lc = named("log_cosh");
+    kc_loss_compute(&lc, pl, tl, 1, 2, 0, NULL, g);
+    ck_assert_close(g[0], tanh(1.0) / 2, 1e-7, 0);
+    ck_assert_close(g[1], tanh(-3.0) / 2, 1e-7, 0);
+    /* msle: predictions below eps pass nothing */
+    const float tm[] = {1}, pm[] = {-1};
+    kc_loss ms = named("msle");
+    kc_loss_compute(&ms, pm, tm, 1, 1, 0, NULL, g);
+    ck_assert_close(g[0], 0.0, 0, 0);
+    /* huber beyond delta: delta sign(e) / c */
+    const float th[] = {0, 0}, ph[] = {3, -2};
+    kc_loss hu = named("Huber");
+    kc_loss_compute(&hu, ph, th, 1, 2, 0, NULL, g);
+    ck_assert_close(g[0], 0.5, 1e-7, 0);
+    ck_assert_close(g[1], -0.5, 1e-7, 0);
+}
+END_TEST
+
 /* ---- sparse labels ---- */
 
 START_TEST(test_sparse_label_errors) {
@@ -359,6 +530,22 @@ START_TEST(test_parse_names) {
         {"loss: bce\n", "BinaryCrossentropy", "bce"},
         {"loss: kld\n", "KLDivergence", "kld"},
         {"loss: {class_name: KLDivergence}\n", "KLDivergence", "kl_divergence"},
+        {"loss: mape\n", "MeanAbsolutePercentageError", "mape"},
+        {"loss: MSLE\n", "MeanSquaredLogarithmicError", "MSLE"},
+        {"loss: mean_squared_logarithmic_error\n", "MeanSquaredLogarithmicError",
+         "mean_squared_logarithmic_error"},
+        {"loss: huber\n", "Huber", "huber"},
+        {"loss: Huber\n", "Huber", "Huber"},
+        {"loss: {Huber: null}\n", "Huber", "huber_loss"}, /* the class's default name */
+        {"loss: log_cosh\n", "LogCosh", "log_cosh"},
+        {"loss: {class_name: LogCosh}\n", "LogCosh", "log_cosh"},
+        {"loss: hinge\n", "Hinge", "hinge"},
+        {"loss: SquaredHinge\n", "SquaredHinge", "SquaredHinge"},
+        {"loss: {CategoricalHinge: {}}\n", "CategoricalHinge", "categorical_hinge"},
+        {"loss: poisson\n", "Poisson", "poisson"},
+        {"loss: {CosineSimilarity: {axis: -1}}\n", "CosineSimilarity", "cosine_similarity"},
+        {"loss: {class_name: MeanAbsolutePercentageError}\n", "MeanAbsolutePercentageError",
+         "mean_absolute_percentage_error"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         kc_loss l;
@@ -400,6 +587,12 @@ START_TEST(test_parse_arguments) {
     ck_assert_str_eq(l.name, "scce");
     ck_assert_msg(parse_loss("loss: {mse: null}\n", &l, &e) == KC_OK, "%s", e.msg);
     ck_assert_str_eq(kc_loss_class_name(&l), "MeanSquaredError");
+    ck_assert_msg(parse_loss("loss: {Huber: {delta: 2.5, name: h}}\n", &l, &e) == KC_OK, "%s",
+                  e.msg);
+    ck_assert_close(l.delta, 2.5, 0, 0);
+    ck_assert_str_eq(l.name, "h");
+    ck_assert_msg(parse_loss("loss: huber\n", &l, &e) == KC_OK, "%s", e.msg);
+    ck_assert_close(l.delta, 1.0, 0, 0);
 }
 END_TEST
 
@@ -423,7 +616,13 @@ START_TEST(test_parse_errors) {
     expect_parse_error("loss: [mse]\n", "got a list");
     expect_parse_error("loss: {mse: 3}\n", "must be a mapping");
     expect_parse_error("loss: {class_name: mse, config: {}, extra: 1}\n", "unknown key 'extra'");
-    expect_parse_error("loss: hinge\n", "unknown loss 'hinge'");
+    expect_parse_error("loss: hingee\n", "unknown loss 'hingee' (did you mean 'hinge'?)");
+    expect_parse_error("loss: {Huber: {delta: 0}}\n",
+                       "losses.yaml:1:23: Huber argument 'delta' must be a positive number");
+    expect_parse_error("loss: {Huber: {delta: -1}}\n", "'delta' must be >= 0");
+    expect_parse_error("loss: {CosineSimilarity: {axis: 0}}\n", "only -1");
+    expect_parse_error("loss: {Hinge: {from_logits: true}}\n", "unknown key 'from_logits'");
+    expect_parse_error("loss: {Poisson: {delta: 1}}\n", "unknown key 'delta'");
 }
 END_TEST
 
@@ -442,6 +641,13 @@ int main(void) {
     tcase_add_test(tc, test_reduction_sum);
     tcase_add_test(tc, test_gradients);
     tcase_add_test(tc, test_gradient_closed_forms);
+    tcase_add_test(tc, test_huber_keras_example);
+    tcase_add_test(tc, test_log_cosh_keras_example);
+    tcase_add_test(tc, test_hinge_keras_examples);
+    tcase_add_test(tc, test_poisson_msle_mape_keras_examples);
+    tcase_add_test(tc, test_cosine_keras_example);
+    tcase_add_test(tc, test_new_loss_gradients);
+    tcase_add_test(tc, test_new_loss_gradient_closed_forms);
     tcase_add_test(tc, test_sparse_label_errors);
     tcase_add_test(tc, test_parse_names);
     tcase_add_test(tc, test_parse_arguments);

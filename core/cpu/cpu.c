@@ -106,6 +106,11 @@ void kc_cpu_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *
         scale_rows(m, n, beta, c, ldc);
         return;
     }
+    if (!tb && alpha == 1.0f) { /* the SIMD kernels, when the CPU has them */
+        kc_cpu_igemm_args g = {.m = m, .n = n, .k = k, .a = a, .rs = ta ? 1 : lda, .cs = ta ? lda : 1,
+                               .b = b, .ldb = ldb, .beta = beta, .c = c, .ldc = ldc};
+        if (kc_cpu_igemm(&g)) return;
+    }
     blas_single_threaded();
     CBLAS_TRANSPOSE opa = ta ? CblasTrans : CblasNoTrans, opb = tb ? CblasTrans : CblasNoTrans;
     int nt = kc_cpu_threads();
@@ -128,41 +133,6 @@ void kc_cpu_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *
             else /* columns of op(B) and C */
                 cblas_sgemm(CblasRowMajor, opa, opb, m, hi - lo, k, alpha, a, lda,
                             b + (tb ? (size_t)lo * ldb : (size_t)lo), ldb, beta, c + lo, ldc);
-        }
-    }
-}
-
-static void cpu_bias_add(float *y, const float *b, int rows, int cols) {
-    int nt = kc_cpu_threads();
-    size_t total = (size_t)rows * (size_t)cols;
-#pragma omp parallel for schedule(static) num_threads(nt) if (total >= KC_CPU_PAR_MIN)
-    for (int r = 0; r < rows; r++) {
-        float *yr = y + (size_t)r * cols;
-        for (int j = 0; j < cols; j++)
-            yr[j] += b[j];
-    }
-}
-
-/* Columns go to threads in blocks; each block sums its rows top to bottom in
- * double, so the result does not depend on the thread count. */
-#define BIAS_BLOCK 64
-
-static void cpu_bias_grad(float *db, const float *dy, int rows, int cols, float beta) {
-    int nt = kc_cpu_threads();
-    int blocks = (cols + BIAS_BLOCK - 1) / BIAS_BLOCK;
-    size_t total = (size_t)rows * (size_t)cols;
-#pragma omp parallel for schedule(static) num_threads(nt) if (total >= KC_CPU_PAR_MIN)
-    for (int blk = 0; blk < blocks; blk++) {
-        int j0 = blk * BIAS_BLOCK, width = cols - j0 < BIAS_BLOCK ? cols - j0 : BIAS_BLOCK;
-        double acc[BIAS_BLOCK] = {0};
-        for (int r = 0; r < rows; r++) {
-            const float *dyr = dy + (size_t)r * cols + j0;
-            for (int j = 0; j < width; j++)
-                acc[j] += dyr[j];
-        }
-        for (int j = 0; j < width; j++) {
-            double prev = beta == 0.0f ? 0.0 : (double)beta * db[j0 + j];
-            db[j0 + j] = (float)(prev + acc[j]);
         }
     }
 }
@@ -192,8 +162,8 @@ static const kc_backend cpu_backend = {
     .axpy = cpu_axpy,
     .mul = cpu_mul,
     .gemm = kc_cpu_gemm,
-    .bias_add = cpu_bias_add,
-    .bias_grad = cpu_bias_grad,
+    .bias_add = kc_cpu_bias_add,
+    .bias_grad = kc_cpu_bias_grad,
     .act_forward = kc_cpu_act_forward,
     .act_backward = kc_cpu_act_backward,
     .softmax_forward = kc_cpu_softmax_forward,
@@ -207,9 +177,20 @@ static const kc_backend cpu_backend = {
     .avgpool2d_forward = kc_cpu_avgpool2d_forward,
     .avgpool2d_backward = kc_cpu_avgpool2d_backward,
     .dropout_forward = cpu_dropout_forward,
+    .l1l2_penalty = kc_cpu_l1l2_penalty,
+    .norm_rescale = kc_cpu_norm_rescale,
     .sgd_update = kc_cpu_sgd_update,
     .rmsprop_update = kc_cpu_rmsprop_update,
     .adam_update = kc_cpu_adam_update,
+    .adagrad_update = kc_cpu_adagrad_update,
+    .adadelta_update = kc_cpu_adadelta_update,
+    .adamax_update = kc_cpu_adamax_update,
+    .nadam_update = kc_cpu_nadam_update,
+    .lion_update = kc_cpu_lion_update,
+    .sum_squares = kc_cpu_sum_squares,
+    .scale_div = kc_cpu_scale_div,
+    .clip = kc_cpu_clip,
+    .weight_decay = kc_cpu_weight_decay,
 };
 
 const kc_backend *kc_backend_cpu(void) {

@@ -15,8 +15,44 @@
 /* The thread count set by set_threads (all cores until then). */
 int kc_cpu_threads(void);
 
+/* Instruction sets with kernels of their own, chosen at run time (the
+ * environment variable KERASC_CPU=portable|avx2 lowers the choice). */
+enum { KC_CPU_PORTABLE = 0, KC_CPU_AVX2 = 1, KC_CPU_AVX512 = 2 };
+int kc_cpu_isa(void);
+/* Forces a level (capped at what the CPU has; -1 returns to the detected
+ * one) and returns the previous level: tests run every path this way. */
+int kc_cpu_set_isa(int level);
+
+/* Indirect GEMM: C[i, j] = beta C[i, j] + sum_k a[abase[k] + aoff[i]] * b[k ldb + j]
+ * for i < m, j < n. Row and column offsets into `a` express an im2col patch
+ * matrix (or its transpose) without building it; with aoff NULL, A is a
+ * plain strided matrix, A(i, k) = a[i rs + k cs]. Each element of C is summed
+ * in increasing k by one thread, so results do not depend on the thread
+ * count. beta 0 never reads C. Returns 0 without touching C when the CPU has
+ * no SIMD kernel (the caller then takes its portable path). */
+typedef struct kc_cpu_igemm_args {
+    int m, n, k;
+    const float *a;
+    const int *aoff, *abase;
+    long rs, cs; /* strides of A when aoff is NULL */
+    const float *b;
+    long ldb;
+    float beta;
+    float *c;
+    long ldc;
+    int threads; /* 0: the backend's thread count; 1: the calling thread alone */
+} kc_cpu_igemm_args;
+int kc_cpu_igemm(const kc_cpu_igemm_args *g);
+
 void kc_cpu_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
                  const float *b, int ldb, float beta, float *c, int ldc);
+
+/* Vectorised kernels (cpu_simd.c), cloned per instruction set. */
+#define KC_CPU_BIAS_BLOCK 64
+void kc_cpu_relu_forward(const float *x, float *y, size_t n);
+void kc_cpu_relu_backward(const float *x, const float *dy, float *dx, size_t n);
+void kc_cpu_bias_add(float *y, const float *b, int rows, int cols);
+void kc_cpu_bias_grad(float *db, const float *dy, int rows, int cols, float beta);
 
 void kc_cpu_act_forward(kc_act act, float alpha, const float *x, float *y, size_t n);
 void kc_cpu_act_backward(kc_act act, float alpha, const float *x, const float *y, const float *dy,
@@ -38,11 +74,30 @@ void kc_cpu_maxpool2d_backward(const kc_pool2d_desc *d, const float *dy, const i
 void kc_cpu_avgpool2d_forward(const kc_pool2d_desc *d, const float *x, float *y);
 void kc_cpu_avgpool2d_backward(const kc_pool2d_desc *d, const float *dy, float *dx);
 
+double kc_cpu_l1l2_penalty(const float *x, float *g, size_t n, float l1, float l2);
+void kc_cpu_norm_rescale(float *w, const int64_t *dims, int rank, unsigned reduce, float lo,
+                         float hi, float rate, float eps);
+
 void kc_cpu_sgd_update(float *w, const float *g, float *v, size_t n, float lr, float momentum,
                        int nesterov);
 void kc_cpu_rmsprop_update(float *w, const float *g, float *ms, float *mg, float *mom, size_t n,
-                           float lr, float rho, float momentum, float eps, int centered);
+                           float lr, float rho, float one_minus_rho, float momentum, float eps,
+                           int centered);
 void kc_cpu_adam_update(float *w, const float *g, float *m, float *v, float *vhat, size_t n,
-                        float alpha, float b1, float b2, float eps, int amsgrad);
+                        float alpha, float one_minus_b1, float one_minus_b2, float eps,
+                        int amsgrad);
+void kc_cpu_adagrad_update(float *w, const float *g, float *acc, size_t n, float lr, float eps);
+void kc_cpu_adadelta_update(float *w, const float *g, float *ag, float *ad, size_t n, float lr,
+                            float rho, float one_minus_rho, float eps);
+void kc_cpu_adamax_update(float *w, const float *g, float *m, float *u, size_t n, float lr,
+                          float one_minus_b1, float b2, float one_minus_b1_power, float eps);
+void kc_cpu_nadam_update(float *w, const float *g, float *m, float *v, size_t n,
+                         const kc_nadam_coef *c);
+void kc_cpu_lion_update(float *w, const float *g, float *m, size_t n, float lr, float b1,
+                        float b2);
+double kc_cpu_sum_squares(const float *x, size_t n);
+void kc_cpu_scale_div(const float *x, float *y, float a, float b, size_t n);
+void kc_cpu_clip(const float *x, float *y, float lo, float hi, size_t n);
+void kc_cpu_weight_decay(float *w, float wd, float lr, size_t n);
 
 #endif

@@ -57,7 +57,7 @@ void kc_cpu_act_forward(kc_act act, float a, const float *x, float *y, size_t n)
         if (n) kc_cpu_softmax_forward(x, y, 1, (int)n);
         break;
     case KC_ACT_RELU:
-        CPU_MAP(n, CHEAP, y[i] = x[i] > 0.0f ? x[i] : 0.0f);
+        kc_cpu_relu_forward(x, y, n);
         break;
     case KC_ACT_SIGMOID:
         CPU_MAP(n, COSTLY, y[i] = sigmoidf(x[i]));
@@ -106,7 +106,7 @@ void kc_cpu_act_backward(kc_act act, float a, const float *x, const float *y, co
         if (n) kc_cpu_softmax_backward(y, dy, dx, 1, (int)n);
         break;
     case KC_ACT_RELU:
-        CPU_MAP(n, CHEAP, dx[i] = x[i] > 0.0f ? dy[i] : 0.0f);
+        kc_cpu_relu_backward(x, dy, dx, n);
         break;
     case KC_ACT_SIGMOID:
         CPU_MAP(n, CHEAP, dx[i] = dy[i] * (y[i] * (1.0f - y[i])));

@@ -10,6 +10,7 @@
  * unpadded convolution needs no patch matrix: the input already is one. */
 #include "core/cpu/cpu.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,10 +48,240 @@ static int conv_empty(const kc_conv2d_desc *d) {
            d->c <= 0 || d->kh <= 0 || d->kw <= 0;
 }
 
-size_t kc_cpu_conv2d_workspace(const kc_conv2d_desc *d) {
-    if (conv_empty(d)) return 0;
+/* ---- the SIMD path: indirect GEMM over a (padded) input, no patch matrix ----
+ * forward          y[p, o]   = sum_(ky,kx,c) xp[base(p) + koff(ky,kx,c)] w[(ky,kx,c), o]
+ * backward filter  dw[t, o] += sum_p xp[base(p) + koff(t)] dy[p, o]
+ * backward data    (stride 1) a forward convolution of dy, padded by the
+ *                  kernel extent, with the kernel flipped and transposed:
+ *                  dx[q, c] = sum_(ky,kx,o) dyp[base(q) + koff'(ky,kx,o)] w'[(ky,kx,o), c]
+ * xp is the input with its "same" padding made real, so every tap is in
+ * range; a valid convolution reads x itself. */
+
+#define WS_ALIGN 64
+
+static size_t align_up(size_t b) {
+    return (b + WS_ALIGN - 1) / WS_ALIGN * WS_ALIGN;
+}
+
+typedef struct fast_geom {
+    int hp, wp;    /* extent of the input the windows read (padded or not) */
+    int padded;    /* xp is a zero-padded copy of x */
+    int hq, wq;    /* backward data: extent of the padded dy */
+    int ok;        /* every offset fits an int */
+    int data_ok;   /* backward data can take the SIMD path (stride 1) */
+} fast_geom;
+
+static fast_geom fast_geometry(const kc_conv2d_desc *d) {
+    fast_geom g;
+    int reach_h = (d->oh - 1) * d->sh + (d->kh - 1) * d->dh + 1;
+    int reach_w = (d->ow - 1) * d->sw + (d->kw - 1) * d->dw + 1;
+    g.padded = d->pad_t > 0 || d->pad_l > 0 || reach_h > d->h || reach_w > d->w;
+    g.hp = g.padded ? (reach_h > d->h + d->pad_t ? reach_h : d->h + d->pad_t) : d->h;
+    g.wp = g.padded ? (reach_w > d->w + d->pad_l ? reach_w : d->w + d->pad_l) : d->w;
+    g.hq = d->h + (d->kh - 1) * d->dh;
+    g.wq = d->w + (d->kw - 1) * d->dw;
+    double xp = (double)d->n * g.hp * g.wp * d->c, dyp = (double)d->n * g.hq * g.wq * d->oc;
+    double pix = (double)d->n * d->oh * d->ow, in_pix = (double)d->n * d->h * d->w;
+    double taps = (double)d->kh * d->kw * (d->c > d->oc ? d->c : d->oc);
+    g.ok = xp < INT_MAX && pix < INT_MAX && taps < INT_MAX && (double)d->n * d->h * d->w * d->c < INT_MAX;
+    g.data_ok = g.ok && d->sh == 1 && d->sw == 1 && dyp < INT_MAX && in_pix < INT_MAX &&
+                (d->kh - 1) * d->dh >= d->pad_t && (d->kw - 1) * d->dw >= d->pad_l;
+    return g;
+}
+
+/* The filter gradient of a layer with few output tiles (few taps and
+ * filters, many pixels: a first layer) would keep one thread busy over all
+ * pixels. It is split instead into this many groups of whole images, whose
+ * partial gradients are added in group order: the split depends on the shape
+ * alone, so the sum does not depend on the thread count. */
+#define FILTER_SPLIT_MAX 8
+#define FILTER_SPLIT_TAPS 64     /* at most this many rows x 64-column blocks */
+#define FILTER_SPLIT_PIXELS 4096 /* pixels per group, at least */
+
+static int filter_groups(const kc_conv2d_desc *d) {
+    long rows = (long)d->kh * d->kw * d->c, blocks = (d->oc + 63) / 64;
+    long pixels = (long)d->n * d->oh * d->ow;
+    if (rows * blocks > FILTER_SPLIT_TAPS) return 1;
+    long groups = pixels / FILTER_SPLIT_PIXELS;
+    if (groups > FILTER_SPLIT_MAX) groups = FILTER_SPLIT_MAX;
+    if (groups > d->n) groups = d->n;
+    return groups < 1 ? 1 : (int)groups;
+}
+
+/* Bytes of the forward / filter scratch: xp, tap offsets, pixel offsets and
+ * the partial filter gradients. */
+static size_t fast_ws_fwd(const kc_conv2d_desc *d, const fast_geom *g) {
+    size_t xp = g->padded ? (size_t)d->n * g->hp * g->wp * d->c * sizeof(float) : 0;
+    size_t taps = (size_t)d->kh * d->kw * d->c * sizeof(int);
+    size_t pix = (size_t)d->n * d->oh * d->ow * sizeof(int);
+    int groups = filter_groups(d);
+    size_t parts = groups > 1 ? (size_t)groups * d->kh * d->kw * d->c * d->oc * sizeof(float) : 0;
+    return align_up(xp) + align_up(taps) + align_up(pix) + align_up(parts);
+}
+
+/* Bytes of the backward-data scratch: dyp, the flipped kernel, offsets. */
+static size_t fast_ws_data(const kc_conv2d_desc *d, const fast_geom *g) {
+    size_t dyp = (size_t)d->n * g->hq * g->wq * d->oc * sizeof(float);
+    size_t wf = (size_t)d->kh * d->kw * d->oc * d->c * sizeof(float);
+    size_t taps = (size_t)d->kh * d->kw * d->oc * sizeof(int);
+    size_t pix = (size_t)d->n * d->h * d->w * sizeof(int);
+    return align_up(dyp) + align_up(wf) + align_up(taps) + align_up(pix);
+}
+
+static size_t im2col_ws(const kc_conv2d_desc *d) {
     conv_plan p = make_plan(d);
     return p.direct ? 0 : (size_t)p.chunk * p.pixels * p.k * sizeof(float);
+}
+
+/* Enough for either path, so the instruction set may change after planning. */
+size_t kc_cpu_conv2d_workspace(const kc_conv2d_desc *d) {
+    if (conv_empty(d)) return 0;
+    size_t ws = im2col_ws(d);
+    fast_geom g = fast_geometry(d);
+    if (g.ok) {
+        size_t f = fast_ws_fwd(d, &g);
+        if (f > ws) ws = f;
+        if (g.data_ok && fast_ws_data(d, &g) > ws) ws = fast_ws_data(d, &g);
+    }
+    return ws;
+}
+
+/* Copies the n images of src (h x w x c) into dst (hp x wp x c) at (top, left), zeros around. */
+static void pad_images(const float *src, int n, int h, int w, int c, float *dst, int hp, int wp,
+                       int top, int left) {
+    int nt = kc_cpu_threads();
+    size_t total = (size_t)n * hp * wp * c;
+#pragma omp parallel for schedule(static) num_threads(nt) if (total >= KC_CPU_PAR_MIN)
+    for (int r = 0; r < n * hp; r++) {
+        int img = r / hp, y = r % hp - top;
+        float *row = dst + (size_t)r * wp * c;
+        if (y < 0 || y >= h) {
+            memset(row, 0, (size_t)wp * c * sizeof(float));
+            continue;
+        }
+        size_t lead = (size_t)left * c, body = (size_t)w * c;
+        size_t tail = (size_t)wp * c - lead - body;
+        if (lead) memset(row, 0, lead * sizeof(float));
+        memcpy(row + lead, src + ((size_t)img * h + y) * w * c, body * sizeof(float));
+        if (tail) memset(row + lead + body, 0, tail * sizeof(float));
+    }
+}
+
+/* offsets of the taps (ky, kx, ch) in an image of width wp with ch channels */
+static void tap_offsets(int *koff, int kh, int kw, int dh, int dw, int wp, int ch) {
+    int t = 0;
+    for (int ky = 0; ky < kh; ky++)
+        for (int kx = 0; kx < kw; kx++)
+            for (int c = 0; c < ch; c++)
+                koff[t++] = ((ky * dh) * wp + kx * dw) * ch + c;
+}
+
+/* offsets of the windows' top-left corners for an oh x ow output of n images */
+static void pixel_offsets(int *off, int n, int oh, int ow, int sh, int sw, int hp, int wp, int ch) {
+    int t = 0;
+    for (int img = 0; img < n; img++)
+        for (int oy = 0; oy < oh; oy++)
+            for (int ox = 0; ox < ow; ox++)
+                off[t++] = ((img * hp + oy * sh) * wp + ox * sw) * ch;
+}
+
+/* Lays out the forward / filter scratch; returns the input the windows read. */
+static const float *fast_input(const kc_conv2d_desc *d, const fast_geom *g, const float *x,
+                               char *ws, int **koff, int **pix) {
+    size_t xp = g->padded ? (size_t)d->n * g->hp * g->wp * d->c * sizeof(float) : 0;
+    size_t taps = (size_t)d->kh * d->kw * d->c * sizeof(int);
+    const float *in = x;
+    if (g->padded) {
+        pad_images(x, d->n, d->h, d->w, d->c, (float *)ws, g->hp, g->wp, d->pad_t, d->pad_l);
+        in = (const float *)ws;
+    }
+    *koff = (int *)(ws + align_up(xp));
+    *pix = (int *)(ws + align_up(xp) + align_up(taps));
+    tap_offsets(*koff, d->kh, d->kw, d->dh, d->dw, g->wp, d->c);
+    pixel_offsets(*pix, d->n, d->oh, d->ow, d->sh, d->sw, g->hp, g->wp, d->c);
+    return in;
+}
+
+static int fast_forward(const kc_conv2d_desc *d, const float *x, const float *w, float *y,
+                        void *ws) {
+    fast_geom g = fast_geometry(d);
+    if (!g.ok || kc_cpu_isa() == KC_CPU_PORTABLE) return 0;
+    int *koff, *pix;
+    const float *in = fast_input(d, &g, x, ws, &koff, &pix);
+    kc_cpu_igemm_args a = {.m = d->n * d->oh * d->ow, .n = d->oc, .k = d->kh * d->kw * d->c,
+                           .a = in, .aoff = pix, .abase = koff, .b = w, .ldb = d->oc,
+                           .beta = 0.0f, .c = y, .ldc = d->oc};
+    return kc_cpu_igemm(&a);
+}
+
+static int fast_backward_filter(const kc_conv2d_desc *d, const float *x, const float *dy,
+                                float *dw, float beta, void *ws) {
+    fast_geom g = fast_geometry(d);
+    if (!g.ok || kc_cpu_isa() == KC_CPU_PORTABLE) return 0;
+    int *koff, *pix;
+    const float *in = fast_input(d, &g, x, ws, &koff, &pix);
+    int m = d->kh * d->kw * d->c, groups = filter_groups(d);
+    kc_cpu_igemm_args a = {.m = m, .n = d->oc, .k = d->n * d->oh * d->ow, .a = in, .aoff = koff,
+                           .abase = pix, .b = dy, .ldb = d->oc, .beta = beta, .c = dw,
+                           .ldc = d->oc};
+    if (groups == 1) return kc_cpu_igemm(&a);
+    size_t wn = (size_t)m * d->oc;
+    float *parts = (float *)((char *)ws + fast_ws_fwd(d, &g) - align_up(groups * wn * sizeof(float)));
+    int per = d->oh * d->ow, nt = kc_cpu_threads(), done = 1;
+#pragma omp parallel for schedule(static) num_threads(nt) reduction(&& : done)
+    for (int s = 0; s < groups; s++) {
+        int i0 = (int)((long)d->n * s / groups), i1 = (int)((long)d->n * (s + 1) / groups);
+        kc_cpu_igemm_args p = a;
+        p.k = (i1 - i0) * per;
+        p.abase = pix + (size_t)i0 * per;
+        p.b = dy + (size_t)i0 * per * d->oc;
+        p.beta = 0.0f;
+        p.c = parts + (size_t)s * wn;
+        p.threads = 1;
+        done = done && kc_cpu_igemm(&p);
+    }
+    if (!done) return 0;
+    for (size_t j = 0; j < wn; j++) {
+        float sum = beta == 0.0f ? 0.0f : beta * dw[j];
+        for (int s = 0; s < groups; s++)
+            sum += parts[(size_t)s * wn + j];
+        dw[j] = sum;
+    }
+    return 1;
+}
+
+static int fast_backward_data(const kc_conv2d_desc *d, const float *dy, const float *w, float *dx,
+                              void *ws) {
+    fast_geom g = fast_geometry(d);
+    if (!g.data_ok || kc_cpu_isa() == KC_CPU_PORTABLE) return 0;
+    char *p = ws;
+    size_t dyp_b = (size_t)d->n * g.hq * g.wq * d->oc * sizeof(float);
+    size_t wf_b = (size_t)d->kh * d->kw * d->oc * d->c * sizeof(float);
+    size_t taps_b = (size_t)d->kh * d->kw * d->oc * sizeof(int);
+    float *dyp = (float *)p, *wf = (float *)(p + align_up(dyp_b));
+    int *koff = (int *)(p + align_up(dyp_b) + align_up(wf_b));
+    int *pix = (int *)(p + align_up(dyp_b) + align_up(wf_b) + align_up(taps_b));
+    int top = (d->kh - 1) * d->dh - d->pad_t, left = (d->kw - 1) * d->dw - d->pad_l;
+    /* dyp holds dy at (top, left); rows beyond what any window reads stay zero */
+    int rows = d->oh < g.hq - top ? d->oh : g.hq - top;
+    int cols = d->ow < g.wq - left ? d->ow : g.wq - left;
+    if (rows < d->oh || cols < d->ow) return 0;
+    pad_images(dy, d->n, d->oh, d->ow, d->oc, dyp, g.hq, g.wq, top, left);
+    /* w'[ky', kx', o, c] = w[kh-1-ky', kw-1-kx', c, o] */
+    for (int ky = 0; ky < d->kh; ky++)
+        for (int kx = 0; kx < d->kw; kx++) {
+            const float *src = w + ((size_t)(d->kh - 1 - ky) * d->kw + (d->kw - 1 - kx)) * d->c * d->oc;
+            float *dst = wf + ((size_t)ky * d->kw + kx) * d->oc * d->c;
+            for (int c = 0; c < d->c; c++)
+                for (int o = 0; o < d->oc; o++)
+                    dst[(size_t)o * d->c + c] = src[(size_t)c * d->oc + o];
+        }
+    tap_offsets(koff, d->kh, d->kw, d->dh, d->dw, g.wq, d->oc);
+    pixel_offsets(pix, d->n, d->h, d->w, 1, 1, g.hq, g.wq, d->oc);
+    kc_cpu_igemm_args a = {.m = d->n * d->h * d->w, .n = d->c, .k = d->kh * d->kw * d->oc,
+                           .a = dyp, .aoff = pix, .abase = koff, .b = wf, .ldb = d->c,
+                           .beta = 0.0f, .c = dx, .ldc = d->c};
+    return kc_cpu_igemm(&a);
 }
 
 /* Scratch for callers that pass none; NULL only if memory is exhausted. */
@@ -143,15 +374,20 @@ void kc_cpu_conv2d_forward(const kc_conv2d_desc *d, const float *x, const float 
     }
     conv_plan p = make_plan(d);
     size_t in_img = (size_t)d->h * d->w * d->c, out_img = p.pixels * d->oc;
+    int owned;
+    float *col = scratch(d, ws, &owned);
+    if (!col && kc_cpu_conv2d_workspace(d)) {
+        fill_nan(y, (size_t)d->n * out_img);
+        return;
+    }
+    if (fast_forward(d, x, w, y, col)) {
+        if (owned) free(col);
+        return;
+    }
     if (p.direct) {
         kc_cpu_gemm(0, 0, d->n * (int)p.pixels, d->oc, d->c, 1.0f, x, d->c, w, d->oc, 0.0f, y,
                     d->oc);
-        return;
-    }
-    int owned;
-    float *col = scratch(d, ws, &owned);
-    if (!col) {
-        fill_nan(y, (size_t)d->n * out_img);
+        if (owned) free(col);
         return;
     }
     for (int n0 = 0; n0 < d->n; n0 += p.chunk) {
@@ -171,15 +407,20 @@ void kc_cpu_conv2d_backward_data(const kc_conv2d_desc *d, const float *dy, const
     }
     conv_plan p = make_plan(d);
     size_t in_img = (size_t)d->h * d->w * d->c, out_img = p.pixels * d->oc;
+    int owned;
+    float *col = scratch(d, ws, &owned);
+    if (!col && kc_cpu_conv2d_workspace(d)) {
+        fill_nan(dx, (size_t)d->n * in_img);
+        return;
+    }
+    if (fast_backward_data(d, dy, w, dx, col)) {
+        if (owned) free(col);
+        return;
+    }
     if (p.direct) {
         kc_cpu_gemm(0, 1, d->n * (int)p.pixels, d->c, d->oc, 1.0f, dy, d->oc, w, d->oc, 0.0f, dx,
                     d->c);
-        return;
-    }
-    int owned;
-    float *col = scratch(d, ws, &owned);
-    if (!col) {
-        fill_nan(dx, (size_t)d->n * in_img);
+        if (owned) free(col);
         return;
     }
     for (int n0 = 0; n0 < d->n; n0 += p.chunk) {
@@ -201,15 +442,20 @@ void kc_cpu_conv2d_backward_filter(const kc_conv2d_desc *d, const float *x, cons
     }
     conv_plan p = make_plan(d);
     size_t in_img = (size_t)d->h * d->w * d->c, out_img = p.pixels * d->oc;
+    int owned;
+    float *col = scratch(d, ws, &owned);
+    if (!col && kc_cpu_conv2d_workspace(d)) {
+        fill_nan(dw, wn);
+        return;
+    }
+    if (fast_backward_filter(d, x, dy, dw, beta, col)) {
+        if (owned) free(col);
+        return;
+    }
     if (p.direct) {
         kc_cpu_gemm(1, 0, d->c, d->oc, d->n * (int)p.pixels, 1.0f, x, d->c, dy, d->oc, beta, dw,
                     d->oc);
-        return;
-    }
-    int owned;
-    float *col = scratch(d, ws, &owned);
-    if (!col) {
-        fill_nan(dw, wn);
+        if (owned) free(col);
         return;
     }
     for (int n0 = 0; n0 < d->n; n0 += p.chunk) {

@@ -1,10 +1,15 @@
-/* cpu optimizer updates: the reference backend's float32 expressions, in the
- * same order, split across threads. Each element's update is independent, so
- * results match the reference bit for bit. A NULL optional slot turns its
- * feature off. */
+/* cpu optimizer updates, gradient clipping and weight decay: the reference
+ * backend's float32 expressions, in the same order, split across threads.
+ * Each element's update is independent, so results match the reference bit
+ * for bit; the sum of squares uses the same fixed blocks as the reference. A
+ * NULL optional slot turns its feature off. */
 #include "core/cpu/cpu.h"
 
 #include <math.h>
+
+/* Updates that read a few slots per element pay for threads sooner than a
+ * plain axpy does. */
+#define OPTIM_PAR_MIN (KC_CPU_PAR_MIN / 4)
 
 void kc_cpu_sgd_update(float *w, const float *g, float *v, size_t n, float lr, float momentum,
                        int nesterov) {
@@ -26,14 +31,15 @@ void kc_cpu_sgd_update(float *w, const float *g, float *v, size_t n, float lr, f
 }
 
 void kc_cpu_rmsprop_update(float *w, const float *g, float *ms, float *mg, float *mom, size_t n,
-                           float lr, float rho, float momentum, float eps, int centered) {
+                           float lr, float rho, float one_minus_rho, float momentum, float eps,
+                           int centered) {
     int use_mg = centered && mg, use_mom = momentum > 0.0f && mom, nt = kc_cpu_threads();
-#pragma omp parallel for schedule(static) num_threads(nt) if (n >= KC_CPU_PAR_MIN / 4)
+#pragma omp parallel for schedule(static) num_threads(nt) if (n >= OPTIM_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
-        ms[i] = rho * ms[i] + (1.0f - rho) * (g[i] * g[i]);
+        ms[i] = rho * ms[i] + one_minus_rho * (g[i] * g[i]);
         float denom;
         if (use_mg) {
-            mg[i] = rho * mg[i] + (1.0f - rho) * g[i];
+            mg[i] = rho * mg[i] + one_minus_rho * g[i];
             denom = ms[i] - mg[i] * mg[i] + eps;
         } else {
             denom = ms[i] + eps;
@@ -49,12 +55,13 @@ void kc_cpu_rmsprop_update(float *w, const float *g, float *ms, float *mg, float
 }
 
 void kc_cpu_adam_update(float *w, const float *g, float *m, float *v, float *vhat, size_t n,
-                        float alpha, float b1, float b2, float eps, int amsgrad) {
+                        float alpha, float one_minus_b1, float one_minus_b2, float eps,
+                        int amsgrad) {
     int use_vhat = amsgrad && vhat, nt = kc_cpu_threads();
-#pragma omp parallel for schedule(static) num_threads(nt) if (n >= KC_CPU_PAR_MIN / 4)
+#pragma omp parallel for schedule(static) num_threads(nt) if (n >= OPTIM_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
-        m[i] += (g[i] - m[i]) * (1.0f - b1);
-        v[i] += (g[i] * g[i] - v[i]) * (1.0f - b2);
+        m[i] += (g[i] - m[i]) * one_minus_b1;
+        v[i] += (g[i] * g[i] - v[i]) * one_minus_b2;
         float vv = v[i];
         if (use_vhat) {
             vhat[i] = vhat[i] > v[i] ? vhat[i] : v[i];
@@ -62,4 +69,103 @@ void kc_cpu_adam_update(float *w, const float *g, float *m, float *v, float *vha
         }
         w[i] -= (m[i] * alpha) / (sqrtf(vv) + eps);
     }
+}
+
+void kc_cpu_adagrad_update(float *w, const float *g, float *acc, size_t n, float lr, float eps) {
+    int nt = kc_cpu_threads();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n >= OPTIM_PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+        acc[i] += g[i] * g[i];
+        w[i] -= (lr * g[i]) / sqrtf(acc[i] + eps);
+    }
+}
+
+void kc_cpu_adadelta_update(float *w, const float *g, float *ag, float *ad, size_t n, float lr,
+                            float rho, float one_minus_rho, float eps) {
+    int nt = kc_cpu_threads();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n >= OPTIM_PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+        ag[i] = rho * ag[i] + one_minus_rho * (g[i] * g[i]);
+        float d = -((sqrtf(ad[i] + eps) * g[i]) / sqrtf(ag[i] + eps));
+        ad[i] = rho * ad[i] + one_minus_rho * (d * d);
+        w[i] += lr * d;
+    }
+}
+
+void kc_cpu_adamax_update(float *w, const float *g, float *m, float *u, size_t n, float lr,
+                          float one_minus_b1, float b2, float one_minus_b1_power, float eps) {
+    int nt = kc_cpu_threads();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n >= OPTIM_PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+        m[i] += (g[i] - m[i]) * one_minus_b1;
+        float decayed = b2 * u[i], mag = fabsf(g[i]);
+        u[i] = decayed > mag ? decayed : mag;
+        w[i] -= (lr * m[i]) / (one_minus_b1_power * (u[i] + eps));
+    }
+}
+
+void kc_cpu_nadam_update(float *w, const float *g, float *m, float *v, size_t n,
+                         const kc_nadam_coef *c) {
+    const kc_nadam_coef k = *c;
+    int nt = kc_cpu_threads();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n >= OPTIM_PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+        m[i] += (g[i] - m[i]) * k.one_minus_b1;
+        v[i] += (g[i] * g[i] - v[i]) * k.one_minus_b2;
+        float m_hat =
+            (k.u_next * m[i]) / k.one_minus_prod_next + (k.one_minus_u * g[i]) / k.one_minus_prod;
+        float v_hat = v[i] / k.one_minus_b2_power;
+        w[i] -= (m_hat * k.lr) / (sqrtf(v_hat) + k.eps);
+    }
+}
+
+void kc_cpu_lion_update(float *w, const float *g, float *m, size_t n, float lr, float b1,
+                        float b2) {
+    float c1 = 1.0f - b1, c2 = 1.0f - b2;
+    int nt = kc_cpu_threads();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n >= OPTIM_PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+        float c = m[i] * b1 + g[i] * c1;
+        w[i] -= lr * (c > 0.0f ? 1.0f : c < 0.0f ? -1.0f : c);
+        m[i] = m[i] * b2 + g[i] * c2;
+    }
+}
+
+double kc_cpu_sum_squares(const float *x, size_t n) {
+    size_t chunk = (n + KC_SUM_SQUARES_BLOCKS - 1) / KC_SUM_SQUARES_BLOCKS;
+    double part[KC_SUM_SQUARES_BLOCKS] = {0};
+    int nt = kc_cpu_threads();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n >= KC_CPU_PAR_MIN)
+    for (int b = 0; b < KC_SUM_SQUARES_BLOCKS; b++) {
+        size_t lo = (size_t)b * chunk, hi = lo + chunk < n ? lo + chunk : n;
+        double s = 0;
+        for (size_t i = lo; i < hi; i++)
+            s += (double)x[i] * x[i];
+        part[b] = s;
+    }
+    double total = 0;
+    for (int b = 0; b < KC_SUM_SQUARES_BLOCKS; b++)
+        total += part[b];
+    return total;
+}
+
+void kc_cpu_scale_div(const float *x, float *y, float a, float b, size_t n) {
+    int nt = kc_cpu_threads();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n >= KC_CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++)
+        y[i] = (x[i] * a) / b;
+}
+
+void kc_cpu_clip(const float *x, float *y, float lo, float hi, size_t n) {
+    int nt = kc_cpu_threads();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n >= KC_CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++)
+        y[i] = x[i] < lo ? lo : x[i] > hi ? hi : x[i];
+}
+
+void kc_cpu_weight_decay(float *w, float wd, float lr, size_t n) {
+    int nt = kc_cpu_threads();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n >= KC_CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++)
+        w[i] -= (w[i] * wd) * lr;
 }

@@ -4,6 +4,7 @@
  * the first maximum in row-major window order wins. */
 #include "core/cpu/cpu.h"
 
+#include <stdint.h>
 #include <string.h>
 
 /* The real input rows [*lo, *hi) under the window of output row o. */
@@ -43,16 +44,122 @@ static void max_cell(const kc_pool2d_desc *d, const float *x, int n, int oy, int
         }
 }
 
+/* Non-overlapping windows that all lie inside the input (stride = pool size,
+ * no padding; trailing rows/columns no window covers are allowed): every
+ * input cell belongs to at most one window, which the kernels below use. */
+static int pool_tiled(const kc_pool2d_desc *d) {
+    return d->sh == d->ph && d->sw == d->pw && d->pad_t == 0 && d->pad_l == 0 &&
+           d->oh * d->sh <= d->h && d->ow * d->sw <= d->w;
+}
+
+/* Eight channels at a time in vector registers (GCC vector extensions, one
+ * clone per instruction set chosen at load time), the rest one by one. */
+/* the helpers below are always inlined into the clones, never called across an ABI boundary */
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+static const v8i iota8 = {0, 1, 2, 3, 4, 5, 6, 7};
+
+static inline v8f load8(const float *p) {
+    v8f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline v8i load8i(const int32_t *p) {
+    v8i v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* One output pixel of a window known to be inside the input: the first cell
+ * initialises, later cells replace only on a strictly greater value, so the
+ * first maximum in row-major order wins as in max_cell. */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+max_window(const float *x, size_t base, int ph, int pw, int w, int c, float *y, int32_t *arg) {
+    int ch = 0;
+    for (; ch + 8 <= c; ch += 8) {
+        v8f best = load8(x + base + ch);
+        v8i at_best = iota8 + (int32_t)(base + ch);
+        for (int iy = 0; iy < ph; iy++)
+            for (int ix = iy == 0 ? 1 : 0; ix < pw; ix++) {
+                int32_t at = (int32_t)(base + ((size_t)iy * w + ix) * c + ch);
+                v8f v = load8(x + at);
+                v8i gt = v > best;
+                best = (v8f)(((v8i)v & gt) | ((v8i)best & ~gt));
+                at_best = ((iota8 + at) & gt) | (at_best & ~gt);
+            }
+        memcpy(y + ch, &best, sizeof best);
+        memcpy(arg + ch, &at_best, sizeof at_best);
+    }
+    for (; ch < c; ch++) {
+        float best = x[base + ch];
+        int32_t at_best = (int32_t)(base + ch);
+        for (int iy = 0; iy < ph; iy++)
+            for (int ix = iy == 0 ? 1 : 0; ix < pw; ix++) {
+                size_t at = base + ((size_t)iy * w + ix) * c + ch;
+                if (x[at] > best) best = x[at], at_best = (int32_t)at;
+            }
+        y[ch] = best;
+        arg[ch] = at_best;
+    }
+}
+
+/* dst[ch] = dy[ch] where the window's maximum was input cell at + ch, else 0. */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+max_route(const float *dy, const int32_t *arg, int32_t at, int c, float *dst) {
+    int ch = 0;
+    for (; ch + 8 <= c; ch += 8) {
+        v8i hit = load8i(arg + ch) == iota8 + (at + ch);
+        v8f g = (v8f)((v8i)load8(dy + ch) & hit);
+        memcpy(dst + ch, &g, sizeof g);
+    }
+    for (; ch < c; ch++)
+        dst[ch] = arg[ch] == at + ch ? dy[ch] : 0.0f;
+}
+
 void kc_cpu_maxpool2d_forward(const kc_pool2d_desc *d, const float *x, float *y, int32_t *argmax) {
     int rows = d->n * d->oh, nt = kc_cpu_threads();
     if (pool_out_size(d) == 0) return;
+    int tiled = pool_tiled(d);
 #pragma omp parallel for schedule(static)                                                          \
     num_threads(nt) if (pool_out_size(d) >= KC_CPU_PAR_MIN / 4)
     for (int r = 0; r < rows; r++) {
         int n = r / d->oh, oy = r % d->oh;
         for (int ox = 0; ox < d->ow; ox++) {
             size_t out = ((size_t)r * d->ow + ox) * d->c;
-            max_cell(d, x, n, oy, ox, y + out, argmax + out);
+            if (tiled)
+                max_window(x, (((size_t)n * d->h + (size_t)oy * d->sh) * d->w + (size_t)ox * d->sw) * d->c,
+                           d->ph, d->pw, d->w, d->c, y + out, argmax + out);
+            else
+                max_cell(d, x, n, oy, ox, y + out, argmax + out);
+        }
+    }
+}
+
+/* Tiled windows: each input cell takes its window's gradient if it was the
+ * maximum, else zero; one pass writes dx without clearing it first. */
+static void max_backward_tiled(const kc_pool2d_desc *d, const float *dy, const int32_t *argmax,
+                               float *dx) {
+    int rows = d->n * d->h, c = d->c, nt = kc_cpu_threads();
+    size_t total = pool_in_size(d);
+#pragma omp parallel for schedule(static) num_threads(nt) if (total >= KC_CPU_PAR_MIN / 4)
+    for (int r = 0; r < rows; r++) {
+        int n = r / d->h, iy = r % d->h, oy = iy / d->sh;
+        float *dst = dx + (size_t)r * d->w * c;
+        if (oy >= d->oh) {
+            memset(dst, 0, (size_t)d->w * c * sizeof(float));
+            continue;
+        }
+        for (int ix = 0; ix < d->w; ix++) {
+            int ox = ix / d->sw;
+            float *cell = dst + (size_t)ix * c;
+            if (ox >= d->ow) {
+                memset(cell, 0, (size_t)c * sizeof(float));
+                continue;
+            }
+            size_t o = (((size_t)n * d->oh + oy) * d->ow + ox) * c;
+            max_route(dy + o, argmax + o, (int32_t)(((size_t)r * d->w + ix) * c), c, cell);
         }
     }
 }
@@ -61,6 +168,10 @@ void kc_cpu_maxpool2d_forward(const kc_pool2d_desc *d, const float *x, float *y,
 void kc_cpu_maxpool2d_backward(const kc_pool2d_desc *d, const float *dy, const int32_t *argmax,
                                float *dx) {
     size_t in_n = pool_in_size(d), out_n = pool_out_size(d);
+    if (out_n && in_n && in_n < INT32_MAX && pool_tiled(d)) {
+        max_backward_tiled(d, dy, argmax, dx);
+        return;
+    }
     if (in_n) memset(dx, 0, in_n * sizeof(float));
     if (!out_n) return;
     size_t per_out = out_n / (size_t)d->n;

@@ -26,11 +26,30 @@ void kc_ref_maxpool2d_backward(const kc_pool2d_desc *d, const float *dy, const i
 void kc_ref_avgpool2d_forward(const kc_pool2d_desc *d, const float *x, float *y);
 void kc_ref_avgpool2d_backward(const kc_pool2d_desc *d, const float *dy, float *dx);
 
+double kc_ref_l1l2_penalty(const float *x, float *g, size_t n, float l1, float l2);
+void kc_ref_norm_rescale(float *w, const int64_t *dims, int rank, unsigned reduce, float lo,
+                         float hi, float rate, float eps);
+
 void kc_ref_sgd_update(float *w, const float *g, float *v, size_t n, float lr, float momentum,
                        int nesterov);
 void kc_ref_rmsprop_update(float *w, const float *g, float *ms, float *mg, float *mom, size_t n,
-                           float lr, float rho, float momentum, float eps, int centered);
+                           float lr, float rho, float one_minus_rho, float momentum, float eps,
+                           int centered);
 void kc_ref_adam_update(float *w, const float *g, float *m, float *v, float *vhat, size_t n,
-                        float alpha, float b1, float b2, float eps, int amsgrad);
+                        float alpha, float one_minus_b1, float one_minus_b2, float eps,
+                        int amsgrad);
+void kc_ref_adagrad_update(float *w, const float *g, float *acc, size_t n, float lr, float eps);
+void kc_ref_adadelta_update(float *w, const float *g, float *ag, float *ad, size_t n, float lr,
+                            float rho, float one_minus_rho, float eps);
+void kc_ref_adamax_update(float *w, const float *g, float *m, float *u, size_t n, float lr,
+                          float one_minus_b1, float b2, float one_minus_b1_power, float eps);
+void kc_ref_nadam_update(float *w, const float *g, float *m, float *v, size_t n,
+                         const kc_nadam_coef *c);
+void kc_ref_lion_update(float *w, const float *g, float *m, size_t n, float lr, float b1,
+                        float b2);
+double kc_ref_sum_squares(const float *x, size_t n);
+void kc_ref_scale_div(const float *x, float *y, float a, float b, size_t n);
+void kc_ref_clip(const float *x, float *y, float lo, float hi, size_t n);
+void kc_ref_weight_decay(float *w, float wd, float lr, size_t n);
 
 #endif

@@ -122,9 +122,20 @@ static const kc_backend reference_backend = {
     .avgpool2d_forward = kc_ref_avgpool2d_forward,
     .avgpool2d_backward = kc_ref_avgpool2d_backward,
     .dropout_forward = ref_dropout_forward,
+    .l1l2_penalty = kc_ref_l1l2_penalty,
+    .norm_rescale = kc_ref_norm_rescale,
     .sgd_update = kc_ref_sgd_update,
     .rmsprop_update = kc_ref_rmsprop_update,
     .adam_update = kc_ref_adam_update,
+    .adagrad_update = kc_ref_adagrad_update,
+    .adadelta_update = kc_ref_adadelta_update,
+    .adamax_update = kc_ref_adamax_update,
+    .nadam_update = kc_ref_nadam_update,
+    .lion_update = kc_ref_lion_update,
+    .sum_squares = kc_ref_sum_squares,
+    .scale_div = kc_ref_scale_div,
+    .clip = kc_ref_clip,
+    .weight_decay = kc_ref_weight_decay,
 };
 
 const kc_backend *kc_backend_reference(void) {

@@ -820,6 +820,59 @@ int kc_npz_load(const char *path, const char *key, kc_array *out, kc_error *e) {
     return rc;
 }
 
+/* Any member, not only arrays: .keras archives keep config.json beside the
+ * weights. */
+static int zip_find_member(const zip_dir *z, const char *path, const char *member, zip_entry *found,
+                           kc_error *e) {
+    uint32_t off = 0;
+    size_t want = strlen(member);
+    for (uint32_t i = 0; i < z->entries; i++) {
+        zip_entry ent;
+        int rc = zip_next(z, &off, &ent, path, e);
+        if (rc) return rc;
+        if (ent.name_len == want && !memcmp(ent.name, member, want)) {
+            *found = ent;
+            return KC_OK;
+        }
+    }
+    return kc_fail(e, KC_ECONFIG, "%s: the archive has no member '%s'", path, member);
+}
+
+int kc_zip_read_member(const char *path, const char *member, size_t max_bytes, char **data,
+                       size_t *len, kc_error *e) {
+    *data = NULL;
+    *len = 0;
+    src s;
+    int rc = src_open_file(&s, path, e);
+    if (rc) return rc;
+    uint64_t fsize = s.max_total;
+    zip_dir z;
+    rc = zip_read_dir(s.f, fsize, path, &z, e);
+    zip_entry ent = {0};
+    if (!rc) rc = zip_find_member(&z, path, member, &ent, e);
+    if (!rc) {
+        snprintf(s.name, sizeof s.name, "%s (member %s)", path, member);
+        if (ent.usize > max_bytes)
+            rc = kc_fail(e, KC_ERUNTIME, "%s: %u bytes, more than the %zu allowed", s.name,
+                         ent.usize, max_bytes);
+    }
+    if (!rc) rc = zip_open_entry(&s, &z, &ent, fsize, e);
+    char *buf = NULL;
+    if (!rc && !(buf = malloc((size_t)ent.usize + 1))) rc = src_fail(&s, e, "out of memory");
+    if (!rc) rc = src_read_exact(&s, buf, ent.usize, "the member", e);
+    if (!rc) rc = src_finish(&s, e);
+    free(z.cd);
+    src_close(&s);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    buf[ent.usize] = 0;
+    *data = buf;
+    *len = ent.usize;
+    return KC_OK;
+}
+
 /* ---- plain files ---- */
 
 static int load_with(const char *path, int (*reader)(src *, kc_array *, kc_error *), kc_array *out,

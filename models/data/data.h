@@ -60,6 +60,11 @@ int kc_array_load(const char *path, const char *key, kc_array *out, kc_error *e)
 int kc_idx_load(const char *path, kc_array *out, kc_error *e);
 int kc_npy_load(const char *path, kc_array *out, kc_error *e);
 int kc_npz_load(const char *path, const char *key, kc_array *out, kc_error *e);
+/* The bytes of one member of a zip archive (stored or deflate, CRC checked),
+ * with a NUL after them for text; members larger than max_bytes are refused.
+ * A missing member is KC_ECONFIG; *data is malloc'd (free() it). */
+int kc_zip_read_member(const char *path, const char *member, size_t max_bytes, char **data,
+                       size_t *len, kc_error *e);
 
 /* CSV of numbers, comma separated, one sample per line; blank lines are
  * skipped, fields may be double-quoted, CRLF and a UTF-8 BOM are accepted.

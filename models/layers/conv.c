@@ -10,13 +10,12 @@ typedef struct conv_state {
     int same;
     int use_bias;
     kc_initializer kernel_init, bias_init;
+    kc_weight_opts kernel_opts, bias_opts;
     kc_conv2d_desc d; /* per-sample geometry; n is set per call */
 } conv_state;
 
 static const char *const conv_unsupported[] = {
-    "kernel_regularizer", "bias_regularizer", "kernel_constraint",
-    "bias_constraint",    "lora_rank",        "lora_alpha",
-    "dora_rank",          "dora_alpha",       NULL,
+    "lora_rank", "lora_alpha", "dora_rank", "dora_alpha", NULL,
 };
 
 static int conv_groups(kc_args *a, int filters, kc_error *e) {
@@ -55,6 +54,8 @@ static int conv_configure(kc_layer *l, kc_args *a, kc_error *e) {
     if (!rc)
         rc = kc_args_initializer(a, "kernel_initializer", "glorot_uniform", &s->kernel_init, e);
     if (!rc) rc = kc_args_initializer(a, "bias_initializer", "zeros", &s->bias_init, e);
+    if (!rc) rc = kc_args_weight_opts(a, "kernel", &s->kernel_opts, e);
+    if (!rc) rc = kc_args_weight_opts(a, "bias", &s->bias_opts, e);
     if (!rc) rc = kc_layer_reject_unsupported(a, conv_unsupported, e);
     if (rc) return rc;
     int strided = s->stride[0] > 1 || s->stride[1] > 1;
@@ -104,9 +105,14 @@ static int conv_build(kc_layer *l, kc_error *e) {
     d->ow = (int)ow;
     d->pad_t = kc_window_pad_before(in->d[0], oh, d->kh, d->sh, d->dh, s->same);
     d->pad_l = kc_window_pad_before(in->d[1], ow, d->kw, d->sw, d->dw, s->same);
-    kc_layer_add_param(l, "kernel", kc_shape4(d->kh, d->kw, d->c, d->oc), &s->kernel_init, 1);
-    if (s->use_bias) kc_layer_add_param(l, "bias", kc_shape1(d->oc), &s->bias_init, 1);
-    return KC_OK;
+    kc_param *k =
+        kc_layer_add_param(l, "kernel", kc_shape4(d->kh, d->kw, d->c, d->oc), &s->kernel_init, 1);
+    int rc = kc_param_set_opts(k, &s->kernel_opts, l->name, e);
+    if (!rc && s->use_bias) {
+        kc_param *b = kc_layer_add_param(l, "bias", kc_shape1(d->oc), &s->bias_init, 1);
+        rc = kc_param_set_opts(b, &s->bias_opts, l->name, e);
+    }
+    return rc;
 }
 
 static kc_conv2d_desc conv_desc(const kc_layer *l, int batch) {

@@ -8,13 +8,16 @@ typedef struct dense_state {
     int units;
     int use_bias;
     kc_initializer kernel_init, bias_init;
+    kc_weight_opts kernel_opts, bias_opts;
     int64_t in;   /* last input axis */
     int64_t rows; /* rows per sample: the product of the leading axes */
 } dense_state;
 
 static const char *const dense_unsupported[] = {
-    "kernel_regularizer", "bias_regularizer", "kernel_constraint",   "bias_constraint",
-    "lora_rank",          "lora_alpha",       "quantization_config", NULL,
+    "lora_rank",
+    "lora_alpha",
+    "quantization_config",
+    NULL,
 };
 
 static int dense_configure(kc_layer *l, kc_args *a, kc_error *e) {
@@ -29,6 +32,8 @@ static int dense_configure(kc_layer *l, kc_args *a, kc_error *e) {
     if (!rc)
         rc = kc_args_initializer(a, "kernel_initializer", "glorot_uniform", &s->kernel_init, e);
     if (!rc) rc = kc_args_initializer(a, "bias_initializer", "zeros", &s->bias_init, e);
+    if (!rc) rc = kc_args_weight_opts(a, "kernel", &s->kernel_opts, e);
+    if (!rc) rc = kc_args_weight_opts(a, "bias", &s->bias_opts, e);
     if (!rc) rc = kc_layer_reject_unsupported(a, dense_unsupported, e);
     s->units = (int)units;
     return rc;
@@ -46,9 +51,13 @@ static int dense_build(kc_layer *l, kc_error *e) {
     s->rows = kc_shape_numel(in) / s->in;
     l->out_shape = *in;
     l->out_shape.d[in->rank - 1] = s->units;
-    kc_layer_add_param(l, "kernel", kc_shape2(s->in, s->units), &s->kernel_init, 1);
-    if (s->use_bias) kc_layer_add_param(l, "bias", kc_shape1(s->units), &s->bias_init, 1);
-    return KC_OK;
+    kc_param *k = kc_layer_add_param(l, "kernel", kc_shape2(s->in, s->units), &s->kernel_init, 1);
+    int rc = kc_param_set_opts(k, &s->kernel_opts, l->name, e);
+    if (!rc && s->use_bias) {
+        kc_param *b = kc_layer_add_param(l, "bias", kc_shape1(s->units), &s->bias_init, 1);
+        rc = kc_param_set_opts(b, &s->bias_opts, l->name, e);
+    }
+    return rc;
 }
 
 static void dense_forward(kc_layer *l, const kc_exec *ex, const float *x, float *y) {

@@ -1,0 +1,144 @@
+/* Indirect GEMM with AVX-512 and AVX2 kernels chosen at run time, so one
+ * binary runs anywhere: on a CPU with neither, kc_cpu_igemm declines and the
+ * callers take their portable paths (im2col + sgemm). See cpu.h. */
+#include "core/cpu/cpu.h"
+
+#include <immintrin.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KC_IG_MR_MAX 12
+
+static int isa_forced = -1; /* -1: not forced */
+
+static int isa_detect(void) {
+    static int level = -1;
+    if (level >= 0) return level;
+    const char *env = getenv("KERASC_CPU");
+    int best = KC_CPU_PORTABLE;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = KC_CPU_AVX2;
+    if (best == KC_CPU_AVX2 && __builtin_cpu_supports("avx512f")) best = KC_CPU_AVX512;
+    level = best;
+    /* KERASC_CPU=portable|avx2 lowers the level, never raises it */
+    if (env && !strcmp(env, "portable")) level = KC_CPU_PORTABLE;
+    if (env && !strcmp(env, "avx2") && best >= KC_CPU_AVX2) level = KC_CPU_AVX2;
+    return level;
+}
+
+int kc_cpu_isa(void) {
+    return isa_forced >= 0 ? isa_forced : isa_detect();
+}
+
+int kc_cpu_set_isa(int level) {
+    int prev = kc_cpu_isa();
+    if (level < 0) {
+        isa_forced = -1;
+    } else {
+        int best = isa_detect();
+        isa_forced = level < best ? level : best;
+    }
+    return prev;
+}
+
+/* ---------------------------------------------------------------- AVX-512 */
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx2,fma")
+
+#define ISA(name) avx512_##name
+#define VEC __m512
+#define VW 16
+#define MASK __mmask16
+#define V_ZERO() _mm512_setzero_ps()
+#define V_BCAST(x) _mm512_set1_ps(x)
+#define V_LOAD(p) _mm512_loadu_ps(p)
+#define V_MLOAD(m, p) _mm512_maskz_loadu_ps((m), (p))
+#define V_MSTORE(p, m, v) _mm512_mask_storeu_ps((p), (m), (v))
+#define V_FMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
+#define V_MUL(a, b) _mm512_mul_ps((a), (b))
+#define V_ADD(a, b) _mm512_add_ps((a), (b))
+#define V_MASK(n) ((__mmask16)((1u << (n)) - 1u))
+static const int avx512_mr[4] = {12, 12, 8, 6};
+#define KC_IG_MR(nv) avx512_mr[(nv) - 1]
+
+#include "core/cpu/cpu_igemm_kern.h"
+
+#undef ISA
+#undef VEC
+#undef VW
+#undef MASK
+#undef V_ZERO
+#undef V_BCAST
+#undef V_LOAD
+#undef V_MLOAD
+#undef V_MSTORE
+#undef V_FMA
+#undef V_MUL
+#undef V_ADD
+#undef V_MASK
+#undef KC_IG_MR
+#pragma GCC pop_options
+
+/* ------------------------------------------------------------------- AVX2 */
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+
+static inline __m256i avx2_mask(int n) {
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lanes);
+}
+
+#define ISA(name) avx2_##name
+#define VEC __m256
+#define VW 8
+#define MASK __m256i
+#define V_ZERO() _mm256_setzero_ps()
+#define V_BCAST(x) _mm256_set1_ps(x)
+#define V_LOAD(p) _mm256_loadu_ps(p)
+#define V_MLOAD(m, p) _mm256_maskload_ps((p), (m))
+#define V_MSTORE(p, m, v) _mm256_maskstore_ps((p), (m), (v))
+#define V_FMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
+#define V_MUL(a, b) _mm256_mul_ps((a), (b))
+#define V_ADD(a, b) _mm256_add_ps((a), (b))
+#define V_MASK(n) avx2_mask(n)
+static const int avx2_mr[4] = {8, 6, 4, 3};
+#define KC_IG_MR(nv) avx2_mr[(nv) - 1]
+
+#include "core/cpu/cpu_igemm_kern.h"
+
+#undef ISA
+#undef VEC
+#undef VW
+#undef MASK
+#undef V_ZERO
+#undef V_BCAST
+#undef V_LOAD
+#undef V_MLOAD
+#undef V_MSTORE
+#undef V_FMA
+#undef V_MUL
+#undef V_ADD
+#undef V_MASK
+#undef KC_IG_MR
+#pragma GCC pop_options
+
+/* ------------------------------------------------------------------ entry */
+
+/* Below this many multiply-adds one thread does the whole product. */
+#define IGEMM_PAR_MIN (64 * 64 * 64)
+
+int kc_cpu_igemm(const kc_cpu_igemm_args *g) {
+    int isa = kc_cpu_isa();
+    if (isa == KC_CPU_PORTABLE) return 0;
+    if (g->m <= 0 || g->n <= 0) return 1;
+    int nt = g->threads > 0 ? g->threads : kc_cpu_threads();
+    if ((double)g->m * g->n * (g->k > 0 ? g->k : 1) < IGEMM_PAR_MIN) nt = 1;
+    if (isa == KC_CPU_AVX512)
+        avx512_igemm(g, nt);
+    else
+        avx2_igemm(g, nt);
+    return 1;
+}

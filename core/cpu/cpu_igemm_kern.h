@@ -1,0 +1,155 @@
+/* The indirect-GEMM micro-kernels, written once over a vector abstraction
+ * and included by cpu_igemm.c once per instruction set (no include guard on
+ * purpose). The includer defines:
+ *   ISA(name)   suffixes a name with the instruction set
+ *   VEC, VW     the vector type and its float width
+ *   MASK        the type selecting the live lanes of a partial vector
+ *   V_ZERO(), V_BCAST(x), V_LOAD(p), V_MLOAD(m, p), V_FMA(a, b, c),
+ *   V_MSTORE(p, m, v), V_MUL(a, b), V_ADD(a, b), V_MASK(n)
+ *
+ * One tile computes C[0..MR) x [0..NV*VW) =
+ *   beta C + sum_k a[abase[k] + aoff[i]] * b[k*ldb + j]
+ * with the accumulators in registers and k in increasing order, so every
+ * element of C has one fixed summation order. */
+
+static inline __attribute__((always_inline)) void
+ISA(tile)(const int MR, const int NV, const int STRIDED, int kc, const float *a, const int *aoff,
+          const int *abase, long rs, long cs, const float *b, long ldb, float beta, float *c,
+          long ldc, MASK last) {
+    VEC acc[KC_IG_MR_MAX][4];
+    const float *ap[KC_IG_MR_MAX];
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; i++) {
+        ap[i] = a + (STRIDED ? i * rs : aoff[i]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            acc[i][v] = V_ZERO();
+    }
+    for (int k = 0; k < kc; k++) {
+        const float *bk = b + (long)k * ldb;
+        long o = STRIDED ? k * cs : abase[k];
+        VEC bv[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            bv[v] = v == NV - 1 ? V_MLOAD(last, bk + v * VW) : V_LOAD(bk + v * VW);
+#pragma GCC unroll 16
+        for (int i = 0; i < MR; i++) {
+            VEC s = V_BCAST(ap[i][o]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++)
+                acc[i][v] = V_FMA(s, bv[v], acc[i][v]);
+        }
+    }
+    VEC vb = V_BCAST(beta);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; i++) {
+        float *ci = c + (long)i * ldc;
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) {
+            MASK m = v == NV - 1 ? last : V_MASK(VW);
+            VEC r = acc[i][v];
+            if (beta == 1.0f)
+                r = V_ADD(r, V_MLOAD(m, ci + v * VW));
+            else if (beta != 0.0f)
+                r = V_ADD(r, V_MUL(vb, V_MLOAD(m, ci + v * VW)));
+            V_MSTORE(ci + v * VW, m, r);
+        }
+    }
+}
+
+typedef void (*ISA(tile_fn))(int kc, const float *a, const int *aoff, const int *abase,
+                             long rs, long cs, const float *b, long ldb, float beta, float *c,
+                             long ldc, MASK last);
+
+/* Each shape twice: offsets from the tables, or a plain strided matrix
+ * (A(i, k) = a[i rs + k cs], the tables unused). */
+#define KC_IG_TILE(NV, MR)                                                                         \
+    static void ISA(tile_##NV##_##MR)(int kc, const float *a, const int *aoff, const int *abase,   \
+                                      long rs, long cs, const float *b, long ldb, float beta,      \
+                                      float *c, long ldc, MASK last) {                             \
+        ISA(tile)(MR, NV, 0, kc, a, aoff, abase, rs, cs, b, ldb, beta, c, ldc, last);              \
+    }                                                                                              \
+    static void ISA(stile_##NV##_##MR)(int kc, const float *a, const int *aoff, const int *abase,  \
+                                       long rs, long cs, const float *b, long ldb, float beta,     \
+                                       float *c, long ldc, MASK last) {                            \
+        ISA(tile)(MR, NV, 1, kc, a, aoff, abase, rs, cs, b, ldb, beta, c, ldc, last);              \
+    }
+#define KC_IG_TILES_6(NV)                                                                          \
+    KC_IG_TILE(NV, 1) KC_IG_TILE(NV, 2) KC_IG_TILE(NV, 3) KC_IG_TILE(NV, 4) KC_IG_TILE(NV, 5)      \
+        KC_IG_TILE(NV, 6)
+#define KC_IG_TILES_8(NV) KC_IG_TILES_6(NV) KC_IG_TILE(NV, 7) KC_IG_TILE(NV, 8)
+#define KC_IG_TILES_12(NV)                                                                         \
+    KC_IG_TILES_8(NV) KC_IG_TILE(NV, 9) KC_IG_TILE(NV, 10) KC_IG_TILE(NV, 11) KC_IG_TILE(NV, 12)
+
+KC_IG_TILES_12(1)
+KC_IG_TILES_12(2)
+KC_IG_TILES_8(3)
+KC_IG_TILES_6(4)
+
+#define KC_IG_ROW6(P, NV)                                                                          \
+    ISA(P##_##NV##_1), ISA(P##_##NV##_2), ISA(P##_##NV##_3), ISA(P##_##NV##_4),                    \
+        ISA(P##_##NV##_5), ISA(P##_##NV##_6)
+#define KC_IG_ROW8(P, NV) KC_IG_ROW6(P, NV), ISA(P##_##NV##_7), ISA(P##_##NV##_8)
+#define KC_IG_ROW12(P, NV)                                                                         \
+    KC_IG_ROW8(P, NV), ISA(P##_##NV##_9), ISA(P##_##NV##_10), ISA(P##_##NV##_11),                  \
+        ISA(P##_##NV##_12)
+
+/* [strided][nv - 1][mr - 1]; the row height of a full tile is KC_IG_MR(nv). */
+static const ISA(tile_fn) ISA(tiles)[2][4][KC_IG_MR_MAX] = {
+    {{KC_IG_ROW12(tile, 1)}, {KC_IG_ROW12(tile, 2)}, {KC_IG_ROW8(tile, 3)}, {KC_IG_ROW6(tile, 4)}},
+    {{KC_IG_ROW12(stile, 1)},
+     {KC_IG_ROW12(stile, 2)},
+     {KC_IG_ROW8(stile, 3)},
+     {KC_IG_ROW6(stile, 4)}},
+};
+
+#undef KC_IG_TILE
+#undef KC_IG_TILES_6
+#undef KC_IG_TILES_8
+#undef KC_IG_TILES_12
+#undef KC_IG_ROW6
+#undef KC_IG_ROW8
+#undef KC_IG_ROW12
+
+/* Tasks are (column block, row tile) pairs; threads take chunks of them as
+ * they come free, so a thread the OS delays holds up only its chunk. Every
+ * task writes its own tile of C, so who runs it does not change the bits. */
+static void ISA(igemm)(const kc_cpu_igemm_args *g, int nt) {
+    const int nr = 4 * VW;
+    int blocks = (g->n + nr - 1) / nr;
+    int last_nv = ((g->n - (blocks - 1) * nr) + VW - 1) / VW;
+    int full_mr = KC_IG_MR(4), last_mr = KC_IG_MR(last_nv);
+    long full_tiles = blocks > 1 ? (g->m + full_mr - 1) / full_mr : 0;
+    long last_tiles = (g->m + last_mr - 1) / last_mr;
+    long tasks = full_tiles * (blocks - 1) + last_tiles;
+    if (nt > tasks) nt = (int)tasks;
+    long chunk = tasks / ((long)nt * 8);
+    if (chunk < 1) chunk = 1;
+#pragma omp parallel for schedule(dynamic, chunk) num_threads(nt) if (nt > 1)
+    for (long task = 0; task < tasks; task++) {
+        {
+            int blk, mr, nv;
+            long tile;
+            if (task < full_tiles * (blocks - 1)) {
+                blk = (int)(task / full_tiles);
+                tile = task % full_tiles;
+                mr = full_mr;
+                nv = 4;
+            } else {
+                blk = blocks - 1;
+                tile = task - full_tiles * (blocks - 1);
+                mr = last_mr;
+                nv = last_nv;
+            }
+            int j0 = blk * nr, i0 = (int)(tile * mr);
+            int rows = g->m - i0 < mr ? g->m - i0 : mr;
+            int cols = g->n - j0 < nr ? g->n - j0 : nr;
+            MASK last = V_MASK(cols - (nv - 1) * VW);
+            int strided = g->aoff == NULL;
+            ISA(tiles)[strided][nv - 1][rows - 1](
+                g->k, strided ? g->a + (long)i0 * g->rs : g->a, strided ? NULL : g->aoff + i0,
+                g->abase, g->rs, g->cs, g->b + j0, g->ldb, g->beta, g->c + (long)i0 * g->ldc + j0,
+                g->ldc, last);
+        }
+    }
+}

@@ -1,0 +1,356 @@
+/* The cpu backend's own kernel paths: the indirect GEMM at every instruction
+ * set this CPU has, convolution through it (and through the portable
+ * im2col path) against the reference backend, the tiled max pooling, and the
+ * vectorised ReLU / bias kernels against their scalar definitions, bit for
+ * bit where the definition allows. */
+#include "core/backend.h"
+#include "core/cpu/cpu.h"
+#include "core/rng.h"
+#include "tests/testutil.h"
+
+#include <stdint.h>
+
+static const kc_backend *ref_be, *cpu_be;
+
+#define expect(cond, ...)                                                                          \
+    do {                                                                                           \
+        if (!(cond)) ck_abort_msg(__VA_ARGS__);                                                    \
+    } while (0)
+
+static void setup(void) {
+    ref_be = kc_backend_reference();
+    cpu_be = kc_backend_cpu();
+}
+
+static float *rnd(size_t n, uint64_t stream) {
+    float *p = malloc((n ? n : 1) * sizeof *p);
+    ck_assert_ptr_nonnull(p);
+    for (size_t i = 0; i < n; i++)
+        p[i] = 2.0f * kc_rng_uniform(77, stream, i) - 1.0f;
+    return p;
+}
+
+static float *zeros(size_t n) {
+    float *p = calloc(n ? n : 1, sizeof *p);
+    ck_assert_ptr_nonnull(p);
+    return p;
+}
+
+static void expect_close(const char *what, const float *got, const double *want, size_t n,
+                         double tol) {
+    for (size_t i = 0; i < n; i++)
+        expect(fabs(got[i] - want[i]) <= tol * (1.0 + fabs(want[i])), "%s[%zu] = %.9g, expected %.9g",
+               what, i, got[i], want[i]);
+}
+
+static void expect_same(const char *what, const float *got, const float *want, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        expect(!memcmp(&got[i], &want[i], sizeof(float)), "%s[%zu] = %.9g, expected exactly %.9g",
+               what, i, got[i], want[i]);
+}
+
+/* The SIMD levels this CPU can run (the portable one has no igemm). */
+static int simd_levels(int *out) {
+    int n = 0, prev = kc_cpu_set_isa(-1), best = kc_cpu_isa();
+    kc_cpu_set_isa(prev);
+    for (int l = KC_CPU_AVX2; l <= best; l++)
+        out[n++] = l;
+    return n;
+}
+
+/* ------------------------------------------------------------ indirect gemm */
+
+/* C = beta C + A B with A(i, k) = a[abase[k] + aoff[i]]: here A is stored
+ * transposed (k x m, row stride lda), so aoff[i] = i and abase[k] = k lda;
+ * or, strided, the same A through rs = 1, cs = lda without the tables. */
+static void igemm_case(int m, int n, int k, float beta, int threads, int strided) {
+    int lda = m + 3;
+    float *a = rnd((size_t)k * lda + 1, 1), *b = rnd((size_t)k * n + 1, 2);
+    float *c0 = rnd((size_t)m * n, 3), *c = zeros((size_t)m * n);
+    int *aoff = malloc((m ? m : 1) * sizeof *aoff), *abase = malloc((k ? k : 1) * sizeof *abase);
+    double *want = malloc(((size_t)m * n + 1) * sizeof *want);
+    ck_assert(aoff && abase && want);
+    for (int i = 0; i < m; i++)
+        aoff[i] = i;
+    for (int q = 0; q < k; q++)
+        abase[q] = q * lda;
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            double s = beta == 0.0f ? 0.0 : (double)beta * c0[(size_t)i * n + j];
+            for (int q = 0; q < k; q++)
+                s += (double)a[(size_t)q * lda + i] * b[(size_t)q * n + j];
+            want[(size_t)i * n + j] = s;
+        }
+    for (size_t i = 0; i < (size_t)m * n; i++) /* beta 0 must not read C */
+        c[i] = beta == 0.0f ? NAN : c0[i];
+    cpu_be->set_threads(threads);
+    kc_cpu_igemm_args g = {.m = m, .n = n, .k = k, .a = a, .aoff = aoff, .abase = abase, .b = b,
+                           .ldb = n, .beta = beta, .c = c, .ldc = n};
+    if (strided) {
+        g.aoff = g.abase = NULL;
+        g.rs = 1;
+        g.cs = lda;
+    }
+    ck_assert_int_eq(kc_cpu_igemm(&g), 1);
+    char what[96];
+    snprintf(what, sizeof what, "igemm isa %d m%d n%d k%d beta %g%s", kc_cpu_isa(), m, n, k, beta,
+             strided ? " strided" : "");
+    expect_close(what, c, want, (size_t)m * n, 2e-5 * (k + 1));
+    free(a), free(b), free(c0), free(c), free(aoff), free(abase), free(want);
+}
+
+START_TEST(test_igemm_shapes) {
+    int levels[3], nl = simd_levels(levels);
+    static const int ms[] = {1, 5, 13, 37}, ns[] = {1, 7, 16, 17, 33, 64, 65, 130};
+    static const int ks[] = {0, 1, 9, 50};
+    static const float betas[] = {0.0f, 1.0f, 0.5f};
+    for (int l = 0; l < nl; l++) {
+        kc_cpu_set_isa(levels[l]);
+        for (size_t i = 0; i < sizeof ms / sizeof *ms; i++)
+            for (size_t j = 0; j < sizeof ns / sizeof *ns; j++)
+                for (size_t q = 0; q < sizeof ks / sizeof *ks; q++)
+                    for (int strided = 0; strided < 2; strided++)
+                        igemm_case(ms[i], ns[j], ks[q], betas[(i + j + q) % 3], 1 + (int)(j % 2),
+                                   strided);
+    }
+    kc_cpu_set_isa(-1);
+    cpu_be->set_threads(0);
+}
+END_TEST
+
+/* Without a SIMD level igemm declines and leaves C alone. */
+START_TEST(test_igemm_portable_declines) {
+    float a[4] = {1, 2, 3, 4}, b[4] = {1, 0, 0, 1}, c[4] = {7, 7, 7, 7};
+    int off[2] = {0, 2}, base[2] = {0, 1};
+    kc_cpu_set_isa(KC_CPU_PORTABLE);
+    ck_assert_int_eq(kc_cpu_isa(), KC_CPU_PORTABLE);
+    kc_cpu_igemm_args g = {.m = 2, .n = 2, .k = 2, .a = a, .aoff = off, .abase = base, .b = b,
+                           .ldb = 2, .beta = 0.0f, .c = c, .ldc = 2};
+    ck_assert_int_eq(kc_cpu_igemm(&g), 0);
+    ck_assert_float_eq(c[0], 7.0f);
+    kc_cpu_set_isa(-1);
+}
+END_TEST
+
+/* ------------------------------------------------------------- convolution */
+
+typedef struct conv_case {
+    int n, h, w, c, kh, kw, oc, sh, sw, dh, dw, same;
+} conv_case;
+
+static void geometry(int in, int k_eff, int s, int same, int *out, int *pad) {
+    if (same) {
+        *out = (in + s - 1) / s;
+        int total = (*out - 1) * s + k_eff - in;
+        *pad = total > 0 ? total / 2 : 0;
+    } else {
+        *out = (in - k_eff) / s + 1;
+        *pad = 0;
+    }
+}
+
+static kc_conv2d_desc desc(conv_case k) {
+    kc_conv2d_desc d = {.n = k.n, .h = k.h, .w = k.w, .c = k.c, .kh = k.kh, .kw = k.kw,
+                        .oc = k.oc, .sh = k.sh, .sw = k.sw, .dh = k.dh, .dw = k.dw};
+    geometry(k.h, k.dh * (k.kh - 1) + 1, k.sh, k.same, &d.oh, &d.pad_t);
+    geometry(k.w, k.dw * (k.kw - 1) + 1, k.sw, k.same, &d.ow, &d.pad_l);
+    return d;
+}
+
+static const conv_case convs[] = {
+    {4, 28, 28, 1, 3, 3, 32, 1, 1, 1, 1, 0},  /* the seed CNN's first conv */
+    {20, 28, 28, 2, 3, 3, 8, 1, 1, 1, 1, 1},  /* filter gradient split into image groups */
+    {3, 13, 13, 32, 3, 3, 64, 1, 1, 1, 1, 0}, /* and its second */
+    {2, 9, 8, 5, 3, 3, 7, 1, 1, 1, 1, 1},     /* same padding, odd channel counts */
+    {2, 10, 9, 3, 4, 2, 70, 1, 1, 1, 1, 1},   /* even kernel, more than 64 filters */
+    {2, 11, 10, 4, 3, 3, 6, 1, 1, 2, 2, 1},   /* dilation */
+    {3, 7, 9, 3, 3, 2, 5, 2, 1, 1, 1, 1},     /* stride 2: backward data takes im2col */
+    {2, 8, 8, 17, 1, 1, 3, 1, 1, 1, 1, 0},    /* 1x1 */
+    {1, 9, 9, 2, 3, 3, 2, 3, 3, 1, 1, 0},     /* stride 3 valid: rows no window reads */
+};
+
+static void conv_pass(const kc_backend *be, const kc_conv2d_desc *d, const float *x,
+                      const float *w, const float *g, const float *dw0, float *y, float *dx,
+                      float *dw) {
+    size_t nx = (size_t)d->n * d->h * d->w * d->c, ny = (size_t)d->n * d->oh * d->ow * d->oc;
+    size_t nw = (size_t)d->kh * d->kw * d->c * d->oc;
+    float *X = be->alloc(nx * 4), *W = be->alloc(nw * 4), *G = be->alloc(ny * 4);
+    float *Y = be->alloc(ny * 4), *DX = be->alloc(nx * 4), *DW = be->alloc(nw * 4);
+    size_t wsb = be->conv2d_workspace(d);
+    void *ws = wsb ? be->alloc(wsb) : NULL;
+    ck_assert(X && W && G && Y && DX && DW && (ws || !wsb));
+    be->upload(X, x, nx * 4), be->upload(W, w, nw * 4), be->upload(G, g, ny * 4);
+    be->upload(DW, dw0, nw * 4);
+    be->conv2d_forward(d, X, W, Y, ws);
+    be->conv2d_backward_data(d, G, W, DX, ws);
+    be->conv2d_backward_filter(d, X, G, DW, 1.0f, ws);
+    be->download(y, Y, ny * 4), be->download(dx, DX, nx * 4), be->download(dw, DW, nw * 4);
+    be->free(X), be->free(W), be->free(G), be->free(Y), be->free(DX), be->free(DW), be->free(ws);
+}
+
+static void widen(const float *f, double *d, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        d[i] = f[i];
+}
+
+START_TEST(test_conv_every_path) {
+    int levels[4] = {KC_CPU_PORTABLE}, nl = 1 + simd_levels(levels + 1);
+    for (size_t ci = 0; ci < sizeof convs / sizeof *convs; ci++) {
+        kc_conv2d_desc d = desc(convs[ci]);
+        size_t nx = (size_t)d.n * d.h * d.w * d.c, ny = (size_t)d.n * d.oh * d.ow * d.oc;
+        size_t nw = (size_t)d.kh * d.kw * d.c * d.oc;
+        float *x = rnd(nx, 10 + ci), *w = rnd(nw, 20 + ci), *g = rnd(ny, 30 + ci);
+        float *dw0 = rnd(nw, 40 + ci);
+        float *ry = zeros(ny), *rdx = zeros(nx), *rdw = zeros(nw);
+        double *wy = malloc(ny * 8), *wdx = malloc(nx * 8), *wdw = malloc(nw * 8);
+        conv_pass(ref_be, &d, x, w, g, dw0, ry, rdx, rdw);
+        widen(ry, wy, ny), widen(rdx, wdx, nx), widen(rdw, wdw, nw);
+        float *y1 = zeros(ny), *dx1 = zeros(nx), *dw1 = zeros(nw);
+        float *y2 = zeros(ny), *dx2 = zeros(nx), *dw2 = zeros(nw);
+        for (int l = 0; l < nl; l++) {
+            kc_cpu_set_isa(levels[l]);
+            char what[128];
+            snprintf(what, sizeof what, "conv case %zu isa %d", ci, kc_cpu_isa());
+            cpu_be->set_threads(1);
+            conv_pass(cpu_be, &d, x, w, g, dw0, y1, dx1, dw1);
+            expect_close(what, y1, wy, ny, 1e-4);
+            expect_close(what, dx1, wdx, nx, 1e-4);
+            expect_close(what, dw1, wdw, nw, 1e-4);
+            if (levels[l] == KC_CPU_PORTABLE) continue;
+            /* the SIMD path gives the same bits on any thread count */
+            cpu_be->set_threads(2);
+            conv_pass(cpu_be, &d, x, w, g, dw0, y2, dx2, dw2);
+            expect_same("conv forward 1 vs 2 threads", y2, y1, ny);
+            expect_same("conv backward data 1 vs 2 threads", dx2, dx1, nx);
+            expect_same("conv backward filter 1 vs 2 threads", dw2, dw1, nw);
+        }
+        kc_cpu_set_isa(-1);
+        cpu_be->set_threads(0);
+        free(x), free(w), free(g), free(dw0), free(ry), free(rdx), free(rdw);
+        free(wy), free(wdx), free(wdw), free(y1), free(dx1), free(dw1), free(y2), free(dx2),
+            free(dw2);
+    }
+}
+END_TEST
+
+/* ----------------------------------------------------------------- pooling */
+
+/* Tiled windows (stride = pool, no padding) take the vectorised path; ties
+ * everywhere check the first-maximum rule, odd channel counts the tails. */
+START_TEST(test_maxpool_tiled) {
+    static const int shapes[][6] = {
+        /* n, h, w, c, pool, stride */
+        {2, 26, 26, 32, 2, 2}, {2, 11, 13, 3, 2, 2}, {1, 9, 9, 11, 3, 3}, {3, 6, 8, 17, 2, 2},
+    };
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
+        for (int ties = 0; ties < 2; ties++) {
+            kc_pool2d_desc d = {.n = shapes[s][0], .h = shapes[s][1], .w = shapes[s][2],
+                                .c = shapes[s][3], .ph = shapes[s][4], .pw = shapes[s][4],
+                                .sh = shapes[s][5], .sw = shapes[s][5]};
+            d.oh = (d.h - d.ph) / d.sh + 1;
+            d.ow = (d.w - d.pw) / d.sw + 1;
+            size_t nx = (size_t)d.n * d.h * d.w * d.c, ny = (size_t)d.n * d.oh * d.ow * d.c;
+            float *x = rnd(nx, 50 + s), *g = rnd(ny, 60 + s);
+            if (ties)
+                for (size_t i = 0; i < nx; i++)
+                    x[i] = (float)kc_rng_below(3, 70 + s, i, 3);
+            float *y[2], *dx[2];
+            int32_t *arg[2];
+            for (int b = 0; b < 2; b++) {
+                const kc_backend *be = b ? cpu_be : ref_be;
+                float *X = be->alloc(nx * 4), *Y = be->alloc(ny * 4), *G = be->alloc(ny * 4);
+                float *DX = be->alloc(nx * 4);
+                int32_t *A = be->alloc(ny * 4);
+                be->upload(X, x, nx * 4), be->upload(G, g, ny * 4);
+                be->fill(DX, NAN, nx); /* backward must write every cell */
+                be->maxpool2d_forward(&d, X, Y, A);
+                be->maxpool2d_backward(&d, G, A, DX);
+                y[b] = zeros(ny), dx[b] = zeros(nx), arg[b] = malloc(ny * 4);
+                be->download(y[b], Y, ny * 4), be->download(dx[b], DX, nx * 4);
+                be->download(arg[b], A, ny * 4);
+                be->free(X), be->free(Y), be->free(G), be->free(DX), be->free(A);
+            }
+            expect_same("maxpool forward", y[1], y[0], ny);
+            for (size_t i = 0; i < ny; i++)
+                expect(arg[1][i] == arg[0][i], "argmax[%zu] = %d, expected %d", i, arg[1][i],
+                       arg[0][i]);
+            expect_same("maxpool backward", dx[1], dx[0], nx);
+            for (int b = 0; b < 2; b++)
+                free(y[b]), free(dx[b]), free(arg[b]);
+            free(x), free(g);
+        }
+}
+END_TEST
+
+/* ------------------------------------------------------ ReLU, bias kernels */
+
+START_TEST(test_relu_bits) {
+    for (size_t n = 0; n < 70; n++)
+        for (size_t off = 0; off < 3; off++) {
+            float *x = rnd(n + off, 80 + n), *dy = rnd(n + off, 90 + n);
+            if (n > 3) x[off] = NAN, x[off + 1] = -0.0f, x[off + 2] = 0.0f, x[off + 3] = INFINITY;
+            float *y = zeros(n + off), *dx = zeros(n + off), *want = zeros(n + off),
+                  *wantd = zeros(n + off);
+            for (size_t i = off; i < n + off; i++) {
+                want[i] = x[i] > 0.0f ? x[i] : 0.0f;
+                wantd[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+            }
+            kc_cpu_relu_forward(x + off, y + off, n);
+            kc_cpu_relu_backward(x + off, dy + off, dx + off, n);
+            expect_same("relu", y, want, n + off);
+            expect_same("relu gradient", dx, wantd, n + off);
+            free(x), free(dy), free(y), free(dx), free(want), free(wantd);
+        }
+    /* and on the threaded split, past the single-thread size */
+    size_t n = 300001;
+    float *x = rnd(n, 99), *y = zeros(n);
+    cpu_be->set_threads(2);
+    kc_cpu_relu_forward(x, y, n);
+    cpu_be->set_threads(0);
+    for (size_t i = 0; i < n; i++)
+        expect(y[i] == (x[i] > 0.0f ? x[i] : 0.0f), "relu[%zu] on 2 threads", i);
+    free(x), free(y);
+}
+END_TEST
+
+START_TEST(test_bias_bits) {
+    static const int cols_list[] = {1, 7, 16, 32, 63, 64, 65, 130};
+    static const float betas[] = {0.0f, 1.0f, 0.5f};
+    for (size_t ci = 0; ci < sizeof cols_list / sizeof *cols_list; ci++)
+        for (int rows = 0; rows < 40; rows += 13) {
+            int cols = cols_list[ci];
+            size_t n = (size_t)rows * cols;
+            float *y = rnd(n, 100 + ci), *b = rnd(cols, 110 + ci), *want = zeros(n);
+            for (size_t i = 0; i < n; i++)
+                want[i] = y[i] + b[i % cols];
+            kc_cpu_bias_add(y, b, rows, cols);
+            expect_same("bias add", y, want, n);
+            float beta = betas[ci % 3];
+            float *db = rnd(cols, 120 + ci), *dbw = zeros(cols);
+            for (int j = 0; j < cols; j++) { /* the definition: rows top to bottom in double */
+                double s = 0;
+                for (int r = 0; r < rows; r++)
+                    s += y[(size_t)r * cols + j];
+                dbw[j] = (float)((beta == 0.0f ? 0.0 : (double)beta * db[j]) + s);
+            }
+            kc_cpu_bias_grad(db, y, rows, cols, beta);
+            expect_same("bias gradient", db, dbw, cols);
+            free(y), free(b), free(want), free(db), free(dbw);
+        }
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("cpu_kernels");
+    TCase *t = tcase_create("kernels");
+    tcase_add_unchecked_fixture(t, setup, NULL);
+    tcase_set_timeout(t, 120);
+    tcase_add_test(t, test_igemm_shapes);
+    tcase_add_test(t, test_igemm_portable_declines);
+    tcase_add_test(t, test_conv_every_path);
+    tcase_add_test(t, test_maxpool_tiled);
+    tcase_add_test(t, test_relu_bits);
+    tcase_add_test(t, test_bias_bits);
+    suite_add_tcase(s, t);
+    return kc_test_run(s);
+}

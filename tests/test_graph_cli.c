@@ -1,0 +1,435 @@
+/* Layer graphs from the command line: Keras's summary of functional models
+ * (byte for byte), training, evaluating and predicting a two-input,
+ * two-output model end to end, `kerasc plot`, and graph errors' exit status
+ * and location. $KERASC names the binary under test. */
+#include <stdarg.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "core/rng.h"
+#include "models/data/data.h"
+#include "testutil.h"
+
+static char *dir;
+static const char *kerasc;
+static char out_buf[1 << 20], err_buf[1 << 16];
+
+static void slurp(const char *path, char *buf, size_t cap) {
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(buf, 1, cap - 1, f) : 0;
+    buf[n] = 0;
+    if (f) fclose(f);
+}
+
+/* Runs `[ENV] kerasc ARGS` in the scratch dir; env may be "". */
+static int run_env(const char *env, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int run_env(const char *env, const char *fmt, ...) {
+    char args[4096], cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "cd '%s' && %s '%s' %s >'%s/out.txt' 2>'%s/err.txt'", dir, env, kerasc, args, dir,
+             dir);
+    int st = system(cmd);
+    char p[4200];
+    snprintf(p, sizeof p, "%s/out.txt", dir);
+    slurp(p, out_buf, sizeof out_buf);
+    snprintf(p, sizeof p, "%s/err.txt", dir);
+    slurp(p, err_buf, sizeof err_buf);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+#define run(...) run_env("", __VA_ARGS__)
+
+static void write_file(const char *name, const char *text) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static char *path_in(const char *name) {
+    static char p[4200];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return p;
+}
+
+/* 8x8 images with a bright blob in one of four quadrants (the label), as raw
+ * bytes-like values, and the same pixels flattened and scaled to [0, 1]. */
+static void make_blobs(const char *prefix, int n, uint64_t seed) {
+    float *x = calloc((size_t)n * 64, sizeof *x), *f = calloc((size_t)n * 64, sizeof *f);
+    float *y = calloc((size_t)n, sizeof *y);
+    for (int i = 0; i < n; i++) {
+        int q = (int)kc_rng_below(seed, 1, (uint64_t)i, 4);
+        int oy = (q / 2) * 4 + (int)kc_rng_below(seed, 2, (uint64_t)i, 2);
+        int ox = (q % 2) * 4 + (int)kc_rng_below(seed, 3, (uint64_t)i, 2);
+        for (int k = 0; k < 64; k++) x[i * 64 + k] = 40.0f * kc_rng_uniform(seed, 4, (uint64_t)(i * 64 + k));
+        for (int a = 0; a < 3; a++)
+            for (int b = 0; b < 3; b++) x[i * 64 + (oy + a) * 8 + ox + b] += 200.0f;
+        for (int k = 0; k < 64; k++) f[i * 64 + k] = x[i * 64 + k] / 255.0f;
+        y[i] = (float)q;
+    }
+    kc_error e = {0};
+    char name[256];
+    kc_shape sx = kc_shape3(n, 8, 8), sf = kc_shape2(n, 64), sy = kc_shape1(n);
+    snprintf(name, sizeof name, "%s_x.npy", prefix);
+    ck_assert_int_eq(kc_npy_write(path_in(name), x, &sx, &e), 0);
+    snprintf(name, sizeof name, "%s_f.npy", prefix);
+    ck_assert_int_eq(kc_npy_write(path_in(name), f, &sf, &e), 0);
+    snprintf(name, sizeof name, "%s_y.npy", prefix);
+    ck_assert_int_eq(kc_npy_write(path_in(name), y, &sy, &e), 0);
+    free(x);
+    free(f);
+    free(y);
+}
+
+static void setup(void) {
+    kerasc = getenv("KERASC");
+    ck_assert_msg(kerasc && *kerasc, "set KERASC to the kerasc binary");
+    dir = kc_test_tmpdir();
+    make_blobs("train", 400, 11);
+    make_blobs("test", 100, 12);
+}
+
+static void teardown(void) {
+    kc_test_rmdir(dir);
+    free(dir);
+}
+
+/* ------------------------------------------------------------ summary --- */
+
+/* Keras 3 on a pipe (76 columns): Input rows, depth order, 21/19/12/19 widths,
+ * "Connected to" wrapped at the comma. */
+static const char *small_summary =
+    "Model: \"small\"\n"
+    "┏━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━┓\n"
+    "┃ Layer (type)        ┃ Output Shape      ┃    Param # ┃ Connected to      ┃\n"
+    "┡━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━┩\n"
+    "│ a (InputLayer)      │ (None, 4)         │          0 │ -                 │\n"
+    "├─────────────────────┼───────────────────┼────────────┼───────────────────┤\n"
+    "│ b (InputLayer)      │ (None, 4)         │          0 │ -                 │\n"
+    "├─────────────────────┼───────────────────┼────────────┼───────────────────┤\n"
+    "│ da (Dense)          │ (None, 3)         │         15 │ a[0][0]           │\n"
+    "├─────────────────────┼───────────────────┼────────────┼───────────────────┤\n"
+    "│ db (Dense)          │ (None, 3)         │         15 │ b[0][0]           │\n"
+    "├─────────────────────┼───────────────────┼────────────┼───────────────────┤\n"
+    "│ sum (Add)           │ (None, 3)         │          0 │ da[0][0],         │\n"
+    "│                     │                   │            │ db[0][0]          │\n"
+    "├─────────────────────┼───────────────────┼────────────┼───────────────────┤\n"
+    "│ out (Dense)         │ (None, 2)         │          8 │ sum[0][0]         │\n"
+    "└─────────────────────┴───────────────────┴────────────┴───────────────────┘\n"
+    " Total params: 38 (152.00 B)\n"
+    " Trainable params: 38 (152.00 B)\n"
+    " Non-trainable params: 0 (0.00 B)\n";
+
+/* A shared layer lists the inputs of both its calls; its consumer names them
+ * enc[0][0] and enc[1][0]. */
+static const char *siamese_summary =
+    "Model: \"siamese\"\n"
+    "┏━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━┓\n"
+    "┃ Layer (type)        ┃ Output Shape      ┃    Param # ┃ Connected to      ┃\n"
+    "┡━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━┩\n"
+    "│ left (InputLayer)   │ (None, 4)         │          0 │ -                 │\n"
+    "├─────────────────────┼───────────────────┼────────────┼───────────────────┤\n"
+    "│ right (InputLayer)  │ (None, 4)         │          0 │ -                 │\n"
+    "├─────────────────────┼───────────────────┼────────────┼───────────────────┤\n"
+    "│ enc (Dense)         │ (None, 3)         │         15 │ left[0][0],       │\n"
+    "│                     │                   │            │ right[0][0]       │\n"
+    "├─────────────────────┼───────────────────┼────────────┼───────────────────┤\n"
+    "│ both (Concatenate)  │ (None, 6)         │          0 │ enc[0][0],        │\n"
+    "│                     │                   │            │ enc[1][0]         │\n"
+    "├─────────────────────┼───────────────────┼────────────┼───────────────────┤\n"
+    "│ out (Dense)         │ (None, 2)         │         14 │ both[0][0]        │\n"
+    "└─────────────────────┴───────────────────┴────────────┴───────────────────┘\n"
+    " Total params: 29 (116.00 B)\n"
+    " Trainable params: 29 (116.00 B)\n"
+    " Non-trainable params: 0 (0.00 B)\n";
+
+/* A functional chain keeps three columns but shows its InputLayer. */
+static const char *chain_summary =
+    "Model: \"functional\"\n"
+    "┏━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━┓\n"
+    "┃ Layer (type)                    ┃ Output Shape           ┃       Param # ┃\n"
+    "┡━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━┩\n"
+    "│ input_layer (InputLayer)        │ (None, 3)              │             0 │\n"
+    "├─────────────────────────────────┼────────────────────────┼───────────────┤\n"
+    "│ dense (Dense)                   │ (None, 2)              │             8 │\n"
+    "├─────────────────────────────────┼────────────────────────┼───────────────┤\n"
+    "│ dense_1 (Dense)                 │ (None, 1)              │             3 │\n"
+    "└─────────────────────────────────┴────────────────────────┴───────────────┘\n"
+    " Total params: 11 (44.00 B)\n"
+    " Trainable params: 11 (44.00 B)\n"
+    " Non-trainable params: 0 (0.00 B)\n";
+
+START_TEST(summary_connected_to_matches_keras) {
+    write_file("small.yaml", "model:\n"
+                             "  name: small\n"
+                             "  layers:\n"
+                             "    - Input: {shape: [4], name: a}\n"
+                             "    - Input: {shape: [4], name: b}\n"
+                             "    - Dense: {units: 3, name: da, inputs: a}\n"
+                             "    - Dense: {units: 3, name: db, inputs: b}\n"
+                             "    - Add: {name: sum, inputs: [da, db]}\n"
+                             "    - Dense: {units: 2, name: out}\n");
+    int st = run("summary small.yaml");
+    ck_assert_msg(st == 0, "summary failed: %s", err_buf);
+    ck_assert_str_eq(out_buf, small_summary);
+    write_file("siamese.yaml", "model:\n"
+                               "  name: siamese\n"
+                               "  layers:\n"
+                               "    - Input: {shape: [4], name: left}\n"
+                               "    - Input: {shape: [4], name: right}\n"
+                               "    - Dense: {units: 3, name: enc, inputs: left}\n"
+                               "    - {layer: enc, inputs: right}\n"
+                               "    - Concatenate: {name: both, inputs: [enc, 'enc[1]']}\n"
+                               "    - Dense: {units: 2, name: out}\n");
+    ck_assert_int_eq(run("summary siamese.yaml"), 0);
+    ck_assert_str_eq(out_buf, siamese_summary);
+    write_file("chain.yaml", "model:\n  outputs: dense_1\n  layers:\n    - Input: {shape: [3]}\n"
+                             "    - Dense: {units: 2}\n    - Dense: {units: 1}\n");
+    ck_assert_int_eq(run("summary chain.yaml"), 0);
+    ck_assert_str_eq(out_buf, chain_summary);
+}
+END_TEST
+
+/* ---------------------------------------------------------- training --- */
+
+static const char *two_io_model =
+    "model:\n"
+    "  name: two_io\n"
+    "  outputs: [class, recon]\n"
+    "  layers:\n"
+    "    - Input: {shape: [8, 8, 1], name: image}\n"
+    "    - Conv2D: {filters: 4, kernel_size: 3, padding: same, activation: relu}\n"
+    "    - MaxPooling2D\n"
+    "    - Flatten: {name: flat}\n"
+    "    - Input: {shape: [64], name: pixels}\n"
+    "    - Dense: {units: 16, activation: relu, name: code, inputs: pixels}\n"
+    "    - Concatenate: {name: merged, inputs: [flat, code]}\n"
+    "    - Dense: {units: 4, activation: softmax, name: class}\n"
+    "    - Dense: {units: 64, activation: sigmoid, name: recon, inputs: merged}\n"
+    "compile:\n"
+    "  optimizer: {Adam: {learning_rate: 0.01}}\n"
+    "  loss: {class: sparse_categorical_crossentropy, recon: mse}\n"
+    "  loss_weights: {class: 1.0, recon: 0.5}\n"
+    "  metrics: {class: [accuracy], recon: [mae]}\n";
+
+START_TEST(two_inputs_two_outputs_end_to_end) {
+    char cfg[4096];
+    /* one pair of arrays feeds both inputs; the reconstruction target is x itself */
+    snprintf(cfg, sizeof cfg,
+             "%sdata:\n"
+             "  train: {x: train_x.npy, y: train_y.npy}\n"
+             "  test: {x: test_x.npy, y: test_y.npy}\n"
+             "  inputs: {image: x, pixels: x}\n"
+             "  targets: {class: y, recon: x}\n"
+             "  reshape: {image: [8, 8, 1], pixels: [64]}\n"
+             "  rescale: 1/255\n"
+             "fit: {epochs: 4, batch_size: 16, validation_split: 0.2, seed: 5}\n",
+             two_io_model);
+    write_file("two.yaml", cfg);
+    int st = run("train two.yaml --output run --threads 2");
+    ck_assert_msg(st == 0, "train failed (%d): %s", st, err_buf);
+    /* Keras 3's keys: the weighted total, metrics per output, each output's loss */
+    ck_assert_ptr_nonnull(strstr(out_buf, " - loss: "));
+    ck_assert_ptr_nonnull(strstr(out_buf, " - class_accuracy: "));
+    ck_assert_ptr_nonnull(strstr(out_buf, " - recon_mae: "));
+    ck_assert_ptr_nonnull(strstr(out_buf, " - class_loss: "));
+    ck_assert_ptr_nonnull(strstr(out_buf, " - val_recon_loss: "));
+    char hist[8192];
+    slurp(path_in("run/history.csv"), hist, sizeof hist);
+    const char *header = "epoch,class_accuracy,class_loss,loss,recon_loss,recon_mae,val_class_accuracy,"
+                         "val_class_loss,val_loss,val_recon_loss,val_recon_mae\n";
+    ck_assert_msg(!strncmp(hist, header, strlen(header)), "history: %s", hist);
+    /* the last epoch: loss = class_loss + 0.5 recon_loss, for training and validation */
+    char *last = hist;
+    for (char *p = hist; *p; p++)
+        if (*p == '\n' && p[1]) last = p + 1;
+    double v[11];
+    ck_assert_int_eq(sscanf(last, "%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf", &v[0], &v[1], &v[2], &v[3], &v[4],
+                            &v[5], &v[6], &v[7], &v[8], &v[9], &v[10]),
+                     11);
+    ck_assert_int_eq((int)v[0], 3);
+    ck_assert_close(v[3], v[2] + 0.5 * v[4], 1e-6, 1e-5);
+    ck_assert_close(v[8], v[7] + 0.5 * v[9], 1e-6, 1e-5);
+    ck_assert_msg(v[6] >= 0.9, "validation accuracy %.4f", v[6]);
+    char *tl = strstr(out_buf, "Test - loss: ");
+    ck_assert_ptr_nonnull(tl);
+    double test_loss, test_acc;
+    ck_assert_int_eq(sscanf(tl, "Test - loss: %lf - class_accuracy: %lf", &test_loss, &test_acc), 2);
+    ck_assert_msg(test_acc >= 0.9, "test accuracy %.4f", test_acc);
+
+    /* evaluate from the checkpoint reports the same numbers */
+    st = run("evaluate run/last.safetensors --json");
+    ck_assert_msg(st == 0, "evaluate failed: %s", err_buf);
+    double el, ea;
+    ck_assert_int_eq(sscanf(out_buf, "{\"loss\": %lf, \"class_accuracy\": %lf", &el, &ea), 2);
+    ck_assert_close(el, test_loss, 5e-5, 0);
+    ck_assert_ptr_nonnull(strstr(out_buf, "\"recon_mae\": "));
+    ck_assert_ptr_nonnull(strstr(out_buf, "\"recon_loss\": "));
+
+    /* predict: one named input each, one file per output */
+    st = run("predict run/best.safetensors --input image=test_x.npy --input pixels=test_x.npy "
+             "--output class=c.npy --output recon=r.npy");
+    ck_assert_msg(st == 0, "predict failed: %s", err_buf);
+    kc_array a = {0};
+    kc_error e = {0};
+    ck_assert_int_eq(kc_array_load(path_in("c.npy"), NULL, &a, &e), 0);
+    ck_assert_int_eq(a.shape.d[0], 100);
+    ck_assert_int_eq(a.shape.d[1], 4);
+    const float *p = a.data;
+    ck_assert_close(p[0] + p[1] + p[2] + p[3], 1.0, 1e-5, 0);
+    kc_array_free(&a);
+    ck_assert_int_eq(kc_array_load(path_in("r.npy"), NULL, &a, &e), 0);
+    ck_assert_int_eq(a.shape.d[1], 64);
+    kc_array_free(&a);
+    /* both outputs side by side in one CSV: 4 + 64 columns */
+    ck_assert_int_eq(run("predict run/best.safetensors --input image=test_x.npy --input pixels=test_x.npy"), 0);
+    int commas = 0;
+    for (char *c = out_buf; *c && *c != '\n'; c++) commas += *c == ',';
+    ck_assert_int_eq(commas, 67);
+    /* a missing input is named */
+    ck_assert_int_eq(run("predict run/best.safetensors --input image=test_x.npy"), 2);
+    ck_assert_ptr_nonnull(strstr(err_buf, "2 inputs"));
+    /* the summary shows both inputs and the merge */
+    ck_assert_int_eq(run("summary run/last.safetensors"), 0);
+    ck_assert_ptr_nonnull(strstr(out_buf, "│ merged              │ (None, 80)        │          0 │ flat[0][0],       │"));
+}
+END_TEST
+
+/* Arrays named per input and output in x:/y: mappings; rescale touches only x. */
+START_TEST(named_arrays_feed_inputs_and_targets) {
+    char cfg[4096];
+    snprintf(cfg, sizeof cfg,
+             "%sdata:\n"
+             "  train: {x: {image: train_f.npy, pixels: train_f.npy}, y: {class: train_y.npy, recon: train_f.npy}}\n"
+             "  validation: {x: {image: test_f.npy, pixels: test_f.npy}, y: {class: test_y.npy, recon: test_f.npy}}\n"
+             "  reshape: {image: [8, 8, 1]}\n"
+             "fit: {epochs: 3, batch_size: 20, seed: 2}\n",
+             two_io_model);
+    write_file("named.yaml", cfg);
+    int st = run("train named.yaml --output named --threads 2");
+    ck_assert_msg(st == 0, "train failed (%d): %s", st, err_buf);
+    char hist[8192];
+    slurp(path_in("named/history.csv"), hist, sizeof hist);
+    ck_assert_ptr_nonnull(strstr(hist, "val_class_accuracy"));
+    /* a reconstruction of [0, 1] pixels: its error stays well below the pixels' spread */
+    char *last = hist;
+    for (char *p = hist; *p; p++)
+        if (*p == '\n' && p[1]) last = p + 1;
+    double v[11];
+    ck_assert_int_eq(sscanf(last, "%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf", &v[0], &v[1], &v[2], &v[3], &v[4],
+                            &v[5], &v[6], &v[7], &v[8], &v[9], &v[10]),
+                     11);
+    ck_assert_msg(v[10] < 0.2, "val_recon_mae %.4f", v[10]);
+    ck_assert_msg(v[6] >= 0.85, "val_class_accuracy %.4f", v[6]);
+
+    /* a target array the sources do not hold is named with what they have */
+    char *bad = strdup(cfg);
+    char *r = strstr(bad, "recon: train_f.npy");
+    memcpy(r, "recox", 5);
+    write_file("bad.yaml", bad);
+    free(bad);
+    ck_assert_int_eq(run("train bad.yaml"), 2);
+    ck_assert_ptr_nonnull(strstr(err_buf, "bad.yaml:"));
+    ck_assert_ptr_nonnull(strstr(err_buf, "model output 'recon' takes array 'recon', but data.train"));
+    ck_assert_ptr_nonnull(strstr(err_buf, "(it has: image, pixels, class, recox)"));
+}
+END_TEST
+
+/* --------------------------------------------------------------- plot --- */
+
+static const char *plot_cfg = "model:\n"
+                              "  name: tiny\n"
+                              "  layers:\n"
+                              "    - Input: {shape: [4], name: a}\n"
+                              "    - Dense: {units: 3, name: left, inputs: a}\n"
+                              "    - Dense: {units: 3, name: right, inputs: a}\n"
+                              "    - Add: {name: sum, inputs: [left, right]}\n";
+
+static int dot_available(void) {
+    return system("command -v dot >/dev/null 2>&1") == 0;
+}
+
+START_TEST(plot_writes_dot_and_images) {
+    write_file("tiny.yaml", plot_cfg);
+    ck_assert_int_eq(run("plot tiny.yaml -o tiny.dot"), 0);
+    char dot[1 << 15];
+    slurp(path_in("tiny.dot"), dot, sizeof dot);
+    ck_assert_ptr_nonnull(strstr(dot, "digraph \"tiny\" {"));
+    ck_assert_ptr_nonnull(strstr(dot, "<b>sum</b> (Add)"));
+    ck_assert_ptr_nonnull(strstr(dot, "Input shape: <b>[(None, 3), (None, 3)]</b>"));
+    ck_assert_ptr_nonnull(strstr(dot, "<b>a</b> (InputLayer)"));
+    ck_assert_ptr_nonnull(strstr(dot, "\"input_0\" -> \"layer_0\""));
+    ck_assert_ptr_nonnull(strstr(dot, "\"layer_1\" -> \"layer_2\""));
+    int edges = 0;
+    for (char *p = dot; (p = strstr(p, " -> ")); p++) edges++;
+    ck_assert_int_eq(edges, 4);
+    /* a Sequential stack is a chain without an Input box */
+    write_file("seq.yaml", "model:\n  layers:\n    - Input: {shape: [4]}\n    - Dense: {units: 2}\n"
+                           "    - Dense: {units: 1}\n");
+    ck_assert_int_eq(run("plot seq.yaml -o seq.dot --rankdir LR"), 0);
+    slurp(path_in("seq.dot"), dot, sizeof dot);
+    ck_assert_ptr_null(strstr(dot, "InputLayer"));
+    ck_assert_ptr_nonnull(strstr(dot, "rankdir=\"LR\""));
+    ck_assert_ptr_nonnull(strstr(dot, "\"layer_0\" -> \"layer_1\""));
+    if (dot_available()) {
+        ck_assert_int_eq(run("plot tiny.yaml -o tiny.png"), 0);
+        unsigned char png[8];
+        FILE *f = fopen(path_in("tiny.png"), "rb");
+        ck_assert_ptr_nonnull(f);
+        ck_assert_int_eq(fread(png, 1, 8, f), 8);
+        fclose(f);
+        ck_assert_int_eq(memcmp(png, "\x89PNG\r\n\x1a\n", 8), 0);
+        ck_assert_int_eq(run("plot tiny.yaml -o tiny.svg"), 0);
+        char svg[1 << 16];
+        slurp(path_in("tiny.svg"), svg, sizeof svg);
+        ck_assert_ptr_nonnull(strstr(svg, "<svg"));
+        ck_assert_ptr_nonnull(strstr(svg, "sum"));
+    } else {
+        fprintf(stderr, "skipped the .png/.svg part: Graphviz's dot is not installed\n");
+    }
+    /* without dot: the DOT text beside the image, a hint, success */
+    ck_assert_int_eq(run_env("PATH=/nonexistent", "plot tiny.yaml -o sub.png"), 0);
+    ck_assert_ptr_nonnull(strstr(err_buf, "sub.dot"));
+    ck_assert_ptr_nonnull(strstr(err_buf, "dot -Tpng sub.dot -o sub.png"));
+    struct stat sb;
+    ck_assert_int_eq(stat(path_in("sub.dot"), &sb), 0);
+    ck_assert_int_ne(stat(path_in("sub.png"), &sb), 0);
+    /* usage errors */
+    ck_assert_int_eq(run("plot tiny.yaml -o tiny.gif"), 2);
+    ck_assert_int_eq(run("plot tiny.yaml"), 2);
+}
+END_TEST
+
+/* ------------------------------------------------------------- errors --- */
+
+START_TEST(graph_errors_exit_2_with_location) {
+    write_file("cyc.yaml", "model:\n  layers:\n    - Input: {shape: [4]}\n"
+                           "    - Dense: {units: 2, name: p, inputs: q}\n    - Dense: {units: 2, name: q, inputs: p}\n");
+    ck_assert_int_eq(run("summary cyc.yaml"), 2);
+    ck_assert_ptr_nonnull(strstr(err_buf, "cyc.yaml:4:42: 'q' is declared below this entry (line 5)"));
+    ck_assert_int_eq(run("plot cyc.yaml -o c.dot"), 2);
+    write_file("shape.yaml", "model:\n  layers:\n    - Input: {shape: [4], name: a}\n    - Input: {shape: [6], name: b}\n"
+                             "    - Subtract: {inputs: [a, b]}\n");
+    ck_assert_int_eq(run("train shape.yaml"), 2);
+    ck_assert_ptr_nonnull(strstr(err_buf, "shape.yaml:5:7:"));
+    ck_assert_ptr_nonnull(strstr(err_buf, "(None, 4), (None, 6)"));
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("graph_cli");
+    TCase *t = tcase_create("graph_cli");
+    tcase_set_timeout(t, 300);
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_test(t, summary_connected_to_matches_keras);
+    tcase_add_test(t, two_inputs_two_outputs_end_to_end);
+    tcase_add_test(t, named_arrays_feed_inputs_and_targets);
+    tcase_add_test(t, plot_writes_dot_and_images);
+    tcase_add_test(t, graph_errors_exit_2_with_location);
+    suite_add_tcase(s, t);
+    return kc_test_run(s);
+}
