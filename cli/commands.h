@@ -31,6 +31,9 @@ typedef struct kc_cli_progress kc_cli_progress;
 kc_cli_progress *kc_cli_progress_new(int verbose, int epochs_line);
 void kc_cli_progress_free(kc_cli_progress *p);
 void kc_cli_progress_hooks(kc_cli_progress *p, kc_hooks *h);
+/* SIGINT/SIGTERM: the first sets the flag the trainer polls, a second exits 130 at once. */
+void kc_cli_signals_install(void);
+int kc_cli_interrupted(void);
 /* Resolves verbose "auto" (-1): 1 on a terminal, else 2 (one line per epoch). */
 int kc_cli_verbose(int cfg_verbose);
 

@@ -54,8 +54,9 @@ static void put_shape(kc_strbuf *b, const kc_shape *s) {
 /* Keras's make_layer_label: a title row, then the shapes. */
 static void put_label(kc_strbuf *b, const char *name, const char *cls, const kc_shape *in, int nin,
                       const kc_shape *out) {
-    kc_strbuf_puts(b, "<<table border=\"0\" cellborder=\"1\" bgcolor=\"black\" cellpadding=\"10\">"
-                      "<tr><td colspan=\"2\" bgcolor=\"black\"><font point-size=\"16\" color=\"white\"><b>");
+    kc_strbuf_puts(
+        b, "<<table border=\"0\" cellborder=\"1\" bgcolor=\"black\" cellpadding=\"10\">"
+           "<tr><td colspan=\"2\" bgcolor=\"black\"><font point-size=\"16\" color=\"white\"><b>");
     put_html(b, name);
     kc_strbuf_puts(b, "</b> (");
     put_html(b, cls);
@@ -108,7 +109,7 @@ int kc_plot_dot(const kc_model *m, const kc_plot_opts *o, kc_strbuf *b) {
     kc_strbuf_puts(b, "  node [shape=\"record\"];\n");
     int nops = m->nlayers + m->ninputs;
     int *ops = malloc((size_t)nops * sizeof *ops);
-    char (*edges)[2][32] = malloc((size_t)(m->nnodes * KC_LAYER_MAX_INPUTS + 1) * sizeof *edges);
+    char(*edges)[2][32] = malloc((size_t)(m->nnodes * KC_LAYER_MAX_INPUTS + 1) * sizeof *edges);
     if (!ops || !edges) {
         free(ops);
         free(edges);
@@ -119,9 +120,11 @@ int kc_plot_dot(const kc_model *m, const kc_plot_opts *o, kc_strbuf *b) {
     if (m->functional) {
         n = kc_model_keras_order(m, ops);
     } else {
-        for (int i = 0; i < m->nlayers; i++) ops[n++] = i;
+        for (int i = 0; i < m->nlayers; i++)
+            ops[n++] = i;
     }
-    for (int i = 0; i < n; i++) put_node(b, ops[i], m);
+    for (int i = 0; i < n; i++)
+        put_node(b, ops[i], m);
     int nedges = 0;
     for (int i = 0; i < m->nnodes; i++) {
         const kc_model_node *nd = &m->nodes[i];
@@ -131,7 +134,8 @@ int kc_plot_dot(const kc_model *m, const kc_plot_opts *o, kc_strbuf *b) {
             op_id(m, nd->in[j], from, sizeof from);
             op_id(m, i, to, sizeof to);
             int seen = 0;
-            for (int k = 0; k < nedges && !seen; k++) seen = !strcmp(edges[k][0], from) && !strcmp(edges[k][1], to);
+            for (int k = 0; k < nedges && !seen; k++)
+                seen = !strcmp(edges[k][0], from) && !strcmp(edges[k][1], to);
             if (seen) continue;
             memcpy(edges[nedges][0], from, sizeof from);
             memcpy(edges[nedges][1], to, sizeof to);
@@ -239,8 +243,10 @@ static int render(const char *dot_text, const char *out, const char *fmt, kc_err
     }
     if (st != 0) {
         unlink(tmp_out);
-        if (st < 0) return kc_fail(e, KC_ERUNTIME, "cannot run Graphviz's dot: %s", strerror(errno));
-        return kc_fail(e, KC_ERUNTIME, "Graphviz's dot failed (status %d)%s%s", st, *err ? ": " : "", err);
+        if (st < 0)
+            return kc_fail(e, KC_ERUNTIME, "cannot run Graphviz's dot: %s", strerror(errno));
+        return kc_fail(e, KC_ERUNTIME, "Graphviz's dot failed (status %d)%s%s", st,
+                       *err ? ": " : "", err);
     }
     if (rename(tmp_out, out)) {
         int er = errno;
@@ -278,10 +284,12 @@ int kc_cmd_plot(int argc, char **argv) {
             if (kc_cli_parse_count("plot", "--dpi", optarg, 1, &dpi)) return 2;
             po.dpi = dpi > 10000 ? 10000 : (int)dpi;
         } else {
-            return kc_cli_usage_error("plot", "unknown or incomplete option '%s'", argv[optind - 1]);
+            return kc_cli_usage_error("plot", "unknown or incomplete option '%s'",
+                                      argv[optind - 1]);
         }
     }
-    if (optind != argc - 1) return kc_cli_usage_error("plot", "expected one CONFIG or CHECKPOINT file");
+    if (optind != argc - 1)
+        return kc_cli_usage_error("plot", "expected one CONFIG or CHECKPOINT file");
     if (!out) return kc_cli_usage_error("plot", "-o FILE is required (.png, .svg, .pdf or .dot)");
     const char *ext = extension(out);
     if (strcmp(ext, "png") && strcmp(ext, "svg") && strcmp(ext, "pdf") && strcmp(ext, "dot"))

@@ -27,7 +27,8 @@ static const char usage[] =
 
 enum { O_BATCH = 257, O_THREADS = 260, O_BACKEND = 263, O_INPUT = 400, O_OUTPUT_FILE, O_KEY };
 
-int kc_cli_parse_run_opt(const char *verb, int c, const char *arg, kc_run_opts *o, long long *verbose);
+int kc_cli_parse_run_opt(const char *verb, int c, const char *arg, kc_run_opts *o,
+                         long long *verbose);
 
 static int ends_with(const char *s, const char *suf) {
     size_t a = strlen(s), b = strlen(suf);
@@ -52,7 +53,8 @@ static void split_named(const char *arg, named_arg *out) {
 }
 
 static int load_input(const char *path, const char *key, kc_array *x, kc_error *e) {
-    if (ends_with(path, ".csv") || ends_with(path, ".CSV")) return kc_csv_load(path, NULL, -1, x, NULL, e);
+    if (ends_with(path, ".csv") || ends_with(path, ".CSV"))
+        return kc_csv_load(path, NULL, -1, x, NULL, e);
     return kc_array_load(path, key, x, e);
 }
 
@@ -61,13 +63,15 @@ static int fit_input(kc_session *s, int i, kc_array *x, const char *path, kc_err
     const kc_shape *in = &s->model->inputs[i].shape;
     if (kc_array_row_size(x) != kc_shape_numel(in)) {
         char a[128];
-        return kc_fail(e, KC_ECONFIG, "%s: samples have %lld values but the model input %s%s%s needs %lld", path,
-                       (long long)kc_array_row_size(x), s->model->ninputs > 1 ? s->model->inputs[i].name : "",
-                       s->model->ninputs > 1 ? " " : "", kc_shape_str(in, 1, a, sizeof a),
-                       (long long)kc_shape_numel(in));
+        return kc_fail(
+            e, KC_ECONFIG, "%s: samples have %lld values but the model input %s%s%s needs %lld",
+            path, (long long)kc_array_row_size(x),
+            s->model->ninputs > 1 ? s->model->inputs[i].name : "", s->model->ninputs > 1 ? " " : "",
+            kc_shape_str(in, 1, a, sizeof a), (long long)kc_shape_numel(in));
     }
     x->shape.rank = 1 + in->rank;
-    for (int k = 0; k < in->rank; k++) x->shape.d[k + 1] = in->d[k];
+    for (int k = 0; k < in->rank; k++)
+        x->shape.d[k + 1] = in->d[k];
     return KC_OK;
 }
 
@@ -77,25 +81,29 @@ static int write_csv(FILE *f, float *const *outs, const kc_session *s, int64_t r
         for (int k = 0; k < s->nouts; k++) {
             int64_t cols = s->outs[k].out_rows * s->outs[k].out_cols;
             for (int64_t c = 0; c < cols; c++)
-                fprintf(f, "%.9g%c", outs[k][r * cols + c], c + 1 == cols && k + 1 == s->nouts ? '\n' : ',');
+                fprintf(f, "%.9g%c", outs[k][r * cols + c],
+                        c + 1 == cols && k + 1 == s->nouts ? '\n' : ',');
         }
     return fflush(f) ? 1 : 0;
 }
 
-static int write_one(const kc_session *s, int k, const float *v, int64_t rows, const char *path, kc_error *e) {
+static int write_one(const kc_session *s, int k, const float *v, int64_t rows, const char *path,
+                     kc_error *e) {
     int64_t cols = s->outs[k].out_rows * s->outs[k].out_cols;
     if (ends_with(path, ".npy")) {
         const kc_shape *sh = kc_model_output_shape_n(s->model, k);
         kc_shape full = {.rank = sh->rank + 1};
         full.d[0] = rows;
-        for (int i = 0; i < sh->rank; i++) full.d[i + 1] = sh->d[i];
+        for (int i = 0; i < sh->rank; i++)
+            full.d[i + 1] = sh->d[i];
         return kc_npy_write(path, v, &full, e);
     }
     return kc_csv_write(path, v, rows, cols, NULL, e);
 }
 
 /* Side-by-side CSV written to a temporary file and renamed into place. */
-static int write_all_csv(const kc_session *s, float *const *outs, int64_t rows, const char *path, kc_error *e) {
+static int write_all_csv(const kc_session *s, float *const *outs, int64_t rows, const char *path,
+                         kc_error *e) {
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp-predict", path);
     FILE *f = fopen(tmp, "w");
@@ -118,20 +126,24 @@ typedef struct predict_args {
 static int load_inputs(kc_session *s, const predict_args *a, kc_array *x, kc_error *e) {
     const kc_model *m = s->model;
     if (a->ninputs != m->ninputs)
-        return kc_fail(e, KC_ECONFIG, "the model has %d input%s; give one --input NAME=FILE for each", m->ninputs,
+        return kc_fail(e, KC_ECONFIG,
+                       "the model has %d input%s; give one --input NAME=FILE for each", m->ninputs,
                        m->ninputs == 1 ? "" : "s");
     for (int j = 0; j < a->ninputs; j++) {
         int i = 0;
         if (a->inputs[j].name[0] && (i = kc_model_input_index(m, a->inputs[j].name)) < 0)
-            return kc_fail(e, KC_ECONFIG, "--input %s=...: the model has no input '%s'", a->inputs[j].name,
-                           a->inputs[j].name);
+            return kc_fail(e, KC_ECONFIG, "--input %s=...: the model has no input '%s'",
+                           a->inputs[j].name, a->inputs[j].name);
         if (!a->inputs[j].name[0] && m->ninputs > 1)
-            return kc_fail(e, KC_ECONFIG, "the model has %d inputs: name each, e.g. --input %s=FILE", m->ninputs,
+            return kc_fail(e, KC_ECONFIG,
+                           "the model has %d inputs: name each, e.g. --input %s=FILE", m->ninputs,
                            m->inputs[0].name);
-        if (x[i].data) return kc_fail(e, KC_ECONFIG, "input '%s' is given twice", m->inputs[i].name);
+        if (x[i].data)
+            return kc_fail(e, KC_ECONFIG, "input '%s' is given twice", m->inputs[i].name);
         const char *key = NULL;
         for (int k = 0; k < a->nkeys; k++)
-            if (!a->keys[k].name[0] || !strcmp(a->keys[k].name, m->inputs[i].name)) key = a->keys[k].value;
+            if (!a->keys[k].name[0] || !strcmp(a->keys[k].name, m->inputs[i].name))
+                key = a->keys[k].value;
         int rc = load_input(a->inputs[j].value, key, &x[i], e);
         if (!rc) rc = fit_input(s, i, &x[i], a->inputs[j].value, e);
         if (rc) return rc;
@@ -139,22 +151,27 @@ static int load_inputs(kc_session *s, const predict_args *a, kc_array *x, kc_err
     return KC_OK;
 }
 
-static int write_outputs(kc_session *s, const predict_args *a, float *const *outs, int64_t rows, kc_error *e) {
-    if (a->noutputs == 0) return write_csv(stdout, outs, s, rows) ? kc_fail(e, KC_ERUNTIME, "cannot write stdout") : 0;
+static int write_outputs(kc_session *s, const predict_args *a, float *const *outs, int64_t rows,
+                         kc_error *e) {
+    if (a->noutputs == 0)
+        return write_csv(stdout, outs, s, rows) ? kc_fail(e, KC_ERUNTIME, "cannot write stdout")
+                                                : 0;
     if (a->noutputs == 1 && !a->outputs[0].name[0]) {
         const char *path = a->outputs[0].value;
         if (s->nouts == 1) return write_one(s, 0, outs[0], rows, path, e);
         if (ends_with(path, ".npy"))
-            return kc_fail(e, KC_ECONFIG, "the model has %d outputs: name each, e.g. --output %s=FILE.npy, or "
-                                          "write one .csv holding them side by side",
+            return kc_fail(e, KC_ECONFIG,
+                           "the model has %d outputs: name each, e.g. --output %s=FILE.npy, or "
+                           "write one .csv holding them side by side",
                            s->nouts, s->outs[0].name);
         return write_all_csv(s, outs, rows, path, e);
     }
     for (int j = 0; j < a->noutputs; j++) {
-        int k = a->outputs[j].name[0] ? kc_model_output_index(s->model, a->outputs[j].name) : (s->nouts == 1 ? 0 : -1);
+        int k = a->outputs[j].name[0] ? kc_model_output_index(s->model, a->outputs[j].name)
+                                      : (s->nouts == 1 ? 0 : -1);
         if (k < 0)
-            return kc_fail(e, KC_ECONFIG, "--output %s=...: the model has no output '%s'", a->outputs[j].name,
-                           a->outputs[j].name);
+            return kc_fail(e, KC_ECONFIG, "--output %s=...: the model has no output '%s'",
+                           a->outputs[j].name, a->outputs[j].name);
         int rc = write_one(s, k, outs[k], rows, a->outputs[j].value, e);
         if (rc) return rc;
     }
@@ -162,11 +179,14 @@ static int write_outputs(kc_session *s, const predict_args *a, float *const *out
 }
 
 static int parse_args(int argc, char **argv, kc_run_opts *o, predict_args *a) {
-    static const struct option opts[] = {
-        {"input", required_argument, 0, O_INPUT},     {"output", required_argument, 0, O_OUTPUT_FILE},
-        {"key", required_argument, 0, O_KEY},         {"batch-size", required_argument, 0, O_BATCH},
-        {"threads", required_argument, 0, O_THREADS}, {"backend", required_argument, 0, O_BACKEND},
-        {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
+    static const struct option opts[] = {{"input", required_argument, 0, O_INPUT},
+                                         {"output", required_argument, 0, O_OUTPUT_FILE},
+                                         {"key", required_argument, 0, O_KEY},
+                                         {"batch-size", required_argument, 0, O_BATCH},
+                                         {"threads", required_argument, 0, O_THREADS},
+                                         {"backend", required_argument, 0, O_BACKEND},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     long long verbose = -1;
     int c;
     optind = 1;
@@ -177,11 +197,17 @@ static int parse_args(int argc, char **argv, kc_run_opts *o, predict_args *a) {
             return -1;
         }
         if (c == '?' || c == ':')
-            return kc_cli_usage_error("predict", "unknown or incomplete option '%s'", argv[optind - 1]);
-        named_arg *list = c == O_INPUT ? a->inputs : c == O_KEY ? a->keys : c == O_OUTPUT_FILE ? a->outputs : NULL;
+            return kc_cli_usage_error("predict", "unknown or incomplete option '%s'",
+                                      argv[optind - 1]);
+        named_arg *list = c == O_INPUT         ? a->inputs
+                          : c == O_KEY         ? a->keys
+                          : c == O_OUTPUT_FILE ? a->outputs
+                                               : NULL;
         int *n = c == O_INPUT ? &a->ninputs : c == O_KEY ? &a->nkeys : &a->noutputs;
         if (list) {
-            if (*n >= KC_MODEL_MAX_IO) return kc_cli_usage_error("predict", "at most %d of each of --input, --key, --output", KC_MODEL_MAX_IO);
+            if (*n >= KC_MODEL_MAX_IO)
+                return kc_cli_usage_error(
+                    "predict", "at most %d of each of --input, --key, --output", KC_MODEL_MAX_IO);
             split_named(optarg, &list[(*n)++]);
         } else if (kc_cli_parse_run_opt("predict", c, optarg, o, &verbose)) {
             return 2;
@@ -191,7 +217,8 @@ static int parse_args(int argc, char **argv, kc_run_opts *o, predict_args *a) {
     if (!a->ninputs) return kc_cli_usage_error("predict", "--input FILE is required");
     for (int j = 0; j < a->noutputs; j++)
         if (!ends_with(a->outputs[j].value, ".csv") && !ends_with(a->outputs[j].value, ".npy"))
-            return kc_cli_usage_error("predict", "--output must end in .csv or .npy, got '%s'", a->outputs[j].value);
+            return kc_cli_usage_error("predict", "--output must end in .csv or .npy, got '%s'",
+                                      a->outputs[j].value);
     return 0;
 }
 
@@ -203,7 +230,9 @@ int kc_cmd_predict(int argc, char **argv) {
     if (st) return st < 0 ? 0 : st;
     const char *ckpt = argv[optind];
     if (!kc_is_checkpoint(ckpt))
-        return kc_cli_usage_error("predict", "%s is not a kerasc checkpoint (.safetensors written by kerasc train)", ckpt);
+        return kc_cli_usage_error(
+            "predict", "%s is not a kerasc checkpoint (.safetensors written by kerasc train)",
+            ckpt);
 
     kc_error e = {0};
     kc_config *cfg = NULL;
@@ -218,12 +247,15 @@ int kc_cmd_predict(int argc, char **argv) {
         status = kc_cli_report("predict", &e);
     } else {
         const kc_array *xs[KC_MODEL_MAX_IO];
-        for (int i = 0; i < s.model->ninputs; i++) xs[i] = &x[i];
+        for (int i = 0; i < s.model->ninputs; i++)
+            xs[i] = &x[i];
         if (kc_predict_n(&s, xs, outs, &e) || write_outputs(&s, &a, outs, kc_array_rows(&x[0]), &e))
             status = kc_cli_report("predict", &e);
     }
-    for (int k = 0; k < KC_MODEL_MAX_IO; k++) free(outs[k]);
-    for (int i = 0; i < KC_MODEL_MAX_IO; i++) kc_array_free(&x[i]);
+    for (int k = 0; k < KC_MODEL_MAX_IO; k++)
+        free(outs[k]);
+    for (int i = 0; i < KC_MODEL_MAX_IO; i++)
+        kc_array_free(&x[i]);
     kc_session_close(&s);
     kc_config_free(cfg);
     return status;

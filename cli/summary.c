@@ -62,7 +62,8 @@ static int fill_rows(const kc_model *m, int four, row_text *text, kc_summary_row
         n = kc_model_keras_order(m, order);
     } else {
         n = m->nlayers;
-        for (int i = 0; i < n; i++) order[i] = i;
+        for (int i = 0; i < n; i++)
+            order[i] = i;
     }
     for (int r = 0; r < n; r++) {
         row_text *t = &text[r];
@@ -100,7 +101,8 @@ int kc_cmd_summary(int argc, char **argv) {
         }
         return kc_cli_usage_error("summary", "unknown option");
     }
-    if (optind != argc - 1) return kc_cli_usage_error("summary", "expected one CONFIG or CHECKPOINT file");
+    if (optind != argc - 1)
+        return kc_cli_usage_error("summary", "expected one CONFIG or CHECKPOINT file");
     kc_error e = {0};
     kc_config *cfg;
     int is_ckpt;
@@ -122,7 +124,8 @@ int kc_cmd_summary(int argc, char **argv) {
                              kc_summary_line_length(four, tty), tty && !getenv("NO_COLOR")))
             status = 1;
     }
-    for (size_t i = 0; text && i < cap; i++) free(text[i].connected);
+    for (size_t i = 0; text && i < cap; i++)
+        free(text[i].connected);
     free(rows);
     free(text);
     kc_config_free(cfg);

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "models/keras_import.h"
+
 static const char *const top_keys[] = {"model", "compile", "data", "fit", NULL};
 static const char *const compile_keys[] = {"optimizer", "loss", "loss_weights", "metrics", NULL};
 static const char *const data_keys[] = {"dataset", "path",    "train",   "test",
@@ -39,6 +41,7 @@ void kc_config_free(kc_config *c) {
     free(c->data.dataset);
     free(c->data.path);
     kc_doc_free(c->doc);
+    kc_doc_free(c->model_doc);
     free(c->path);
     free(c);
 }
@@ -484,6 +487,10 @@ int kc_config_parse_text(const char *name, const char *base_dir, const char *tex
         rc = kc_node_fail(e, root, "the file has no `model:` section");
         goto fail;
     }
+    /* `model: model.json` (or .keras): a Keras model description, converted */
+    if (model->kind == KC_NODE_SCALAR &&
+        (rc = kc_keras_model_node(model, base_dir, &c->model_doc, &model, e)))
+        goto fail;
     char stem[128];
     stem_of(name, stem, sizeof stem);
     if ((rc = kc_model_parse(model, NULL, &c->model, e))) goto fail;

@@ -72,6 +72,7 @@ typedef struct kc_fit_spec {
 
 typedef struct kc_config {
     kc_doc *doc;
+    kc_doc *model_doc;    /* the converted Keras model when `model:` names a .json/.keras file */
     char *path;
     char run_name[128];   /* runs/<run_name> */
     kc_model *model;

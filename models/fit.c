@@ -17,8 +17,8 @@ static int load_source(const kc_source_spec *src, const char *what, kc_array *x,
                        kc_named_arrays *named, kc_error *e) {
     int rc = KC_OK;
     if (src->csv_path) {
-        rc = kc_csv_load(src->csv_path, src->label_column ? src->label_column : "-1", src->csv_header, x,
-                         y, e);
+        rc = kc_csv_load(src->csv_path, src->label_column ? src->label_column : "-1",
+                         src->csv_header, x, y, e);
     } else {
         if (src->x_path) rc = kc_array_load(src->x_path, src->x_key, x, e);
         if (!rc && src->y_path) rc = kc_array_load(src->y_path, src->y_key, y, e);
@@ -39,22 +39,24 @@ static int load_source(const kc_source_spec *src, const char *what, kc_array *x,
     int n = 0;
     if (x->data) all[n] = x, names[n++] = "x";
     if (y->data) all[n] = y, names[n++] = "y";
-    for (int i = 0; i < named->n; i++) all[n] = &named->arr[i], names[n++] = named->names[i];
+    for (int i = 0; i < named->n; i++)
+        all[n] = &named->arr[i], names[n++] = named->names[i];
     for (int i = 0; i < n; i++) {
         int64_t r = kc_array_rows(all[i]);
         if (rows < 0) {
             rows = r;
             first = names[i];
         } else if (r != rows) {
-            return kc_node_fail(e, src->node, "the %s data has %lld samples in %s but %lld in %s", what,
-                                (long long)rows, first, (long long)r, names[i]);
+            return kc_node_fail(e, src->node, "the %s data has %lld samples in %s but %lld in %s",
+                                what, (long long)rows, first, (long long)r, names[i]);
         }
     }
     return KC_OK;
 }
 
 static void named_free(kc_named_arrays *n) {
-    for (int i = 0; i < n->n; i++) kc_array_free(&n->arr[i]);
+    for (int i = 0; i < n->n; i++)
+        kc_array_free(&n->arr[i]);
     memset(n, 0, sizeof *n);
 }
 
@@ -62,16 +64,21 @@ static void named_free(kc_named_arrays *n) {
 static int split_validation(kc_session *s, kc_error *e) {
     const kc_fit_spec *f = &s->cfg->fit;
     kc_named_arrays *tr = &s->named[KC_SPLIT_TRAIN], *va = &s->named[KC_SPLIT_VAL];
-    const kc_array *any = s->x_train.data ? &s->x_train : s->y_train.data ? &s->y_train : &tr->arr[0];
+    const kc_array *any = s->x_train.data   ? &s->x_train
+                          : s->y_train.data ? &s->y_train
+                                            : &tr->arr[0];
     int64_t n = kc_array_rows(any);
     /* Keras: the last n - floor(n (1 - split)) samples, before shuffling */
     int64_t keep = (int64_t)floor((double)n * (1.0 - f->validation_split));
     if (keep < 1 || keep == n)
-        return kc_node_fail(e, f->validation_split_node, "validation_split %g of %lld samples leaves %s",
-                            f->validation_split, (long long)n, keep < 1 ? "no training data" : "no validation data");
+        return kc_node_fail(e, f->validation_split_node,
+                            "validation_split %g of %lld samples leaves %s", f->validation_split,
+                            (long long)n, keep < 1 ? "no training data" : "no validation data");
     int rc;
-    if (s->x_train.data && (rc = kc_array_split_tail(&s->x_train, n - keep, &s->x_val, e))) return rc;
-    if (s->y_train.data && (rc = kc_array_split_tail(&s->y_train, n - keep, &s->y_val, e))) return rc;
+    if (s->x_train.data && (rc = kc_array_split_tail(&s->x_train, n - keep, &s->x_val, e)))
+        return rc;
+    if (s->y_train.data && (rc = kc_array_split_tail(&s->y_train, n - keep, &s->y_val, e)))
+        return rc;
     for (int i = 0; i < tr->n; i++) {
         snprintf(va->names[i], sizeof va->names[i], "%s", tr->names[i]);
         va->is_x[i] = tr->is_x[i];
@@ -85,11 +92,13 @@ static int split_validation(kc_session *s, kc_error *e) {
 static int load_data(kc_session *s, int need, kc_error *e) {
     const kc_data_spec *d = &s->cfg->data;
     if (!d->node)
-        return kc_fail(e, KC_ECONFIG, "%s: the file has no `data:` section; it is needed to train or evaluate",
+        return kc_fail(e, KC_ECONFIG,
+                       "%s: the file has no `data:` section; it is needed to train or evaluate",
                        s->cfg->path);
     int rc;
     if (d->dataset) {
-        rc = kc_dataset_load(d->dataset, d->path, &s->x_train, &s->y_train, &s->x_test, &s->y_test, e);
+        rc = kc_dataset_load(d->dataset, d->path, &s->x_train, &s->y_train, &s->x_test, &s->y_test,
+                             e);
         if (rc) return rc;
         s->has_train = s->has_test = 1;
         if (!(need & KC_NEED_TRAIN)) {
@@ -99,30 +108,37 @@ static int load_data(kc_session *s, int need, kc_error *e) {
         }
     } else {
         if ((need & KC_NEED_TRAIN) && d->has_train) {
-            if ((rc = load_source(&d->train, "train", &s->x_train, &s->y_train, &s->named[KC_SPLIT_TRAIN], e)))
+            if ((rc = load_source(&d->train, "train", &s->x_train, &s->y_train,
+                                  &s->named[KC_SPLIT_TRAIN], e)))
                 return rc;
             s->has_train = 1;
         }
         if (d->has_test && ((need & KC_NEED_TEST) || d->validation_is_test)) {
-            if ((rc = load_source(&d->test, "test", &s->x_test, &s->y_test, &s->named[KC_SPLIT_TEST], e)))
+            if ((rc = load_source(&d->test, "test", &s->x_test, &s->y_test,
+                                  &s->named[KC_SPLIT_TEST], e)))
                 return rc;
             s->has_test = 1;
         }
     }
     if ((need & KC_NEED_TRAIN) && !s->has_train)
-        return kc_node_fail(e, d->node, "training needs data: add `dataset:` or `train:` to the data section");
+        return kc_node_fail(e, d->node,
+                            "training needs data: add `dataset:` or `train:` to the data section");
     if ((need & KC_NEED_TEST) && !s->has_test)
-        return kc_node_fail(e, d->node, "evaluation needs test data: add `dataset:` or `test:` to the data section");
+        return kc_node_fail(
+            e, d->node,
+            "evaluation needs test data: add `dataset:` or `test:` to the data section");
     if (need & KC_NEED_TRAIN) {
         if (d->has_validation) {
-            if ((rc = load_source(&d->validation, "validation", &s->x_val, &s->y_val, &s->named[KC_SPLIT_VAL], e)))
+            if ((rc = load_source(&d->validation, "validation", &s->x_val, &s->y_val,
+                                  &s->named[KC_SPLIT_VAL], e)))
                 return rc;
             s->has_val = 1;
         } else if (s->cfg->fit.validation_split > 0) {
             if ((rc = split_validation(s, e))) return rc;
         } else if (d->validation_is_test) {
             if (!s->has_test)
-                return kc_node_fail(e, d->node, "`validation: test` needs test data in the data section");
+                return kc_node_fail(e, d->node,
+                                    "`validation: test` needs test data in the data section");
             s->has_val = 2; /* borrows the test arrays */
         }
     }
@@ -155,16 +171,17 @@ static int make_feed(kc_session *s, const kc_array *x, const kc_array *y, const 
     for (int i = 0; i < m->ninputs; i++) {
         const char *name = d->inputs[i].array;
         if (!(f->x[i] = array_named(x, y, nm, name)))
-            return kc_node_fail(e, d->node, "the %s data has no array '%s' for model input '%s'", what, name,
-                                m->inputs[i].name);
+            return kc_node_fail(e, d->node, "the %s data has no array '%s' for model input '%s'",
+                                what, name, m->inputs[i].name);
         f->rows = kc_array_rows(f->x[i]);
     }
     for (int k = 0; k < s->nouts; k++) {
         if (!s->outs[k].needs_target) continue;
         const char *name = d->targets[k].array;
         if (!(f->y[k] = array_named(x, y, nm, name)))
-            return kc_node_fail(e, d->node, "the %s data has no array '%s' for the targets of output '%s'", what,
-                                name, s->outs[k].name);
+            return kc_node_fail(e, d->node,
+                                "the %s data has no array '%s' for the targets of output '%s'",
+                                what, name, s->outs[k].name);
         if (f->rows < 0) f->rows = kc_array_rows(f->y[k]);
     }
     if (f->rows < 0) f->rows = 0;
@@ -174,12 +191,18 @@ static int make_feed(kc_session *s, const kc_array *x, const kc_array *y, const 
 static int split_feed(kc_session *s, int split, feed *f, kc_error *e) {
     static const char *const what[] = {"training", "validation", "test"};
     if (split == KC_SPLIT_VAL && s->has_val == 2) split = KC_SPLIT_TEST;
-    const kc_array *x = split == KC_SPLIT_TRAIN ? &s->x_train : split == KC_SPLIT_VAL ? &s->x_val : &s->x_test;
-    const kc_array *y = split == KC_SPLIT_TRAIN ? &s->y_train : split == KC_SPLIT_VAL ? &s->y_val : &s->y_test;
+    const kc_array *x = split == KC_SPLIT_TRAIN ? &s->x_train
+                        : split == KC_SPLIT_VAL ? &s->x_val
+                                                : &s->x_test;
+    const kc_array *y = split == KC_SPLIT_TRAIN ? &s->y_train
+                        : split == KC_SPLIT_VAL ? &s->y_val
+                                                : &s->y_test;
     return make_feed(s, x, y, &s->named[split], what[split], f, e);
 }
 
-static const char *shape_s(const kc_shape *sh, char *buf, size_t n) { return kc_shape_str(sh, 1, buf, n); }
+static const char *shape_s(const kc_shape *sh, char *buf, size_t n) {
+    return kc_shape_str(sh, 1, buf, n);
+}
 
 /* Per-sample shape of input i's array after the data section's reshape must be the model's. */
 static int check_x(kc_session *s, int i, const kc_array *x, const char *what, kc_error *e) {
@@ -189,13 +212,15 @@ static int check_x(kc_session *s, int i, const kc_array *x, const char *what, kc
     const kc_shape *in = &mi->shape;
     kc_shape row = {0};
     row.rank = x->shape.rank - 1;
-    for (int k = 1; k < x->shape.rank; k++) row.d[k - 1] = x->shape.d[k];
+    for (int k = 1; k < x->shape.rank; k++)
+        row.d[k - 1] = x->shape.d[k];
     char a[128], b[128], who[200] = "";
     if (s->model->ninputs > 1) snprintf(who, sizeof who, " '%s'", mi->name);
     if (fs->has_reshape) {
         if (kc_shape_numel(&fs->reshape) != kc_array_row_size(x))
-            return kc_node_fail(e, fs->reshape_node, "reshape %s does not fit the %s samples of shape %s",
-                                shape_s(&fs->reshape, a, sizeof a), what, shape_s(&row, b, sizeof b));
+            return kc_node_fail(
+                e, fs->reshape_node, "reshape %s does not fit the %s samples of shape %s",
+                shape_s(&fs->reshape, a, sizeof a), what, shape_s(&row, b, sizeof b));
         row = fs->reshape;
     }
     if (kc_shape_equal(&row, in)) return KC_OK;
@@ -203,19 +228,23 @@ static int check_x(kc_session *s, int i, const kc_array *x, const char *what, kc
         char list[128];
         size_t used = 0;
         for (int k = 0; k < in->rank; k++)
-            used += (size_t)snprintf(list + used, sizeof list - used, "%s%lld", k ? ", " : "[", (long long)in->d[k]);
+            used += (size_t)snprintf(list + used, sizeof list - used, "%s%lld", k ? ", " : "[",
+                                     (long long)in->d[k]);
         snprintf(list + used, sizeof list - used, "]");
         if (s->model->ninputs > 1)
-            return kc_node_fail(e, d->node,
-                                "the %s samples for input%s have shape %s but the model input is %s: add "
-                                "`reshape: {%s: %s}` to the data section",
-                                what, who, shape_s(&row, a, sizeof a), shape_s(in, b, sizeof b), mi->name, list);
-        return kc_node_fail(e, d->node,
-                            "the %s samples have shape %s but the model input is %s: add `reshape: %s` "
-                            "to the data section",
-                            what, shape_s(&row, a, sizeof a), shape_s(in, b, sizeof b), list);
+            return kc_node_fail(
+                e, d->node,
+                "the %s samples for input%s have shape %s but the model input is %s: add "
+                "`reshape: {%s: %s}` to the data section",
+                what, who, shape_s(&row, a, sizeof a), shape_s(in, b, sizeof b), mi->name, list);
+        return kc_node_fail(
+            e, d->node,
+            "the %s samples have shape %s but the model input is %s: add `reshape: %s` "
+            "to the data section",
+            what, shape_s(&row, a, sizeof a), shape_s(in, b, sizeof b), list);
     }
-    return kc_node_fail(e, mi->where, "the model input%s %s does not fit the %s samples of shape %s", who,
+    return kc_node_fail(e, mi->where,
+                        "the model input%s %s does not fit the %s samples of shape %s", who,
                         shape_s(in, a, sizeof a), what, shape_s(&row, b, sizeof b));
 }
 
@@ -229,25 +258,32 @@ static int check_y(kc_session *s, int k, const kc_array *y, const char *what, kc
     if (s->nouts > 1) snprintf(who, sizeof who, " of output '%s'", o->name);
     if (o->sparse_targets) {
         if (per != o->out_rows)
-            return kc_node_fail(e, at, "the %s labels%s have %lld values per sample, but the loss %s expects one "
-                                       "class index per output row (%lld)",
-                                what, who, (long long)per, o->loss.name, (long long)o->out_rows);
+            return kc_node_fail(
+                e, at,
+                "the %s labels%s have %lld values per sample, but the loss %s expects one "
+                "class index per output row (%lld)",
+                what, who, (long long)per, o->loss.name, (long long)o->out_rows);
         int64_t n = kc_array_rows(y) * per;
         for (int64_t i = 0; i < n; i++) {
-            double v = y->dtype == KC_DT_U8 ? ((const uint8_t *)y->data)[i] : ((const float *)y->data)[i];
+            double v =
+                y->dtype == KC_DT_U8 ? ((const uint8_t *)y->data)[i] : ((const float *)y->data)[i];
             if (!(v >= 0 && v < o->out_cols && v == floor(v)))
-                return kc_node_fail(e, at, "%s label %g of sample %lld%s is not a class index in [0, %d): the model "
-                                           "has %d outputs",
-                                    what, v, (long long)(i / per), who, o->out_cols, o->out_cols);
+                return kc_node_fail(
+                    e, at,
+                    "%s label %g of sample %lld%s is not a class index in [0, %d): the model "
+                    "has %d outputs",
+                    what, v, (long long)(i / per), who, o->out_cols, o->out_cols);
         }
         return KC_OK;
     }
     if (per != out_numel) {
         char a[128];
-        return kc_node_fail(e, at, "the %s targets%s have %lld values per sample but the model output %s has %lld; "
-                                   "for class labels use sparse_categorical_crossentropy or `one_hot: true`",
-                            what, who, (long long)per, shape_s(kc_model_output_shape_n(s->model, k), a, sizeof a),
-                            (long long)out_numel);
+        return kc_node_fail(
+            e, at,
+            "the %s targets%s have %lld values per sample but the model output %s has %lld; "
+            "for class labels use sparse_categorical_crossentropy or `one_hot: true`",
+            what, who, (long long)per, shape_s(kc_model_output_shape_n(s->model, k), a, sizeof a),
+            (long long)out_numel);
     }
     return KC_OK;
 }
@@ -256,7 +292,8 @@ static int check_split(kc_session *s, int split, kc_error *e) {
     static const char *const what[] = {"training", "validation", "test"};
     feed f;
     int rc = split_feed(s, split, &f, e);
-    for (int i = 0; !rc && i < s->model->ninputs; i++) rc = check_x(s, i, f.x[i], what[split], e);
+    for (int i = 0; !rc && i < s->model->ninputs; i++)
+        rc = check_x(s, i, f.x[i], what[split], e);
     for (int k = 0; !rc && k < s->nouts; k++)
         if (f.y[k]) rc = check_y(s, k, f.y[k], what[split], e);
     return rc;
@@ -277,19 +314,23 @@ static int keyed_by_outputs(const kc_session *s, const kc_node *n) {
 /* Keys of a per-output mapping must be the model's outputs. */
 static int check_output_keys(const kc_session *s, kc_node *map, const char *what, kc_error *e) {
     const char *names[KC_MODEL_MAX_IO];
-    for (int k = 0; k < s->nouts; k++) names[k] = s->outs[k].name;
+    for (int k = 0; k < s->nouts; k++)
+        names[k] = s->outs[k].name;
     for (size_t i = 0; i < map->n; i++) {
         kc_node *key = kc_map_key(map, i);
         int known = 0;
-        for (int k = 0; k < s->nouts; k++) known |= !strcmp(key->str, names[k]);
+        for (int k = 0; k < s->nouts; k++)
+            known |= !strcmp(key->str, names[k]);
         if (known) continue;
         const char *near = kc_closest(key->str, names, (size_t)s->nouts);
         char list[1024] = "";
         size_t used = 0;
         for (int k = 0; k < s->nouts && used + 4 < sizeof list; k++)
-            used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", k ? ", " : "", names[k]);
-        return kc_node_fail(e, key, "%s: the model has no output '%s'%s%s%s (its outputs: %s)", what, key->str,
-                            near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "", list);
+            used +=
+                (size_t)snprintf(list + used, sizeof list - used, "%s%s", k ? ", " : "", names[k]);
+        return kc_node_fail(e, key, "%s: the model has no output '%s'%s%s%s (its outputs: %s)",
+                            what, key->str, near ? " (did you mean '" : "", near ? near : "",
+                            near ? "'?)" : "", list);
     }
     return KC_OK;
 }
@@ -300,17 +341,21 @@ static int per_output(const kc_session *s, kc_node *v, const char *what, int key
     if (keyed) {
         int rc = check_output_keys(s, v, what, e);
         if (rc) return rc;
-        for (int k = 0; k < s->nouts; k++) out[k] = kc_map_get(v, s->outs[k].name);
+        for (int k = 0; k < s->nouts; k++)
+            out[k] = kc_map_get(v, s->outs[k].name);
         return KC_OK;
     }
     if (v->kind == KC_NODE_SEQ) {
         if ((int)v->n != s->nouts)
-            return kc_node_fail(e, v, "%s: a list gives one entry per output, in order (%d), got %zu", what,
-                                s->nouts, v->n);
-        for (int k = 0; k < s->nouts; k++) out[k] = v->items[k];
+            return kc_node_fail(e, v,
+                                "%s: a list gives one entry per output, in order (%d), got %zu",
+                                what, s->nouts, v->n);
+        for (int k = 0; k < s->nouts; k++)
+            out[k] = v->items[k];
         return KC_OK;
     }
-    for (int k = 0; k < s->nouts; k++) out[k] = v;
+    for (int k = 0; k < s->nouts; k++)
+        out[k] = v;
     return KC_OK;
 }
 
@@ -318,16 +363,15 @@ static int parse_losses(kc_session *s, kc_error *e) {
     kc_config *c = s->cfg;
     kc_node *per[KC_MODEL_MAX_IO];
     int keyed = keyed_by_outputs(s, c->loss);
-    /* a list is per output only with several outputs; one output reads it as the loss */
-    int rc;
-    if (c->loss->kind == KC_NODE_SEQ && s->nouts == 1 && !keyed)
-        return kc_node_fail(e, c->loss, "loss: give one loss (a list gives one per output)");
-    if ((rc = per_output(s, c->loss, "loss", keyed, per, e))) return rc;
+    /* a list gives one loss per output, in order (as Keras, also for a single output) */
+    int rc = per_output(s, c->loss, "loss", keyed, per, e);
+    if (rc) return rc;
     for (int k = 0; k < s->nouts; k++) {
         kc_session_output *o = &s->outs[k];
         if (keyed && !per[k])
-            return kc_node_fail(e, c->loss, "loss: no entry for output '%s' (give `%s: null` for an output "
-                                            "trained by no loss)",
+            return kc_node_fail(e, c->loss,
+                                "loss: no entry for output '%s' (give `%s: null` for an output "
+                                "trained by no loss)",
                                 o->name, o->name);
         if (kc_node_is_null(per[k])) continue;
         if ((rc = kc_loss_parse(per[k], &o->loss, e))) return rc;
@@ -338,7 +382,8 @@ static int parse_losses(kc_session *s, kc_error *e) {
 
 static int parse_loss_weights(kc_session *s, kc_error *e) {
     kc_node *v = s->cfg->loss_weights;
-    for (int k = 0; k < s->nouts; k++) s->outs[k].weight = 1.0;
+    for (int k = 0; k < s->nouts; k++)
+        s->outs[k].weight = 1.0;
     if (!v) return KC_OK;
     kc_node *per[KC_MODEL_MAX_IO];
     int rc = per_output(s, v, "loss_weights", v->kind == KC_NODE_MAP, per, e);
@@ -346,7 +391,8 @@ static int parse_loss_weights(kc_session *s, kc_error *e) {
         if (!per[k] || kc_node_is_null(per[k])) continue;
         if ((rc = kc_node_float(per[k], &s->outs[k].weight, e))) break;
         if (!isfinite(s->outs[k].weight))
-            rc = kc_node_fail(e, per[k], "loss_weights: expected a finite number, got %s", per[k]->str);
+            rc = kc_node_fail(e, per[k], "loss_weights: expected a finite number, got %s",
+                              per[k]->str);
     }
     return rc;
 }
@@ -359,7 +405,8 @@ static int parse_output_metrics(kc_session_output *o, kc_node *list, kc_error *e
     for (size_t i = 0; i < n; i++) {
         kc_node *mn = list->kind == KC_NODE_SEQ ? list->items[i] : list;
         /* metrics see one-hot targets when the labels were expanded */
-        int rc = kc_metric_parse(mn, o->out_cols, o->sparse_targets && !o->one_hot, &o->metrics[o->nmetrics], e);
+        int rc = kc_metric_parse(mn, o->out_cols, o->sparse_targets && !o->one_hot,
+                                 &o->metrics[o->nmetrics], e);
         if (rc) return rc;
         o->nmetrics++;
     }
@@ -375,13 +422,16 @@ static int parse_metrics(kc_session *s, kc_error *e) {
     int rc;
     if (v->kind == KC_NODE_MAP && !kc_map_get(v, "class_name") && keyed_by_outputs(s, v)) {
         rc = per_output(s, v, "metrics", 1, per, e);
-    } else if (v->kind == KC_NODE_SEQ && s->nouts > 1 && v->n > 0 && v->items[0]->kind == KC_NODE_SEQ) {
+    } else if (v->kind == KC_NODE_SEQ && s->nouts > 1 && v->n > 0 &&
+               v->items[0]->kind == KC_NODE_SEQ) {
         rc = per_output(s, v, "metrics", 0, per, e);
     } else {
-        for (int k = 0; k < s->nouts; k++) per[k] = v;
+        for (int k = 0; k < s->nouts; k++)
+            per[k] = v;
         rc = KC_OK;
     }
-    for (int k = 0; !rc && k < s->nouts; k++) rc = parse_output_metrics(&s->outs[k], per[k], e);
+    for (int k = 0; !rc && k < s->nouts; k++)
+        rc = parse_output_metrics(&s->outs[k], per[k], e);
     return rc;
 }
 
@@ -402,8 +452,9 @@ static int parse_compile(kc_session *s, int training, int need, kc_error *e) {
     }
     if (!c->loss) {
         if (!training && !need) return KC_OK; /* prediction needs no loss */
-        return kc_node_fail(e, c->compile_node ? c->compile_node : c->doc->root,
-                            "no loss given: add `compile: {loss: ...}` (e.g. sparse_categorical_crossentropy)");
+        return kc_node_fail(
+            e, c->compile_node ? c->compile_node : c->doc->root,
+            "no loss given: add `compile: {loss: ...}` (e.g. sparse_categorical_crossentropy)");
     }
     if ((rc = parse_losses(s, e)) || (rc = parse_loss_weights(s, e))) return rc;
     int any = 0;
@@ -417,7 +468,9 @@ static int parse_compile(kc_session *s, int training, int need, kc_error *e) {
         o->sparse_targets = sparse_loss || want_one_hot;
         o->one_hot = !sparse_loss && want_one_hot;
     }
-    if (!any) return kc_node_fail(e, c->loss, "loss: every output's loss is null; nothing would be trained");
+    if (!any)
+        return kc_node_fail(e, c->loss,
+                            "loss: every output's loss is null; nothing would be trained");
     if ((rc = parse_metrics(s, e))) return rc;
     int keys = 1;
     for (int k = 0; k < s->nouts; k++) {
@@ -425,13 +478,15 @@ static int parse_compile(kc_session *s, int training, int need, kc_error *e) {
         o->needs_target = o->has_loss || o->nmetrics > 0;
         keys += o->nmetrics + (o->has_loss ? 1 : 0);
         if (o->needs_target && c->data.node && !c->data.targets[k].array[0])
-            return kc_node_fail(e, c->data.node,
-                                "output '%s' has a %s but no targets: say which array it learns, e.g. "
-                                "`targets: {%s: y}` in the data section",
-                                o->name, o->has_loss ? "loss" : "metric", o->name);
+            return kc_node_fail(
+                e, c->data.node,
+                "output '%s' has a %s but no targets: say which array it learns, e.g. "
+                "`targets: {%s: y}` in the data section",
+                o->name, o->has_loss ? "loss" : "metric", o->name);
     }
     if (2 * keys > KC_MAX_LOGS)
-        return kc_node_fail(e, c->compile_node, "too many losses and metrics to log (at most %d values)",
+        return kc_node_fail(e, c->compile_node,
+                            "too many losses and metrics to log (at most %d values)",
                             KC_MAX_LOGS / 2);
     if (training && (rc = kc_optimizer_parse(c->optimizer, &s->opt, e))) return rc;
     return KC_OK;
@@ -453,7 +508,8 @@ static int alloc_staging(kc_session *s, kc_error *e) {
         o->hpred = malloc(bs * out * sizeof(float));
         o->hz = malloc(bs * out * sizeof(float));
         o->hgrad = malloc(bs * out * sizeof(float));
-        if (!o->hy || !o->hpred || !o->hz || !o->hgrad) return kc_fail(e, KC_ERUNTIME, "out of memory");
+        if (!o->hy || !o->hpred || !o->hz || !o->hgrad)
+            return kc_fail(e, KC_ERUNTIME, "out of memory");
     }
     /* the single-output view */
     const kc_session_output *o = &s->outs[0];
@@ -485,14 +541,16 @@ static int build_optimizer(kc_session *s, kc_error *e) {
         k++;
     }
     int rc = kc_optimizer_build(s->opt, s->be, k, sizes, names, e);
-    for (int i = 0; i < k; i++) free((void *)names[i]);
+    for (int i = 0; i < k; i++)
+        free((void *)names[i]);
     return rc;
 }
 
 /* Which inputs and targets read x arrays: rescale and offset apply to them. */
 static void mark_x_arrays(kc_session *s) {
     const kc_data_spec *d = &s->cfg->data;
-    for (int i = 0; i < s->model->ninputs; i++) s->input_is_x[i] = 1;
+    for (int i = 0; i < s->model->ninputs; i++)
+        s->input_is_x[i] = 1;
     if (!d->node) return;
     const kc_source_spec *srcs[3] = {&d->train, &d->test, &d->validation};
     int have[3] = {d->has_train, d->has_test, d->has_validation};
@@ -518,7 +576,8 @@ int kc_session_open(kc_session *s, kc_config *cfg, const kc_run_opts *o, int nee
     s->cfg = cfg;
     s->model = cfg->model;
     s->be = kc_backend_by_name(o->backend ? o->backend : "cpu");
-    if (!s->be) return kc_fail(e, KC_ECONFIG, "unknown backend '%s' (use cpu or reference)", o->backend);
+    if (!s->be)
+        return kc_fail(e, KC_ECONFIG, "unknown backend '%s' (use cpu or reference)", o->backend);
     s->threads = o->threads;
     s->be->set_threads(o->threads);
     s->seed = (uint64_t)(o->has_seed ? o->seed : cfg->fit.seed);
@@ -545,8 +604,10 @@ void kc_session_close(kc_session *s) {
     kc_array_free(&s->y_test);
     kc_array_free(&s->x_val);
     kc_array_free(&s->y_val);
-    for (int i = 0; i < 3; i++) named_free(&s->named[i]);
-    for (int i = 0; i < KC_MODEL_MAX_IO; i++) free(s->hxs[i]);
+    for (int i = 0; i < 3; i++)
+        named_free(&s->named[i]);
+    for (int i = 0; i < KC_MODEL_MAX_IO; i++)
+        free(s->hxs[i]);
     for (int k = 0; k < s->nouts; k++) {
         free(s->outs[k].hy);
         free(s->outs[k].hpred);
@@ -560,16 +621,19 @@ void kc_session_close(kc_session *s) {
 
 /* ------------------------------------------------------------- batches --- */
 
-static void gather_y(kc_session *s, kc_session_output *o, const kc_array *y, const int64_t *idx, int n) {
+static void gather_y(kc_session *s, kc_session_output *o, const kc_array *y, const int64_t *idx,
+                     int n) {
     const kc_data_spec *d = &s->cfg->data;
-    float scale = o->target_is_x ? (float)d->rescale : 1.0f, offset = o->target_is_x ? (float)d->offset : 0.0f;
+    float scale = o->target_is_x ? (float)d->rescale : 1.0f,
+          offset = o->target_is_x ? (float)d->offset : 0.0f;
     if (o->one_hot) {
         /* class indices -> one-hot rows */
         int64_t rows = (int64_t)n * o->out_rows;
         float *tmp = o->hz; /* free until the forward pass */
         kc_array_gather(y, idx, n, 1.0f, 0.0f, tmp);
         memset(o->hy, 0, (size_t)(rows * o->out_cols) * sizeof(float));
-        for (int64_t r = 0; r < rows; r++) o->hy[r * o->out_cols + (int64_t)tmp[r]] = 1.0f;
+        for (int64_t r = 0; r < rows; r++)
+            o->hy[r * o->out_cols + (int64_t)tmp[r]] = 1.0f;
     } else {
         kc_array_gather(y, idx, n, scale, offset, o->hy);
     }
@@ -579,15 +643,16 @@ static int fused_logits(const kc_session *s, int k) {
     const kc_session_output *o = &s->outs[k];
     const kc_layer *last = s->model->nodes[s->model->outputs[k].node].layer;
     return o->has_loss && !o->loss.from_logits && kc_loss_has_logits_form(&o->loss) &&
-           last->activation.act != KC_ACT_LINEAR && last->activation.act == kc_loss_logits_activation(&o->loss);
+           last->activation.act != KC_ACT_LINEAR &&
+           last->activation.act == kc_loss_logits_activation(&o->loss);
 }
 
 /* Forward on rows idx[0..n) of the feed; fills each output's hpred and returns
  * the weighted total loss, leaving each output's unweighted loss in *losses.
  * With grad, also the loss gradients (uploaded into the model's dy buffers)
  * and which of them are w.r.t. the pre-activation (fused). */
-static double run_batch(kc_session *s, const feed *f, const int64_t *idx, int n, const kc_exec *ex, int grad,
-                        double *losses, int *fused) {
+static double run_batch(kc_session *s, const feed *f, const int64_t *idx, int n, const kc_exec *ex,
+                        int grad, double *losses, int *fused) {
     kc_model *m = s->model;
     const kc_data_spec *d = &s->cfg->data;
     for (int i = 0; i < m->ninputs; i++) {
@@ -619,7 +684,8 @@ static double run_batch(kc_session *s, const feed *f, const int64_t *idx, int n,
         total += o->weight * losses[k];
         if (!grad) continue;
         if (o->weight != 1.0)
-            for (size_t i = 0; i < (size_t)rows * (size_t)c; i++) g[i] = (float)(g[i] * o->weight);
+            for (size_t i = 0; i < (size_t)rows * (size_t)c; i++)
+                g[i] = (float)(g[i] * o->weight);
         s->be->upload(kc_model_dy_n(m, k), g, bytes);
     }
     return total;
@@ -629,19 +695,22 @@ static void update_metrics(kc_session *s, int n) {
     for (int k = 0; k < s->nouts; k++) {
         kc_session_output *o = &s->outs[k];
         int rows = (int)(n * o->out_rows);
-        for (int i = 0; i < o->nmetrics; i++) kc_metric_update(&o->metrics[i], o->hpred, o->hy, rows, o->out_cols);
+        for (int i = 0; i < o->nmetrics; i++)
+            kc_metric_update(&o->metrics[i], o->hpred, o->hy, rows, o->out_cols);
     }
 }
 
 static void reset_running(kc_session *s) {
     for (int k = 0; k < s->nouts; k++) {
         s->outs[k].loss_sum = 0;
-        for (int i = 0; i < s->outs[k].nmetrics; i++) kc_metric_reset(&s->outs[k].metrics[i]);
+        for (int i = 0; i < s->outs[k].nmetrics; i++)
+            kc_metric_reset(&s->outs[k].metrics[i]);
     }
 }
 
 static void add_losses(kc_session *s, const double *losses, int n) {
-    for (int k = 0; k < s->nouts; k++) s->outs[k].loss_sum += losses[k] * n;
+    for (int k = 0; k < s->nouts; k++)
+        s->outs[k].loss_sum += losses[k] * n;
 }
 
 static void logs_add(kc_logs *l, const char *prefix, const char *key, double v) {
@@ -666,7 +735,8 @@ static void logs_collect(kc_session *s, kc_logs *l, const char *prefix, double l
         }
     }
     int nloss = 0;
-    for (int k = 0; k < s->nouts; k++) nloss += s->outs[k].has_loss;
+    for (int k = 0; k < s->nouts; k++)
+        nloss += s->outs[k].has_loss;
     if (nloss < 2) return;
     for (int k = 0; k < s->nouts; k++)
         if (s->outs[k].has_loss) {
@@ -675,7 +745,8 @@ static void logs_collect(kc_session *s, kc_logs *l, const char *prefix, double l
         }
 }
 
-static int evaluate_feed(kc_session *s, const feed *f, const kc_hooks *h, kc_logs *out, kc_error *e) {
+static int evaluate_feed(kc_session *s, const feed *f, const kc_hooks *h, kc_logs *out,
+                         kc_error *e) {
     int64_t n = f->rows;
     int64_t bs = s->batch_size;
     int64_t steps = (n + bs - 1) / bs;
@@ -688,7 +759,8 @@ static int evaluate_feed(kc_session *s, const feed *f, const kc_hooks *h, kc_log
     if (h && h->epoch_begin) h->epoch_begin(h->ctx, -1, 0, steps);
     for (int64_t b = 0; b < steps; b++) {
         int nb = (int)((b + 1) * bs <= n ? bs : n - b * bs);
-        for (int i = 0; i < nb; i++) idx[i] = b * bs + i;
+        for (int i = 0; i < nb; i++)
+            idx[i] = b * bs + i;
         ex.batch = nb;
         double loss = run_batch(s, f, idx, nb, &ex, 0, losses, fused);
         loss_sum += loss * nb;
@@ -714,8 +786,8 @@ int kc_evaluate_split(kc_session *s, int split, const kc_hooks *h, kc_logs *out,
     return rc ? rc : evaluate_feed(s, &f, h, out, e);
 }
 
-int kc_evaluate(kc_session *s, const kc_array *x, const kc_array *y, const kc_hooks *h, kc_logs *out,
-                kc_error *e) {
+int kc_evaluate(kc_session *s, const kc_array *x, const kc_array *y, const kc_hooks *h,
+                kc_logs *out, kc_error *e) {
     feed f;
     int rc = make_feed(s, x, y, NULL, "given", &f, e);
     return rc ? rc : evaluate_feed(s, &f, h, out, e);
@@ -726,8 +798,11 @@ int kc_predict_n(kc_session *s, const kc_array *const *xs, float **outs, kc_erro
     int64_t n = kc_array_rows(xs[0]), bs = s->batch_size;
     for (int i = 1; i < m->ninputs; i++)
         if (kc_array_rows(xs[i]) != n)
-            return kc_fail(e, KC_ECONFIG, "the inputs have different numbers of samples: %lld for '%s', %lld for '%s'",
-                           (long long)n, m->inputs[0].name, (long long)kc_array_rows(xs[i]), m->inputs[i].name);
+            return kc_fail(
+                e, KC_ECONFIG,
+                "the inputs have different numbers of samples: %lld for '%s', %lld for '%s'",
+                (long long)n, m->inputs[0].name, (long long)kc_array_rows(xs[i]),
+                m->inputs[i].name);
     int64_t *idx = malloc((size_t)bs * sizeof *idx);
     int ok = idx != NULL;
     for (int k = 0; k < s->nouts; k++) {
@@ -738,14 +813,16 @@ int kc_predict_n(kc_session *s, const kc_array *const *xs, float **outs, kc_erro
     }
     if (!ok) {
         free(idx);
-        for (int k = 0; k < s->nouts; k++) free(outs[k]), outs[k] = NULL;
+        for (int k = 0; k < s->nouts; k++)
+            free(outs[k]), outs[k] = NULL;
         return kc_fail(e, KC_ERUNTIME, "out of memory for %lld predictions", (long long)n);
     }
     const kc_data_spec *d = &s->cfg->data;
     kc_exec ex = {.be = s->be, .training = 0, .seed = s->seed};
     for (int64_t b = 0; b * bs < n; b++) {
         int nb = (int)((b + 1) * bs <= n ? bs : n - b * bs);
-        for (int i = 0; i < nb; i++) idx[i] = b * bs + i;
+        for (int i = 0; i < nb; i++)
+            idx[i] = b * bs + i;
         for (int i = 0; i < m->ninputs; i++) {
             size_t in = (size_t)kc_shape_numel(&m->inputs[i].shape);
             float scale = s->input_is_x[i] ? (float)d->rescale : 1.0f;
@@ -757,7 +834,8 @@ int kc_predict_n(kc_session *s, const kc_array *const *xs, float **outs, kc_erro
         kc_model_forward(m, &ex);
         for (int k = 0; k < s->nouts; k++) {
             size_t per = (size_t)(s->outs[k].out_rows * s->outs[k].out_cols);
-            s->be->download(outs[k] + (size_t)(b * bs) * per, kc_model_output_y(m, k), (size_t)nb * per * sizeof(float));
+            s->be->download(outs[k] + (size_t)(b * bs) * per, kc_model_output_y(m, k),
+                            (size_t)nb * per * sizeof(float));
         }
     }
     free(idx);
@@ -766,8 +844,8 @@ int kc_predict_n(kc_session *s, const kc_array *const *xs, float **outs, kc_erro
 
 int kc_predict(kc_session *s, const kc_array *x, float **out, kc_error *e) {
     if (s->model->ninputs != 1 || s->nouts != 1)
-        return kc_fail(e, KC_ECONFIG, "the model has %d inputs and %d outputs; name each one", s->model->ninputs,
-                       s->nouts);
+        return kc_fail(e, KC_ECONFIG, "the model has %d inputs and %d outputs; name each one",
+                       s->model->ninputs, s->nouts);
     const kc_array *xs[1] = {x};
     return kc_predict_n(s, xs, out, e);
 }
@@ -775,7 +853,8 @@ int kc_predict(kc_session *s, const kc_array *x, float **out, kc_error *e) {
 /* ----------------------------------------------------------------- fit --- */
 
 static void permutation(int64_t *p, int64_t n, uint64_t seed, int64_t epoch, int shuffle) {
-    for (int64_t i = 0; i < n; i++) p[i] = i;
+    for (int64_t i = 0; i < n; i++)
+        p[i] = i;
     if (!shuffle) return;
     uint64_t stream = kc_rng_stream("shuffle", (uint64_t)epoch, 0);
     for (int64_t i = n - 1; i > 0; i--) {
@@ -811,20 +890,24 @@ typedef struct history {
     kc_logs *logs;
 } history;
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
 
 static int history_write(const history *h, const char *path, kc_error *e) {
     if (h->rows == 0) return KC_OK;
     const kc_logs *first = &h->logs[0];
     const char *keys[KC_MAX_LOGS];
-    for (int i = 0; i < first->n; i++) keys[i] = first->keys[i];
+    for (int i = 0; i < first->n; i++)
+        keys[i] = first->keys[i];
     qsort(keys, (size_t)first->n, sizeof *keys, cmp_str);
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp-%d", path, (int)getpid());
     FILE *f = fopen(tmp, "w");
     if (!f) return kc_fail(e, KC_ERUNTIME, "cannot write %s: %s", tmp, strerror(errno));
     fprintf(f, "epoch");
-    for (int i = 0; i < first->n; i++) fprintf(f, ",%s", keys[i]);
+    for (int i = 0; i < first->n; i++)
+        fprintf(f, ",%s", keys[i]);
     fprintf(f, "\n");
     for (int r = 0; r < h->rows; r++) {
         fprintf(f, "%d", r);
@@ -907,7 +990,11 @@ int kc_fit(kc_session *s, const char *out_dir, const kc_hooks *h, kc_error *e) {
                 perm_epoch = pass;
             }
             int nb = (int)((bi + 1) * bs <= n ? bs : n - bi * bs);
-            kc_exec ex = {.be = s->be, .batch = nb, .training = 1, .seed = s->seed, .step = (uint64_t)s->step};
+            kc_exec ex = {.be = s->be,
+                          .batch = nb,
+                          .training = 1,
+                          .seed = s->seed,
+                          .step = (uint64_t)s->step};
             double loss = run_batch(s, &train, s->idx + bi * bs, nb, &ex, 1, losses, fused);
             kc_model_backward_n(s->model, &ex, fused);
             kc_optimizer_step(s->opt, wts, (const float *const *)grs);
@@ -927,7 +1014,8 @@ int kc_fit(kc_session *s, const char *out_dir, const kc_hooks *h, kc_error *e) {
         if (s->has_val) {
             kc_logs vl;
             if ((rc = kc_evaluate_split(s, KC_SPLIT_VAL, NULL, &vl, e))) goto done;
-            for (int i = 0; i < vl.n; i++) logs_add(&logs, "val_", vl.keys[i], vl.vals[i]);
+            for (int i = 0; i < vl.n; i++)
+                logs_add(&logs, "val_", vl.keys[i], vl.vals[i]);
         }
         s->epoch = epoch + 1;
         hist.logs[hist.rows++] = logs;
@@ -943,7 +1031,8 @@ int kc_fit(kc_session *s, const char *out_dir, const kc_hooks *h, kc_error *e) {
         }
     }
     char saved[8600];
-    snprintf(saved, sizeof saved, "Saved %s, %s (lowest %s) and %s", p_last, p_best, monitor, p_hist);
+    snprintf(saved, sizeof saved, "Saved %s, %s (lowest %s) and %s", p_last, p_best, monitor,
+             p_hist);
     note(h, "%s%s", saved, "");
 done:
     free(hist.logs);

@@ -23,7 +23,8 @@ void kc_model_free(kc_model *m) {
         m->be->free(m->values);
         m->be->free(m->grads);
         m->be->free(m->ws);
-        for (int i = 0; i < m->nnodes; i++) m->be->free(m->nodes[i].buf);
+        for (int i = 0; i < m->nnodes; i++)
+            m->be->free(m->nodes[i].buf);
     }
     free(m->host_ws);
     backward_plan_free(m->bplan);
@@ -58,7 +59,8 @@ static int name_taken(const kc_model *m, const char *name) {
 
 static void auto_name(const kc_model *m, const char *base, char *out, size_t n) {
     snprintf(out, n, "%s", base);
-    for (int k = 1; name_taken(m, out); k++) snprintf(out, n, "%s_%d", base, k);
+    for (int k = 1; name_taken(m, out); k++)
+        snprintf(out, n, "%s_%d", base, k);
 }
 
 /* A user-given name: unique, non-empty, no '/' (weights are "layer/kernel"). */
@@ -74,7 +76,9 @@ static int check_name(const kc_model *m, const kc_node *at, const char *name, kc
     return KC_OK;
 }
 
-int kc_model_input_index(const kc_model *m, const char *name) { return input_named(m, name); }
+int kc_model_input_index(const kc_model *m, const char *name) {
+    return input_named(m, name);
+}
 
 int kc_model_output_index(const kc_model *m, const char *name) {
     for (int i = 0; i < m->noutputs; i++)
@@ -115,7 +119,8 @@ static int read_shape(kc_args *a, const char *key, int with_batch, kc_shape *out
     kc_node *n = kc_args_node(a, key);
     if (!n || n->kind != KC_NODE_SEQ || n->n == 0 || n->n > KC_MAX_RANK)
         return kc_node_fail(e, n ? n : a->where,
-                            "%s '%s' must be a list of dimensions, e.g. [28, 28, 1]", a->owner, key);
+                            "%s '%s' must be a list of dimensions, e.g. [28, 28, 1]", a->owner,
+                            key);
     size_t first = 0;
     if (with_batch) {
         if (!kc_node_is_null(n->items[0]))
@@ -165,7 +170,8 @@ static int new_input(parse_ctx *p, const char *name, const kc_shape *shape, cons
     return KC_OK;
 }
 
-static int parse_input(parse_ctx *p, kc_node *item, kc_node *args_map, const char *cls, kc_error *e) {
+static int parse_input(parse_ctx *p, kc_node *item, kc_node *args_map, const char *cls,
+                       kc_error *e) {
     kc_args a;
     kc_args_init(&a, args_map, item, cls);
     kc_shape shape;
@@ -179,17 +185,20 @@ static int parse_input(parse_ctx *p, kc_node *item, kc_node *args_map, const cha
     if ((rc = kc_args_str(&a, "dtype", 0, "float32", &dtype, e))) return rc;
     if (strcmp(dtype, "float32"))
         return kc_node_fail(e, kc_args_node(&a, "dtype"),
-                            "%s dtype '%s' is not supported (kerasc computes in float32)", cls, dtype);
+                            "%s dtype '%s' is not supported (kerasc computes in float32)", cls,
+                            dtype);
     const char *name;
     if ((rc = kc_args_str(&a, "name", 0, NULL, &name, e))) return rc;
     if (name && (rc = check_name(p->m, kc_args_node(&a, "name"), name, e))) return rc;
     int flag;
     if ((rc = kc_args_bool(&a, "sparse", 0, &flag, e))) return rc;
     if (flag)
-        return kc_node_fail(e, kc_args_node(&a, "sparse"), "%s: sparse inputs are not supported", cls);
+        return kc_node_fail(e, kc_args_node(&a, "sparse"), "%s: sparse inputs are not supported",
+                            cls);
     if ((rc = kc_args_bool(&a, "ragged", 0, &flag, e))) return rc;
     if (flag)
-        return kc_node_fail(e, kc_args_node(&a, "ragged"), "%s: ragged inputs are not supported", cls);
+        return kc_node_fail(e, kc_args_node(&a, "ragged"), "%s: ragged inputs are not supported",
+                            cls);
     if ((rc = kc_args_bool(&a, "optional", 0, &flag, e))) return rc;
     kc_node *ins = kc_args_node(&a, "inputs");
     if (ins)
@@ -212,7 +221,8 @@ static int unknown_class(kc_node *at, const char *cls, kc_error *e) {
     const char *names[128];
     class_names_for_hint(names, 128);
     size_t n = 0;
-    while (names[n]) n++;
+    while (names[n])
+        n++;
     const char *near = kc_closest(cls, names, n);
     if (near) return kc_node_fail(e, at, "unknown layer '%s' (did you mean %s?)", cls, near);
     char list[1024] = "";
@@ -233,10 +243,11 @@ static int split_entry(kc_node *item, const char **cls, kc_node **cls_node, kc_n
         return KC_OK;
     }
     if (item->kind != KC_NODE_MAP || item->n == 0)
-        return kc_node_fail(e, item,
-                            "a layer must be a class name or a mapping such as `Dense: {units: 10}`, "
-                            "got %s",
-                            kc_node_kind_name(item));
+        return kc_node_fail(
+            e, item,
+            "a layer must be a class name or a mapping such as `Dense: {units: 10}`, "
+            "got %s",
+            kc_node_kind_name(item));
     kc_node *cn = kc_map_get(item, "class_name");
     if (cn) {
         if (cn->kind != KC_NODE_SCALAR) return kc_node_fail(e, cn, "class_name must be a string");
@@ -255,16 +266,18 @@ static int split_entry(kc_node *item, const char **cls, kc_node **cls_node, kc_n
         return KC_OK;
     }
     if (item->n != 1)
-        return kc_node_fail(e, kc_map_key(item, 1),
-                            "a layer entry holds one class (`Dense: {units: 10}`); '%s' looks like an "
-                            "argument: indent it under %s",
-                            kc_map_key(item, 1)->str, kc_map_key(item, 0)->str);
+        return kc_node_fail(
+            e, kc_map_key(item, 1),
+            "a layer entry holds one class (`Dense: {units: 10}`); '%s' looks like an "
+            "argument: indent it under %s",
+            kc_map_key(item, 1)->str, kc_map_key(item, 0)->str);
     *cls_node = kc_map_key(item, 0);
     *cls = (*cls_node)->str;
     kc_map_key(item, 0)->used = 1;
     kc_node *v = kc_map_val(item, 0);
     if (!kc_node_is_null(v) && v->kind != KC_NODE_MAP)
-        return kc_node_fail(e, v, "the arguments of %s must be a mapping (e.g. {units: 10}), got %s",
+        return kc_node_fail(e, v,
+                            "the arguments of %s must be a mapping (e.g. {units: 10}), got %s",
                             *cls, kc_node_kind_name(v));
     *args = kc_node_is_null(v) ? NULL : v;
     return KC_OK;
@@ -297,7 +310,8 @@ static int split_ref(const kc_node *at, const char *ref, char *name, size_t n, l
     size_t len = br ? (size_t)(br - ref) : strlen(ref);
     *call = 0;
     if (len == 0 || len >= n)
-        return kc_node_fail(e, at, "'%s' is not a layer name (expected `name` or `name[node]`)", ref);
+        return kc_node_fail(e, at, "'%s' is not a layer name (expected `name` or `name[node]`)",
+                            ref);
     memcpy(name, ref, len);
     name[len] = 0;
     if (!br) return KC_OK;
@@ -310,7 +324,8 @@ static int split_ref(const kc_node *at, const char *ref, char *name, size_t n, l
     if (*rest) { /* [tensor]: kerasc layers have one output tensor */
         long t = strtol(rest + 1, &end, 10);
         if (rest[0] != '[' || end == rest + 1 || *end != ']' || end[1] || t != 0)
-            return kc_node_fail(e, at, "'%s': only `%s[%ld][0]` exists (kerasc layers have one output)",
+            return kc_node_fail(e, at,
+                                "'%s': only `%s[%ld][0]` exists (kerasc layers have one output)",
                                 ref, name, v);
     }
     return KC_OK;
@@ -318,7 +333,8 @@ static int split_ref(const kc_node *at, const char *ref, char *name, size_t n, l
 
 static int count_calls(const kc_model *m, const kc_layer *l) {
     int n = 0;
-    for (int i = 0; i < m->nnodes; i++) n += m->nodes[i].layer == l;
+    for (int i = 0; i < m->nnodes; i++)
+        n += m->nodes[i].layer == l;
     return n;
 }
 
@@ -383,19 +399,23 @@ static int resolve_ref(parse_ctx *p, kc_node *at, const char *user, int *out, kc
         for (size_t i = p->entry + 1; i < p->layers->n; i++) {
             const char *later = entry_name(p->layers->items[i]);
             if (later && !strcmp(later, name))
-                return kc_node_fail(e, at,
-                                    "'%s' is declared below this entry (line %d); a layer may only "
-                                    "take inputs from entries above it, which also rules out cycles",
-                                    name, p->layers->items[i]->line);
+                return kc_node_fail(
+                    e, at,
+                    "'%s' is declared below this entry (line %d); a layer may only "
+                    "take inputs from entries above it, which also rules out cycles",
+                    name, p->layers->items[i]->line);
         }
     }
     const char *cands[512];
     size_t nc = 0;
-    for (int i = 0; i < m->ninputs && nc < 511; i++) cands[nc++] = m->inputs[i].name;
-    for (int i = 0; i < m->nlayers && nc < 511; i++) cands[nc++] = m->layers[i]->name;
+    for (int i = 0; i < m->ninputs && nc < 511; i++)
+        cands[nc++] = m->inputs[i].name;
+    for (int i = 0; i < m->nlayers && nc < 511; i++)
+        cands[nc++] = m->layers[i]->name;
     cands[nc] = NULL;
     const char *near = kc_closest(name, cands, nc);
-    if (near) return kc_node_fail(e, at, "unknown layer or Input '%s' (did you mean '%s'?)", name, near);
+    if (near)
+        return kc_node_fail(e, at, "unknown layer or Input '%s' (did you mean '%s'?)", name, near);
     return kc_node_fail(e, at, "unknown layer or Input '%s'%s", name,
                         nc ? "" : " (no layer or Input is declared above it)");
 }
@@ -463,13 +483,13 @@ static int call_layer(parse_ctx *p, kc_layer *l, const int *ids, int n, const kc
             snprintf(want, sizeof want, "at least %d input%s", lo, lo == 1 ? "" : "s");
         else
             snprintf(want, sizeof want, "%d to %d inputs", lo, hi);
-        return kc_node_fail(e, ins_at, "layer '%s' (%s) takes %s, got %d: %s%s", l->name,
-                            l->cls->class_name, want, n, desc,
-                            lo == 1 && hi == 1 ? " (join them first, e.g. with Concatenate or Add)"
-                                               : "");
+        return kc_node_fail(
+            e, ins_at, "layer '%s' (%s) takes %s, got %d: %s%s", l->name, l->cls->class_name, want,
+            n, desc, lo == 1 && hi == 1 ? " (join them first, e.g. with Concatenate or Add)" : "");
     }
     kc_shape shapes[KC_LAYER_MAX_INPUTS];
-    for (int i = 0; i < n; i++) shapes[i] = m->nodes[ids[i]].shape;
+    for (int i = 0; i < n; i++)
+        shapes[i] = m->nodes[ids[i]].shape;
     int call = count_calls(m, l);
     if (call == 0) {
         int rc = kc_layer_build_n(l, shapes, n, e);
@@ -477,8 +497,8 @@ static int call_layer(parse_ctx *p, kc_layer *l, const int *ids, int n, const kc
             const kc_model_node *src = &m->nodes[ids[0]];
             if (n == 1 && src->layer) {
                 char b[160];
-                append_msg(e, " (input comes from layer '%s' with output shape %s)", src->layer->name,
-                           kc_shape_str(&src->shape, 1, b, sizeof b));
+                append_msg(e, " (input comes from layer '%s' with output shape %s)",
+                           src->layer->name, kc_shape_str(&src->shape, 1, b, sizeof b));
             } else if (n > 1) {
                 append_msg(e, " (inputs: %s%s)", desc, "");
             }
@@ -486,7 +506,8 @@ static int call_layer(parse_ctx *p, kc_layer *l, const int *ids, int n, const kc
         }
     } else {
         int same = l->ninputs == n;
-        for (int i = 0; same && i < n; i++) same = kc_shape_equal(&shapes[i], &l->in_shapes[i]);
+        for (int i = 0; same && i < n; i++)
+            same = kc_shape_equal(&shapes[i], &l->in_shapes[i]);
         if (!same) {
             char first[1024] = "";
             size_t used = 0;
@@ -501,12 +522,14 @@ static int call_layer(parse_ctx *p, kc_layer *l, const int *ids, int n, const kc
                                 l->name, desc, l->node->file, l->node->line, l->node->col, first);
         }
     }
-    kc_model_node node = {.layer = l, .input = -1, .call = call, .nin = n,
-                          .shape = l->out_shape, .where = where};
-    for (int i = 0; i < n; i++) node.in[i] = ids[i];
+    kc_model_node node = {
+        .layer = l, .input = -1, .call = call, .nin = n, .shape = l->out_shape, .where = where};
+    for (int i = 0; i < n; i++)
+        node.in[i] = ids[i];
     int id = add_node(m, &node);
     if (id < 0) return kc_fail(e, KC_ERUNTIME, "out of memory");
-    for (int i = 0; i < n; i++) m->nodes[ids[i]].nconsumers++;
+    for (int i = 0; i < n; i++)
+        m->nodes[ids[i]].nconsumers++;
     p->prev = id;
     return KC_OK;
 }
@@ -632,12 +655,14 @@ static int set_inputs(parse_ctx *p, kc_node *v, kc_error *e) {
     }
     for (int i = 0; i < m->ninputs; i++) {
         int listed = 0;
-        for (int j = 0; j < n; j++) listed |= m->nodes[ids[j]].input == i;
+        for (int j = 0; j < n; j++)
+            listed |= m->nodes[ids[j]].input == i;
         if (!listed)
-            return kc_node_fail(e, m->inputs[i].where,
-                                "Input '%s' is not listed in the model's `inputs:` (%s:%d:%d); every "
-                                "Input must be fed",
-                                m->inputs[i].name, v->file, v->line, v->col);
+            return kc_node_fail(
+                e, m->inputs[i].where,
+                "Input '%s' is not listed in the model's `inputs:` (%s:%d:%d); every "
+                "Input must be fed",
+                m->inputs[i].name, v->file, v->line, v->col);
     }
     for (int i = 0; i < n; i++) {
         m->inputs[i] = sorted[i];
@@ -700,10 +725,12 @@ static int set_outputs(parse_ctx *p, kc_node *v, kc_error *e) {
 static int check_reach(kc_model *m, kc_error *e) {
     char *reach = calloc((size_t)m->nnodes, 1);
     if (!reach) return kc_fail(e, KC_ERUNTIME, "out of memory");
-    for (int k = 0; k < m->noutputs; k++) reach[m->outputs[k].node] = 1;
+    for (int k = 0; k < m->noutputs; k++)
+        reach[m->outputs[k].node] = 1;
     for (int i = m->nnodes - 1; i >= 0; i--)
         if (reach[i])
-            for (int j = 0; j < m->nodes[i].nin; j++) reach[m->nodes[i].in[j]] = 1;
+            for (int j = 0; j < m->nodes[i].nin; j++)
+                reach[m->nodes[i].in[j]] = 1;
     char outs[512] = "";
     size_t used = 0;
     for (int k = 0; k < m->noutputs && used + 4 < sizeof outs; k++)
@@ -815,7 +842,9 @@ int64_t kc_model_param_count(const kc_model *m, int trainable_only) {
     return n;
 }
 
-const kc_shape *kc_model_output_shape(const kc_model *m) { return kc_model_output_shape_n(m, 0); }
+const kc_shape *kc_model_output_shape(const kc_model *m) {
+    return kc_model_output_shape_n(m, 0);
+}
 
 int64_t kc_model_flops(const kc_model *m) {
     int64_t f = 0;
@@ -844,7 +873,9 @@ int kc_model_params(const kc_model *m, kc_param_ref *out, int max) {
 
 /* ---------------------------------------------------------------- plan --- */
 
-static int has_activation(const kc_layer *l) { return l->activation.act != KC_ACT_LINEAR; }
+static int has_activation(const kc_layer *l) {
+    return l->activation.act != KC_ACT_LINEAR;
+}
 
 static size_t node_floats(const kc_model *m, int id) {
     return (size_t)kc_shape_numel(&m->nodes[id].shape) * (size_t)m->max_batch;
@@ -852,11 +883,11 @@ static size_t node_floats(const kc_model *m, int id) {
 
 /* How backward runs one layer node, fixed by kc_model_plan. */
 typedef struct backward_step {
-    float *gz;                         /* activation-backward result, or NULL */
-    float *dx[KC_LAYER_MAX_INPUTS];    /* where argument j's gradient goes (NULL: none) */
-    char add[KC_LAYER_MAX_INPUTS];     /* dx[j] is scratch to add into the producer's g */
-    int output;                        /* model output index, or -1 */
-    int first_of_layer;                /* the layer's first node in backward order */
+    float *gz;                      /* activation-backward result, or NULL */
+    float *dx[KC_LAYER_MAX_INPUTS]; /* where argument j's gradient goes (NULL: none) */
+    char add[KC_LAYER_MAX_INPUTS];  /* dx[j] is scratch to add into the producer's g */
+    int output;                     /* model output index, or -1 */
+    int first_of_layer;             /* the layer's first node in backward order */
 } backward_step;
 
 struct kc_backward_plan {
@@ -906,9 +937,9 @@ static int pool_acquire(slot_pool *p, size_t need) {
 
 /* Slot numbers of every gradient buffer, turned into pointers once the pool is laid out. */
 typedef struct slot_use {
-    int *g;                            /* per node: slot of g, -1 none, -2 an output's dy */
-    int *gz;                           /* per node */
-    int (*dx)[KC_LAYER_MAX_INPUTS];    /* per node and argument: -1 direct / none */
+    int *g;                         /* per node: slot of g, -1 none, -2 an output's dy */
+    int *gz;                        /* per node */
+    int (*dx)[KC_LAYER_MAX_INPUTS]; /* per node and argument: -1 direct / none */
 } slot_use;
 
 static int output_of(const kc_model *m, int id) {
@@ -924,7 +955,8 @@ static int simulate_backward(kc_model *m, slot_pool *pool, slot_use *u, backward
                              char *seen_layer) {
     for (int i = 0; i < m->nnodes; i++) {
         u->g[i] = u->gz[i] = -1;
-        for (int j = 0; j < KC_LAYER_MAX_INPUTS; j++) u->dx[i][j] = -1;
+        for (int j = 0; j < KC_LAYER_MAX_INPUTS; j++)
+            u->dx[i][j] = -1;
         steps[i].output = output_of(m, i);
         if (steps[i].output >= 0 && m->nodes[i].nconsumers == 0) u->g[i] = -2;
     }
@@ -949,7 +981,8 @@ static int simulate_backward(kc_model *m, slot_pool *pool, slot_use *u, backward
             }
         }
         /* everything this step used dies with it */
-        for (int s = 0; s < ns; s++) pool->busy[scratch[s]] = 0;
+        for (int s = 0; s < ns; s++)
+            pool->busy[scratch[s]] = 0;
         if (u->gz[i] >= 0) pool->busy[u->gz[i]] = 0;
         if (u->g[i] >= 0) pool->busy[u->g[i]] = 0;
     }
@@ -974,7 +1007,8 @@ static int plan_backward(kc_model *m, size_t *pool_floats, slot_pool *pool, slot
     free(seen);
     if (rc) return rc;
     size_t total = 0;
-    for (int s = 0; s < pool->n; s++) total += pool->size[s];
+    for (int s = 0; s < pool->n; s++)
+        total += pool->size[s];
     *pool_floats = total;
     return 0;
 }
@@ -1026,7 +1060,8 @@ static int plan_buffers(kc_model *m, const kc_backend *be, int max_batch, kc_err
         kc_model_node *nd = &m->nodes[i];
         if (!nd->layer || !nd->layer->cls->buffer_bytes) continue;
         size_t b = nd->layer->cls->buffer_bytes(nd->layer, max_batch, be);
-        if (b && !(nd->buf = be->alloc(b))) return kc_fail(e, KC_ERUNTIME, "cannot allocate layer buffers");
+        if (b && !(nd->buf = be->alloc(b)))
+            return kc_fail(e, KC_ERUNTIME, "cannot allocate layer buffers");
     }
     if (ws && !(m->ws = be->alloc(ws)))
         return kc_fail(e, KC_ERUNTIME, "cannot allocate %zu MB of scratch", ws >> 20);
@@ -1038,7 +1073,8 @@ static int plan_buffers(kc_model *m, const kc_backend *be, int max_batch, kc_err
 
 static int plan_params(kc_model *m, const kc_backend *be, int training, kc_error *e) {
     int64_t nv = 0;
-    for (int i = 0; i < m->nlayers; i++) nv += kc_layer_param_count(m->layers[i], 0);
+    for (int i = 0; i < m->nlayers; i++)
+        nv += kc_layer_param_count(m->layers[i], 0);
     m->nvalues = nv;
     if (nv > 0) {
         m->values = be->alloc((size_t)nv * sizeof(float));
@@ -1077,7 +1113,8 @@ int kc_model_plan(kc_model *m, const kc_backend *be, int max_batch, int training
     size_t pool_floats = 0, dy_floats = 0;
     int rc = KC_OK;
     if (training) {
-        for (int k = 0; k < m->noutputs; k++) dy_floats += node_floats(m, m->outputs[k].node);
+        for (int k = 0; k < m->noutputs; k++)
+            dy_floats += node_floats(m, m->outputs[k].node);
         if (plan_backward(m, &pool_floats, &pool, &use)) {
             rc = kc_fail(e, KC_ERUNTIME, "out of memory");
             goto done;
@@ -1168,7 +1205,8 @@ const float *kc_model_forward(kc_model *m, const kc_exec *ex) {
         lex.seed = nd->call ? ex->seed ^ kc_rng_stream("call", (uint64_t)nd->call, 0) : ex->seed;
         if (kc_layer_class_is_multi(l->cls)) {
             const float *xs[KC_LAYER_MAX_INPUTS];
-            for (int j = 0; j < nd->nin; j++) xs[j] = m->nodes[nd->in[j]].y;
+            for (int j = 0; j < nd->nin; j++)
+                xs[j] = m->nodes[nd->in[j]].y;
             l->cls->forward_n(l, &lex, xs, nd->z);
         } else {
             l->cls->forward(l, &lex, m->nodes[nd->in[0]].y, nd->z);
@@ -1227,7 +1265,8 @@ void kc_model_backward_n(kc_model *m, const kc_exec *ex, const int *dy_is_preact
         l->buf = nd->buf;
         if (kc_layer_class_is_multi(l->cls)) {
             const float *xs[KC_LAYER_MAX_INPUTS];
-            for (int j = 0; j < nd->nin; j++) xs[j] = m->nodes[nd->in[j]].y;
+            for (int j = 0; j < nd->nin; j++)
+                xs[j] = m->nodes[nd->in[j]].y;
             l->cls->backward_n(l, &lex, xs, nd->z, gz, st->dx);
         } else {
             l->cls->backward(l, &lex, m->nodes[nd->in[0]].y, nd->z, gz, st->dx[0]);
@@ -1244,7 +1283,8 @@ void kc_model_backward_n(kc_model *m, const kc_exec *ex, const int *dy_is_preact
 
 void kc_model_backward(kc_model *m, const kc_exec *ex, int dy_is_preactivation) {
     int pre[KC_MODEL_MAX_IO];
-    for (int k = 0; k < KC_MODEL_MAX_IO; k++) pre[k] = dy_is_preactivation;
+    for (int k = 0; k < KC_MODEL_MAX_IO; k++)
+        pre[k] = dy_is_preactivation;
     kc_model_backward_n(m, ex, pre);
 }
 
@@ -1259,7 +1299,7 @@ static int op_of(const kc_model *m, int node) {
 typedef struct order_ctx {
     const kc_model *m;
     char *finished, *in_progress;
-    int *post, npost;    /* nodes in decreasing depth (DFS post-order) */
+    int *post, npost; /* nodes in decreasing depth (DFS post-order) */
     int *op_index, nindexed;
 } order_ctx;
 
@@ -1270,7 +1310,8 @@ static void build_map(order_ctx *c, int node) {
     if (c->op_index[op] < 0) c->op_index[op] = c->nindexed++;
     c->in_progress[node] = 1;
     const kc_model_node *nd = &c->m->nodes[node];
-    for (int j = 0; j < nd->nin; j++) build_map(c, nd->in[j]);
+    for (int j = 0; j < nd->nin; j++)
+        build_map(c, nd->in[j]);
     c->finished[node] = 1;
     c->in_progress[node] = 0;
     c->post[c->npost++] = node;
@@ -1288,9 +1329,12 @@ int kc_model_keras_order(const kc_model *m, int *ops) {
     int count = 0;
     if (!c.finished || !c.in_progress || !c.post || !c.op_index || !node_depth || !op_depth)
         goto done;
-    for (int i = 0; i < nops; i++) c.op_index[i] = -1, op_depth[i] = -1;
-    for (int i = 0; i < m->nnodes; i++) node_depth[i] = -1;
-    for (int k = 0; k < m->noutputs; k++) build_map(&c, m->outputs[k].node);
+    for (int i = 0; i < nops; i++)
+        c.op_index[i] = -1, op_depth[i] = -1;
+    for (int i = 0; i < m->nnodes; i++)
+        node_depth[i] = -1;
+    for (int k = 0; k < m->noutputs; k++)
+        build_map(&c, m->outputs[k].node);
     /* depths: an output is 0, a node's inputs lie at least one deeper, and an
      * operation takes the deepest of its nodes */
     for (int q = c.npost - 1; q >= 0; q--) {
@@ -1306,7 +1350,8 @@ int kc_model_keras_order(const kc_model *m, int *ops) {
     for (int i = 0; i < m->ninputs; i++) /* inputs reaching no output (never, once parsed) */
         if (op_depth[m->nlayers + i] < 0) op_depth[m->nlayers + i] = 0;
     /* deepest first, ties in traversal order (unreached inputs count as -1) */
-    for (int i = 0; i < nops; i++) ops[count++] = i;
+    for (int i = 0; i < nops; i++)
+        ops[count++] = i;
     for (int a = 1; a < count; a++) {
         int v = ops[a], b = a - 1;
         while (b >= 0) {
@@ -1319,7 +1364,8 @@ int kc_model_keras_order(const kc_model *m, int *ops) {
         }
         ops[b + 1] = v;
     }
-    for (int i = 0; i < count; i++) ops[i] = ops[i] < m->nlayers ? ops[i] : -1 - (ops[i] - m->nlayers);
+    for (int i = 0; i < count; i++)
+        ops[i] = ops[i] < m->nlayers ? ops[i] : -1 - (ops[i] - m->nlayers);
 done:
     free(c.finished);
     free(c.in_progress);
@@ -1338,12 +1384,15 @@ int kc_model_sequential_like(const kc_model *m) {
     int *per = calloc((size_t)m->nnodes + 1, sizeof *per);
     int ok = depth && per;
     if (ok) {
-        for (int i = 0; i < m->nnodes; i++) depth[i] = -1;
-        for (int k = 0; k < m->noutputs; k++) depth[m->outputs[k].node] = 0;
+        for (int i = 0; i < m->nnodes; i++)
+            depth[i] = -1;
+        for (int k = 0; k < m->noutputs; k++)
+            depth[m->outputs[k].node] = 0;
         for (int i = m->nnodes - 1; i >= 0; i--) {
             if (depth[i] < 0) continue;
             for (int j = 0; j < m->nodes[i].nin; j++)
-                if (depth[m->nodes[i].in[j]] < depth[i] + 1) depth[m->nodes[i].in[j]] = depth[i] + 1;
+                if (depth[m->nodes[i].in[j]] < depth[i] + 1)
+                    depth[m->nodes[i].in[j]] = depth[i] + 1;
         }
         for (int i = 0; i < m->nnodes && ok; i++) {
             if (depth[i] < 0) continue;

@@ -23,42 +23,42 @@
 
 /* One call of a layer (or one Input) in the graph. */
 typedef struct kc_model_node {
-    kc_layer *layer;       /* NULL for an Input */
-    int input;             /* the model input it is, when layer is NULL */
-    int call;              /* Keras's node index: which call of the layer this is */
+    kc_layer *layer; /* NULL for an Input */
+    int input;       /* the model input it is, when layer is NULL */
+    int call;        /* Keras's node index: which call of the layer this is */
     int nin;
     int in[KC_LAYER_MAX_INPUTS]; /* producer nodes, in argument order */
-    kc_shape shape;        /* output shape per sample */
-    const kc_node *where;  /* the entry that made it, for errors */
-    int nconsumers;        /* how many (node, argument) pairs read it */
+    kc_shape shape;              /* output shape per sample */
+    const kc_node *where;        /* the entry that made it, for errors */
+    int nconsumers;              /* how many (node, argument) pairs read it */
     /* ---- after kc_model_plan ---- */
-    float *z, *y;          /* pre-activation and output (one buffer without activation) */
-    float *g;              /* gradient w.r.t. y during backward */
-    void *buf;             /* the layer's buffer_bytes() for this call */
+    float *z, *y; /* pre-activation and output (one buffer without activation) */
+    float *g;     /* gradient w.r.t. y during backward */
+    void *buf;    /* the layer's buffer_bytes() for this call */
 } kc_model_node;
 
 typedef struct kc_model_input {
-    char name[128];        /* the Input's name (Keras: input_layer, input_layer_1, ...) */
-    kc_shape shape;        /* per sample */
+    char name[128]; /* the Input's name (Keras: input_layer, input_layer_1, ...) */
+    kc_shape shape; /* per sample */
     const kc_node *where;
     int node;
-    float *x;              /* after kc_model_plan: where the host uploads the batch */
+    float *x; /* after kc_model_plan: where the host uploads the batch */
 } kc_model_input;
 
 typedef struct kc_model_output {
-    char name[128];        /* the output layer's name: keys of losses and logs */
+    char name[128]; /* the output layer's name: keys of losses and logs */
     int node;
     const kc_node *where;
-    float *dy;             /* after kc_model_plan with training: gradient of the loss */
+    float *dy; /* after kc_model_plan with training: gradient of the loss */
 } kc_model_output;
 
 typedef struct kc_model {
     char name[128];
-    const kc_node *node;   /* the model: section */
-    int functional;        /* written with graph syntax: Keras shows it as a Functional model */
-    kc_shape input_shape;  /* input 0's, per sample */
+    const kc_node *node;  /* the model: section */
+    int functional;       /* written with graph syntax: Keras shows it as a Functional model */
+    kc_shape input_shape; /* input 0's, per sample */
     const kc_node *input_node;
-    kc_layer **layers;     /* each layer once, in declaration order */
+    kc_layer **layers; /* each layer once, in declaration order */
     int nlayers;
     kc_model_node *nodes;
     int nnodes;
@@ -77,8 +77,8 @@ typedef struct kc_model {
     int64_t nvalues;
     void *ws;
     size_t ws_bytes;
-    void *host_ws;         /* host scratch for layers (host_workspace_bytes) */
-    void *arena;           /* activations and gradients */
+    void *host_ws; /* host scratch for layers (host_workspace_bytes) */
+    void *arena;   /* activations and gradients */
     struct kc_backward_plan *bplan;
 } kc_model;
 
@@ -130,8 +130,12 @@ static inline const float *kc_model_output_z(const kc_model *m, int k) {
 }
 /* Where the caller puts the gradient of the loss w.r.t. output k (batch x
  * output size) before kc_model_backward. */
-static inline float *kc_model_dy_n(kc_model *m, int k) { return m->outputs[k].dy; }
-static inline float *kc_model_dy(kc_model *m) { return m->outputs[0].dy; }
+static inline float *kc_model_dy_n(kc_model *m, int k) {
+    return m->outputs[k].dy;
+}
+static inline float *kc_model_dy(kc_model *m) {
+    return m->outputs[0].dy;
+}
 /* Backward from the gradients in every kc_model_dy_n() - w.r.t. the outputs,
  * or, where dy_is_preactivation[k], w.r.t. output k's pre-activation. Writes
  * every parameter gradient (a shared layer's gradients add up over its calls;

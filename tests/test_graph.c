@@ -60,9 +60,11 @@ static void gfix_open(gfix *f, const char *yaml, const kc_backend *be, int n,
         int cols = (int)sh->d[sh->rank - 1];
         f->target[k] = malloc(cnt * sizeof(float));
         if (kc_loss_sparse_targets(&f->loss[k])) {
-            for (int r = 0; r < (int)(cnt / (size_t)cols); r++) f->target[k][r] = (float)(r % cols);
+            for (int r = 0; r < (int)(cnt / (size_t)cols); r++)
+                f->target[k][r] = (float)(r % cols);
         } else {
-            for (size_t j = 0; j < cnt; j++) f->target[k][j] = kc_rng_uniform(23, (uint64_t)k, j);
+            for (size_t j = 0; j < cnt; j++)
+                f->target[k][j] = kc_rng_uniform(23, (uint64_t)k, j);
         }
         const kc_layer *l = f->m->nodes[f->m->outputs[k].node].layer;
         f->fused[k] = kc_loss_has_logits_form(&f->loss[k]) &&
@@ -74,7 +76,8 @@ static void gfix_open(gfix *f, const char *yaml, const kc_backend *be, int n,
 }
 
 static void gfix_close(gfix *f) {
-    for (int k = 0; k < KC_MODEL_MAX_IO; k++) free(f->target[k]);
+    for (int k = 0; k < KC_MODEL_MAX_IO; k++)
+        free(f->target[k]);
     free(f->host);
     free(f->grad);
     kc_config_free(f->cfg);
@@ -92,11 +95,13 @@ static double gfix_loss(gfix *f, int want_grad) {
         int cols = (int)sh->d[sh->rank - 1];
         int rows = (int)(kc_shape_numel(sh) / cols) * f->n;
         size_t bytes = (size_t)rows * (size_t)cols * sizeof(float);
-        f->be->download(f->host, f->fused[k] ? kc_model_output_z(m, k) : kc_model_output_y(m, k), bytes);
-        total += w * kc_loss_compute(&f->loss[k], f->host, f->target[k], rows, cols, f->fused[k], NULL,
-                                     want_grad ? f->grad : NULL);
+        f->be->download(f->host, f->fused[k] ? kc_model_output_z(m, k) : kc_model_output_y(m, k),
+                        bytes);
+        total += w * kc_loss_compute(&f->loss[k], f->host, f->target[k], rows, cols, f->fused[k],
+                                     NULL, want_grad ? f->grad : NULL);
         if (want_grad) {
-            for (int i = 0; i < rows * cols; i++) f->grad[i] = (float)(f->grad[i] * w);
+            for (int i = 0; i < rows * cols; i++)
+                f->grad[i] = (float)(f->grad[i] * w);
             f->be->upload(kc_model_dy_n(m, k), f->grad, bytes);
         }
     }
@@ -129,7 +134,8 @@ static void check_grads(gfix *f, int stride, const char *what) {
         w[i] = orig;
         double num = (lp - lm) / (2.0 * h);
         ck_assert_msg(fabs(num - g[i]) <= 1e-3 + 2e-2 * fabs(num),
-                      "%s (%s): weight %zu: analytic %.6g, numeric %.6g", what, f->be->name, i, g[i], num);
+                      "%s (%s): weight %zu: analytic %.6g, numeric %.6g", what, f->be->name, i,
+                      g[i], num);
         checked++;
     }
     f->be->upload(m->values, w, nv * sizeof *w);
@@ -151,7 +157,9 @@ static char *merge_model(const char *merge, const char *args) {
                              "%s"
                              "    - %s: {name: merge%s}\n"
                              "    - Dense: {units: 3, name: out}\n";
-    const char *dc = strstr(args, "dc") ? "    - Dense: {units: 4, activation: sigmoid, name: dc, inputs: a}\n" : "";
+    const char *dc = strstr(args, "dc")
+                         ? "    - Dense: {units: 4, activation: sigmoid, name: dc, inputs: a}\n"
+                         : "";
     char *s = malloc(4096);
     snprintf(s, 4096, fmt, dc, merge, args);
     return s;
@@ -180,7 +188,8 @@ static float *merge_forward(const char *cls, const char *args_yaml, const kc_sha
     kc_args a;
     kc_args_init(&a, doc->root, doc->root, cls);
     kc_layer *l = NULL;
-    ck_assert_msg(kc_layer_create(kc_layer_class_find(cls), &a, doc->root, &l, &e) == 0, "%s", e.msg);
+    ck_assert_msg(kc_layer_create(kc_layer_class_find(cls), &a, doc->root, &l, &e) == 0, "%s",
+                  e.msg);
     ck_assert_msg(kc_layer_build_n(l, shapes, n, &e) == 0, "%s", e.msg);
     *out_shape = l->out_shape;
     size_t ny = (size_t)kc_shape_numel(&l->out_shape) * (size_t)batch;
@@ -196,12 +205,16 @@ static float *merge_forward(const char *cls, const char *args_yaml, const kc_sha
     size_t ws = l->cls->workspace_bytes ? l->cls->workspace_bytes(l, batch, be) : 0;
     size_t hws = l->cls->host_workspace_bytes ? l->cls->host_workspace_bytes(l, batch) : 0;
     size_t bb = l->cls->buffer_bytes ? l->cls->buffer_bytes(l, batch, be) : 0;
-    kc_exec ex = {.be = be, .batch = batch, .ws = ws ? be->alloc(ws) : NULL, .host_ws = hws ? malloc(hws) : NULL};
+    kc_exec ex = {.be = be,
+                  .batch = batch,
+                  .ws = ws ? be->alloc(ws) : NULL,
+                  .host_ws = hws ? malloc(hws) : NULL};
     l->buf = bb ? be->alloc(bb) : NULL;
     l->cls->forward_n(l, &ex, dxc, y);
     float *host = download_all(be, y, ny);
     be->free(y);
-    for (int i = 0; i < n; i++) be->free(dx[i]);
+    for (int i = 0; i < n; i++)
+        be->free(dx[i]);
     be->free(ex.ws);
     free(ex.host_ws);
     be->free(l->buf);
@@ -212,13 +225,14 @@ static float *merge_forward(const char *cls, const char *args_yaml, const kc_sha
 
 static void expect_values(const float *got, const float *want, int n, const char *what) {
     for (int i = 0; i < n; i++)
-        ck_assert_msg(fabsf(got[i] - want[i]) <= 1e-6f + 1e-6f * fabsf(want[i]), "%s[%d] = %.9g, expected %.9g",
-                      what, i, got[i], want[i]);
+        ck_assert_msg(fabsf(got[i] - want[i]) <= 1e-6f + 1e-6f * fabsf(want[i]),
+                      "%s[%d] = %.9g, expected %.9g", what, i, got[i], want[i]);
 }
 
 START_TEST(merge_values_by_hand) {
     kc_shape s3[3] = {kc_shape1(3), kc_shape1(3), kc_shape1(3)};
-    const float a[] = {1, -2, 3, 0.5f, 0, -1}, b[] = {4, 5, -6, 0.5f, -1, 2}, c[] = {-1, 7, 3, 2, -3, 0};
+    const float a[] = {1, -2, 3, 0.5f, 0, -1}, b[] = {4, 5, -6, 0.5f, -1, 2},
+                c[] = {-1, 7, 3, 2, -3, 0};
     const float *ab[] = {a, b}, *abc[] = {a, b, c};
     kc_shape os;
     struct {
@@ -234,7 +248,8 @@ START_TEST(merge_values_by_hand) {
         {"Minimum", 3, {-1, -2, -6, 0.5f, -3, -1}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        float *y = merge_forward(cases[i].cls, "{}", s3, cases[i].n, cases[i].n == 2 ? ab : abc, 2, &os);
+        float *y =
+            merge_forward(cases[i].cls, "{}", s3, cases[i].n, cases[i].n == 2 ? ab : abc, 2, &os);
         ck_assert_int_eq(os.rank, 1);
         ck_assert_int_eq(os.d[0], 3);
         expect_values(y, cases[i].want, 6, cases[i].cls);
@@ -440,7 +455,8 @@ START_TEST(shared_weights_sum_both_calls) {
     for (int p = 0; p < 2; p++) { /* kernel, bias */
         size_t n = (size_t)kc_shape_numel(&rs[p].param->shape);
         float *gs = download_all(be, rs[p].param->grad, n);
-        float *ga = download_all(be, ru[p].param->grad, n), *gb = download_all(be, ru[p + 2].param->grad, n);
+        float *ga = download_all(be, ru[p].param->grad, n),
+              *gb = download_all(be, ru[p + 2].param->grad, n);
         double norm_a = 0, norm_b = 0;
         for (size_t i = 0; i < n; i++) {
             ck_assert_close(gs[i], (double)ga[i] + gb[i], 1e-6, 1e-4);
@@ -470,7 +486,8 @@ START_TEST(accumulate_adds) {
     kc_model_forward(f.m, &ex);
     kc_model_backward_n(f.m, &ex, f.fused);
     float *g2 = download_all(be, f.m->grads, nv);
-    for (size_t i = 0; i < nv; i++) ck_assert_close(g2[i], 2.0 * g1[i], 1e-6, 1e-5);
+    for (size_t i = 0; i < nv; i++)
+        ck_assert_close(g2[i], 2.0 * g1[i], 1e-6, 1e-5);
     free(g1);
     free(g2);
     gfix_close(&f);
@@ -505,7 +522,8 @@ START_TEST(output_feeding_a_layer) {
     f.fused[0] = 0;
     gfix_loss(&f, 1);
     float *g2 = download_all(f.be, f.m->grads, nv);
-    for (size_t i = 0; i < nv; i++) ck_assert_close(g2[i], g1[i], 1e-6, 1e-3);
+    for (size_t i = 0; i < nv; i++)
+        ck_assert_close(g2[i], g1[i], 1e-6, 1e-3);
     free(g1);
     free(g2);
     gfix_close(&f);
@@ -515,18 +533,19 @@ END_TEST
 /* A residual block and a two-input model on the cpu backend agree with the
  * reference backend. */
 START_TEST(backends_agree_on_graph) {
-    static const char *yaml = "model:\n"
-                              "  layers:\n"
-                              "    - Input: {shape: [6, 6, 2], name: img}\n"
-                              "    - Conv2D: {filters: 3, kernel_size: 3, padding: same, activation: relu}\n"
-                              "    - Conv2D: {filters: 3, kernel_size: 3, padding: same, name: c2}\n"
-                              "    - Add: {inputs: [conv2d, c2]}\n"
-                              "    - MaxPooling2D: {name: pool}\n"
-                              "    - Flatten\n"
-                              "    - Input: {shape: [4], name: extra}\n"
-                              "    - Dense: {units: 5, activation: tanh, inputs: extra}\n"
-                              "    - Concatenate: {inputs: [flatten, dense]}\n"
-                              "    - Dense: {units: 3, activation: softmax, name: out}\n";
+    static const char *yaml =
+        "model:\n"
+        "  layers:\n"
+        "    - Input: {shape: [6, 6, 2], name: img}\n"
+        "    - Conv2D: {filters: 3, kernel_size: 3, padding: same, activation: relu}\n"
+        "    - Conv2D: {filters: 3, kernel_size: 3, padding: same, name: c2}\n"
+        "    - Add: {inputs: [conv2d, c2]}\n"
+        "    - MaxPooling2D: {name: pool}\n"
+        "    - Flatten\n"
+        "    - Input: {shape: [4], name: extra}\n"
+        "    - Dense: {units: 5, activation: tanh, inputs: extra}\n"
+        "    - Concatenate: {inputs: [flatten, dense]}\n"
+        "    - Dense: {units: 3, activation: softmax, name: out}\n";
     const char *losses[] = {"sparse_categorical_crossentropy"};
     gfix a, b;
     gfix_open(&a, yaml, kc_backend_reference(), 3, losses);
@@ -534,7 +553,8 @@ START_TEST(backends_agree_on_graph) {
     ck_assert_close(gfix_loss(&a, 1), gfix_loss(&b, 1), 1e-5, 1e-5);
     size_t nv = (size_t)a.m->nvalues;
     float *ga = download_all(a.be, a.m->grads, nv), *gb = download_all(b.be, b.m->grads, nv);
-    for (size_t i = 0; i < nv; i++) ck_assert_close(ga[i], gb[i], 1e-5, 1e-3);
+    for (size_t i = 0; i < nv; i++)
+        ck_assert_close(ga[i], gb[i], 1e-5, 1e-3);
     free(ga);
     free(gb);
     check_grads(&a, 3, "residual + two inputs");
@@ -572,8 +592,29 @@ START_TEST(keras_order_and_layout) {
     ck_assert(!kc_model_sequential_like(m));
     kc_config_free(c);
 
+    /* a shared layer takes the depth of its deepest call, and so do the inputs
+     * of its other calls: here b sinks to a's depth (Keras's map_graph) */
+    c = parse_ok("model:\n"
+                 "  layers:\n"
+                 "    - Input: {shape: [3], name: a}\n"
+                 "    - Input: {shape: [3], name: b}\n"
+                 "    - Dense: {units: 3, name: s, inputs: a}\n"
+                 "    - Dense: {units: 3, name: d1}\n"
+                 "    - Dense: {units: 3, name: d2}\n"
+                 "    - {layer: s, inputs: b}\n"
+                 "    - Add: {name: add, inputs: ['s[1]', d2]}\n");
+    m = c->model;
+    ck_assert_int_eq(kc_model_keras_order(m, ops), 6);
+    const char *want2[] = {"b", "a", "s", "d1", "d2", "add"};
+    for (int i = 0; i < 6; i++) {
+        const char *name = ops[i] < 0 ? m->inputs[-1 - ops[i]].name : m->layers[ops[i]]->name;
+        ck_assert_str_eq(name, want2[i]);
+    }
+    kc_config_free(c);
+
     /* a chain written as a graph is still laid out in three columns */
-    c = parse_ok("model:\n  layers:\n    - Input: {shape: [3]}\n    - Dense: {units: 2, inputs: input_layer}\n"
+    c = parse_ok("model:\n  layers:\n    - Input: {shape: [3]}\n    - Dense: {units: 2, inputs: "
+                 "input_layer}\n"
                  "    - Dense: {units: 1}\n");
     ck_assert(c->model->functional);
     ck_assert(kc_model_sequential_like(c->model));
@@ -623,46 +664,59 @@ static void parse_fails(const char *text, const char *const *frags) {
 }
 #define FAILS(text, ...) parse_fails(text, (const char *const[]){__VA_ARGS__, NULL})
 
-#define HEAD "model:\n  layers:\n    - Input: {shape: [4], name: a}\n    - Input: {shape: [5], name: b}\n"
+#define HEAD                                                                                       \
+    "model:\n  layers:\n    - Input: {shape: [4], name: a}\n    - Input: {shape: [5], name: b}\n"
 
 START_TEST(graph_errors_are_located) {
     /* a forward reference (the list is the graph's order, so no cycle can be written) */
-    FAILS(HEAD "    - Dense: {units: 2, name: d1, inputs: d2}\n    - Dense: {units: 2, name: d2, inputs: d1}\n",
+    FAILS(HEAD "    - Dense: {units: 2, name: d1, inputs: d2}\n    - Dense: {units: 2, name: d2, "
+               "inputs: d1}\n",
           "g.yaml:5:43:", "'d2' is declared below this entry (line 6)", "cycles");
-    FAILS(HEAD "    - Dense: {units: 2, name: d1, inputs: d1}\n", "g.yaml:5:43:", "own output", "cycle");
+    FAILS(HEAD "    - Dense: {units: 2, name: d1, inputs: d1}\n", "g.yaml:5:43:", "own output",
+          "cycle");
     /* unknown names, with the closest */
-    FAILS(HEAD "    - Dense: {units: 2, name: d1, inputs: aa}\n    - Add: {inputs: [d1, b]}\n", "g.yaml:5:43:",
-          "unknown layer or Input 'aa'", "did you mean 'a'?");
-    FAILS(HEAD "    - Dense: {units: 2, inputs: a}\n  outputs: [dense, nope]\n", "g.yaml:6:20:", "'nope'");
-    FAILS(HEAD "    - Dense: {units: 2, name: d, inputs: a}\n    - Dense: {units: 2, inputs: 'd[1]'}\n",
+    FAILS(HEAD "    - Dense: {units: 2, name: d1, inputs: aa}\n    - Add: {inputs: [d1, b]}\n",
+          "g.yaml:5:43:", "unknown layer or Input 'aa'", "did you mean 'a'?");
+    FAILS(HEAD "    - Dense: {units: 2, inputs: a}\n  outputs: [dense, nope]\n",
+          "g.yaml:6:20:", "'nope'");
+    FAILS(HEAD
+          "    - Dense: {units: 2, name: d, inputs: a}\n    - Dense: {units: 2, inputs: 'd[1]'}\n",
           "g.yaml:6:33:", "'d[1]'", "called 1 time above this point (d[0])");
     /* inputs nobody uses, layers that lead nowhere */
-    FAILS(HEAD "    - Dense: {units: 2, inputs: a}\n", "g.yaml:4:7:", "Input 'b' is not used by any layer");
-    FAILS(HEAD "    - Dense: {units: 2, name: side, inputs: b}\n    - Dense: {units: 2, name: main, inputs: a}\n"
+    FAILS(HEAD "    - Dense: {units: 2, inputs: a}\n",
+          "g.yaml:4:7:", "Input 'b' is not used by any layer");
+    FAILS(HEAD "    - Dense: {units: 2, name: side, inputs: b}\n    - Dense: {units: 2, name: "
+               "main, inputs: a}\n"
                "  outputs: main\n",
           "g.yaml:5:7:", "'side' (Dense) does not lead to any output (outputs: main)");
-    FAILS(HEAD "    - Dense: {units: 2, name: p, inputs: a}\n    - Dense: {units: 2, name: q, inputs: b}\n",
+    FAILS(HEAD "    - Dense: {units: 2, name: p, inputs: a}\n    - Dense: {units: 2, name: q, "
+               "inputs: b}\n",
           "g.yaml:2:3:", "several ends (p, q)", "outputs: [p, q]");
-    FAILS(HEAD "    - Concatenate: {inputs: [a, b], name: c}\n  inputs: [a]\n", "g.yaml:4:7:",
-          "Input 'b' is not listed in the model's `inputs:` (g.yaml:6:11)");
-    FAILS(HEAD "    - Concatenate: {inputs: [a, b]}\n  outputs: [a]\n", "g.yaml:6:13:", "'a' is an Input");
+    FAILS(HEAD "    - Concatenate: {inputs: [a, b], name: c}\n  inputs: [a]\n",
+          "g.yaml:4:7:", "Input 'b' is not listed in the model's `inputs:` (g.yaml:6:11)");
+    FAILS(HEAD "    - Concatenate: {inputs: [a, b]}\n  outputs: [a]\n",
+          "g.yaml:6:13:", "'a' is an Input");
     /* the wrong number of inputs */
     FAILS(HEAD "    - Dense: {units: 2, inputs: [a, b]}\n", "g.yaml:5:33:",
-          "layer 'dense' (Dense) takes exactly 1 input, got 2: 'a' (None, 4), 'b' (None, 5)", "Concatenate");
-    FAILS(HEAD "    - Dense: {units: 4, inputs: b}\n    - Subtract: {inputs: [a, b, dense]}\n", "g.yaml:6:26:",
-          "'subtract' (Subtract) takes exactly 2 inputs, got 3");
-    FAILS(HEAD "    - Dot: {axes: 1, inputs: a}\n", "g.yaml:5:30:", "takes exactly 2 inputs, got 1");
+          "layer 'dense' (Dense) takes exactly 1 input, got 2: 'a' (None, 4), 'b' (None, 5)",
+          "Concatenate");
+    FAILS(HEAD "    - Dense: {units: 4, inputs: b}\n    - Subtract: {inputs: [a, b, dense]}\n",
+          "g.yaml:6:26:", "'subtract' (Subtract) takes exactly 2 inputs, got 3");
+    FAILS(HEAD "    - Dot: {axes: 1, inputs: a}\n",
+          "g.yaml:5:30:", "takes exactly 2 inputs, got 1");
     /* merge shapes that disagree name every shape */
-    FAILS(HEAD "    - Add: {inputs: [a, b]}\n", "g.yaml:5:7:", "layer 'add' (Add)", "(None, 4), (None, 5)");
-    FAILS(HEAD "    - Reshape: {target_shape: [2, 2], inputs: a}\n    - Reshape: {target_shape: [5, 1], inputs: b}\n"
+    FAILS(HEAD "    - Add: {inputs: [a, b]}\n", "g.yaml:5:7:", "layer 'add' (Add)",
+          "(None, 4), (None, 5)");
+    FAILS(HEAD "    - Reshape: {target_shape: [2, 2], inputs: a}\n    - Reshape: {target_shape: "
+               "[5, 1], inputs: b}\n"
                "    - Concatenate: {axis: 1, inputs: [reshape, reshape_1]}\n",
           "g.yaml:7:7:", "except along axis 1", "(None, 2, 2), (None, 5, 1)");
-    FAILS(HEAD "    - Dot: {axes: 1, inputs: [a, b]}\n", "g.yaml:5:7:", "axis 1 of the first has size 4",
-          "size 5");
+    FAILS(HEAD "    - Dot: {axes: 1, inputs: [a, b]}\n",
+          "g.yaml:5:7:", "axis 1 of the first has size 4", "size 5");
     FAILS(HEAD "    - Concatenate: {axis: 0, inputs: [a, b]}\n", "g.yaml:5:7:", "batch axis");
     /* a shared layer called on another shape */
-    FAILS(HEAD "    - Dense: {units: 2, name: enc, inputs: a}\n    - {layer: enc, inputs: b}\n", "g.yaml:6:28:",
-          "layer 'enc' is shared", "'b' (None, 5)", "(g.yaml:5:7) got (None, 4)");
+    FAILS(HEAD "    - Dense: {units: 2, name: enc, inputs: a}\n    - {layer: enc, inputs: b}\n",
+          "g.yaml:6:28:", "layer 'enc' is shared", "'b' (None, 5)", "(g.yaml:5:7) got (None, 4)");
     FAILS(HEAD "    - {layer: a, inputs: b}\n", "g.yaml:5:15:", "'a' is an Input");
     FAILS(HEAD "    - {layer: enc, inputs: b, units: 3}\n", "g.yaml:5:31:", "unknown key 'units'");
     /* an Input takes no inputs; names stay unique across Inputs and layers */
@@ -702,7 +756,8 @@ static int open_session(const char *rest, kc_error *e) {
 static void session_fails(const char *rest, const char *const *frags) {
     kc_error e = {0};
     int rc = open_session(rest, &e);
-    ck_assert_msg(rc == KC_ECONFIG, "expected a config error for:\n%s\ngot %d (%s)", rest, rc, e.msg);
+    ck_assert_msg(rc == KC_ECONFIG, "expected a config error for:\n%s\ngot %d (%s)", rest, rc,
+                  e.msg);
     for (int i = 0; frags[i]; i++)
         ck_assert_msg(strstr(e.msg, frags[i]), "message '%s' lacks '%s'", e.msg, frags[i]);
 }
@@ -710,23 +765,29 @@ static void session_fails(const char *rest, const char *const *frags) {
 
 START_TEST(compile_and_data_per_output) {
     kc_error e = {0};
-    const char *data = "data:\n  train: {x: {img: a.npy, meta: b.npy}, y: {cls: c.npy, rec: d.npy}}\n";
+    const char *data =
+        "data:\n  train: {x: {img: a.npy, meta: b.npy}, y: {cls: c.npy, rec: d.npy}}\n";
     char text[2048];
     snprintf(text, sizeof text,
-             "compile:\n  loss: {cls: sparse_categorical_crossentropy, rec: mse}\n  loss_weights: [1, 0.25]\n"
+             "compile:\n  loss: {cls: sparse_categorical_crossentropy, rec: mse}\n  loss_weights: "
+             "[1, 0.25]\n"
              "  metrics: {cls: [accuracy]}\n%s",
              data);
     ck_assert_msg(open_session(text, &e) == 0, "%s", e.msg);
     /* one loss for all outputs; a list of metric lists in output order */
-    ck_assert_msg(open_session("compile: {loss: mse, metrics: [[mae], [mse, mae]]}\n", &e) == 0, "%s", e.msg);
+    ck_assert_msg(open_session("compile: {loss: mse, metrics: [[mae], [mse, mae]]}\n", &e) == 0,
+                  "%s", e.msg);
     SESSION_FAILS("compile: {loss: {cls: mse, rex: mse}}\n", "g.yaml:9:28:", "no output 'rex'",
                   "did you mean 'rec'?");
-    SESSION_FAILS("compile: {loss: {cls: mse}}\n", "g.yaml:9:17:", "no entry for output 'rec'", "rec: null");
+    SESSION_FAILS("compile: {loss: {cls: mse}}\n", "g.yaml:9:17:", "no entry for output 'rec'",
+                  "rec: null");
     SESSION_FAILS("compile: {loss: [mse, mse, mae]}\n", "g.yaml:9:17:", "one entry per output");
-    SESSION_FAILS("compile: {loss: mse, loss_weights: {cls: 1, recon: 2}}\n", "g.yaml:9:45:", "'recon'");
+    SESSION_FAILS("compile: {loss: mse, loss_weights: {cls: 1, recon: 2}}\n",
+                  "g.yaml:9:45:", "'recon'");
     SESSION_FAILS("compile: {loss: {cls: null, rec: null}}\n", "nothing would be trained");
-    SESSION_FAILS("compile: {loss: mse}\ndata:\n  train: {x: {img: a.npy, meta: b.npy}, y: {cls: c.npy}}\n",
-                  "g.yaml:11:3:", "output 'rec' has a loss but no targets", "targets: {rec: y}");
+    SESSION_FAILS(
+        "compile: {loss: mse}\ndata:\n  train: {x: {img: a.npy, meta: b.npy}, y: {cls: c.npy}}\n",
+        "g.yaml:11:3:", "output 'rec' has a loss but no targets", "targets: {rec: y}");
 
     /* the data section's choices are checked against the model and the sources */
     kc_config *c = NULL;
@@ -734,21 +795,24 @@ START_TEST(compile_and_data_per_output) {
              "%sdata:\n  dataset: mnist\n  inputs: {img: x, meta: x}\n  targets: {cls: y, rec: x}\n"
              "  reshape: {img: [4], meta: [2]}\n",
              io_model);
-    ck_assert_msg(kc_config_parse_text("g.yaml", "/tmp", text, strlen(text), &c, &e) == 0, "%s", e.msg);
+    ck_assert_msg(kc_config_parse_text("g.yaml", "/tmp", text, strlen(text), &c, &e) == 0, "%s",
+                  e.msg);
     ck_assert_str_eq(c->data.inputs[1].array, "x");
     ck_assert_str_eq(c->data.targets[1].array, "x");
     ck_assert(c->data.inputs[1].has_reshape);
     kc_config_free(c);
     const char *bad[][3] = {
-        {"data:\n  dataset: mnist\n  inputs: {img: x}\n", "g.yaml:11:11:", "model input 'meta' takes no data"},
-        {"data:\n  dataset: mnist\n  inputs: {img: x, mta: x}\n", "g.yaml:11:20:", "did you mean 'meta'?"},
+        {"data:\n  dataset: mnist\n  inputs: {img: x}\n",
+         "g.yaml:11:11:", "model input 'meta' takes no data"},
+        {"data:\n  dataset: mnist\n  inputs: {img: x, mta: x}\n",
+         "g.yaml:11:20:", "did you mean 'meta'?"},
         {"data:\n  dataset: mnist\n  inputs: {img: x, meta: z}\n", "g.yaml:11:26:", "only x and y"},
-        {"data:\n  train: {x: {img: a.npy}, y: b.npy}\n  inputs: {meta: x}\n", "g.yaml:11:18:",
-         "has no such array (it has: y, img)"},
-        {"data:\n  dataset: mnist\n  inputs: {img: x, meta: x}\n  reshape: [4]\n", "g.yaml:12:12:",
-         "give reshape per input"},
-        {"data:\n  dataset: mnist\n  inputs: {img: x, meta: x}\n  targets: {cls: y, recon: x}\n", "g.yaml:12:21:",
-         "no output 'recon'"},
+        {"data:\n  train: {x: {img: a.npy}, y: b.npy}\n  inputs: {meta: x}\n",
+         "g.yaml:11:18:", "has no such array (it has: y, img)"},
+        {"data:\n  dataset: mnist\n  inputs: {img: x, meta: x}\n  reshape: [4]\n",
+         "g.yaml:12:12:", "give reshape per input"},
+        {"data:\n  dataset: mnist\n  inputs: {img: x, meta: x}\n  targets: {cls: y, recon: x}\n",
+         "g.yaml:12:21:", "no output 'recon'"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(text, sizeof text, "%s%s", io_model, bad[i][0]);

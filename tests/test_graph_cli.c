@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 
 #include "core/rng.h"
+#include "core/safetensors.h"
 #include "models/data/data.h"
 #include "testutil.h"
 
@@ -29,8 +30,8 @@ static int run_env(const char *env, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    snprintf(cmd, sizeof cmd, "cd '%s' && %s '%s' %s >'%s/out.txt' 2>'%s/err.txt'", dir, env, kerasc, args, dir,
-             dir);
+    snprintf(cmd, sizeof cmd, "cd '%s' && %s '%s' %s >'%s/out.txt' 2>'%s/err.txt'", dir, env,
+             kerasc, args, dir, dir);
     int st = system(cmd);
     char p[4200];
     snprintf(p, sizeof p, "%s/out.txt", dir);
@@ -65,10 +66,13 @@ static void make_blobs(const char *prefix, int n, uint64_t seed) {
         int q = (int)kc_rng_below(seed, 1, (uint64_t)i, 4);
         int oy = (q / 2) * 4 + (int)kc_rng_below(seed, 2, (uint64_t)i, 2);
         int ox = (q % 2) * 4 + (int)kc_rng_below(seed, 3, (uint64_t)i, 2);
-        for (int k = 0; k < 64; k++) x[i * 64 + k] = 40.0f * kc_rng_uniform(seed, 4, (uint64_t)(i * 64 + k));
+        for (int k = 0; k < 64; k++)
+            x[i * 64 + k] = 40.0f * kc_rng_uniform(seed, 4, (uint64_t)(i * 64 + k));
         for (int a = 0; a < 3; a++)
-            for (int b = 0; b < 3; b++) x[i * 64 + (oy + a) * 8 + ox + b] += 200.0f;
-        for (int k = 0; k < 64; k++) f[i * 64 + k] = x[i * 64 + k] / 255.0f;
+            for (int b = 0; b < 3; b++)
+                x[i * 64 + (oy + a) * 8 + ox + b] += 200.0f;
+        for (int k = 0; k < 64; k++)
+            f[i * 64 + k] = x[i * 64 + k] / 255.0f;
         y[i] = (float)q;
     }
     kc_error e = {0};
@@ -194,6 +198,33 @@ START_TEST(summary_connected_to_matches_keras) {
 }
 END_TEST
 
+/* Functional models written by Keras 3 (tests/fixtures/keras, made by
+ * make_fixtures.py): the summary Keras printed, byte for byte - Input rows,
+ * Keras's depth order (a shared layer's second Input comes late), "Connected
+ * to" over every call of a shared layer. */
+START_TEST(summary_of_keras_written_graphs) {
+    const char *src = getenv("KERASC_SRC");
+    ck_assert_msg(src && *src, "set KERASC_SRC to the source tree");
+    const char *names[] = {"merges_k3", "residual_k3", "two_in_two_out_k3", "shared_k3"};
+    static char want[1 << 16];
+    char p[4200];
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        snprintf(p, sizeof p, "%s/tests/fixtures/keras/%s.summary.txt", src, names[i]);
+        slurp(p, want, sizeof want);
+        ck_assert_msg(*want, "missing fixture %s", p);
+        int st = run("summary '%s/tests/fixtures/keras/%s.json'", src, names[i]);
+        ck_assert_msg(st == 0, "summary of %s failed: %s", names[i], err_buf);
+        ck_assert_msg(!strcmp(out_buf, want), "summary of %s differs from Keras's", names[i]);
+    }
+    /* the last one again through a model file whose `model:` names the Keras file */
+    char yaml[4400];
+    snprintf(yaml, sizeof yaml, "model: %s/tests/fixtures/keras/shared_k3.json\n", src);
+    write_file("from_json.yaml", yaml);
+    ck_assert_int_eq(run("summary from_json.yaml"), 0);
+    ck_assert_str_eq(out_buf, want);
+}
+END_TEST
+
 /* ---------------------------------------------------------- training --- */
 
 static const char *two_io_model =
@@ -240,16 +271,17 @@ START_TEST(two_inputs_two_outputs_end_to_end) {
     ck_assert_ptr_nonnull(strstr(out_buf, " - val_recon_loss: "));
     char hist[8192];
     slurp(path_in("run/history.csv"), hist, sizeof hist);
-    const char *header = "epoch,class_accuracy,class_loss,loss,recon_loss,recon_mae,val_class_accuracy,"
-                         "val_class_loss,val_loss,val_recon_loss,val_recon_mae\n";
+    const char *header =
+        "epoch,class_accuracy,class_loss,loss,recon_loss,recon_mae,val_class_accuracy,"
+        "val_class_loss,val_loss,val_recon_loss,val_recon_mae\n";
     ck_assert_msg(!strncmp(hist, header, strlen(header)), "history: %s", hist);
     /* the last epoch: loss = class_loss + 0.5 recon_loss, for training and validation */
     char *last = hist;
     for (char *p = hist; *p; p++)
         if (*p == '\n' && p[1]) last = p + 1;
     double v[11];
-    ck_assert_int_eq(sscanf(last, "%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf", &v[0], &v[1], &v[2], &v[3], &v[4],
-                            &v[5], &v[6], &v[7], &v[8], &v[9], &v[10]),
+    ck_assert_int_eq(sscanf(last, "%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf", &v[0], &v[1],
+                            &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &v[10]),
                      11);
     ck_assert_int_eq((int)v[0], 3);
     ck_assert_close(v[3], v[2] + 0.5 * v[4], 1e-6, 1e-5);
@@ -258,7 +290,8 @@ START_TEST(two_inputs_two_outputs_end_to_end) {
     char *tl = strstr(out_buf, "Test - loss: ");
     ck_assert_ptr_nonnull(tl);
     double test_loss, test_acc;
-    ck_assert_int_eq(sscanf(tl, "Test - loss: %lf - class_accuracy: %lf", &test_loss, &test_acc), 2);
+    ck_assert_int_eq(sscanf(tl, "Test - loss: %lf - class_accuracy: %lf", &test_loss, &test_acc),
+                     2);
     ck_assert_msg(test_acc >= 0.9, "test accuracy %.4f", test_acc);
 
     /* evaluate from the checkpoint reports the same numbers */
@@ -286,16 +319,19 @@ START_TEST(two_inputs_two_outputs_end_to_end) {
     ck_assert_int_eq(a.shape.d[1], 64);
     kc_array_free(&a);
     /* both outputs side by side in one CSV: 4 + 64 columns */
-    ck_assert_int_eq(run("predict run/best.safetensors --input image=test_x.npy --input pixels=test_x.npy"), 0);
+    ck_assert_int_eq(
+        run("predict run/best.safetensors --input image=test_x.npy --input pixels=test_x.npy"), 0);
     int commas = 0;
-    for (char *c = out_buf; *c && *c != '\n'; c++) commas += *c == ',';
+    for (char *c = out_buf; *c && *c != '\n'; c++)
+        commas += *c == ',';
     ck_assert_int_eq(commas, 67);
     /* a missing input is named */
     ck_assert_int_eq(run("predict run/best.safetensors --input image=test_x.npy"), 2);
     ck_assert_ptr_nonnull(strstr(err_buf, "2 inputs"));
     /* the summary shows both inputs and the merge */
     ck_assert_int_eq(run("summary run/last.safetensors"), 0);
-    ck_assert_ptr_nonnull(strstr(out_buf, "│ merged              │ (None, 80)        │          0 │ flat[0][0],       │"));
+    ck_assert_ptr_nonnull(strstr(
+        out_buf, "│ merged              │ (None, 80)        │          0 │ flat[0][0],       │"));
 }
 END_TEST
 
@@ -304,8 +340,10 @@ START_TEST(named_arrays_feed_inputs_and_targets) {
     char cfg[4096];
     snprintf(cfg, sizeof cfg,
              "%sdata:\n"
-             "  train: {x: {image: train_f.npy, pixels: train_f.npy}, y: {class: train_y.npy, recon: train_f.npy}}\n"
-             "  validation: {x: {image: test_f.npy, pixels: test_f.npy}, y: {class: test_y.npy, recon: test_f.npy}}\n"
+             "  train: {x: {image: train_f.npy, pixels: train_f.npy}, y: {class: train_y.npy, "
+             "recon: train_f.npy}}\n"
+             "  validation: {x: {image: test_f.npy, pixels: test_f.npy}, y: {class: test_y.npy, "
+             "recon: test_f.npy}}\n"
              "  reshape: {image: [8, 8, 1]}\n"
              "fit: {epochs: 3, batch_size: 20, seed: 2}\n",
              two_io_model);
@@ -320,8 +358,8 @@ START_TEST(named_arrays_feed_inputs_and_targets) {
     for (char *p = hist; *p; p++)
         if (*p == '\n' && p[1]) last = p + 1;
     double v[11];
-    ck_assert_int_eq(sscanf(last, "%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf", &v[0], &v[1], &v[2], &v[3], &v[4],
-                            &v[5], &v[6], &v[7], &v[8], &v[9], &v[10]),
+    ck_assert_int_eq(sscanf(last, "%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf", &v[0], &v[1],
+                            &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &v[10]),
                      11);
     ck_assert_msg(v[10] < 0.2, "val_recon_mae %.4f", v[10]);
     ck_assert_msg(v[6] >= 0.85, "val_class_accuracy %.4f", v[6]);
@@ -334,8 +372,56 @@ START_TEST(named_arrays_feed_inputs_and_targets) {
     free(bad);
     ck_assert_int_eq(run("train bad.yaml"), 2);
     ck_assert_ptr_nonnull(strstr(err_buf, "bad.yaml:"));
-    ck_assert_ptr_nonnull(strstr(err_buf, "model output 'recon' takes array 'recon', but data.train"));
+    ck_assert_ptr_nonnull(
+        strstr(err_buf, "model output 'recon' takes array 'recon', but data.train"));
     ck_assert_ptr_nonnull(strstr(err_buf, "(it has: image, pixels, class, recox)"));
+}
+END_TEST
+
+/* A shared encoder trains from the command line; its checkpoint holds its
+ * weights once, under Keras's names, and evaluates to what training printed. */
+START_TEST(shared_layer_trains_and_checkpoints) {
+    write_file("siam.yaml", "model:\n"
+                            "  name: siam\n"
+                            "  layers:\n"
+                            "    - Input: {shape: [64], name: left}\n"
+                            "    - Input: {shape: [64], name: right}\n"
+                            "    - Dense: {units: 8, activation: relu, name: enc, inputs: left}\n"
+                            "    - {layer: enc, inputs: right}\n"
+                            "    - Concatenate: {name: both, inputs: [enc, 'enc[1]']}\n"
+                            "    - Dense: {units: 4, activation: softmax, name: class}\n"
+                            "compile:\n"
+                            "  optimizer: {Adam: {learning_rate: 0.01}}\n"
+                            "  loss: sparse_categorical_crossentropy\n"
+                            "  metrics: [accuracy]\n"
+                            "data:\n"
+                            "  train: {x: train_f.npy, y: train_y.npy}\n"
+                            "  test: {x: test_f.npy, y: test_y.npy}\n"
+                            "  inputs: {left: x, right: x}\n"
+                            "fit: {epochs: 3, batch_size: 16, seed: 4}\n");
+    int st = run("train siam.yaml --output siam --threads 2");
+    ck_assert_msg(st == 0, "train failed (%d): %s", st, err_buf);
+    char *tl = strstr(out_buf, "Test - loss: ");
+    ck_assert_ptr_nonnull(tl);
+    double loss, acc;
+    ck_assert_int_eq(sscanf(tl, "Test - loss: %lf - accuracy: %lf", &loss, &acc), 2);
+    ck_assert_msg(acc >= 0.9, "test accuracy %.4f", acc);
+    kc_st_file *f;
+    kc_error e = {0};
+    ck_assert_msg(kc_st_open(path_in("siam/last.safetensors"), &f, &e) == 0, "%s", e.msg);
+    int weights = 0;
+    for (int i = 0; i < kc_st_count(f); i++)
+        if (strncmp(kc_st_at(f, i)->name, "optimizer/", 10)) weights++;
+    ck_assert_int_eq(weights, 4); /* enc/kernel, enc/bias, class/kernel, class/bias */
+    const kc_st_tensor *k = kc_st_find(f, "enc/kernel");
+    ck_assert_ptr_nonnull(k);
+    ck_assert_int_eq(k->shape.d[0], 64);
+    ck_assert_int_eq(k->shape.d[1], 8);
+    kc_st_close(f);
+    ck_assert_int_eq(run("evaluate siam/last.safetensors --json"), 0);
+    double el;
+    ck_assert_int_eq(sscanf(out_buf, "{\"loss\": %lf", &el), 1);
+    ck_assert_close(el, loss, 5e-5, 0);
 }
 END_TEST
 
@@ -365,7 +451,8 @@ START_TEST(plot_writes_dot_and_images) {
     ck_assert_ptr_nonnull(strstr(dot, "\"input_0\" -> \"layer_0\""));
     ck_assert_ptr_nonnull(strstr(dot, "\"layer_1\" -> \"layer_2\""));
     int edges = 0;
-    for (char *p = dot; (p = strstr(p, " -> ")); p++) edges++;
+    for (char *p = dot; (p = strstr(p, " -> ")); p++)
+        edges++;
     ck_assert_int_eq(edges, 4);
     /* a Sequential stack is a chain without an Input box */
     write_file("seq.yaml", "model:\n  layers:\n    - Input: {shape: [4]}\n    - Dense: {units: 2}\n"
@@ -408,11 +495,14 @@ END_TEST
 
 START_TEST(graph_errors_exit_2_with_location) {
     write_file("cyc.yaml", "model:\n  layers:\n    - Input: {shape: [4]}\n"
-                           "    - Dense: {units: 2, name: p, inputs: q}\n    - Dense: {units: 2, name: q, inputs: p}\n");
+                           "    - Dense: {units: 2, name: p, inputs: q}\n    - Dense: {units: 2, "
+                           "name: q, inputs: p}\n");
     ck_assert_int_eq(run("summary cyc.yaml"), 2);
-    ck_assert_ptr_nonnull(strstr(err_buf, "cyc.yaml:4:42: 'q' is declared below this entry (line 5)"));
+    ck_assert_ptr_nonnull(
+        strstr(err_buf, "cyc.yaml:4:42: 'q' is declared below this entry (line 5)"));
     ck_assert_int_eq(run("plot cyc.yaml -o c.dot"), 2);
-    write_file("shape.yaml", "model:\n  layers:\n    - Input: {shape: [4], name: a}\n    - Input: {shape: [6], name: b}\n"
+    write_file("shape.yaml", "model:\n  layers:\n    - Input: {shape: [4], name: a}\n    - Input: "
+                             "{shape: [6], name: b}\n"
                              "    - Subtract: {inputs: [a, b]}\n");
     ck_assert_int_eq(run("train shape.yaml"), 2);
     ck_assert_ptr_nonnull(strstr(err_buf, "shape.yaml:5:7:"));
@@ -426,8 +516,10 @@ int main(void) {
     tcase_set_timeout(t, 300);
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_add_test(t, summary_connected_to_matches_keras);
+    tcase_add_test(t, summary_of_keras_written_graphs);
     tcase_add_test(t, two_inputs_two_outputs_end_to_end);
     tcase_add_test(t, named_arrays_feed_inputs_and_targets);
+    tcase_add_test(t, shared_layer_trains_and_checkpoints);
     tcase_add_test(t, plot_writes_dot_and_images);
     tcase_add_test(t, graph_errors_exit_2_with_location);
     suite_add_tcase(s, t);

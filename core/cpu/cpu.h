@@ -1,8 +1,9 @@
 /* The cpu backend's ops, shared between its source files. Loops are split
- * among OpenMP threads with static schedules, and every output element is
- * computed by one thread in a fixed order, so results repeat bit for bit and,
- * except for gemm and convolution (whose products are split into one sgemm
- * per thread), do not depend on the thread count either. */
+ * among OpenMP threads, and every output element is computed by one thread in
+ * a fixed order, so results repeat bit for bit and do not depend on the
+ * thread count either - except for the products that fall back to OpenBLAS
+ * (gemm with a transposed B or alpha != 1, and convolutions on a CPU without
+ * AVX2), which are split into one sgemm per thread. */
 #ifndef KC_CPU_H
 #define KC_CPU_H
 

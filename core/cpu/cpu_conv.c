@@ -1,17 +1,23 @@
-/* cpu convolution as im2col + sgemm. With NHWC input and an HWIO kernel, the
- * patch matrix of a batch chunk has one row per output pixel and kh*kw*c
- * columns in kernel order, so:
- *   forward          y    = col  . W          (pixels x oc)
- *   backward filter  dW  += colT . dy         (kh*kw*c x oc)
- *   backward data    dcol = dy   . WT, then each input pixel gathers its taps.
- * The workspace holds the patch matrix of one chunk of images. Chunks are
- * sized from the shape alone (never from the thread count), so the filter
- * gradient always adds its chunks in the same order. A 1x1, stride-1,
- * unpadded convolution needs no patch matrix: the input already is one. */
+/* cpu convolution. Two paths:
+ * - with AVX2 or AVX-512 (see cpu_igemm.c), the indirect GEMM reads the input
+ *   through offset tables, so no patch matrix is built (the SIMD path below);
+ * - otherwise im2col + sgemm. With NHWC input and an HWIO kernel, the patch
+ *   matrix of a batch chunk has one row per output pixel and kh*kw*c columns
+ *   in kernel order, so:
+ *     forward          y    = col  . W          (pixels x oc)
+ *     backward filter  dW  += colT . dy         (kh*kw*c x oc)
+ *     backward data    dcol = dy   . WT, then each input pixel gathers its taps.
+ *   The workspace holds the patch matrix of one chunk of images. Chunks are
+ *   sized from the shape alone (never from the thread count), so the filter
+ *   gradient always adds its chunks in the same order. A 1x1, stride-1,
+ *   unpadded convolution needs no patch matrix: the input already is one.
+ * The workspace is sized for either path, so the instruction set may be
+ * lowered after planning (tests run both paths that way). */
 #include "core/cpu/cpu.h"
 
 #include <limits.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,9 +57,8 @@ static int conv_empty(const kc_conv2d_desc *d) {
 /* ---- the SIMD path: indirect GEMM over a (padded) input, no patch matrix ----
  * forward          y[p, o]   = sum_(ky,kx,c) xp[base(p) + koff(ky,kx,c)] w[(ky,kx,c), o]
  * backward filter  dw[t, o] += sum_p xp[base(p) + koff(t)] dy[p, o]
- * backward data    (stride 1) a forward convolution of dy, padded by the
- *                  kernel extent, with the kernel flipped and transposed:
- *                  dx[q, c] = sum_(ky,kx,o) dyp[base(q) + koff'(ky,kx,o)] w'[(ky,kx,o), c]
+ * backward data    dcol = dy . w^T a few images at a time, gathered per input
+ *                  pixel (see fast_backward_data below)
  * xp is the input with its "same" padding made real, so every tap is in
  * range; a valid convolution reads x itself. */
 
@@ -66,9 +71,7 @@ static size_t align_up(size_t b) {
 typedef struct fast_geom {
     int hp, wp;    /* extent of the input the windows read (padded or not) */
     int padded;    /* xp is a zero-padded copy of x */
-    int hq, wq;    /* backward data: extent of the padded dy */
     int ok;        /* every offset fits an int */
-    int data_ok;   /* backward data can take the SIMD path (stride 1) */
 } fast_geom;
 
 static fast_geom fast_geometry(const kc_conv2d_desc *d) {
@@ -78,14 +81,10 @@ static fast_geom fast_geometry(const kc_conv2d_desc *d) {
     g.padded = d->pad_t > 0 || d->pad_l > 0 || reach_h > d->h || reach_w > d->w;
     g.hp = g.padded ? (reach_h > d->h + d->pad_t ? reach_h : d->h + d->pad_t) : d->h;
     g.wp = g.padded ? (reach_w > d->w + d->pad_l ? reach_w : d->w + d->pad_l) : d->w;
-    g.hq = d->h + (d->kh - 1) * d->dh;
-    g.wq = d->w + (d->kw - 1) * d->dw;
-    double xp = (double)d->n * g.hp * g.wp * d->c, dyp = (double)d->n * g.hq * g.wq * d->oc;
-    double pix = (double)d->n * d->oh * d->ow, in_pix = (double)d->n * d->h * d->w;
+    double xp = (double)d->n * g.hp * g.wp * d->c;
+    double pix = (double)d->n * d->oh * d->ow;
     double taps = (double)d->kh * d->kw * (d->c > d->oc ? d->c : d->oc);
     g.ok = xp < INT_MAX && pix < INT_MAX && taps < INT_MAX && (double)d->n * d->h * d->w * d->c < INT_MAX;
-    g.data_ok = g.ok && d->sh == 1 && d->sw == 1 && dyp < INT_MAX && in_pix < INT_MAX &&
-                (d->kh - 1) * d->dh >= d->pad_t && (d->kw - 1) * d->dw >= d->pad_l;
     return g;
 }
 
@@ -119,14 +118,7 @@ static size_t fast_ws_fwd(const kc_conv2d_desc *d, const fast_geom *g) {
     return align_up(xp) + align_up(taps) + align_up(pix) + align_up(parts);
 }
 
-/* Bytes of the backward-data scratch: dyp, the flipped kernel, offsets. */
-static size_t fast_ws_data(const kc_conv2d_desc *d, const fast_geom *g) {
-    size_t dyp = (size_t)d->n * g->hq * g->wq * d->oc * sizeof(float);
-    size_t wf = (size_t)d->kh * d->kw * d->oc * d->c * sizeof(float);
-    size_t taps = (size_t)d->kh * d->kw * d->oc * sizeof(int);
-    size_t pix = (size_t)d->n * d->h * d->w * sizeof(int);
-    return align_up(dyp) + align_up(wf) + align_up(taps) + align_up(pix);
-}
+static size_t dcol_ws(const kc_conv2d_desc *d);
 
 static size_t im2col_ws(const kc_conv2d_desc *d) {
     conv_plan p = make_plan(d);
@@ -141,7 +133,7 @@ size_t kc_cpu_conv2d_workspace(const kc_conv2d_desc *d) {
     if (g.ok) {
         size_t f = fast_ws_fwd(d, &g);
         if (f > ws) ws = f;
-        if (g.data_ok && fast_ws_data(d, &g) > ws) ws = fast_ws_data(d, &g);
+        if (dcol_ws(d) > ws) ws = dcol_ws(d);
     }
     return ws;
 }
@@ -250,40 +242,6 @@ static int fast_backward_filter(const kc_conv2d_desc *d, const float *x, const f
     return 1;
 }
 
-static int fast_backward_data(const kc_conv2d_desc *d, const float *dy, const float *w, float *dx,
-                              void *ws) {
-    fast_geom g = fast_geometry(d);
-    if (!g.data_ok || kc_cpu_isa() == KC_CPU_PORTABLE) return 0;
-    char *p = ws;
-    size_t dyp_b = (size_t)d->n * g.hq * g.wq * d->oc * sizeof(float);
-    size_t wf_b = (size_t)d->kh * d->kw * d->oc * d->c * sizeof(float);
-    size_t taps_b = (size_t)d->kh * d->kw * d->oc * sizeof(int);
-    float *dyp = (float *)p, *wf = (float *)(p + align_up(dyp_b));
-    int *koff = (int *)(p + align_up(dyp_b) + align_up(wf_b));
-    int *pix = (int *)(p + align_up(dyp_b) + align_up(wf_b) + align_up(taps_b));
-    int top = (d->kh - 1) * d->dh - d->pad_t, left = (d->kw - 1) * d->dw - d->pad_l;
-    /* dyp holds dy at (top, left); rows beyond what any window reads stay zero */
-    int rows = d->oh < g.hq - top ? d->oh : g.hq - top;
-    int cols = d->ow < g.wq - left ? d->ow : g.wq - left;
-    if (rows < d->oh || cols < d->ow) return 0;
-    pad_images(dy, d->n, d->oh, d->ow, d->oc, dyp, g.hq, g.wq, top, left);
-    /* w'[ky', kx', o, c] = w[kh-1-ky', kw-1-kx', c, o] */
-    for (int ky = 0; ky < d->kh; ky++)
-        for (int kx = 0; kx < d->kw; kx++) {
-            const float *src = w + ((size_t)(d->kh - 1 - ky) * d->kw + (d->kw - 1 - kx)) * d->c * d->oc;
-            float *dst = wf + ((size_t)ky * d->kw + kx) * d->oc * d->c;
-            for (int c = 0; c < d->c; c++)
-                for (int o = 0; o < d->oc; o++)
-                    dst[(size_t)o * d->c + c] = src[(size_t)c * d->oc + o];
-        }
-    tap_offsets(koff, d->kh, d->kw, d->dh, d->dw, g.wq, d->oc);
-    pixel_offsets(pix, d->n, d->h, d->w, 1, 1, g.hq, g.wq, d->oc);
-    kc_cpu_igemm_args a = {.m = d->n * d->h * d->w, .n = d->c, .k = d->kh * d->kw * d->oc,
-                           .a = dyp, .aoff = pix, .abase = koff, .b = wf, .ldb = d->c,
-                           .beta = 0.0f, .c = dx, .ldc = d->c};
-    return kc_cpu_igemm(&a);
-}
-
 /* Scratch for callers that pass none; NULL only if memory is exhausted. */
 static float *scratch(const kc_conv2d_desc *d, void *ws, int *owned) {
     *owned = 0;
@@ -364,6 +322,122 @@ static void col2im_gather(const kc_conv2d_desc *d, const float *col, int nb, flo
             }
         }
     }
+}
+
+/* ---- backward data by patch-gradient columns, a few images per task ----
+ * For a group of images, dcol = dy . W^T (the indirect GEMM, dy read as a
+ * plain matrix), then every input pixel sums its taps from dcol in kernel
+ * order, as col2im_gather does. No multiply meets padding, the group's dcol
+ * stays in cache, and images are independent, so threads take whole groups
+ * and the bits do not depend on the thread count. */
+#define DCOL_GROUP_BYTES ((size_t)512 << 10)
+#define DCOL_SLOTS_MAX 8
+
+/* the helpers are inlined into the clones, never called across an ABI boundary */
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef float kc_v16f __attribute__((vector_size(64)));
+
+static int dcol_slots(void) {
+    int p = omp_get_num_procs();
+    return p < 1 ? 1 : (p > DCOL_SLOTS_MAX ? DCOL_SLOTS_MAX : p);
+}
+
+static int dcol_group(const kc_conv2d_desc *d) {
+    size_t per = (size_t)d->oh * d->ow * d->kh * d->kw * d->c * sizeof(float);
+    size_t g = per ? DCOL_GROUP_BYTES / per : 1;
+    return g < 1 ? 1 : (g > (size_t)d->n ? d->n : (int)g);
+}
+
+/* W^T, then one dcol per slot */
+static size_t dcol_ws(const kc_conv2d_desc *d) {
+    size_t k = (size_t)d->kh * d->kw * d->c;
+    size_t per = (size_t)d->oh * d->ow * k * sizeof(float);
+    return align_up(k * d->oc * sizeof(float)) + (size_t)dcol_slots() * align_up(per * dcol_group(d));
+}
+
+/* dx of one image from its dcol; 16 channels at a time in a register. */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+gather_image(const kc_conv2d_desc *d, const float *col, float *dx) {
+    int c = d->c;
+    size_t k = (size_t)d->kh * d->kw * c;
+    for (int iy = 0; iy < d->h; iy++)
+        for (int ix = 0; ix < d->w; ix++) {
+            float *dst = dx + ((size_t)iy * d->w + ix) * c;
+            const float *src[64];
+            int taps = 0, many = d->kh * d->kw > 64;
+            if (!many)
+                for (int ky = 0; ky < d->kh; ky++) {
+                    int oy = tap_source(iy, ky, d->sh, d->dh, d->pad_t, d->oh);
+                    if (oy < 0) continue;
+                    for (int kx = 0; kx < d->kw; kx++) {
+                        int ox = tap_source(ix, kx, d->sw, d->dw, d->pad_l, d->ow);
+                        if (ox >= 0)
+                            src[taps++] = col + ((size_t)oy * d->ow + ox) * k + ((size_t)ky * d->kw + kx) * c;
+                    }
+                }
+            int ch = 0;
+            for (; !many && ch + 16 <= c; ch += 16) {
+                kc_v16f acc = {0};
+                for (int t = 0; t < taps; t++) {
+                    kc_v16f v;
+                    memcpy(&v, src[t] + ch, sizeof v);
+                    acc += v;
+                }
+                memcpy(dst + ch, &acc, sizeof acc);
+            }
+            for (; ch < c; ch++) {
+                float acc = 0.0f;
+                for (int ky = 0; ky < d->kh; ky++) {
+                    int oy = tap_source(iy, ky, d->sh, d->dh, d->pad_t, d->oh);
+                    if (oy < 0) continue;
+                    for (int kx = 0; kx < d->kw; kx++) {
+                        int ox = tap_source(ix, kx, d->sw, d->dw, d->pad_l, d->ow);
+                        if (ox >= 0)
+                            acc += col[((size_t)oy * d->ow + ox) * k + ((size_t)ky * d->kw + kx) * c + ch];
+                    }
+                }
+                dst[ch] = acc;
+            }
+        }
+}
+
+static int fast_backward_data(const kc_conv2d_desc *d, const float *dy, const float *w, float *dx,
+                              void *ws) {
+    fast_geom g = fast_geometry(d);
+    size_t k = (size_t)d->kh * d->kw * d->c, pix = (size_t)d->oh * d->ow;
+    if (!g.ok || kc_cpu_isa() == KC_CPU_PORTABLE || (double)d->n * pix * k >= INT_MAX) return 0;
+    float *wt = ws;
+    char *slots = (char *)ws + align_up(k * d->oc * sizeof(float));
+    int group = dcol_group(d);
+    size_t slot_bytes = align_up(pix * k * sizeof(float) * group);
+    for (int o = 0; o < d->oc; o++) /* wt[o, j] = w[j, o] */
+        for (size_t j = 0; j < k; j++)
+            wt[(size_t)o * k + j] = w[j * d->oc + o];
+    int nt = kc_cpu_threads(), slots_n = dcol_slots();
+    if (nt > slots_n) nt = slots_n;
+    if (nt > d->n) nt = d->n;
+    int done = 1;
+    /* each thread an equal share of the images, in groups of near-equal size */
+#pragma omp parallel num_threads(nt) if (nt > 1) reduction(&& : done)
+    {
+        int t = omp_get_thread_num(), parts = omp_get_num_threads();
+        float *col = (float *)(slots + (size_t)t * slot_bytes);
+        int first = (int)((long)d->n * t / parts), count = (int)((long)d->n * (t + 1) / parts) - first;
+        int groups = (count + group - 1) / group;
+        for (int gi = 0; gi < groups; gi++) {
+            int i0 = first + (int)((long)count * gi / groups);
+            int nb = first + (int)((long)count * (gi + 1) / groups) - i0;
+            kc_cpu_igemm_args a = {.m = nb * (int)pix, .n = (int)k, .k = d->oc,
+                                   .a = dy + (size_t)i0 * pix * d->oc, .rs = d->oc, .cs = 1,
+                                   .b = wt, .ldb = (long)k, .beta = 0.0f, .c = col,
+                                   .ldc = (long)k, .threads = 1};
+            done = done && kc_cpu_igemm(&a);
+            for (int i = 0; i < nb; i++)
+                gather_image(d, col + (size_t)i * pix * k,
+                             dx + (size_t)(i0 + i) * d->h * d->w * d->c);
+        }
+    }
+    return done;
 }
 
 void kc_cpu_conv2d_forward(const kc_conv2d_desc *d, const float *x, const float *w, float *y,

@@ -30,7 +30,9 @@ static void shapes_str(const kc_layer *l, char *buf, size_t n) {
 }
 
 /* Merge layers have no arguments beyond the common ones. */
-static int merge_configure(kc_layer *l, kc_args *a, kc_error *e) { return KC_OK; }
+static int merge_configure(kc_layer *l, kc_args *a, kc_error *e) {
+    return KC_OK;
+}
 
 /* ---- elementwise: Add, Subtract, Multiply, Average, Maximum, Minimum ---- */
 
@@ -52,7 +54,8 @@ static int64_t elementwise_flops(const kc_layer *l) {
 static void add_forward(kc_layer *l, const kc_exec *ex, const float *const *x, float *y) {
     size_t n = numel_of(&l->out_shape, ex->batch);
     kc_layer_copy(ex->be, y, x[0], n);
-    for (int i = 1; i < l->ninputs; i++) ex->be->axpy(1.0f, x[i], y, n);
+    for (int i = 1; i < l->ninputs; i++)
+        ex->be->axpy(1.0f, x[i], y, n);
 }
 
 static void add_backward(kc_layer *l, const kc_exec *ex, const float *const *x, const float *y,
@@ -68,8 +71,8 @@ static void subtract_forward(kc_layer *l, const kc_exec *ex, const float *const 
     ex->be->axpy(-1.0f, x[1], y, n);
 }
 
-static void subtract_backward(kc_layer *l, const kc_exec *ex, const float *const *x,
-                              const float *y, const float *dy, float *const *dx) {
+static void subtract_backward(kc_layer *l, const kc_exec *ex, const float *const *x, const float *y,
+                              const float *dy, float *const *dx) {
     size_t n = numel_of(&l->out_shape, ex->batch);
     if (dx[0]) kc_layer_copy(ex->be, dx[0], dy, n);
     if (dx[1]) {
@@ -83,8 +86,8 @@ static void average_forward(kc_layer *l, const kc_exec *ex, const float *const *
     ex->be->scale(y, 1.0f / (float)l->ninputs, numel_of(&l->out_shape, ex->batch));
 }
 
-static void average_backward(kc_layer *l, const kc_exec *ex, const float *const *x,
-                             const float *y, const float *dy, float *const *dx) {
+static void average_backward(kc_layer *l, const kc_exec *ex, const float *const *x, const float *y,
+                             const float *dy, float *const *dx) {
     size_t n = numel_of(&l->out_shape, ex->batch);
     for (int i = 0; i < l->ninputs; i++)
         if (dx[i]) {
@@ -123,8 +126,8 @@ static void multiply_forward(kc_layer *l, const kc_exec *ex, const float *const 
     product(l, ex, x, -1, y, numel_of(&l->out_shape, ex->batch));
 }
 
-static void multiply_backward(kc_layer *l, const kc_exec *ex, const float *const *x,
-                              const float *y, const float *dy, float *const *dx) {
+static void multiply_backward(kc_layer *l, const kc_exec *ex, const float *const *x, const float *y,
+                              const float *dy, float *const *dx) {
     size_t n = numel_of(&l->out_shape, ex->batch);
     for (int i = 0; i < l->ninputs; i++) {
         if (!dx[i]) continue;
@@ -184,8 +187,8 @@ static void extreme_forward(kc_layer *l, const kc_exec *ex, const float *const *
     }
 }
 
-static void extreme_backward(kc_layer *l, const kc_exec *ex, const float *const *x,
-                             const float *y, const float *dy, float *const *dx) {
+static void extreme_backward(kc_layer *l, const kc_exec *ex, const float *const *x, const float *y,
+                             const float *dy, float *const *dx) {
     const kc_backend *be = ex->be;
     size_t n = numel_of(&l->out_shape, ex->batch);
     if (l->ninputs == 1) {
@@ -213,12 +216,13 @@ static void minimum_forward(kc_layer *l, const kc_exec *ex, const float *const *
 }
 
 static size_t max_of_workspace(const kc_layer *l, int max_batch, const kc_backend *be) {
-    size_t a = multiply_workspace(l, max_batch, be), b = multiply_backward_workspace(l, max_batch, be);
+    size_t a = multiply_workspace(l, max_batch, be),
+           b = multiply_backward_workspace(l, max_batch, be);
     return a > b ? a : b;
 }
 
-#define ELEMENTWISE_CLASS(var, cls_name, base, min_in, max_in, fwd, bwd, buf, ws)                 \
-    const kc_layer_class var = {                                                                  \
+#define ELEMENTWISE_CLASS(var, cls_name, base, min_in, max_in, fwd, bwd, buf, ws)                  \
+    const kc_layer_class var = {                                                                   \
         .class_name = cls_name,                                                                    \
         .base_name = base,                                                                         \
         .configure = merge_configure,                                                              \
@@ -237,21 +241,21 @@ ELEMENTWISE_CLASS(kc_subtract_class, "Subtract", "subtract", 2, 2, subtract_forw
                   subtract_backward, NULL, NULL);
 ELEMENTWISE_CLASS(kc_multiply_class, "Multiply", "multiply", 1, 0, multiply_forward,
                   multiply_backward, NULL, max_of_workspace);
-ELEMENTWISE_CLASS(kc_average_class, "Average", "average", 1, 0, average_forward,
-                  average_backward, NULL, NULL);
-ELEMENTWISE_CLASS(kc_maximum_class, "Maximum", "maximum", 1, 0, maximum_forward,
-                  extreme_backward, extreme_buffer, extreme_workspace);
-ELEMENTWISE_CLASS(kc_minimum_class, "Minimum", "minimum", 1, 0, minimum_forward,
-                  extreme_backward, extreme_buffer, extreme_workspace);
+ELEMENTWISE_CLASS(kc_average_class, "Average", "average", 1, 0, average_forward, average_backward,
+                  NULL, NULL);
+ELEMENTWISE_CLASS(kc_maximum_class, "Maximum", "maximum", 1, 0, maximum_forward, extreme_backward,
+                  extreme_buffer, extreme_workspace);
+ELEMENTWISE_CLASS(kc_minimum_class, "Minimum", "minimum", 1, 0, minimum_forward, extreme_backward,
+                  extreme_buffer, extreme_workspace);
 
 /* ---- Concatenate ---- */
 
 typedef struct concat_state {
-    long long axis;    /* as given: counts the batch axis, negative from the end */
-    int p;             /* the axis in the per-sample shape */
-    int64_t outer;     /* per sample: product of the axes before p */
+    long long axis;                     /* as given: counts the batch axis, negative from the end */
+    int p;                              /* the axis in the per-sample shape */
+    int64_t outer;                      /* per sample: product of the axes before p */
     int64_t inner[KC_LAYER_MAX_INPUTS]; /* per input: size of axis p times the axes after it */
-    int64_t total;     /* sum of inner */
+    int64_t total;                      /* sum of inner */
 } concat_state;
 
 static int concat_configure(kc_layer *l, kc_args *a, kc_error *e) {
@@ -270,8 +274,9 @@ static int concat_build(kc_layer *l, kc_error *e) {
         return kc_layer_fail(l, e, "axis %lld is out of range for inputs of rank %d (%s)", s->axis,
                              full, all);
     if (ax == 0)
-        return kc_layer_fail(l, e, "axis %lld is the batch axis; concatenate along an axis of the "
-                                   "samples (1 .. %d, or -1 for the last)",
+        return kc_layer_fail(l, e,
+                             "axis %lld is the batch axis; concatenate along an axis of the "
+                             "samples (1 .. %d, or -1 for the last)",
                              s->axis, full - 1);
     s->p = (int)ax - 1;
     kc_shape out = *first;
@@ -279,18 +284,22 @@ static int concat_build(kc_layer *l, kc_error *e) {
     for (int i = 0; i < l->ninputs; i++) {
         const kc_shape *in = &l->in_shapes[i];
         int ok = in->rank == first->rank;
-        for (int k = 0; ok && k < in->rank; k++) ok = k == s->p || in->d[k] == first->d[k];
+        for (int k = 0; ok && k < in->rank; k++)
+            ok = k == s->p || in->d[k] == first->d[k];
         if (!ok)
-            return kc_layer_fail(l, e, "inputs must have the same shape except along axis %lld, got %s",
+            return kc_layer_fail(l, e,
+                                 "inputs must have the same shape except along axis %lld, got %s",
                                  s->axis, all);
         out.d[s->p] += in->d[s->p];
     }
     s->outer = 1;
-    for (int k = 0; k < s->p; k++) s->outer *= first->d[k];
+    for (int k = 0; k < s->p; k++)
+        s->outer *= first->d[k];
     s->total = 0;
     for (int i = 0; i < l->ninputs; i++) {
         int64_t after = 1;
-        for (int k = s->p + 1; k < first->rank; k++) after *= first->d[k];
+        for (int k = s->p + 1; k < first->rank; k++)
+            after *= first->d[k];
         s->inner[i] = l->in_shapes[i].d[s->p] * after;
         s->total += s->inner[i];
     }
@@ -347,15 +356,15 @@ const kc_layer_class kc_concatenate_class = {
 
 /* An input seen as (pre, k, post) around its contracted axis. */
 typedef struct dot_view {
-    int p;              /* contracted axis in the per-sample shape */
+    int p; /* contracted axis in the per-sample shape */
     int64_t pre, k, post;
 } dot_view;
 
 typedef struct dot_state {
-    int axes[2];        /* as given: count the batch axis */
+    int axes[2]; /* as given: count the batch axis */
     int normalize;
     dot_view v[2];
-    int64_t m, n;       /* per-sample output matrix: pre0*post0 rows, pre1*post1 columns */
+    int64_t m, n; /* per-sample output matrix: pre0*post0 rows, pre1*post1 columns */
 } dot_state;
 
 #define DOT_EPSILON 1e-7 /* Keras's backend.epsilon(): the norm's lower bound */
@@ -380,19 +389,23 @@ static int dot_build(kc_layer *l, kc_error *e) {
             return kc_layer_fail(l, e, "axes %d is out of range for input %d (inputs %s)",
                                  s->axes[t], t, all);
         if (ax == 0)
-            return kc_layer_fail(l, e, "cannot take the dot product over the batch axis (axes %d, "
-                                       "inputs %s)",
+            return kc_layer_fail(l, e,
+                                 "cannot take the dot product over the batch axis (axes %d, "
+                                 "inputs %s)",
                                  s->axes[t], all);
         dot_view *v = &s->v[t];
         v->p = ax - 1;
         v->pre = v->post = 1;
-        for (int k = 0; k < v->p; k++) v->pre *= in->d[k];
-        for (int k = v->p + 1; k < in->rank; k++) v->post *= in->d[k];
+        for (int k = 0; k < v->p; k++)
+            v->pre *= in->d[k];
+        for (int k = v->p + 1; k < in->rank; k++)
+            v->post *= in->d[k];
         v->k = in->d[v->p];
     }
     if (s->v[0].k != s->v[1].k)
-        return kc_layer_fail(l, e, "incompatible inputs %s: axis %d of the first has size %lld but "
-                                   "axis %d of the second has size %lld",
+        return kc_layer_fail(l, e,
+                             "incompatible inputs %s: axis %d of the first has size %lld but "
+                             "axis %d of the second has size %lld",
                              all, s->v[0].p + 1, (long long)s->v[0].k, s->v[1].p + 1,
                              (long long)s->v[1].k);
     kc_shape out = {0};
@@ -416,14 +429,17 @@ static int64_t dot_flops(const kc_layer *l) {
 }
 
 /* Vectors along the contracted axis, per sample. */
-static int64_t dot_vectors(const dot_view *v) { return v->pre * v->post; }
+static int64_t dot_vectors(const dot_view *v) {
+    return v->pre * v->post;
+}
 
 /* Normalized inputs and their inverse norms, kept for backward. */
 static size_t dot_buffer(const kc_layer *l, int max_batch, const kc_backend *be) {
     const dot_state *s = l->state;
     if (!s->normalize) return 0;
     size_t per = 0;
-    for (int t = 0; t < 2; t++) per += (size_t)(kc_shape_numel(&l->in_shapes[t]) + dot_vectors(&s->v[t]));
+    for (int t = 0; t < 2; t++)
+        per += (size_t)(kc_shape_numel(&l->in_shapes[t]) + dot_vectors(&s->v[t]));
     return per * (size_t)max_batch * sizeof(float);
 }
 
@@ -461,11 +477,13 @@ static void dot_normalize(const kc_layer *l, const kc_exec *ex, int t, const flo
         int64_t i = q / v->post, j = q % v->post; /* i runs over samples x pre */
         float *base = h + i * v->k * v->post + j;
         double ss = 0;
-        for (int64_t c = 0; c < v->k; c++) ss += (double)base[c * v->post] * base[c * v->post];
+        for (int64_t c = 0; c < v->k; c++)
+            ss += (double)base[c * v->post] * base[c * v->post];
         double r = ss > 0 ? 1.0 / sqrt(ss) : INFINITY;
         if (r > 1.0 / DOT_EPSILON) r = 1.0 / DOT_EPSILON;
         inv[q] = (float)r;
-        for (int64_t c = 0; c < v->k; c++) base[c * v->post] = (float)(base[c * v->post] * r);
+        for (int64_t c = 0; c < v->k; c++)
+            base[c * v->post] = (float)(base[c * v->post] * r);
     }
     ex->be->upload(xn, h, n * sizeof(float));
     ex->be->upload(inv_dev, inv, (size_t)vecs * sizeof(float));
@@ -488,11 +506,13 @@ static void dot_normalize_backward(const kc_layer *l, const kc_exec *ex, int t, 
         float *gb = hg + i * v->k * v->post + j;
         double r = inv[q];
         if (r >= 1.0 / DOT_EPSILON) { /* the clamp is linear: y = x / epsilon */
-            for (int64_t c = 0; c < v->k; c++) gb[c * v->post] = (float)(gb[c * v->post] * r);
+            for (int64_t c = 0; c < v->k; c++)
+                gb[c * v->post] = (float)(gb[c * v->post] * r);
             continue;
         }
         double proj = 0;
-        for (int64_t c = 0; c < v->k; c++) proj += (double)xb[c * v->post] * gb[c * v->post];
+        for (int64_t c = 0; c < v->k; c++)
+            proj += (double)xb[c * v->post] * gb[c * v->post];
         for (int64_t c = 0; c < v->k; c++)
             gb[c * v->post] = (float)(r * (gb[c * v->post] - xb[c * v->post] * proj));
     }
@@ -529,7 +549,8 @@ static void dot_backward(kc_layer *l, const kc_exec *ex, const float *const *x, 
     const dot_view *a = &s->v[0], *b = &s->v[1];
     const float *in[2] = {x[0], x[1]};
     if (s->normalize)
-        for (int t = 0; t < 2; t++) in[t] = dot_norm_copy(l, t, ex->batch);
+        for (int t = 0; t < 2; t++)
+            in[t] = dot_norm_copy(l, t, ex->batch);
     int64_t na = kc_shape_numel(&l->in_shapes[0]), nb = kc_shape_numel(&l->in_shapes[1]);
     int64_t no = kc_shape_numel(&l->out_shape);
     for (int smp = 0; smp < ex->batch; smp++) {
