@@ -30,6 +30,8 @@ int kc_cli_load_config(const char *path, kc_config **out, int *is_checkpoint, kc
 typedef struct kc_cli_progress kc_cli_progress;
 kc_cli_progress *kc_cli_progress_new(int verbose, int epochs_line);
 void kc_cli_progress_free(kc_cli_progress *p);
+/* Also append JSON lines to path: one per epoch, and one every `every` steps when > 0. */
+int kc_cli_progress_log_json(kc_cli_progress *p, const char *path, long long every, kc_error *e);
 void kc_cli_progress_hooks(kc_cli_progress *p, kc_hooks *h);
 /* SIGINT/SIGTERM: the first sets the flag the trainer polls, a second exits 130 at once. */
 void kc_cli_signals_install(void);

@@ -10,6 +10,7 @@
 
 int kc_cli_report(const char *verb, const kc_error *e) {
     fprintf(stderr, "kerasc %s: %s\n", verb, e->msg);
+    if (e->code == KC_EINTERRUPTED) return 130;
     return e->code == KC_ECONFIG ? 2 : 1;
 }
 

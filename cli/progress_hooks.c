@@ -1,16 +1,40 @@
 /* Training and evaluation hooks that draw Keras-style progress on stdout. */
+#include <errno.h>
 #include <stdio.h>
+#include <string.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cli/commands.h"
 #include "cli/progress.h"
+#include "core/json.h"
 
 struct kc_cli_progress {
     kc_progress bar;
     int verbose, tty, epoch_lines;
+    FILE *json;       /* --log-json */
+    long long every;  /* steps between JSON lines within an epoch; 0: per epoch only */
+    int epoch;
 };
+
+/* One JSON object per line: {"epoch": 0, ["batch": 100,] "loss": ..., ...} */
+static void json_line(kc_cli_progress *p, int epoch, int64_t batch, const kc_logs *l) {
+    if (!p->json) return;
+    kc_strbuf b = {0};
+    kc_strbuf_printf(&b, "{\"epoch\": %d", epoch);
+    if (batch >= 0) kc_strbuf_printf(&b, ", \"batch\": %lld", (long long)batch);
+    for (int i = 0; i < l->n; i++) {
+        kc_strbuf_puts(&b, ", ");
+        kc_json_write_string(&b, l->keys[i]);
+        kc_strbuf_puts(&b, ": ");
+        kc_json_write_double(&b, l->vals[i]);
+    }
+    kc_strbuf_puts(&b, "}\n");
+    fputs(kc_strbuf_str(&b), p->json);
+    fflush(p->json);
+    kc_strbuf_free(&b);
+}
 
 static double now_s(void) {
     struct timespec ts;
@@ -24,6 +48,7 @@ static void keys_of(const kc_logs *l, const char **keys) {
 
 static void on_epoch_begin(void *ctx, int epoch, int epochs, int64_t steps) {
     kc_cli_progress *p = ctx;
+    p->epoch = epoch;
     if (!p->verbose) return;
     if (p->epoch_lines && epoch >= 0) kc_progress_epoch(stdout, epoch + 1, epochs, p->verbose);
     kc_progress_begin(&p->bar, stdout, steps, p->verbose, p->tty, now_s());
@@ -31,6 +56,7 @@ static void on_epoch_begin(void *ctx, int epoch, int epochs, int64_t steps) {
 
 static void on_batch_end(void *ctx, int64_t step, int64_t steps, const kc_logs *l) {
     kc_cli_progress *p = ctx;
+    if (p->every && step % p->every == 0) json_line(p, p->epoch, step, l);
     if (!p->verbose) return;
     const char *keys[KC_MAX_LOGS];
     keys_of(l, keys);
@@ -39,6 +65,7 @@ static void on_batch_end(void *ctx, int64_t step, int64_t steps, const kc_logs *
 
 static void on_epoch_end(void *ctx, int epoch, int64_t steps, const kc_logs *l) {
     kc_cli_progress *p = ctx;
+    if (epoch >= 0) json_line(p, epoch, -1, l);
     if (!p->verbose) return;
     const char *keys[KC_MAX_LOGS];
     keys_of(l, keys);
@@ -60,7 +87,22 @@ kc_cli_progress *kc_cli_progress_new(int verbose, int epoch_lines) {
     return p;
 }
 
-void kc_cli_progress_free(kc_cli_progress *p) { free(p); }
+void kc_cli_progress_free(kc_cli_progress *p) {
+    if (p && p->json) fclose(p->json);
+    free(p);
+}
+
+int kc_cli_progress_log_json(kc_cli_progress *p, const char *path, long long every, kc_error *e) {
+    p->json = fopen(path, "a");
+    if (!p->json) return kc_fail(e, KC_ERUNTIME, "cannot open %s for --log-json: %s", path, strerror(errno));
+    p->every = every;
+    return KC_OK;
+}
+
+static int on_interrupted(void *ctx) {
+    (void)ctx;
+    return kc_cli_interrupted();
+}
 
 void kc_cli_progress_hooks(kc_cli_progress *p, kc_hooks *h) {
     h->ctx = p;
@@ -68,4 +110,5 @@ void kc_cli_progress_hooks(kc_cli_progress *p, kc_hooks *h) {
     h->batch_end = p ? on_batch_end : NULL;
     h->epoch_end = p ? on_epoch_end : NULL;
     h->note = p ? on_note : NULL;
+    h->interrupted = on_interrupted;
 }

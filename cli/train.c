@@ -20,9 +20,18 @@ static const char usage[] =
     "  --output DIR          where to write (default: runs/<model name>)\n"
     "  --verbose 0|1|2       override fit.verbose\n"
     "  --backend NAME        cpu (default) or reference\n"
-    "  -h, --help            show this help\n";
+    "  --resume CKPT         continue a run from a checkpoint it wrote (weights, optimizer,\n"
+    "                        position in the data, callback state): the result is the\n"
+    "                        same as a run that never stopped\n"
+    "  --log-json FILE       append one JSON line per epoch to FILE\n"
+    "  --log-json-every N    ... and one every N training steps\n"
+    "  -h, --help            show this help\n"
+    "\n"
+    "Ctrl-C (or SIGTERM) finishes the current step, writes DIR/last.safetensors and\n"
+    "exits with status 130; a second Ctrl-C stops at once.\n";
 
 enum { O_EPOCHS = 256, O_BATCH, O_STEPS, O_SEED, O_THREADS, O_OUTPUT, O_VERBOSE, O_BACKEND };
+enum { O_RESUME = 500, O_LOG_JSON, O_LOG_EVERY };
 
 int kc_cli_parse_run_opt(const char *verb, int c, const char *arg, kc_run_opts *o, long long *verbose);
 
@@ -69,9 +78,12 @@ int kc_cmd_train(int argc, char **argv) {
         {"steps-per-epoch", required_argument, 0, O_STEPS}, {"seed", required_argument, 0, O_SEED},
         {"threads", required_argument, 0, O_THREADS}, {"output", required_argument, 0, O_OUTPUT},
         {"verbose", required_argument, 0, O_VERBOSE}, {"backend", required_argument, 0, O_BACKEND},
+        {"resume", required_argument, 0, O_RESUME},   {"log-json", required_argument, 0, O_LOG_JSON},
+        {"log-json-every", required_argument, 0, O_LOG_EVERY},
         {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
     kc_run_opts o = {0};
-    long long verbose = -1;
+    long long verbose = -1, log_every = 0;
+    const char *resume = NULL, *log_json = NULL;
     int c;
     optind = 1;
     opterr = 0;
@@ -82,13 +94,22 @@ int kc_cmd_train(int argc, char **argv) {
         }
         if (c == '?' || c == ':')
             return kc_cli_usage_error("train", "unknown or incomplete option '%s'", argv[optind - 1]);
-        if (kc_cli_parse_run_opt("train", c, optarg, &o, &verbose)) return 2;
+        if (c == O_RESUME)
+            resume = optarg;
+        else if (c == O_LOG_JSON)
+            log_json = optarg;
+        else if (c == O_LOG_EVERY) {
+            if (kc_cli_parse_count("train", "--log-json-every", optarg, 1, &log_every)) return 2;
+        } else if (kc_cli_parse_run_opt("train", c, optarg, &o, &verbose))
+            return 2;
     }
+    if (log_every && !log_json) return kc_cli_usage_error("train", "--log-json-every needs --log-json FILE");
     if (optind != argc - 1) return kc_cli_usage_error("train", "expected one CONFIG file");
 
     kc_error e = {0};
     kc_config *cfg;
-    if (kc_config_load(argv[optind], &cfg, &e)) return kc_cli_report("train", &e);
+    int is_ckpt;
+    if (kc_cli_load_config(argv[optind], &cfg, &is_ckpt, &e)) return kc_cli_report("train", &e);
     if (o.epochs) cfg->fit.epochs = o.epochs;
     if (o.steps_per_epoch) cfg->fit.steps_per_epoch = o.steps_per_epoch;
     if (verbose >= 0) cfg->fit.verbose = (int)verbose;
@@ -101,14 +122,24 @@ int kc_cmd_train(int argc, char **argv) {
     kc_session s;
     int need = KC_NEED_TRAIN | (cfg->data.dataset || cfg->data.has_test ? KC_NEED_TEST : 0);
     int status = 0;
-    if (kc_session_open(&s, cfg, &o, need, 1, &e)) {
+    if (kc_session_open(&s, cfg, &o, need, 1, &e) || (resume && kc_checkpoint_load(&s, resume, &e))) {
         status = kc_cli_report("train", &e);
         kc_session_close(&s);
         goto out;
     }
+    if (resume && s.epoch >= cfg->fit.epochs)
+        fprintf(stderr, "kerasc train: %s already completed %lld of %lld epochs; nothing to train (raise --epochs)\n",
+                resume, (long long)s.epoch, cfg->fit.epochs);
     kc_cli_progress *p = kc_cli_progress_new(vb, 1);
     kc_hooks h = {0};
     kc_cli_progress_hooks(p, &h);
+    if (log_json && kc_cli_progress_log_json(p, log_json, log_every, &e)) {
+        status = kc_cli_report("train", &e);
+        kc_cli_progress_free(p);
+        kc_session_close(&s);
+        goto out;
+    }
+    kc_cli_signals_install();
     if (kc_fit(&s, out_dir, &h, &e)) {
         status = kc_cli_report("train", &e);
     } else if (s.has_test) {

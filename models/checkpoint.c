@@ -41,12 +41,61 @@ static int logs_json(const kc_logs *l, kc_strbuf *b) {
     return kc_strbuf_putc(b, '}');
 }
 
+/* The running sums of the epoch under way, as one F64 vector: per output
+ * its loss sum, then per metric total, count, pos, neg and the confusion
+ * counts of its thresholds. */
+static size_t running_len(const kc_session *s) {
+    size_t n = 0;
+    for (int k = 0; k < s->nouts; k++) {
+        n += 1;
+        for (int i = 0; i < s->outs[k].nmetrics; i++) {
+            int nt = s->outs[k].metrics[i].nthresholds;
+            n += 4 + 2 * (size_t)(nt > 0 ? nt : 1);
+        }
+    }
+    return n;
+}
+
+static void running_copy(kc_session *s, double *v, int save) {
+    size_t at = 0;
+#define KC_XFER(field) (save ? (void)(v[at++] = (field)) : (void)((field) = v[at++]))
+    for (int k = 0; k < s->nouts; k++) {
+        KC_XFER(s->outs[k].loss_sum);
+        for (int i = 0; i < s->outs[k].nmetrics; i++) {
+            kc_metric *m = &s->outs[k].metrics[i];
+            int nt = m->nthresholds > 0 ? m->nthresholds : 1;
+            KC_XFER(m->total);
+            KC_XFER(m->count);
+            KC_XFER(m->pos);
+            KC_XFER(m->neg);
+            for (int j = 0; j < nt; j++) KC_XFER(m->tp[j]);
+            for (int j = 0; j < nt; j++) KC_XFER(m->fp[j]);
+        }
+    }
+#undef KC_XFER
+}
+
+static void history_json(const kc_session *s, kc_strbuf *b) {
+    kc_strbuf_putc(b, '[');
+    for (int i = 0; i < s->nhistory; i++) {
+        if (i) kc_strbuf_puts(b, ", ");
+        logs_json(&s->history[i], b);
+    }
+    kc_strbuf_putc(b, ']');
+}
+
 int kc_checkpoint_save(const kc_session *s, const char *path, const kc_logs *logs, kc_error *e) {
+    return kc_checkpoint_write(s, path, logs, 0, e);
+}
+
+int kc_checkpoint_write(const kc_session *s, const char *path, const kc_logs *logs, int weights_only,
+                        kc_error *e) {
     kc_model *m = s->model;
     kc_param_ref refs[KC_CKPT_MAX_TENSORS];
     int np = kc_model_params(m, refs, KC_CKPT_MAX_TENSORS);
-    int nslots = s->opt ? kc_optimizer_slot_count(s->opt) : 0;
-    if (np + nslots > KC_CKPT_MAX_TENSORS) return kc_fail(e, KC_ERUNTIME, "too many tensors to save");
+    const kc_optimizer *opt = weights_only ? NULL : s->opt;
+    int nslots = opt ? kc_optimizer_slot_count(opt) : 0;
+    if (np + nslots + 1 > KC_CKPT_MAX_TENSORS) return kc_fail(e, KC_ERUNTIME, "too many tensors to save");
     kc_st_tensor t[KC_CKPT_MAX_TENSORS];
     char slot_names[KC_CKPT_MAX_TENSORS][256];
     int rc = KC_OK;
@@ -56,11 +105,17 @@ int kc_checkpoint_save(const kc_session *s, const char *path, const kc_logs *log
         const char *nm;
         float *dev;
         size_t n;
-        kc_optimizer_slot(s->opt, i, &nm, &dev, &n);
+        kc_optimizer_slot(opt, i, &nm, &dev, &n);
         total += n;
     }
+    size_t nrun = opt ? running_len(s) : 0;
     float *host = malloc((total ? total : 1) * sizeof *host);
-    if (!host) return kc_fail(e, KC_ERUNTIME, "out of memory writing %s", path);
+    double *run = malloc((nrun ? nrun : 1) * sizeof *run);
+    if (!host || !run) {
+        free(host);
+        free(run);
+        return kc_fail(e, KC_ERUNTIME, "out of memory writing %s", path);
+    }
     size_t off = 0;
     int nt = 0;
     for (int i = 0; i < np; i++) {
@@ -73,52 +128,68 @@ int kc_checkpoint_save(const kc_session *s, const char *path, const kc_logs *log
         const char *nm;
         float *dev;
         size_t n;
-        kc_optimizer_slot(s->opt, i, &nm, &dev, &n);
+        kc_optimizer_slot(opt, i, &nm, &dev, &n);
         s->be->download(host + off, dev, n * sizeof(float));
         snprintf(slot_names[i], sizeof slot_names[i], "%s", nm);
         t[nt++] = (kc_st_tensor){slot_names[i], KC_ST_F32, kc_shape1((int64_t)n), host + off};
         off += n;
     }
-    char epoch[32], step[32], iters[32], seed[32], cfg_dir[PATH_MAX];
+    if (nrun) {
+        running_copy((kc_session *)s, run, 1);
+        t[nt++] = (kc_st_tensor){"state/running", KC_ST_F64, kc_shape1((int64_t)nrun), run};
+    }
+    char epoch[32], step[32], iters[32], seed[32], batch[32], bsize[32], lsum[40], lcount[40], best[40],
+        lr[40], cfg_dir[PATH_MAX];
     snprintf(epoch, sizeof epoch, "%lld", (long long)s->epoch);
     snprintf(step, sizeof step, "%lld", (long long)s->step);
-    snprintf(iters, sizeof iters, "%lld", (long long)(s->opt ? kc_optimizer_iterations(s->opt) : 0));
+    snprintf(iters, sizeof iters, "%lld", (long long)(opt ? kc_optimizer_iterations(opt) : 0));
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)s->seed);
+    snprintf(batch, sizeof batch, "%lld", (long long)s->batch);
+    snprintf(bsize, sizeof bsize, "%lld", (long long)s->batch_size);
+    snprintf(lsum, sizeof lsum, "%.17g", s->epoch_loss_sum);
+    snprintf(lcount, sizeof lcount, "%.17g", s->epoch_count);
+    snprintf(best, sizeof best, "%s", s->has_best ? "" : "none");
+    if (s->has_best) snprintf(best, sizeof best, "%.17g", s->best);
+    snprintf(lr, sizeof lr, "%.17g", opt ? kc_optimizer_learning_rate(opt) : 0.0);
     char *copy = strdup(s->cfg->path);
     if (!copy || !realpath(dirname(copy), cfg_dir)) snprintf(cfg_dir, sizeof cfg_dir, ".");
     free(copy);
-    kc_strbuf lj = {0};
+    kc_strbuf lj = {0}, hj = {0};
     logs_json(logs, &lj);
-    const char *meta[] = {"format",
-                          KC_CKPT_FORMAT,
-                          "format_version",
-                          KC_CKPT_VERSION,
-                          "kerasc_version",
-                          KC_VERSION,
-                          "model_name",
-                          m->name,
-                          "config",
-                          s->cfg->doc->text,
-                          "config_path",
-                          s->cfg->path,
-                          "config_dir",
-                          cfg_dir,
-                          "epoch",
-                          epoch,
-                          "step",
-                          step,
-                          "optimizer",
-                          s->opt ? kc_optimizer_name(s->opt) : "",
-                          "iterations",
-                          iters,
-                          "seed",
-                          seed,
-                          "logs",
-                          kc_strbuf_str(&lj),
-                          NULL};
+    history_json(s, &hj);
+    char *cbj = s->callbacks ? kc_callbacks_state(s->callbacks) : NULL;
+    const char *meta[64] = {"format",         KC_CKPT_FORMAT,
+                            "format_version", KC_CKPT_VERSION,
+                            "kerasc_version", KC_VERSION,
+                            "model_name",     m->name,
+                            "config",         s->cfg->doc->text,
+                            "config_path",    s->cfg->path,
+                            "config_dir",     cfg_dir,
+                            "epoch",          epoch,
+                            "step",           step,
+                            "seed",           seed,
+                            "logs",           kc_strbuf_str(&lj)};
+    int nm = 22;
+    if (opt) {
+        const char *train_meta[] = {"optimizer",      kc_optimizer_name(opt),
+                                    "iterations",     iters,
+                                    "learning_rate",  lr,
+                                    "batch",          batch,
+                                    "batch_size",     bsize,
+                                    "epoch_loss_sum", lsum,
+                                    "epoch_count",    lcount,
+                                    "best",           best,
+                                    "history",        kc_strbuf_str(&hj),
+                                    "callbacks",      cbj ? cbj : "[]"};
+        for (size_t i = 0; i < sizeof train_meta / sizeof *train_meta; i++) meta[nm++] = train_meta[i];
+    }
+    meta[nm] = NULL;
     rc = kc_st_write(path, t, nt, meta, e);
+    free(cbj);
     kc_strbuf_free(&lj);
+    kc_strbuf_free(&hj);
     free(host);
+    free(run);
     return rc;
 }
 
@@ -166,6 +237,69 @@ static void add_problem(kc_strbuf *b, int *count, const char *fmt, const char *n
     (*count)++;
 }
 
+/* Everything a training session needs to continue exactly where the
+ * checkpoint was written. A weights-only checkpoint restores the weights and
+ * starts the optimizer afresh. */
+static int restore_training(kc_session *s, kc_st_file *f, const char *path, kc_error *e) {
+    const char *it = kc_st_meta(f, "iterations");
+    if (!it) return KC_OK;
+    int ns = kc_optimizer_slot_count(s->opt);
+    for (int i = 0; i < ns; i++) {
+        const char *nm;
+        float *dev;
+        size_t n;
+        kc_optimizer_slot(s->opt, i, &nm, &dev, &n);
+        const kc_st_tensor *t = kc_st_find(f, nm);
+        if (!t || t->dtype != KC_ST_F32 || (size_t)kc_shape_numel(&t->shape) != n)
+            return kc_fail(e, KC_ECONFIG, "%s: optimizer state '%s' is missing or has another size; the checkpoint "
+                                          "was written with another optimizer (%s)",
+                           path, nm, kc_st_meta(f, "optimizer") ? kc_st_meta(f, "optimizer") : "?");
+        s->be->upload(dev, t->data, n * sizeof(float));
+    }
+    kc_optimizer_set_iterations(s->opt, strtoll(it, NULL, 10));
+    const char *lr = kc_st_meta(f, "learning_rate");
+    if (lr && !kc_optimizer_has_schedule(s->opt)) kc_optimizer_set_learning_rate(s->opt, strtod(lr, NULL));
+    const char *v;
+    if ((v = kc_st_meta(f, "seed"))) s->seed = strtoull(v, NULL, 10);
+    if ((v = kc_st_meta(f, "batch"))) s->batch = strtoll(v, NULL, 10);
+    const char *bs = kc_st_meta(f, "batch_size");
+    if (s->batch > 0 && bs && strtoll(bs, NULL, 10) != s->batch_size)
+        return kc_fail(e, KC_ECONFIG, "%s was written mid-epoch with batch size %s; resume it with the same batch size "
+                                      "(this run uses %lld)",
+                       path, bs, s->batch_size);
+    if ((v = kc_st_meta(f, "epoch_loss_sum"))) s->epoch_loss_sum = strtod(v, NULL);
+    if ((v = kc_st_meta(f, "epoch_count"))) s->epoch_count = strtod(v, NULL);
+    if ((v = kc_st_meta(f, "best"))) {
+        s->has_best = strcmp(v, "none") != 0;
+        s->best = s->has_best ? strtod(v, NULL) : 0;
+    }
+    const kc_st_tensor *run = kc_st_find(f, "state/running");
+    if (run && run->dtype == KC_ST_F64 && (size_t)kc_shape_numel(&run->shape) == running_len(s))
+        running_copy(s, (double *)run->data, 0);
+    int rc = KC_OK;
+    if ((v = kc_st_meta(f, "history")) && s->history) {
+        kc_json *h = kc_json_parse(v, strlen(v), e);
+        if (!h) return kc_error_prefix(e, "%s: history", path);
+        int n = (int)kc_json_len(h);
+        s->nhistory = 0;
+        for (int r = 0; r < n && r < (int)s->cfg->fit.epochs; r++) {
+            const kc_json *o = kc_json_at(h, (size_t)r);
+            kc_logs *l = &s->history[s->nhistory++];
+            memset(l, 0, sizeof *l);
+            for (size_t i = 0; i < kc_json_len(o) && l->n < KC_MAX_LOGS; i++) {
+                snprintf(l->keys[l->n], sizeof l->keys[0], "%s", kc_json_key_at(o, i));
+                l->vals[l->n++] = kc_json_num(kc_json_at(o, i));
+            }
+        }
+        kc_json_free(h);
+    }
+    if ((v = kc_st_meta(f, "callbacks")) && s->callbacks) {
+        rc = kc_callbacks_restore(s->callbacks, v, e);
+        if (rc) return kc_error_prefix(e, "%s", path);
+    }
+    return rc;
+}
+
 int kc_checkpoint_load(kc_session *s, const char *path, kc_error *e) {
     kc_st_file *f;
     int rc = open_checked(path, &f, e);
@@ -190,7 +324,7 @@ int kc_checkpoint_load(kc_session *s, const char *path, kc_error *e) {
     }
     for (int i = 0; i < kc_st_count(f); i++) {
         const kc_st_tensor *t = kc_st_at(f, i);
-        if (!strncmp(t->name, "optimizer/", 10)) continue;
+        if (!strncmp(t->name, "optimizer/", 10) || !strncmp(t->name, "state/", 6)) continue;
         int known = 0;
         for (int j = 0; j < np && !known; j++) known = !strcmp(refs[j].name, t->name);
         if (!known) add_problem(&problems, &nprob, "%s: in the checkpoint but not in the model%s%s", t->name, "", "");
@@ -207,20 +341,10 @@ int kc_checkpoint_load(kc_session *s, const char *path, kc_error *e) {
         const kc_st_tensor *t = kc_st_find(f, refs[i].name);
         s->be->upload(refs[i].param->value, t->data, (size_t)kc_shape_numel(&t->shape) * sizeof(float));
     }
-    /* optimizer state, when this session trains and the file has it */
-    if (s->opt) {
-        int ns = kc_optimizer_slot_count(s->opt);
-        for (int i = 0; i < ns; i++) {
-            const char *nm;
-            float *dev;
-            size_t n;
-            kc_optimizer_slot(s->opt, i, &nm, &dev, &n);
-            const kc_st_tensor *t = kc_st_find(f, nm);
-            if (t && t->dtype == KC_ST_F32 && (size_t)kc_shape_numel(&t->shape) == n)
-                s->be->upload(dev, t->data, n * sizeof(float));
-        }
-        const char *it = kc_st_meta(f, "iterations");
-        if (it) kc_optimizer_set_iterations(s->opt, strtoll(it, NULL, 10));
+    /* optimizer state and training position, when this session trains */
+    if (s->opt && (rc = restore_training(s, f, path, e))) {
+        kc_st_close(f);
+        return rc;
     }
     const char *ep = kc_st_meta(f, "epoch"), *st = kc_st_meta(f, "step");
     if (ep) s->epoch = strtoll(ep, NULL, 10);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "models/callbacks.h"
 #include "models/keras_import.h"
 
 static const char *const top_keys[] = {"model", "compile", "data", "fit", NULL};
@@ -16,7 +17,7 @@ static const char *const data_keys[] = {"dataset", "path",    "train",   "test",
 static const char *const source_keys[] = {"x", "y", "csv", "label_column", "header", NULL};
 static const char *const file_keys[] = {"path", "key", NULL};
 static const char *const fit_keys[] = {"epochs", "batch_size", "shuffle", "seed", "validation_split",
-                                       "steps_per_epoch", "verbose", NULL};
+                                       "steps_per_epoch", "verbose", "callbacks", NULL};
 static const char *const datasets[] = {"mnist", "fashion_mnist", NULL};
 
 static void source_free(kc_source_spec *s) {
@@ -461,6 +462,13 @@ static int parse_fit(kc_node *n, kc_fit_spec *f, kc_error *e) {
             if (vb < 0 || vb > 2) return kc_node_fail(e, v, "fit.verbose must be 0, 1, 2 or auto, got %lld", vb);
             f->verbose = (int)vb;
         }
+    }
+    if ((v = kc_map_get(n, "callbacks")) && !kc_node_is_null(v)) {
+        /* checked here so a mistake is reported before any data is read */
+        kc_callbacks *cbs;
+        if ((rc = kc_callbacks_parse(v, &cbs, e))) return rc;
+        kc_callbacks_free(cbs);
+        f->callbacks = v;
     }
     return kc_map_check_unused(n, "the fit section", fit_keys, e);
 }

@@ -68,6 +68,7 @@ typedef struct kc_fit_spec {
     double validation_split;
     int verbose; /* 0, 1, 2; -1 auto */
     const kc_node *validation_split_node;
+    kc_node *callbacks; /* the callbacks list (models/callbacks.h), or NULL */
 } kc_fit_spec;
 
 typedef struct kc_config {

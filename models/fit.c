@@ -570,6 +570,19 @@ static void mark_x_arrays(kc_session *s) {
     }
 }
 
+/* Callbacks and the history of completed epochs. */
+static int prepare_training(kc_session *s, kc_error *e) {
+    int rc = kc_callbacks_parse(s->cfg->fit.callbacks, &s->callbacks, e);
+    if (rc) return rc;
+    if (kc_callbacks_log_lr(s->callbacks) && kc_optimizer_has_schedule(s->opt))
+        return kc_node_fail(e, s->cfg->fit.callbacks,
+                            "ReduceLROnPlateau and LearningRateScheduler set the learning rate, but the optimizer's "
+                            "learning_rate is a schedule; use one or the other");
+    s->history = calloc((size_t)s->cfg->fit.epochs, sizeof *s->history);
+    if (!s->history) return kc_fail(e, KC_ERUNTIME, "out of memory");
+    return KC_OK;
+}
+
 int kc_session_open(kc_session *s, kc_config *cfg, const kc_run_opts *o, int need, int training,
                     kc_error *e) {
     memset(s, 0, sizeof *s);
@@ -591,13 +604,23 @@ int kc_session_open(kc_session *s, kc_config *cfg, const kc_run_opts *o, int nee
     if (s->has_test && (rc = check_split(s, KC_SPLIT_TEST, e))) return rc;
     if ((rc = kc_model_plan(s->model, s->be, (int)s->batch_size, training, e))) return rc;
     kc_model_init_weights(s->model, s->seed);
+    /* the weights regularizers and constraints act on: Keras takes the
+     * trainable weights of trainable layers */
+    kc_param_ref refs[256];
+    int np = kc_model_params(s->model, refs, 256);
+    for (int i = 0; i < np && i < 256; i++)
+        if (refs[i].param->trainable && refs[i].layer->trainable) s->reg[s->nreg++] = refs[i].param;
     if ((rc = alloc_staging(s, e))) return rc;
     if (training && (rc = build_optimizer(s, e))) return rc;
+    if (training && (rc = prepare_training(s, e))) return rc;
     return KC_OK;
 }
 
 void kc_session_close(kc_session *s) {
     kc_optimizer_free(s->opt);
+    kc_callbacks_free(s->callbacks);
+    free(s->history);
+    free(s->snapshot);
     kc_array_free(&s->x_train);
     kc_array_free(&s->y_train);
     kc_array_free(&s->x_test);
@@ -642,7 +665,9 @@ static void gather_y(kc_session *s, kc_session_output *o, const kc_array *y, con
 static int fused_logits(const kc_session *s, int k) {
     const kc_session_output *o = &s->outs[k];
     const kc_layer *last = s->model->nodes[s->model->outputs[k].node].layer;
+    /* an activity penalty's gradient is w.r.t. the output, so it keeps the plain path */
     return o->has_loss && !o->loss.from_logits && kc_loss_has_logits_form(&o->loss) &&
+           !kc_regularizer_active(&last->activity_regularizer) &&
            last->activation.act != KC_ACT_LINEAR &&
            last->activation.act == kc_loss_logits_activation(&o->loss);
 }
@@ -688,6 +713,10 @@ static double run_batch(kc_session *s, const feed *f, const int64_t *idx, int n,
                 g[i] = (float)(g[i] * o->weight);
         s->be->upload(kc_model_dy_n(m, k), g, bytes);
     }
+    /* Keras adds the penalties after the reduction, to the total only; in
+     * training the weight penalty (and its gradient) joins after backward */
+    total += m->activity_loss;
+    if (!grad && s->nreg) total += kc_regularization_apply(s->be, s->reg, s->nreg, 0);
     return total;
 }
 
@@ -941,6 +970,77 @@ static void note(const kc_hooks *h, const char *fmt, const char *a, const char *
     h->note(h->ctx, msg);
 }
 
+/* ---- what callbacks may do (models/callbacks.h) ---- */
+
+static int env_save(void *ctx, const char *path, int weights_only, kc_error *e) {
+    kc_session *s = ctx;
+    const kc_logs *last = s->nhistory ? &s->history[s->nhistory - 1] : NULL;
+    return kc_checkpoint_write(s, path, last, weights_only, e);
+}
+
+static int env_snapshot(void *ctx, kc_error *e) {
+    kc_session *s = ctx;
+    size_t n = (size_t)s->model->nvalues;
+    if (!s->snapshot && !(s->snapshot = malloc((n ? n : 1) * sizeof(float))))
+        return kc_fail(e, KC_ERUNTIME, "out of memory for a copy of the weights");
+    s->be->download(s->snapshot, s->model->values, n * sizeof(float));
+    return KC_OK;
+}
+
+static int env_restore(void *ctx, kc_error *e) {
+    kc_session *s = ctx;
+    if (s->snapshot) s->be->upload(s->model->values, s->snapshot, (size_t)s->model->nvalues * sizeof(float));
+    return KC_OK;
+}
+
+/* The learning rate as Keras reads it: the float32 variable. */
+static double env_get_lr(void *ctx) { return (float)kc_optimizer_learning_rate(((kc_session *)ctx)->opt); }
+static void env_set_lr(void *ctx, double lr) { kc_optimizer_set_learning_rate(((kc_session *)ctx)->opt, lr); }
+
+static int env_direction(void *ctx, const char *key) {
+    kc_session *s = ctx;
+    const char *base = strncmp(key, "val_", 4) ? key : key + 4;
+    for (int k = 0; k < s->nouts; k++)
+        for (int i = 0; i < s->outs[k].nmetrics; i++) {
+            const kc_metric *m = &s->outs[k].metrics[i];
+            char full[256];
+            snprintf(full, sizeof full, "%s_%s", s->outs[k].name, kc_metric_name(m));
+            if (!strcmp(base, kc_metric_name(m)) || !strcmp(base, full)) return kc_metric_direction(m);
+        }
+    return 0;
+}
+
+static int env_resume(void *ctx, const char *path, kc_error *e) { return kc_checkpoint_load(ctx, path, e); }
+
+static void env_print(void *ctx, const char *msg) {
+    const kc_session *s = ctx;
+    if (s->hooks && s->hooks->note) s->hooks->note(s->hooks->ctx, msg);
+}
+
+static kc_callback_env make_env(kc_session *s, const char *out_dir) {
+    return (kc_callback_env){s,          env_save,   env_snapshot, env_restore,
+                             env_get_lr, env_set_lr, env_direction, env_resume,
+                             env_print,  out_dir};
+}
+
+/* One training step on rows idx[0..nb) of the feed: forward, loss, backward,
+ * regularization, update, constraints, metrics. Returns the step's loss. */
+static double train_step(kc_session *s, const feed *f, const int64_t *idx, int nb, float *const *wts,
+                         const float *const *grs) {
+    double losses[KC_MODEL_MAX_IO];
+    int fused[KC_MODEL_MAX_IO];
+    kc_exec ex = {.be = s->be, .batch = nb, .training = 1, .seed = s->seed, .step = (uint64_t)s->step};
+    double loss = run_batch(s, f, idx, nb, &ex, 1, losses, fused);
+    kc_model_backward_n(s->model, &ex, fused);
+    if (s->nreg) loss += kc_regularization_apply(s->be, s->reg, s->nreg, 1);
+    kc_optimizer_step(s->opt, wts, grs);
+    if (s->nreg) kc_constraints_apply(s->be, s->reg, s->nreg);
+    update_metrics(s, nb);
+    add_losses(s, losses, nb);
+    s->step++;
+    return loss;
+}
+
 int kc_fit(kc_session *s, const char *out_dir, const kc_hooks *h, kc_error *e) {
     kc_fit_spec *f = &s->cfg->fit;
     int rc = mkdir_p(out_dir, e);
@@ -952,89 +1052,94 @@ int kc_fit(kc_session *s, const char *out_dir, const kc_hooks *h, kc_error *e) {
     int64_t full_steps = (n + bs - 1) / bs;
     int64_t steps = f->steps_per_epoch ? f->steps_per_epoch : full_steps;
     s->idx = malloc((size_t)(n ? n : 1) * sizeof *s->idx);
-    history hist = {0};
-    hist.logs = calloc((size_t)f->epochs, sizeof *hist.logs);
-    if (!s->idx || !hist.logs) {
-        free(hist.logs);
-        return kc_fail(e, KC_ERUNTIME, "out of memory");
-    }
+    if (!s->idx) return kc_fail(e, KC_ERUNTIME, "out of memory");
     char p_hist[4200], p_last[4200], p_best[4200];
     snprintf(p_hist, sizeof p_hist, "%s/history.csv", out_dir);
     snprintf(p_last, sizeof p_last, "%s/last.safetensors", out_dir);
     snprintf(p_best, sizeof p_best, "%s/best.safetensors", out_dir);
 
-    kc_param_ref refs[256];
-    int np = kc_model_params(s->model, refs, 256);
     float *wts[256], *grs[256];
     int k = 0;
-    for (int i = 0; i < np && i < 256; i++) {
-        if (!refs[i].param->trainable || !refs[i].layer->trainable) continue;
-        wts[k] = refs[i].param->value;
-        grs[k] = refs[i].param->grad;
+    for (int i = 0; i < s->nreg; i++) {
+        wts[k] = s->reg[i]->value;
+        grs[k] = s->reg[i]->grad;
         k++;
     }
-    double best = INFINITY, losses[KC_MODEL_MAX_IO];
-    int fused[KC_MODEL_MAX_IO];
-    int saved_best = 0;
     const char *monitor = s->has_val ? "val_loss" : "loss";
-    for (int64_t epoch = s->epoch; epoch < f->epochs; epoch++) {
+    s->hooks = h;
+    kc_callback_env env = make_env(s, out_dir);
+    if ((rc = kc_callbacks_train_begin(s->callbacks, &env, e))) return rc;
+    int stop = 0;
+    for (int64_t epoch = s->epoch; epoch < f->epochs && !stop; epoch++) {
+        int resumed = s->batch > 0; /* a checkpoint written inside this epoch */
+        if (!resumed) {
+            reset_running(s);
+            s->epoch_loss_sum = s->epoch_count = 0;
+        }
         if (h && h->epoch_begin) h->epoch_begin(h->ctx, (int)epoch, (int)f->epochs, steps);
-        reset_running(s);
-        double loss_sum = 0, count = 0;
-        int64_t perm_epoch = -1;
-        for (int64_t b = 0; b < steps; b++) {
+        if ((rc = kc_callbacks_epoch_begin(s->callbacks, &env, (int)epoch, e))) return rc;
+        int64_t perm_pass = -1;
+        for (int64_t b = s->batch; b < steps && !stop; b++) {
             /* steps beyond one pass continue on the next permutation */
             int64_t pass = b / full_steps, bi = b % full_steps;
-            if (pass != perm_epoch) {
+            if (pass != perm_pass) {
                 permutation(s->idx, n, s->seed, epoch * 1000003 + pass, f->shuffle);
-                perm_epoch = pass;
+                perm_pass = pass;
             }
             int nb = (int)((bi + 1) * bs <= n ? bs : n - bi * bs);
-            kc_exec ex = {.be = s->be,
-                          .batch = nb,
-                          .training = 1,
-                          .seed = s->seed,
-                          .step = (uint64_t)s->step};
-            double loss = run_batch(s, &train, s->idx + bi * bs, nb, &ex, 1, losses, fused);
-            kc_model_backward_n(s->model, &ex, fused);
-            kc_optimizer_step(s->opt, wts, (const float *const *)grs);
-            update_metrics(s, nb);
-            add_losses(s, losses, nb);
-            loss_sum += loss * nb;
-            count += nb;
-            s->step++;
-            if (h && h->batch_end) {
-                kc_logs l = {0};
-                logs_collect(s, &l, "", loss_sum / count, count);
-                h->batch_end(h->ctx, b + 1, steps, &l);
+            double loss = train_step(s, &train, s->idx + bi * bs, nb, wts, (const float *const *)grs);
+            s->epoch_loss_sum += loss * nb;
+            s->epoch_count += nb;
+            s->batch = b + 1;
+            kc_logs l = {0};
+            logs_collect(s, &l, "", s->epoch_loss_sum / s->epoch_count, s->epoch_count);
+            if (h && h->batch_end) h->batch_end(h->ctx, b + 1, steps, &l);
+            if ((rc = kc_callbacks_batch_end(s->callbacks, &env, (int)epoch, b, &l, &stop, e))) return rc;
+            if (h && h->interrupted && h->interrupted(h->ctx)) {
+                if ((rc = kc_checkpoint_save(s, p_last, &l, e))) return rc;
+                char msg[4400];
+                snprintf(msg, sizeof msg, "\nInterrupted after step %lld of epoch %lld; saved %s", (long long)(b + 1),
+                         (long long)(epoch + 1), p_last);
+                env_print(s, msg);
+                return kc_fail(e, KC_EINTERRUPTED, "interrupted; resume with --resume %s", p_last);
             }
         }
         kc_logs logs = {0};
-        logs_collect(s, &logs, "", loss_sum / count, count);
+        logs_collect(s, &logs, "", s->epoch_count ? s->epoch_loss_sum / s->epoch_count : 0, s->epoch_count);
         if (s->has_val) {
             kc_logs vl;
-            if ((rc = kc_evaluate_split(s, KC_SPLIT_VAL, NULL, &vl, e))) goto done;
-            for (int i = 0; i < vl.n; i++)
-                logs_add(&logs, "val_", vl.keys[i], vl.vals[i]);
+            if ((rc = kc_evaluate_split(s, KC_SPLIT_VAL, NULL, &vl, e))) return rc;
+            for (int i = 0; i < vl.n; i++) logs_add(&logs, "val_", vl.keys[i], vl.vals[i]);
         }
         s->epoch = epoch + 1;
-        hist.logs[hist.rows++] = logs;
+        s->batch = 0;
+        if (s->nhistory < (int)f->epochs) s->history[s->nhistory++] = logs;
+        /* user callbacks first: what they log (learning_rate) reaches the
+         * progress line and the history, as in Keras */
+        if ((rc = kc_callbacks_epoch_end(s->callbacks, &env, (int)epoch, &logs, &stop, e))) return rc;
+        s->history[s->nhistory - 1] = logs;
         if (h && h->epoch_end) h->epoch_end(h->ctx, (int)epoch, steps, &logs);
-        if ((rc = history_write(&hist, p_hist, e))) goto done;
-        if ((rc = kc_checkpoint_save(s, p_last, &logs, e))) goto done;
+        history hist = {.rows = s->nhistory, .logs = s->history};
+        if ((rc = history_write(&hist, p_hist, e))) return rc;
         /* like Keras 3's ModelCheckpoint: the first epoch always counts as an improvement */
         double cur = find_log(&logs, monitor);
-        if (!saved_best || cur < best) {
-            best = cur;
-            saved_best = 1;
-            if ((rc = kc_checkpoint_save(s, p_best, &logs, e))) goto done;
+        int improved = !s->has_best || cur < s->best;
+        if (improved) {
+            s->best = cur;
+            s->has_best = 1;
+        }
+        if ((rc = kc_checkpoint_save(s, p_last, &logs, e))) return rc;
+        if (improved && (rc = kc_checkpoint_save(s, p_best, &logs, e))) return rc;
+        if (h && h->interrupted && h->interrupted(h->ctx) && epoch + 1 < f->epochs) {
+            char msg[4400];
+            snprintf(msg, sizeof msg, "\nInterrupted after epoch %lld; saved %s", (long long)(epoch + 1), p_last);
+            env_print(s, msg);
+            return kc_fail(e, KC_EINTERRUPTED, "interrupted; resume with --resume %s", p_last);
         }
     }
+    if ((rc = kc_callbacks_train_end(s->callbacks, &env, (int)s->epoch - 1, e))) return rc;
     char saved[8600];
-    snprintf(saved, sizeof saved, "Saved %s, %s (lowest %s) and %s", p_last, p_best, monitor,
-             p_hist);
+    snprintf(saved, sizeof saved, "Saved %s, %s (lowest %s) and %s", p_last, p_best, monitor, p_hist);
     note(h, "%s%s", saved, "");
-done:
-    free(hist.logs);
-    return rc;
+    return KC_OK;
 }

@@ -9,6 +9,7 @@
 
 #include "core/backend.h"
 #include "core/error.h"
+#include "models/callbacks.h"
 #include "models/config.h"
 #include "models/data/data.h"
 #include "models/losses.h"
@@ -45,6 +46,9 @@ typedef struct kc_hooks {
     void (*epoch_end)(void *ctx, int epoch, int64_t steps, const kc_logs *logs);
     /* evaluate: same shape, one "epoch" */
     void (*note)(void *ctx, const char *msg); /* e.g. where checkpoints went */
+    /* Polled after every training step: nonzero finishes the step, writes a
+     * checkpoint and makes kc_fit return KC_EINTERRUPTED. */
+    int (*interrupted)(void *ctx);
 } kc_hooks;
 
 /* One model output as the session trains it. */
@@ -103,6 +107,18 @@ typedef struct kc_session {
     /* training position, saved in checkpoints */
     int64_t epoch;  /* completed epochs */
     int64_t step;   /* completed training steps */
+    int64_t batch;  /* batches completed in the epoch under way (0 between epochs) */
+    double epoch_loss_sum, epoch_count; /* the running loss of that epoch */
+    /* the rest of what a resumed run needs to continue exactly */
+    kc_logs *history;  /* logs of the completed epochs (capacity fit.epochs) */
+    int nhistory;
+    int has_best;      /* the best checkpoint's monitored value so far */
+    double best;
+    kc_callbacks *callbacks;
+    kc_param *reg[256]; /* trainable weights of trainable layers: regularizers, constraints */
+    int nreg;
+    float *snapshot;    /* host copy of the weights (EarlyStopping restore_best_weights) */
+    const struct kc_hooks *hooks; /* while kc_fit runs: where callbacks' messages go */
 } kc_session;
 
 enum { KC_NEED_TRAIN = 1, KC_NEED_TEST = 2 };
@@ -114,7 +130,9 @@ int kc_session_open(kc_session *s, kc_config *cfg, const kc_run_opts *o, int nee
                     kc_error *e);
 void kc_session_close(kc_session *s);
 
-/* Runs fit; writes DIR/history.csv, DIR/last.safetensors, DIR/best.safetensors. */
+/* Runs fit from the session's position (epoch/batch: a resumed checkpoint
+ * continues where it stopped); writes DIR/history.csv, DIR/last.safetensors,
+ * DIR/best.safetensors. */
 int kc_fit(kc_session *s, const char *out_dir, const kc_hooks *h, kc_error *e);
 /* Loss and metrics over one of the session's splits (KC_SPLIT_*) in inference mode. */
 int kc_evaluate_split(kc_session *s, int split, const kc_hooks *h, kc_logs *out, kc_error *e);
@@ -131,6 +149,9 @@ int kc_predict(kc_session *s, const kc_array *x, float **out, kc_error *e);
 
 /* Checkpoints (models/checkpoint.c). The config text travels inside. */
 int kc_checkpoint_save(const kc_session *s, const char *path, const kc_logs *logs, kc_error *e);
+/* weights_only leaves out the optimizer and the training position. */
+int kc_checkpoint_write(const kc_session *s, const char *path, const kc_logs *logs, int weights_only,
+                        kc_error *e);
 /* Loads weights (and optimizer state when the session trains and the file has it). */
 int kc_checkpoint_load(kc_session *s, const char *path, kc_error *e);
 /* Reads only the config inside a checkpoint. */

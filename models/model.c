@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/rng.h"
+#include "models/regularizers.h"
 
 static const char *const model_keys[] = {"name", "layers", "class_name", "inputs", "outputs", NULL};
 static const char *const call_keys[] = {"layer", "inputs", NULL};
@@ -1196,6 +1197,7 @@ const float *kc_model_forward(kc_model *m, const kc_exec *ex) {
     kc_exec lex = *ex;
     lex.ws = m->ws;
     lex.host_ws = m->host_ws;
+    m->activity_loss = 0;
     for (int i = 0; i < m->nnodes; i++) {
         kc_model_node *nd = &m->nodes[i];
         kc_layer *l = nd->layer;
@@ -1216,6 +1218,10 @@ const float *kc_model_forward(kc_model *m, const kc_exec *ex) {
             activation_dims(l, ex->batch, &rows, &cols);
             kc_activation_forward(m->be, &l->activation, nd->z, nd->y, rows, cols);
         }
+        if (kc_regularizer_active(&l->activity_regularizer))
+            m->activity_loss += kc_activity_penalty(
+                m->be, &l->activity_regularizer, nd->y, NULL,
+                (size_t)kc_shape_numel(&nd->shape) * (size_t)ex->batch, ex->batch);
         if (ex->on_layer) ex->on_layer(ex->hook_ctx, l->index, 0);
     }
     return kc_model_output_y(m, 0);
@@ -1260,6 +1266,11 @@ void kc_model_backward_n(kc_model *m, const kc_exec *ex, const int *dy_is_preact
         kc_layer *l = nd->layer;
         if (!l) continue;
         const backward_step *st = &steps[i];
+        /* the activity penalty's gradient joins the gradient w.r.t. the output
+         * (the trainer keeps such outputs off the fused logits path) */
+        if (kc_regularizer_active(&l->activity_regularizer) && nd->g)
+            kc_activity_penalty(m->be, &l->activity_regularizer, nd->y, nd->g,
+                                (size_t)kc_shape_numel(&nd->shape) * (size_t)ex->batch, ex->batch);
         const float *gz = node_grad_z(m, i, st, ex->batch, dy_is_preactivation);
         lex.accumulate = ex->accumulate || !st->first_of_layer;
         l->buf = nd->buf;

@@ -78,6 +78,7 @@ typedef struct kc_model {
     void *ws;
     size_t ws_bytes;
     void *host_ws; /* host scratch for layers (host_workspace_bytes) */
+    double activity_loss; /* activity regularizer penalties of the last forward pass */
     void *arena;   /* activations and gradients */
     struct kc_backward_plan *bplan;
 } kc_model;

@@ -94,8 +94,9 @@ static void scale_rows(int m, int n, float beta, float *c, int ldc) {
         }
 }
 
-/* Below this many multiply-adds one thread does the whole product. */
-#define GEMM_PAR_MIN (64 * 64 * 64)
+/* Below this many multiply-adds one thread does the whole product (as in
+ * cpu_igemm.c). */
+#define GEMM_PAR_MIN (4.0 * 1024 * 1024)
 
 /* Threads take contiguous blocks of rows of C (or of columns when C is wide),
  * each one an independent sgemm; the split depends only on the thread count. */

@@ -127,8 +127,11 @@ static const int avx2_mr[4] = {8, 6, 4, 3};
 
 /* ------------------------------------------------------------------ entry */
 
-/* Below this many multiply-adds one thread does the whole product. */
-#define IGEMM_PAR_MIN (64 * 64 * 64)
+/* Below this many multiply-adds (about 0.1 ms of one core) one thread does
+ * the whole product: waking a second thread gains less than it risks when
+ * other programs hold the cores, as every region waits for its slowest
+ * thread. */
+#define IGEMM_PAR_MIN (4.0 * 1024 * 1024)
 
 int kc_cpu_igemm(const kc_cpu_igemm_args *g) {
     int isa = kc_cpu_isa();
