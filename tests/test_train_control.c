@@ -161,6 +161,35 @@ START_TEST(sigkill_then_resume_is_exact) {
 }
 END_TEST
 
+/* BackupAndRestore: the same command run again after a crash picks up from
+ * the backup by itself. */
+START_TEST(backup_and_restore_after_sigkill) {
+    char *cfg = malloc(strlen(cfg_text) + 200);
+    sprintf(cfg, "%s  callbacks: [{BackupAndRestore: {backup_dir: bk}}]\n", cfg_text);
+    /* fit is a flow mapping in cfg_text: rewrite it as a block to add callbacks */
+    char *fit = strstr(cfg, "fit: {");
+    ck_assert_ptr_nonnull(fit);
+    sprintf(fit, "fit:\n  epochs: 30\n  batch_size: 8\n  validation_split: 0.2\n  seed: 9\n"
+                 "  callbacks: [{BackupAndRestore: {backup_dir: bk}}]\n");
+    write_file("bk.yaml", cfg);
+    free(cfg);
+    ck_assert_int_eq(run("train bk.yaml --output a --threads 2"), 0);
+    ck_assert(!file_exists("a/bk/backup.safetensors")); /* deleted at the end */
+    char cmd[8400];
+    snprintf(cmd, sizeof cmd, "exec '%s' train bk.yaml --output b --threads 2", kerasc);
+    pid_t pid = spawn(cmd);
+    wait_for_file("b/bk/backup.safetensors", pid);
+    sleep_ms((long)(time(NULL) % 40));
+    kill(pid, SIGKILL);
+    wait_status(pid);
+    ck_assert(file_exists("b/bk/backup.safetensors"));
+    int st = run("train bk.yaml --output b --threads 2");
+    ck_assert_msg(st == 0, "rerun failed: %s", err_buf);
+    ck_assert_ptr_nonnull(strstr(out_buf, "Restored training state from b/bk/backup.safetensors"));
+    assert_same_state("a/last.safetensors", "b/last.safetensors");
+}
+END_TEST
+
 START_TEST(second_ctrl_c_stops_at_once) {
     ck_assert_int_eq(run("train ctl.yaml --output d --threads 1 --epochs 1"), 0);
     char before[1 << 16], after[1 << 16];
@@ -298,6 +327,7 @@ int main(void) {
     tcase_add_test(t, resume_at_epoch_boundary_is_exact);
     tcase_add_test(t, ctrl_c_mid_epoch_then_resume_is_exact);
     tcase_add_test(t, sigkill_then_resume_is_exact);
+    tcase_add_test(t, backup_and_restore_after_sigkill);
     tcase_add_test(t, second_ctrl_c_stops_at_once);
     tcase_add_test(t, callbacks_end_to_end);
     tcase_add_test(t, regularization_in_the_loss);
