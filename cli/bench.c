@@ -33,7 +33,17 @@ static const char usage[] =
     "  --json           one JSON object instead of the table\n"
     "  -h, --help       show this help\n";
 
-enum { O_BATCH = 256, O_STEPS, O_WARMUP, O_THREADS, O_SEED, O_BACKEND, O_INFER, O_NO_INFER, O_JSON };
+enum {
+    O_BATCH = 256,
+    O_STEPS,
+    O_WARMUP,
+    O_THREADS,
+    O_SEED,
+    O_BACKEND,
+    O_INFER,
+    O_NO_INFER,
+    O_JSON
+};
 
 static double now_s(void) {
     struct timespec t;
@@ -58,15 +68,16 @@ static double peak_rss_mb(void) {
 /* Per-layer clocks filled by the model's on_layer hook. */
 typedef struct timer {
     int nlayers;
-    int timing;      /* accumulate only after the warm-up */
-    double mark;     /* time of the previous hook call (or of the pass start) */
+    int timing;  /* accumulate only after the warm-up */
+    double mark; /* time of the previous hook call (or of the pass start) */
     double *fwd, *bwd;
 } timer;
 
 static void on_layer(void *ctx, int layer, int phase) {
     timer *t = ctx;
     double n = now_s();
-    if (t->timing && layer >= 0 && layer < t->nlayers) (phase ? t->bwd : t->fwd)[layer] += n - t->mark;
+    if (t->timing && layer >= 0 && layer < t->nlayers)
+        (phase ? t->bwd : t->fwd)[layer] += n - t->mark;
     t->mark = n;
 }
 
@@ -91,7 +102,8 @@ static void gather_targets(kc_session *s, const int64_t *idx, int n) {
     int64_t rows = (int64_t)n * s->out_rows;
     kc_array_gather(&s->y_train, idx, n, 1.0f, 0.0f, s->hz);
     memset(s->hy, 0, (size_t)(rows * s->out_cols) * sizeof(float));
-    for (int64_t r = 0; r < rows; r++) s->hy[r * s->out_cols + (int64_t)s->hz[r]] = 1.0f;
+    for (int64_t r = 0; r < rows; r++)
+        s->hy[r * s->out_cols + (int64_t)s->hz[r]] = 1.0f;
 }
 
 /* One training step as kc_fit runs it, with the clock read between phases. */
@@ -107,8 +119,13 @@ static void train_step(bench *b, int64_t step, float **w, float **g, step_times 
     s->be->upload(m->x, s->hx, (size_t)bs * in * sizeof(float));
     gather_targets(s, b->idx + first, bs);
     double t1 = now_s();
-    kc_exec ex = {.be = s->be, .batch = bs, .training = 1, .seed = s->seed, .step = (uint64_t)step,
-                  .on_layer = on_layer, .hook_ctx = &b->tm};
+    kc_exec ex = {.be = s->be,
+                  .batch = bs,
+                  .training = 1,
+                  .seed = s->seed,
+                  .step = (uint64_t)step,
+                  .on_layer = on_layer,
+                  .hook_ctx = &b->tm};
     b->tm.mark = t1;
     const float *out = kc_model_forward(m, &ex);
     double t2 = now_s();
@@ -143,13 +160,17 @@ typedef struct opts {
 } opts;
 
 static int parse_opts(int argc, char **argv, opts *o, const char **config) {
-    static const struct option lo[] = {
-        {"batch-size", required_argument, 0, O_BATCH}, {"steps", required_argument, 0, O_STEPS},
-        {"warmup", required_argument, 0, O_WARMUP},    {"threads", required_argument, 0, O_THREADS},
-        {"seed", required_argument, 0, O_SEED},        {"backend", required_argument, 0, O_BACKEND},
-        {"inference", no_argument, 0, O_INFER},        {"no-inference", no_argument, 0, O_NO_INFER},
-        {"json", no_argument, 0, O_JSON},              {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+    static const struct option lo[] = {{"batch-size", required_argument, 0, O_BATCH},
+                                       {"steps", required_argument, 0, O_STEPS},
+                                       {"warmup", required_argument, 0, O_WARMUP},
+                                       {"threads", required_argument, 0, O_THREADS},
+                                       {"seed", required_argument, 0, O_SEED},
+                                       {"backend", required_argument, 0, O_BACKEND},
+                                       {"inference", no_argument, 0, O_INFER},
+                                       {"no-inference", no_argument, 0, O_NO_INFER},
+                                       {"json", no_argument, 0, O_JSON},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->steps = 200;
     o->warmup = 20;
@@ -195,7 +216,8 @@ static int parse_opts(int argc, char **argv, opts *o, const char **config) {
             o->json = 1;
             break;
         default:
-            return kc_cli_usage_error("bench", "unknown or incomplete option '%s'", argv[optind - 1]);
+            return kc_cli_usage_error("bench", "unknown or incomplete option '%s'",
+                                      argv[optind - 1]);
         }
         if (rc) return 2;
     }
@@ -209,8 +231,8 @@ static int parse_opts(int argc, char **argv, opts *o, const char **config) {
 typedef struct result {
     int trained;
     double setup_s, first_step_ms;
-    step_times t;  /* totals over the timed steps */
-    double cpu_s;  /* process CPU time over the timed steps */
+    step_times t; /* totals over the timed steps */
+    double cpu_s; /* process CPU time over the timed steps */
     double step_flops;
     int inferred;
     double infer_s;
@@ -237,12 +259,14 @@ static int run_training(kc_session *s, const opts *o, bench *b, result *r, kc_er
                        "from x/y data; use --inference for this model");
     b->rows = kc_array_rows(&s->x_train);
     if (b->rows < s->batch_size)
-        return kc_fail(e, KC_ECONFIG, "the training data has %lld samples, fewer than one batch of %lld",
+        return kc_fail(e, KC_ECONFIG,
+                       "the training data has %lld samples, fewer than one batch of %lld",
                        (long long)b->rows, s->batch_size);
     b->idx = malloc((size_t)b->rows * sizeof *b->idx);
     if (!b->idx) return kc_fail(e, KC_ERUNTIME, "out of memory");
     /* a shuffled order, as training sees it */
-    for (int64_t i = 0; i < b->rows; i++) b->idx[i] = i;
+    for (int64_t i = 0; i < b->rows; i++)
+        b->idx[i] = i;
     uint64_t stream = kc_rng_stream("shuffle", 0, 0);
     for (int64_t i = b->rows - 1; i > 0; i--) {
         int64_t j = (int64_t)kc_rng_below(s->seed, stream, (uint64_t)i, (uint64_t)i + 1);
@@ -257,10 +281,12 @@ static int run_training(kc_session *s, const opts *o, bench *b, result *r, kc_er
     double t = now_s();
     train_step(b, 0, w, g, NULL);
     r->first_step_ms = 1000.0 * (now_s() - t);
-    for (long long i = 1; i < o->warmup; i++) train_step(b, i, w, g, NULL);
+    for (long long i = 1; i < o->warmup; i++)
+        train_step(b, i, w, g, NULL);
     b->tm.timing = 1;
     double c0 = cpu_s();
-    for (long long i = 0; i < o->steps; i++) train_step(b, o->warmup + i, w, g, &r->t);
+    for (long long i = 0; i < o->steps; i++)
+        train_step(b, o->warmup + i, w, g, &r->t);
     r->cpu_s = cpu_s() - c0;
     b->tm.timing = 0;
     r->step_flops = 3.0 * (double)kc_model_flops(m) * (double)s->batch_size;
@@ -275,7 +301,8 @@ static int run_inference(kc_session *s, result *r, kc_error *e) {
     int rc = kc_evaluate_split(s, KC_SPLIT_TEST, NULL, &logs, e);
     if (rc) return rc;
     r->infer_s = now_s() - t;
-    r->infer_n = s->x_test.data ? kc_array_rows(&s->x_test) : kc_array_rows(&s->named[KC_SPLIT_TEST].arr[0]);
+    r->infer_n =
+        s->x_test.data ? kc_array_rows(&s->x_test) : kc_array_rows(&s->named[KC_SPLIT_TEST].arr[0]);
     r->infer_acc = NAN;
     for (int i = 0; i < logs.n; i++)
         if (strstr(logs.keys[i], "accuracy")) r->infer_acc = logs.vals[i];
@@ -312,7 +339,8 @@ static void print_table(const kc_session *s, const opts *o, const bench *b, cons
                 printf(" %10s\n", "");
         }
         double fw = 0, bw = 0;
-        for (int i = 0; i < m->nlayers; i++) fw += b->tm.fwd[i], bw += b->tm.bwd[i];
+        for (int i = 0; i < m->nlayers; i++)
+            fw += b->tm.fwd[i], bw += b->tm.bwd[i];
         printf("%-36s %12.3f %12.3f\n", "all layers", 1000.0 * fw / n, 1000.0 * bw / n);
         printf("%-36s %12.3f\n", "batch gather + upload", 1000.0 * r->t.data / n);
         printf("%-36s %12.3f\n", "loss and its gradient", 1000.0 * r->t.loss / n);
@@ -328,27 +356,30 @@ static void print_table(const kc_session *s, const opts *o, const bench *b, cons
                1000.0 * r->cpu_s / n);
     }
     if (r->inferred)
-        printf("inference: %lld test images in %.3f s, %.0f images/s, %.1f GFLOP/s, accuracy %.4f\n",
-               (long long)r->infer_n, r->infer_s, (double)r->infer_n / r->infer_s,
-               (double)kc_model_flops(m) * (double)r->infer_n / (r->infer_s * 1e9), r->infer_acc);
+        printf(
+            "inference: %lld test images in %.3f s, %.0f images/s, %.1f GFLOP/s, accuracy %.4f\n",
+            (long long)r->infer_n, r->infer_s, (double)r->infer_n / r->infer_s,
+            (double)kc_model_flops(m) * (double)r->infer_n / (r->infer_s * 1e9), r->infer_acc);
     printf("peak memory: %.1f MB\n", peak_rss_mb());
 }
 
 static void print_json(const kc_session *s, const opts *o, const bench *b, const result *r) {
     const kc_model *m = s->model;
-    printf("{\"framework\": \"kerasc %s\", \"model\": \"%s\", \"backend\": \"%s\", \"threads\": %d, "
-           "\"batch_size\": %lld, \"setup_s\": %.4f",
-           KC_VERSION, m->name, s->be->name, s->threads, s->batch_size, r->setup_s);
+    printf(
+        "{\"framework\": \"kerasc %s\", \"model\": \"%s\", \"backend\": \"%s\", \"threads\": %d, "
+        "\"batch_size\": %lld, \"setup_s\": %.4f",
+        KC_VERSION, m->name, s->be->name, s->threads, s->batch_size, r->setup_s);
     if (r->trained) {
         double n = (double)o->steps, ms = 1000.0 * r->t.total / n;
         printf(", \"first_step_s\": %.4f, \"ms_per_step\": %.4f, \"samples_per_s\": %.1f, "
                "\"gflops\": %.2f, \"epoch_s\": %.3f, \"cpu_ms_per_step\": %.4f, \"layers\": [",
                r->first_step_ms / 1000.0, ms, (double)s->batch_size * 1000.0 / ms,
-               r->step_flops / (ms * 1e6), ms * ceil((double)b->rows / (double)s->batch_size) / 1000.0,
-               1000.0 * r->cpu_s / n);
+               r->step_flops / (ms * 1e6),
+               ms * ceil((double)b->rows / (double)s->batch_size) / 1000.0, 1000.0 * r->cpu_s / n);
         for (int i = 0; i < m->nlayers; i++)
-            printf("%s{\"name\": \"%s\", \"forward_ms\": %.4f, \"backward_ms\": %.4f}", i ? ", " : "",
-                   m->layers[i]->name, 1000.0 * b->tm.fwd[i] / n, 1000.0 * b->tm.bwd[i] / n);
+            printf("%s{\"name\": \"%s\", \"forward_ms\": %.4f, \"backward_ms\": %.4f}",
+                   i ? ", " : "", m->layers[i]->name, 1000.0 * b->tm.fwd[i] / n,
+                   1000.0 * b->tm.bwd[i] / n);
         printf("], \"update_ms\": %.4f", 1000.0 * r->t.update / n);
     }
     if (r->inferred)

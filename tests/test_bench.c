@@ -92,7 +92,7 @@ START_TEST(test_table) {
                   out_buf);
     /* one row per layer with its class, then the step parts */
     const char *rows[] = {"conv2d (Conv2D)", "max_pooling2d (MaxPooling2D)", "flatten (Flatten)",
-                          "dense (Dense)", "batch gather + upload", "update (Adam)"};
+                          "dense (Dense)",   "batch gather + upload",        "update (Adam)"};
     for (size_t i = 0; i < sizeof rows / sizeof *rows; i++)
         ck_assert_msg(strstr(out_buf, rows[i]), "no row '%s' in\n%s", rows[i], out_buf);
     /* conv2d: 6x6x4 outputs of 9 taps, 2 FLOPs each, 16 samples = 0.04 MFLOP;
@@ -101,7 +101,8 @@ START_TEST(test_table) {
     const char *eol = conv ? strchr(conv, '\n') : NULL;
     ck_assert_ptr_nonnull(eol);
     double fwd, bwd, mflop;
-    ck_assert_int_eq(sscanf(conv + strlen("conv2d (Conv2D)"), "%lf %lf %lf", &fwd, &bwd, &mflop), 3);
+    ck_assert_int_eq(sscanf(conv + strlen("conv2d (Conv2D)"), "%lf %lf %lf", &fwd, &bwd, &mflop),
+                     3);
     ck_assert_close(mflop, 0.04, 0.005, 0);
     ck_assert(fwd > 0 && bwd > 0);
     ck_assert_msg(strstr(out_buf, "training: "), "%s", out_buf);
@@ -114,9 +115,9 @@ START_TEST(test_json) {
     if (!kerasc) return;
     ck_assert_int_eq(run("bench m.yaml --steps 3 --warmup 0 --json --batch-size 8"), 0);
     ck_assert_msg(out_buf[0] == '{', "%s", out_buf);
-    const char *keys[] = {"\"batch_size\": 8", "\"ms_per_step\": ", "\"samples_per_s\": ",
-                          "\"layers\": [{\"name\": \"conv2d\"", "\"images_per_s\": ",
-                          "\"peak_rss_mb\": "};
+    const char *keys[] = {"\"batch_size\": 8",   "\"ms_per_step\": ",
+                          "\"samples_per_s\": ", "\"layers\": [{\"name\": \"conv2d\"",
+                          "\"images_per_s\": ",  "\"peak_rss_mb\": "};
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
         ck_assert_msg(strstr(out_buf, keys[i]), "no %s in %s", keys[i], out_buf);
     /* inference only: no training keys */

@@ -39,8 +39,8 @@ static float *zeros(size_t n) {
 static void expect_close(const char *what, const float *got, const double *want, size_t n,
                          double tol) {
     for (size_t i = 0; i < n; i++)
-        expect(fabs(got[i] - want[i]) <= tol * (1.0 + fabs(want[i])), "%s[%zu] = %.9g, expected %.9g",
-               what, i, got[i], want[i]);
+        expect(fabs(got[i] - want[i]) <= tol * (1.0 + fabs(want[i])),
+               "%s[%zu] = %.9g, expected %.9g", what, i, got[i], want[i]);
 }
 
 static void expect_same(const char *what, const float *got, const float *want, size_t n) {
@@ -84,8 +84,17 @@ static void igemm_case(int m, int n, int k, float beta, int threads, int strided
     for (size_t i = 0; i < (size_t)m * n; i++) /* beta 0 must not read C */
         c[i] = beta == 0.0f ? NAN : c0[i];
     cpu_be->set_threads(threads);
-    kc_cpu_igemm_args g = {.m = m, .n = n, .k = k, .a = a, .aoff = aoff, .abase = abase, .b = b,
-                           .ldb = n, .beta = beta, .c = c, .ldc = n};
+    kc_cpu_igemm_args g = {.m = m,
+                           .n = n,
+                           .k = k,
+                           .a = a,
+                           .aoff = aoff,
+                           .abase = abase,
+                           .b = b,
+                           .ldb = n,
+                           .beta = beta,
+                           .c = c,
+                           .ldc = n};
     if (strided) {
         g.aoff = g.abase = NULL;
         g.rs = 1;
@@ -124,8 +133,17 @@ START_TEST(test_igemm_portable_declines) {
     int off[2] = {0, 2}, base[2] = {0, 1};
     kc_cpu_set_isa(KC_CPU_PORTABLE);
     ck_assert_int_eq(kc_cpu_isa(), KC_CPU_PORTABLE);
-    kc_cpu_igemm_args g = {.m = 2, .n = 2, .k = 2, .a = a, .aoff = off, .abase = base, .b = b,
-                           .ldb = 2, .beta = 0.0f, .c = c, .ldc = 2};
+    kc_cpu_igemm_args g = {.m = 2,
+                           .n = 2,
+                           .k = 2,
+                           .a = a,
+                           .aoff = off,
+                           .abase = base,
+                           .b = b,
+                           .ldb = 2,
+                           .beta = 0.0f,
+                           .c = c,
+                           .ldc = 2};
     ck_assert_int_eq(kc_cpu_igemm(&g), 0);
     ck_assert_float_eq(c[0], 7.0f);
     kc_cpu_set_isa(-1);
@@ -150,8 +168,17 @@ static void geometry(int in, int k_eff, int s, int same, int *out, int *pad) {
 }
 
 static kc_conv2d_desc desc(conv_case k) {
-    kc_conv2d_desc d = {.n = k.n, .h = k.h, .w = k.w, .c = k.c, .kh = k.kh, .kw = k.kw,
-                        .oc = k.oc, .sh = k.sh, .sw = k.sw, .dh = k.dh, .dw = k.dw};
+    kc_conv2d_desc d = {.n = k.n,
+                        .h = k.h,
+                        .w = k.w,
+                        .c = k.c,
+                        .kh = k.kh,
+                        .kw = k.kw,
+                        .oc = k.oc,
+                        .sh = k.sh,
+                        .sw = k.sw,
+                        .dh = k.dh,
+                        .dw = k.dw};
     geometry(k.h, k.dh * (k.kh - 1) + 1, k.sh, k.same, &d.oh, &d.pad_t);
     geometry(k.w, k.dw * (k.kw - 1) + 1, k.sw, k.same, &d.ow, &d.pad_l);
     return d;
@@ -169,9 +196,8 @@ static const conv_case convs[] = {
     {1, 9, 9, 2, 3, 3, 2, 3, 3, 1, 1, 0},     /* stride 3 valid: rows no window reads */
 };
 
-static void conv_pass(const kc_backend *be, const kc_conv2d_desc *d, const float *x,
-                      const float *w, const float *g, const float *dw0, float *y, float *dx,
-                      float *dw) {
+static void conv_pass(const kc_backend *be, const kc_conv2d_desc *d, const float *x, const float *w,
+                      const float *g, const float *dw0, float *y, float *dx, float *dw) {
     size_t nx = (size_t)d->n * d->h * d->w * d->c, ny = (size_t)d->n * d->oh * d->ow * d->oc;
     size_t nw = (size_t)d->kh * d->kw * d->c * d->oc;
     float *X = be->alloc(nx * 4), *W = be->alloc(nw * 4), *G = be->alloc(ny * 4);
@@ -240,13 +266,21 @@ END_TEST
 START_TEST(test_maxpool_tiled) {
     static const int shapes[][6] = {
         /* n, h, w, c, pool, stride */
-        {2, 26, 26, 32, 2, 2}, {2, 11, 13, 3, 2, 2}, {1, 9, 9, 11, 3, 3}, {3, 6, 8, 17, 2, 2},
+        {2, 26, 26, 32, 2, 2},
+        {2, 11, 13, 3, 2, 2},
+        {1, 9, 9, 11, 3, 3},
+        {3, 6, 8, 17, 2, 2},
     };
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
         for (int ties = 0; ties < 2; ties++) {
-            kc_pool2d_desc d = {.n = shapes[s][0], .h = shapes[s][1], .w = shapes[s][2],
-                                .c = shapes[s][3], .ph = shapes[s][4], .pw = shapes[s][4],
-                                .sh = shapes[s][5], .sw = shapes[s][5]};
+            kc_pool2d_desc d = {.n = shapes[s][0],
+                                .h = shapes[s][1],
+                                .w = shapes[s][2],
+                                .c = shapes[s][3],
+                                .ph = shapes[s][4],
+                                .pw = shapes[s][4],
+                                .sh = shapes[s][5],
+                                .sw = shapes[s][5]};
             d.oh = (d.h - d.ph) / d.sh + 1;
             d.ow = (d.w - d.pw) / d.sw + 1;
             size_t nx = (size_t)d.n * d.h * d.w * d.c, ny = (size_t)d.n * d.oh * d.ow * d.c;

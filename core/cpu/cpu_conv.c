@@ -69,9 +69,9 @@ static size_t align_up(size_t b) {
 }
 
 typedef struct fast_geom {
-    int hp, wp;    /* extent of the input the windows read (padded or not) */
-    int padded;    /* xp is a zero-padded copy of x */
-    int ok;        /* every offset fits an int */
+    int hp, wp; /* extent of the input the windows read (padded or not) */
+    int padded; /* xp is a zero-padded copy of x */
+    int ok;     /* every offset fits an int */
 } fast_geom;
 
 static fast_geom fast_geometry(const kc_conv2d_desc *d) {
@@ -84,7 +84,8 @@ static fast_geom fast_geometry(const kc_conv2d_desc *d) {
     double xp = (double)d->n * g.hp * g.wp * d->c;
     double pix = (double)d->n * d->oh * d->ow;
     double taps = (double)d->kh * d->kw * (d->c > d->oc ? d->c : d->oc);
-    g.ok = xp < INT_MAX && pix < INT_MAX && taps < INT_MAX && (double)d->n * d->h * d->w * d->c < INT_MAX;
+    g.ok = xp < INT_MAX && pix < INT_MAX && taps < INT_MAX &&
+           (double)d->n * d->h * d->w * d->c < INT_MAX;
     return g;
 }
 
@@ -200,25 +201,42 @@ static int fast_forward(const kc_conv2d_desc *d, const float *x, const float *w,
     if (!g.ok || kc_cpu_isa() == KC_CPU_PORTABLE) return 0;
     int *koff, *pix;
     const float *in = fast_input(d, &g, x, ws, &koff, &pix);
-    kc_cpu_igemm_args a = {.m = d->n * d->oh * d->ow, .n = d->oc, .k = d->kh * d->kw * d->c,
-                           .a = in, .aoff = pix, .abase = koff, .b = w, .ldb = d->oc,
-                           .beta = 0.0f, .c = y, .ldc = d->oc};
+    kc_cpu_igemm_args a = {.m = d->n * d->oh * d->ow,
+                           .n = d->oc,
+                           .k = d->kh * d->kw * d->c,
+                           .a = in,
+                           .aoff = pix,
+                           .abase = koff,
+                           .b = w,
+                           .ldb = d->oc,
+                           .beta = 0.0f,
+                           .c = y,
+                           .ldc = d->oc};
     return kc_cpu_igemm(&a);
 }
 
-static int fast_backward_filter(const kc_conv2d_desc *d, const float *x, const float *dy,
-                                float *dw, float beta, void *ws) {
+static int fast_backward_filter(const kc_conv2d_desc *d, const float *x, const float *dy, float *dw,
+                                float beta, void *ws) {
     fast_geom g = fast_geometry(d);
     if (!g.ok || kc_cpu_isa() == KC_CPU_PORTABLE) return 0;
     int *koff, *pix;
     const float *in = fast_input(d, &g, x, ws, &koff, &pix);
     int m = d->kh * d->kw * d->c, groups = filter_groups(d);
-    kc_cpu_igemm_args a = {.m = m, .n = d->oc, .k = d->n * d->oh * d->ow, .a = in, .aoff = koff,
-                           .abase = pix, .b = dy, .ldb = d->oc, .beta = beta, .c = dw,
+    kc_cpu_igemm_args a = {.m = m,
+                           .n = d->oc,
+                           .k = d->n * d->oh * d->ow,
+                           .a = in,
+                           .aoff = koff,
+                           .abase = pix,
+                           .b = dy,
+                           .ldb = d->oc,
+                           .beta = beta,
+                           .c = dw,
                            .ldc = d->oc};
     if (groups == 1) return kc_cpu_igemm(&a);
     size_t wn = (size_t)m * d->oc;
-    float *parts = (float *)((char *)ws + fast_ws_fwd(d, &g) - align_up(groups * wn * sizeof(float)));
+    float *parts =
+        (float *)((char *)ws + fast_ws_fwd(d, &g) - align_up(groups * wn * sizeof(float)));
     int per = d->oh * d->ow, nt = kc_cpu_threads(), done = 1;
 #pragma omp parallel for schedule(static) num_threads(nt) reduction(&& : done)
     for (int s = 0; s < groups; s++) {
@@ -352,7 +370,8 @@ static int dcol_group(const kc_conv2d_desc *d) {
 static size_t dcol_ws(const kc_conv2d_desc *d) {
     size_t k = (size_t)d->kh * d->kw * d->c;
     size_t per = (size_t)d->oh * d->ow * k * sizeof(float);
-    return align_up(k * d->oc * sizeof(float)) + (size_t)dcol_slots() * align_up(per * dcol_group(d));
+    return align_up(k * d->oc * sizeof(float)) +
+           (size_t)dcol_slots() * align_up(per * dcol_group(d));
 }
 
 /* dx of one image from its dcol; 16 channels at a time in a register. */
@@ -372,7 +391,8 @@ gather_image(const kc_conv2d_desc *d, const float *col, float *dx) {
                     for (int kx = 0; kx < d->kw; kx++) {
                         int ox = tap_source(ix, kx, d->sw, d->dw, d->pad_l, d->ow);
                         if (ox >= 0)
-                            src[taps++] = col + ((size_t)oy * d->ow + ox) * k + ((size_t)ky * d->kw + kx) * c;
+                            src[taps++] =
+                                col + ((size_t)oy * d->ow + ox) * k + ((size_t)ky * d->kw + kx) * c;
                     }
                 }
             int ch = 0;
@@ -393,7 +413,8 @@ gather_image(const kc_conv2d_desc *d, const float *col, float *dx) {
                     for (int kx = 0; kx < d->kw; kx++) {
                         int ox = tap_source(ix, kx, d->sw, d->dw, d->pad_l, d->ow);
                         if (ox >= 0)
-                            acc += col[((size_t)oy * d->ow + ox) * k + ((size_t)ky * d->kw + kx) * c + ch];
+                            acc += col[((size_t)oy * d->ow + ox) * k +
+                                       ((size_t)ky * d->kw + kx) * c + ch];
                     }
                 }
                 dst[ch] = acc;
@@ -422,15 +443,24 @@ static int fast_backward_data(const kc_conv2d_desc *d, const float *dy, const fl
     {
         int t = omp_get_thread_num(), parts = omp_get_num_threads();
         float *col = (float *)(slots + (size_t)t * slot_bytes);
-        int first = (int)((long)d->n * t / parts), count = (int)((long)d->n * (t + 1) / parts) - first;
+        int first = (int)((long)d->n * t / parts),
+            count = (int)((long)d->n * (t + 1) / parts) - first;
         int groups = (count + group - 1) / group;
         for (int gi = 0; gi < groups; gi++) {
             int i0 = first + (int)((long)count * gi / groups);
             int nb = first + (int)((long)count * (gi + 1) / groups) - i0;
-            kc_cpu_igemm_args a = {.m = nb * (int)pix, .n = (int)k, .k = d->oc,
-                                   .a = dy + (size_t)i0 * pix * d->oc, .rs = d->oc, .cs = 1,
-                                   .b = wt, .ldb = (long)k, .beta = 0.0f, .c = col,
-                                   .ldc = (long)k, .threads = 1};
+            kc_cpu_igemm_args a = {.m = nb * (int)pix,
+                                   .n = (int)k,
+                                   .k = d->oc,
+                                   .a = dy + (size_t)i0 * pix * d->oc,
+                                   .rs = d->oc,
+                                   .cs = 1,
+                                   .b = wt,
+                                   .ldb = (long)k,
+                                   .beta = 0.0f,
+                                   .c = col,
+                                   .ldc = (long)k,
+                                   .threads = 1};
             done = done && kc_cpu_igemm(&a);
             for (int i = 0; i < nb; i++)
                 gather_image(d, col + (size_t)i * pix * k,

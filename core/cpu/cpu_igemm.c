@@ -61,7 +61,7 @@ int kc_cpu_set_isa(int level) {
 #define V_ADD(a, b) _mm512_add_ps((a), (b))
 #define V_MASK(n) ((__mmask16)((1u << (n)) - 1u))
 static const int avx512_mr[4] = {12, 12, 8, 6};
-#define KC_IG_MR(nv) avx512_mr[(nv) - 1]
+#define KC_IG_MR(nv) avx512_mr[(nv)-1]
 
 #include "core/cpu/cpu_igemm_kern.h"
 
@@ -105,7 +105,7 @@ static inline __m256i avx2_mask(int n) {
 #define V_ADD(a, b) _mm256_add_ps((a), (b))
 #define V_MASK(n) avx2_mask(n)
 static const int avx2_mr[4] = {8, 6, 4, 3};
-#define KC_IG_MR(nv) avx2_mr[(nv) - 1]
+#define KC_IG_MR(nv) avx2_mr[(nv)-1]
 
 #include "core/cpu/cpu_igemm_kern.h"
 

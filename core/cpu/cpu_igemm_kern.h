@@ -57,9 +57,9 @@ ISA(tile)(const int MR, const int NV, const int STRIDED, int kc, const float *a,
     }
 }
 
-typedef void (*ISA(tile_fn))(int kc, const float *a, const int *aoff, const int *abase,
-                             long rs, long cs, const float *b, long ldb, float beta, float *c,
-                             long ldc, MASK last);
+typedef void (*ISA(tile_fn))(int kc, const float *a, const int *aoff, const int *abase, long rs,
+                             long cs, const float *b, long ldb, float beta, float *c, long ldc,
+                             MASK last);
 
 /* Each shape twice: offsets from the tables, or a plain strided matrix
  * (A(i, k) = a[i rs + k cs], the tables unused). */
@@ -75,8 +75,8 @@ typedef void (*ISA(tile_fn))(int kc, const float *a, const int *aoff, const int 
         ISA(tile)(MR, NV, 1, kc, a, aoff, abase, rs, cs, b, ldb, beta, c, ldc, last);              \
     }
 #define KC_IG_TILES_6(NV)                                                                          \
-    KC_IG_TILE(NV, 1) KC_IG_TILE(NV, 2) KC_IG_TILE(NV, 3) KC_IG_TILE(NV, 4) KC_IG_TILE(NV, 5)      \
-        KC_IG_TILE(NV, 6)
+    KC_IG_TILE(NV, 1)                                                                              \
+    KC_IG_TILE(NV, 2) KC_IG_TILE(NV, 3) KC_IG_TILE(NV, 4) KC_IG_TILE(NV, 5) KC_IG_TILE(NV, 6)
 #define KC_IG_TILES_8(NV) KC_IG_TILES_6(NV) KC_IG_TILE(NV, 7) KC_IG_TILE(NV, 8)
 #define KC_IG_TILES_12(NV)                                                                         \
     KC_IG_TILES_8(NV) KC_IG_TILE(NV, 9) KC_IG_TILE(NV, 10) KC_IG_TILE(NV, 11) KC_IG_TILE(NV, 12)
@@ -87,12 +87,11 @@ KC_IG_TILES_8(3)
 KC_IG_TILES_6(4)
 
 #define KC_IG_ROW6(P, NV)                                                                          \
-    ISA(P##_##NV##_1), ISA(P##_##NV##_2), ISA(P##_##NV##_3), ISA(P##_##NV##_4),                    \
-        ISA(P##_##NV##_5), ISA(P##_##NV##_6)
+    ISA(P##_##NV##_1), ISA(P##_##NV##_2), ISA(P##_##NV##_3), ISA(P##_##NV##_4), ISA(P##_##NV##_5), \
+        ISA(P##_##NV##_6)
 #define KC_IG_ROW8(P, NV) KC_IG_ROW6(P, NV), ISA(P##_##NV##_7), ISA(P##_##NV##_8)
 #define KC_IG_ROW12(P, NV)                                                                         \
-    KC_IG_ROW8(P, NV), ISA(P##_##NV##_9), ISA(P##_##NV##_10), ISA(P##_##NV##_11),                  \
-        ISA(P##_##NV##_12)
+    KC_IG_ROW8(P, NV), ISA(P##_##NV##_9), ISA(P##_##NV##_10), ISA(P##_##NV##_11), ISA(P##_##NV##_12)
 
 /* [strided][nv - 1][mr - 1]; the row height of a full tile is KC_IG_MR(nv). */
 static const ISA(tile_fn) ISA(tiles)[2][4][KC_IG_MR_MAX] = {
@@ -146,10 +145,11 @@ static void ISA(igemm)(const kc_cpu_igemm_args *g, int nt) {
             int cols = g->n - j0 < nr ? g->n - j0 : nr;
             MASK last = V_MASK(cols - (nv - 1) * VW);
             int strided = g->aoff == NULL;
-            ISA(tiles)[strided][nv - 1][rows - 1](
-                g->k, strided ? g->a + (long)i0 * g->rs : g->a, strided ? NULL : g->aoff + i0,
-                g->abase, g->rs, g->cs, g->b + j0, g->ldb, g->beta, g->c + (long)i0 * g->ldc + j0,
-                g->ldc, last);
+            ISA(tiles)
+            [strided][nv - 1][rows - 1](g->k, strided ? g->a + (long)i0 * g->rs : g->a,
+                                        strided ? NULL : g->aoff + i0, g->abase, g->rs, g->cs,
+                                        g->b + j0, g->ldb, g->beta, g->c + (long)i0 * g->ldc + j0,
+                                        g->ldc, last);
         }
     }
 }

@@ -129,8 +129,9 @@ void kc_cpu_maxpool2d_forward(const kc_pool2d_desc *d, const float *x, float *y,
         for (int ox = 0; ox < d->ow; ox++) {
             size_t out = ((size_t)r * d->ow + ox) * d->c;
             if (tiled)
-                max_window(x, (((size_t)n * d->h + (size_t)oy * d->sh) * d->w + (size_t)ox * d->sw) * d->c,
-                           d->ph, d->pw, d->w, d->c, y + out, argmax + out);
+                max_window(
+                    x, (((size_t)n * d->h + (size_t)oy * d->sh) * d->w + (size_t)ox * d->sw) * d->c,
+                    d->ph, d->pw, d->w, d->c, y + out, argmax + out);
             else
                 max_cell(d, x, n, oy, ox, y + out, argmax + out);
         }

@@ -64,7 +64,8 @@ CLONES static void relu_grad_span(const float *x, const float *dy, float *dx, si
         if (nt_ < 1) nt_ = 1;                                                                      \
         _Pragma("omp parallel num_threads(nt_) if (nt_ > 1)") {                                    \
             int t_ = omp_get_thread_num(), p_ = omp_get_num_threads();                             \
-            size_t lo = n_ / 16 * t_ / p_ * 16, hi = t_ == p_ - 1 ? n_ : n_ / 16 * (t_ + 1) / p_ * 16; \
+            size_t lo = n_ / 16 * t_ / p_ * 16,                                                    \
+                   hi = t_ == p_ - 1 ? n_ : n_ / 16 * (t_ + 1) / p_ * 16;                          \
             if (hi > lo) {                                                                         \
                 body;                                                                              \
             }                                                                                      \
