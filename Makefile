@@ -65,10 +65,10 @@ deps:
 	  build-essential pkg-config libyaml-dev libopenblas-dev zlib1g-dev libpng-dev libcairo2-dev check graphviz \
 	  dataset-fashion-mnist
 
-# kerasc against PyTorch (and Keras when importable) on Fashion-MNIST: see bench/bench.py.
+# kerasc against PyTorch (and Keras when importable) on Fashion-MNIST: see tests/bench/bench.py.
 PYTHON ?= python3
 bench: kerasc
-	KERASC=$(CURDIR)/kerasc $(PYTHON) bench/bench.py
+	KERASC=$(CURDIR)/kerasc $(PYTHON) tests/bench/bench.py
 
 format:
 	clang-format -i $(wildcard cli/*.[ch] core/*.[ch] core/*/*.[ch] models/*.[ch] models/*/*.[ch] tests/*.[ch])
