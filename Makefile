@@ -10,7 +10,8 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
 CFLAGS  ?=
-CFLAGS  += $(CSTD) $(WARN) $(OPT) -fopenmp -I. $(PKG_CFLAGS)
+# -fno-math-errno lets sqrtf vectorise; sqrt is exactly rounded either way
+CFLAGS  += $(CSTD) $(WARN) $(OPT) -fno-math-errno -fopenmp -I. $(PKG_CFLAGS)
 LDLIBS  := $(PKG_LIBS) -fopenmp -lm
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 CFLAGS  += -DKC_VERSION='"$(VERSION)"'

@@ -1041,7 +1041,7 @@ static double train_step(kc_session *s, const feed *f, const int64_t *idx, int n
     return loss;
 }
 
-int kc_fit(kc_session *s, const char *out_dir, const kc_hooks *h, kc_error *e) {
+static int fit_run(kc_session *s, const char *out_dir, const kc_hooks *h, kc_error *e) {
     kc_fit_spec *f = &s->cfg->fit;
     int rc = mkdir_p(out_dir, e);
     if (rc) return rc;
@@ -1066,7 +1066,6 @@ int kc_fit(kc_session *s, const char *out_dir, const kc_hooks *h, kc_error *e) {
         k++;
     }
     const char *monitor = s->has_val ? "val_loss" : "loss";
-    s->hooks = h;
     kc_callback_env env = make_env(s, out_dir);
     if ((rc = kc_callbacks_train_begin(s->callbacks, &env, e))) return rc;
     int stop = 0;
@@ -1142,4 +1141,11 @@ int kc_fit(kc_session *s, const char *out_dir, const kc_hooks *h, kc_error *e) {
     snprintf(saved, sizeof saved, "Saved %s, %s (lowest %s) and %s", p_last, p_best, monitor, p_hist);
     note(h, "%s%s", saved, "");
     return KC_OK;
+}
+
+int kc_fit(kc_session *s, const char *out_dir, const kc_hooks *h, kc_error *e) {
+    s->hooks = h; /* callbacks' messages go through the caller's hooks while fit runs */
+    int rc = fit_run(s, out_dir, h, e);
+    s->hooks = NULL;
+    return rc;
 }

@@ -287,6 +287,37 @@ START_TEST(regularization_in_the_loss) {
 }
 END_TEST
 
+/* Constraints act after every update: a non_neg kernel ends with no
+ * negative weight, a max_norm one with every column norm within the bound. */
+START_TEST(constraints_hold_after_training) {
+    write_file("con.yaml", "model:\n  layers:\n    - Input: {shape: [8, 8, 1]}\n    - Flatten\n"
+                           "    - Dense: {units: 6, activation: relu, kernel_constraint: non_neg}\n"
+                           "    - Dense: {units: 4, activation: softmax, kernel_constraint: {MaxNorm: {max_value: 0.5}}}\n"
+                           "compile: {optimizer: {SGD: {learning_rate: 0.5}}, loss: sparse_categorical_crossentropy}\n"
+                           "data: {train: {x: train_x.npy, y: train_y.npy}, rescale: 1/255, reshape: [8, 8, 1]}\n"
+                           "fit: {epochs: 2, batch_size: 16}\n");
+    ck_assert_int_eq(run("train con.yaml --output con --threads 2"), 0);
+    kc_st_file *f;
+    kc_error e = {0};
+    ck_assert_int_eq(kc_st_open(path_in("con/last.safetensors"), &f, &e), 0);
+    const kc_st_tensor *k = kc_st_find(f, "dense/kernel");
+    const float *w = k->data;
+    for (int64_t i = 0; i < kc_shape_numel(&k->shape); i++) ck_assert_msg(w[i] >= 0, "dense/kernel[%lld] = %g", (long long)i, w[i]);
+    const kc_st_tensor *k2 = kc_st_find(f, "dense_1/kernel");
+    const float *w2 = k2->data;
+    int64_t rows = k2->shape.d[0], cols = k2->shape.d[1];
+    double largest = 0;
+    for (int64_t c = 0; c < cols; c++) {
+        double sq = 0;
+        for (int64_t r = 0; r < rows; r++) sq += (double)w2[r * cols + c] * w2[r * cols + c];
+        if (sqrt(sq) > largest) largest = sqrt(sq);
+    }
+    ck_assert_msg(largest <= 0.5 + 1e-5, "largest column norm %g", largest);
+    ck_assert_msg(largest > 0.4, "the bound was never reached (%g): the test would not show the constraint", largest);
+    kc_st_close(f);
+}
+END_TEST
+
 START_TEST(log_json_lines) {
     int st = run("train ctl.yaml --output j --threads 2 --epochs 2 --log-json j.jsonl --log-json-every 40");
     ck_assert_msg(st == 0, "train failed: %s", err_buf);
@@ -331,6 +362,7 @@ int main(void) {
     tcase_add_test(t, second_ctrl_c_stops_at_once);
     tcase_add_test(t, callbacks_end_to_end);
     tcase_add_test(t, regularization_in_the_loss);
+    tcase_add_test(t, constraints_hold_after_training);
     tcase_add_test(t, log_json_lines);
     tcase_add_test(t, resume_errors);
     suite_add_tcase(s, t);

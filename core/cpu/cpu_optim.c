@@ -6,6 +6,7 @@
 #include "core/cpu/cpu.h"
 
 #include <math.h>
+#include <omp.h>
 
 /* Updates that read a few slots per element pay for threads sooner than a
  * plain axpy does. */
@@ -54,20 +55,43 @@ void kc_cpu_rmsprop_update(float *w, const float *g, float *ms, float *mg, float
     }
 }
 
+/* Without amsgrad the loop has no branch and no aliasing, so it vectorises;
+ * each element still sees the same operations in the same order. */
+static void adam_plain(float *restrict w, const float *restrict g, float *restrict m,
+                       float *restrict v, size_t lo, size_t hi, float alpha, float c1, float c2,
+                       float eps) {
+    for (size_t i = lo; i < hi; i++) {
+        float mi = m[i] + (g[i] - m[i]) * c1;
+        float vi = v[i] + (g[i] * g[i] - v[i]) * c2;
+        m[i] = mi;
+        v[i] = vi;
+        w[i] -= (mi * alpha) / (sqrtf(vi) + eps);
+    }
+}
+
 void kc_cpu_adam_update(float *w, const float *g, float *m, float *v, float *vhat, size_t n,
                         float alpha, float one_minus_b1, float one_minus_b2, float eps,
                         int amsgrad) {
-    int use_vhat = amsgrad && vhat, nt = kc_cpu_threads();
+    int nt = kc_cpu_threads();
+    if (!(amsgrad && vhat)) {
+        if (n < OPTIM_PAR_MIN || nt < 2) {
+            adam_plain(w, g, m, v, 0, n, alpha, one_minus_b1, one_minus_b2, eps);
+            return;
+        }
+#pragma omp parallel num_threads(nt)
+        {
+            size_t parts = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
+            size_t lo = n * t / parts, hi = n * (t + 1) / parts;
+            adam_plain(w, g, m, v, lo, hi, alpha, one_minus_b1, one_minus_b2, eps);
+        }
+        return;
+    }
 #pragma omp parallel for schedule(static) num_threads(nt) if (n >= OPTIM_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         m[i] += (g[i] - m[i]) * one_minus_b1;
         v[i] += (g[i] * g[i] - v[i]) * one_minus_b2;
-        float vv = v[i];
-        if (use_vhat) {
-            vhat[i] = vhat[i] > v[i] ? vhat[i] : v[i];
-            vv = vhat[i];
-        }
-        w[i] -= (m[i] * alpha) / (sqrtf(vv) + eps);
+        vhat[i] = vhat[i] > v[i] ? vhat[i] : v[i];
+        w[i] -= (m[i] * alpha) / (sqrtf(vhat[i]) + eps);
     }
 }
 
