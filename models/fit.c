@@ -963,13 +963,6 @@ static double find_log(const kc_logs *l, const char *key) {
     return NAN;
 }
 
-static void note(const kc_hooks *h, const char *fmt, const char *a, const char *b) {
-    if (!h || !h->note) return;
-    char msg[8400];
-    snprintf(msg, sizeof msg, fmt, a, b);
-    h->note(h->ctx, msg);
-}
-
 /* ---- what callbacks may do (models/callbacks.h) ---- */
 
 static int env_save(void *ctx, const char *path, int weights_only, kc_error *e) {
@@ -1058,12 +1051,11 @@ static int fit_run(kc_session *s, const char *out_dir, const kc_hooks *h, kc_err
     snprintf(p_last, sizeof p_last, "%s/last.safetensors", out_dir);
     snprintf(p_best, sizeof p_best, "%s/best.safetensors", out_dir);
 
+    /* the optimizer was built over the same weights, in the same order */
     float *wts[256], *grs[256];
-    int k = 0;
     for (int i = 0; i < s->nreg; i++) {
-        wts[k] = s->reg[i]->value;
-        grs[k] = s->reg[i]->grad;
-        k++;
+        wts[i] = s->reg[i]->value;
+        grs[i] = s->reg[i]->grad;
     }
     const char *monitor = s->has_val ? "val_loss" : "loss";
     kc_callback_env env = make_env(s, out_dir);
@@ -1139,7 +1131,7 @@ static int fit_run(kc_session *s, const char *out_dir, const kc_hooks *h, kc_err
     if ((rc = kc_callbacks_train_end(s->callbacks, &env, (int)s->epoch - 1, e))) return rc;
     char saved[8600];
     snprintf(saved, sizeof saved, "Saved %s, %s (lowest %s) and %s", p_last, p_best, monitor, p_hist);
-    note(h, "%s%s", saved, "");
+    env_print(s, saved);
     return KC_OK;
 }
 
