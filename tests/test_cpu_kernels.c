@@ -264,12 +264,14 @@ END_TEST
 /* Tiled windows (stride = pool, no padding) take the vectorised path; ties
  * everywhere check the first-maximum rule, odd channel counts the tails. */
 START_TEST(test_maxpool_tiled) {
-    static const int shapes[][6] = {
-        /* n, h, w, c, pool, stride */
-        {2, 26, 26, 32, 2, 2},
-        {2, 11, 13, 3, 2, 2},
-        {1, 9, 9, 11, 3, 3},
-        {3, 6, 8, 17, 2, 2},
+    static const int shapes[][8] = {
+        /* n, h, w, c, pool h, pool w, stride h, stride w */
+        {2, 26, 26, 32, 2, 2, 2, 2}, /* the seed CNN's first pool, threaded */
+        {2, 11, 13, 3, 2, 2, 2, 2},  /* a row and a column no window covers */
+        {1, 9, 9, 11, 3, 3, 3, 3},   /* 3x3 windows tiling the input */
+        {3, 6, 8, 17, 2, 2, 2, 2},   /* a channel tail after two vectors */
+        {2, 10, 11, 40, 3, 2, 3, 2}, /* a tall window, five channel vectors */
+        {1, 7, 9, 5, 1, 4, 1, 4},    /* a wide window */
     };
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
         for (int ties = 0; ties < 2; ties++) {
@@ -278,9 +280,9 @@ START_TEST(test_maxpool_tiled) {
                                 .w = shapes[s][2],
                                 .c = shapes[s][3],
                                 .ph = shapes[s][4],
-                                .pw = shapes[s][4],
-                                .sh = shapes[s][5],
-                                .sw = shapes[s][5]};
+                                .pw = shapes[s][5],
+                                .sh = shapes[s][6],
+                                .sw = shapes[s][7]};
             d.oh = (d.h - d.ph) / d.sh + 1;
             d.ow = (d.w - d.pw) / d.sw + 1;
             size_t nx = (size_t)d.n * d.h * d.w * d.c, ny = (size_t)d.n * d.oh * d.ow * d.c;
@@ -374,6 +376,33 @@ START_TEST(test_bias_bits) {
 }
 END_TEST
 
+/* Past the threaded size, narrow gradients are split into 16-column blocks
+ * across threads: every split must give the definition's bits. */
+START_TEST(test_bias_grad_split) {
+    static const int cols_list[] = {32, 40, 72, 200};
+    int rows = 1500;
+    for (size_t ci = 0; ci < sizeof cols_list / sizeof *cols_list; ci++) {
+        int cols = cols_list[ci];
+        float *dy = rnd((size_t)rows * cols, 130 + ci), *want = zeros(cols);
+        for (int j = 0; j < cols; j++) { /* the definition: rows top to bottom in double */
+            double s = 0;
+            for (int r = 0; r < rows; r++)
+                s += dy[(size_t)r * cols + j];
+            want[j] = (float)s;
+        }
+        for (int threads = 1; threads <= 3; threads++) {
+            float *db = rnd(cols, 140 + ci);
+            cpu_be->set_threads(threads);
+            kc_cpu_bias_grad(db, dy, rows, cols, 0.0f);
+            expect_same("split bias gradient", db, want, cols);
+            free(db);
+        }
+        cpu_be->set_threads(0);
+        free(dy), free(want);
+    }
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("cpu_kernels");
     TCase *t = tcase_create("kernels");
@@ -385,6 +414,7 @@ int main(void) {
     tcase_add_test(t, test_maxpool_tiled);
     tcase_add_test(t, test_relu_bits);
     tcase_add_test(t, test_bias_bits);
+    tcase_add_test(t, test_bias_grad_split);
     suite_add_tcase(s, t);
     return kc_test_run(s);
 }

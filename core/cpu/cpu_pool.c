@@ -75,7 +75,7 @@ static inline v8i load8i(const int32_t *p) {
 /* One output pixel of a window known to be inside the input: the first cell
  * initialises, later cells replace only on a strictly greater value, so the
  * first maximum in row-major order wins as in max_cell. */
-__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+static inline __attribute__((always_inline)) void
 max_window(const float *x, size_t base, int ph, int pw, int w, int c, float *y, int32_t *arg) {
     int ch = 0;
     for (; ch + 8 <= c; ch += 8) {
@@ -105,9 +105,25 @@ max_window(const float *x, size_t base, int ph, int pw, int w, int c, float *y, 
     }
 }
 
-/* dst[ch] = dy[ch] where the window's maximum was input cell at + ch, else 0. */
+/* The ow windows of one output row, the first starting at input offset
+ * base; one call per row keeps the clone dispatch out of the pixel loop. */
 __attribute__((target_clones("avx512f", "avx2", "default"))) static void
-max_route(const float *dy, const int32_t *arg, int32_t at, int c, float *dst) {
+max_window_row(const float *x, size_t base, int ow, int ph, int pw, int w, int c, float *y,
+               int32_t *arg) {
+    if (ph == 2 && pw == 2) { /* the common pool, its window loop unrolled */
+        for (int ox = 0; ox < ow; ox++)
+            max_window(x, base + (size_t)ox * 2 * c, 2, 2, w, c, y + (size_t)ox * c,
+                       arg + (size_t)ox * c);
+        return;
+    }
+    for (int ox = 0; ox < ow; ox++)
+        max_window(x, base + (size_t)ox * pw * c, ph, pw, w, c, y + (size_t)ox * c,
+                   arg + (size_t)ox * c);
+}
+
+/* dst[ch] = dy[ch] where the window's maximum was input cell at + ch, else 0. */
+static inline __attribute__((always_inline)) void max_route(const float *dy, const int32_t *arg,
+                                                            int32_t at, int c, float *dst) {
     int ch = 0;
     for (; ch + 8 <= c; ch += 8) {
         v8i hit = load8i(arg + ch) == iota8 + (at + ch);
@@ -126,16 +142,33 @@ void kc_cpu_maxpool2d_forward(const kc_pool2d_desc *d, const float *x, float *y,
     num_threads(nt) if (pool_out_size(d) >= KC_CPU_PAR_MIN / 4)
     for (int r = 0; r < rows; r++) {
         int n = r / d->oh, oy = r % d->oh;
-        for (int ox = 0; ox < d->ow; ox++) {
-            size_t out = ((size_t)r * d->ow + ox) * d->c;
-            if (tiled)
-                max_window(
-                    x, (((size_t)n * d->h + (size_t)oy * d->sh) * d->w + (size_t)ox * d->sw) * d->c,
-                    d->ph, d->pw, d->w, d->c, y + out, argmax + out);
-            else
-                max_cell(d, x, n, oy, ox, y + out, argmax + out);
+        size_t out = (size_t)r * d->ow * d->c;
+        if (tiled) {
+            max_window_row(x, ((size_t)n * d->h + (size_t)oy * d->sh) * d->w * d->c, d->ow, d->ph,
+                           d->pw, d->w, d->c, y + out, argmax + out);
+            continue;
         }
+        for (int ox = 0; ox < d->ow; ox++)
+            max_cell(d, x, n, oy, ox, y + out + (size_t)ox * d->c,
+                     argmax + out + (size_t)ox * d->c);
     }
+}
+
+/* One input row under the output row whose gradients and argmax start at
+ * g and arg: each cell takes its window's gradient if it was the maximum,
+ * else zero; the columns no window covers get zero. at is the row's first
+ * input index. */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+max_route_row(const float *g, const int32_t *arg, int32_t at, int ow, int pw, int w, int c,
+              float *dst) {
+    for (int ox = 0; ox < ow; ox++)
+        for (int kx = 0; kx < pw; kx++) {
+            int ix = ox * pw + kx;
+            max_route(g + (size_t)ox * c, arg + (size_t)ox * c, at + ix * c, c,
+                      dst + (size_t)ix * c);
+        }
+    if (ow * pw < w)
+        memset(dst + (size_t)ow * pw * c, 0, (size_t)(w - ow * pw) * c * sizeof(float));
 }
 
 /* Tiled windows: each input cell takes its window's gradient if it was the
@@ -152,16 +185,9 @@ static void max_backward_tiled(const kc_pool2d_desc *d, const float *dy, const i
             memset(dst, 0, (size_t)d->w * c * sizeof(float));
             continue;
         }
-        for (int ix = 0; ix < d->w; ix++) {
-            int ox = ix / d->sw;
-            float *cell = dst + (size_t)ix * c;
-            if (ox >= d->ow) {
-                memset(cell, 0, (size_t)c * sizeof(float));
-                continue;
-            }
-            size_t o = (((size_t)n * d->oh + oy) * d->ow + ox) * c;
-            max_route(dy + o, argmax + o, (int32_t)(((size_t)r * d->w + ix) * c), c, cell);
-        }
+        size_t o = ((size_t)n * d->oh + oy) * d->ow * c;
+        max_route_row(dy + o, argmax + o, (int32_t)((size_t)r * d->w * c), d->ow, d->sw, d->w, c,
+                      dst);
     }
 }
 
