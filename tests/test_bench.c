@@ -1,47 +1,7 @@
 /* `kerasc bench` run as users run it ($KERASC names the binary): the
  * per-layer table, the JSON form, inference-only runs and the usage errors,
  * on a small convnet over 8x8 images written here. */
-#include <stdarg.h>
-#include <sys/wait.h>
-
-#include "core/rng.h"
-#include "models/data/data.h"
-#include "testutil.h"
-
-static char *dir;
-static const char *kerasc;
-static char out_buf[1 << 18], err_buf[1 << 14];
-
-static void slurp(const char *path, char *buf, size_t cap) {
-    FILE *f = fopen(path, "rb");
-    size_t n = f ? fread(buf, 1, cap - 1, f) : 0;
-    buf[n] = 0;
-    if (f) fclose(f);
-}
-
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...) {
-    char args[2048], cmd[6144], p[4200];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s >'%s/out.txt' 2>'%s/err.txt'", dir, kerasc, args,
-             dir, dir);
-    int st = system(cmd);
-    snprintf(p, sizeof p, "%s/out.txt", dir);
-    slurp(p, out_buf, sizeof out_buf);
-    snprintf(p, sizeof p, "%s/err.txt", dir);
-    slurp(p, err_buf, sizeof err_buf);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
-static void write_npy(const char *name, const float *v, kc_shape sh) {
-    char p[4200];
-    kc_error e = {0};
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    ck_assert_int_eq(kc_npy_write(p, v, &sh, &e), 0);
-}
+#include "clitest.h"
 
 static void setup(void) {
     kerasc = getenv("KERASC");

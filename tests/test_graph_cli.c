@@ -2,88 +2,22 @@
  * (byte for byte), training, evaluating and predicting a two-input,
  * two-output model end to end, `kerasc plot`, and graph errors' exit status
  * and location. $KERASC names the binary under test. */
-#include <stdarg.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
+#include "clitest.h"
 
-#include "core/rng.h"
-#include "core/safetensors.h"
-#include "models/data/data.h"
-#include "testutil.h"
-
-static char *dir;
-static const char *kerasc;
-static char out_buf[1 << 20], err_buf[1 << 16];
-
-static void slurp(const char *path, char *buf, size_t cap) {
-    FILE *f = fopen(path, "rb");
-    size_t n = f ? fread(buf, 1, cap - 1, f) : 0;
-    buf[n] = 0;
-    if (f) fclose(f);
-}
-
-/* Runs `[ENV] kerasc ARGS` in the scratch dir; env may be "". */
-static int run_env(const char *env, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int run_env(const char *env, const char *fmt, ...) {
-    char args[4096], cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "cd '%s' && %s '%s' %s >'%s/out.txt' 2>'%s/err.txt'", dir, env,
-             kerasc, args, dir, dir);
-    int st = system(cmd);
-    char p[4200];
-    snprintf(p, sizeof p, "%s/out.txt", dir);
-    slurp(p, out_buf, sizeof out_buf);
-    snprintf(p, sizeof p, "%s/err.txt", dir);
-    slurp(p, err_buf, sizeof err_buf);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-#define run(...) run_env("", __VA_ARGS__)
-
-static void write_file(const char *name, const char *text) {
-    char p[4200];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "w");
-    ck_assert_ptr_nonnull(f);
-    fputs(text, f);
-    fclose(f);
-}
-
-static char *path_in(const char *name) {
-    static char p[4200];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    return p;
-}
-
-/* 8x8 images with a bright blob in one of four quadrants (the label), as raw
- * bytes-like values, and the same pixels flattened and scaled to [0, 1]. */
-static void make_blobs(const char *prefix, int n, uint64_t seed) {
+/* The blobs (clitest.h) as raw-valued images and the same pixels flattened
+ * and scaled to [0, 1]: PREFIX_x (n, 8, 8), PREFIX_f (n, 64), PREFIX_y (n,). */
+static void make_blob_views(const char *prefix, int n, uint64_t seed) {
     float *x = calloc((size_t)n * 64, sizeof *x), *f = calloc((size_t)n * 64, sizeof *f);
     float *y = calloc((size_t)n, sizeof *y);
-    for (int i = 0; i < n; i++) {
-        int q = (int)kc_rng_below(seed, 1, (uint64_t)i, 4);
-        int oy = (q / 2) * 4 + (int)kc_rng_below(seed, 2, (uint64_t)i, 2);
-        int ox = (q % 2) * 4 + (int)kc_rng_below(seed, 3, (uint64_t)i, 2);
-        for (int k = 0; k < 64; k++)
-            x[i * 64 + k] = 40.0f * kc_rng_uniform(seed, 4, (uint64_t)(i * 64 + k));
-        for (int a = 0; a < 3; a++)
-            for (int b = 0; b < 3; b++)
-                x[i * 64 + (oy + a) * 8 + ox + b] += 200.0f;
-        for (int k = 0; k < 64; k++)
-            f[i * 64 + k] = x[i * 64 + k] / 255.0f;
-        y[i] = (float)q;
-    }
-    kc_error e = {0};
+    blob_pixels(x, y, n, seed);
+    for (int k = 0; k < n * 64; k++) f[k] = x[k] / 255.0f;
     char name[256];
-    kc_shape sx = kc_shape3(n, 8, 8), sf = kc_shape2(n, 64), sy = kc_shape1(n);
     snprintf(name, sizeof name, "%s_x.npy", prefix);
-    ck_assert_int_eq(kc_npy_write(path_in(name), x, &sx, &e), 0);
+    write_npy(name, x, kc_shape3(n, 8, 8));
     snprintf(name, sizeof name, "%s_f.npy", prefix);
-    ck_assert_int_eq(kc_npy_write(path_in(name), f, &sf, &e), 0);
+    write_npy(name, f, kc_shape2(n, 64));
     snprintf(name, sizeof name, "%s_y.npy", prefix);
-    ck_assert_int_eq(kc_npy_write(path_in(name), y, &sy, &e), 0);
+    write_npy(name, y, kc_shape1(n));
     free(x);
     free(f);
     free(y);
@@ -93,8 +27,8 @@ static void setup(void) {
     kerasc = getenv("KERASC");
     ck_assert_msg(kerasc && *kerasc, "set KERASC to the kerasc binary");
     dir = kc_test_tmpdir();
-    make_blobs("train", 400, 11);
-    make_blobs("test", 100, 12);
+    make_blob_views("train", 400, 11);
+    make_blob_views("test", 100, 12);
 }
 
 static void teardown(void) {

@@ -42,12 +42,6 @@ static void teardown(void) {
     free(dir);
 }
 
-static char *path_in(const char *name) {
-    static char p[4200];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    return p;
-}
-
 /* Every weight and optimizer slot of two checkpoints, bit for bit. */
 static void assert_same_state(const char *a, const char *b) {
     kc_st_file *fa, *fb;
