@@ -13,7 +13,8 @@ static volatile sig_atomic_t interrupts;
 static void on_signal(int sig) {
     (void)sig;
     if (++interrupts > 1) {
-        static const char msg[] = "\nkerasc: stopped at once; files already on disk are untouched\n";
+        static const char msg[] =
+            "\nkerasc: stopped at once; files already on disk are untouched\n";
         ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
         (void)w;
         _exit(130);
@@ -29,4 +30,6 @@ void kc_cli_signals_install(void) {
     sigaction(SIGTERM, &sa, NULL);
 }
 
-int kc_cli_interrupted(void) { return interrupts > 0; }
+int kc_cli_interrupted(void) {
+    return interrupts > 0;
+}

@@ -24,9 +24,9 @@ typedef enum cb_kind {
     CB_BACKUP,
 } cb_kind;
 
-static const char *const cb_names[] = {"ModelCheckpoint", "EarlyStopping",  "ReduceLROnPlateau",
-                                       "CSVLogger",       "LearningRateScheduler", "TerminateOnNaN",
-                                       "BackupAndRestore", NULL};
+static const char *const cb_names[] = {
+    "ModelCheckpoint",       "EarlyStopping",  "ReduceLROnPlateau", "CSVLogger",
+    "LearningRateScheduler", "TerminateOnNaN", "BackupAndRestore",  NULL};
 
 typedef struct cb {
     cb_kind kind;
@@ -34,7 +34,7 @@ typedef struct cb {
     int verbose;
     /* monitored quantity */
     char monitor[80];
-    int mode;        /* -1 min, +1 max, 0 auto (resolved at train begin) */
+    int mode; /* -1 min, +1 max, 0 auto (resolved at train begin) */
     double min_delta;
     long long patience;
     /* state */
@@ -74,7 +74,9 @@ struct kc_callbacks {
     cb *items;
 };
 
-int kc_callbacks_count(const kc_callbacks *c) { return c ? c->n : 0; }
+int kc_callbacks_count(const kc_callbacks *c) {
+    return c ? c->n : 0;
+}
 
 void kc_callbacks_free(kc_callbacks *c) {
     if (!c) return;
@@ -116,7 +118,8 @@ static int parse_checkpoint(cb *x, kc_args *a, kc_error *e) {
     size_t len = strlen(fp);
     if (len < 12 || strcmp(fp + len - 12, ".safetensors"))
         return kc_node_fail(e, kc_args_node(a, "filepath"),
-                            "ModelCheckpoint filepath '%s' must end in .safetensors (kerasc writes safetensors checkpoints)",
+                            "ModelCheckpoint filepath '%s' must end in .safetensors (kerasc writes "
+                            "safetensors checkpoints)",
                             fp);
     x->filepath = strdup(fp);
     if ((rc = read_monitor(x, a, "val_loss", e)) || (rc = read_verbose(x, a, e))) return rc;
@@ -127,7 +130,9 @@ static int parse_checkpoint(cb *x, kc_args *a, kc_error *e) {
         if ((rc = kc_args_int(a, "save_freq", 0, 0, 1, 1LL << 40, &x->save_freq, e))) return rc;
     }
     if (kc_args_has(a, "initial_value_threshold")) {
-        if ((rc = kc_args_float(a, "initial_value_threshold", 0, 0, -INFINITY, INFINITY, &x->best, e))) return rc;
+        if ((rc = kc_args_float(a, "initial_value_threshold", 0, 0, -INFINITY, INFINITY, &x->best,
+                                e)))
+            return rc;
         x->has_best = 1;
     }
     return KC_OK;
@@ -139,7 +144,8 @@ static int parse_early(cb *x, kc_args *a, kc_error *e) {
     if ((rc = kc_args_float(a, "min_delta", 0, 0, 0, INFINITY, &x->min_delta, e))) return rc;
     if ((rc = kc_args_int(a, "patience", 0, 0, 0, 1LL << 40, &x->patience, e))) return rc;
     if (kc_args_has(a, "baseline")) {
-        if ((rc = kc_args_float(a, "baseline", 0, 0, -INFINITY, INFINITY, &x->baseline, e))) return rc;
+        if ((rc = kc_args_float(a, "baseline", 0, 0, -INFINITY, INFINITY, &x->baseline, e)))
+            return rc;
         x->has_baseline = 1;
     }
     if ((rc = kc_args_bool(a, "restore_best_weights", 0, &x->restore_best, e))) return rc;
@@ -152,7 +158,8 @@ static int parse_plateau(cb *x, kc_args *a, kc_error *e) {
     if ((rc = kc_args_float(a, "factor", 0, 0.1, 0, INFINITY, &x->factor, e))) return rc;
     if (x->factor >= 1.0)
         return kc_node_fail(e, kc_args_node(a, "factor"),
-                            "ReduceLROnPlateau does not support a factor >= 1.0, got %g", x->factor);
+                            "ReduceLROnPlateau does not support a factor >= 1.0, got %g",
+                            x->factor);
     if ((rc = kc_args_int(a, "patience", 0, 10, 0, 1LL << 40, &x->patience, e))) return rc;
     if ((rc = kc_args_float(a, "min_delta", 0, 1e-4, 0, INFINITY, &x->min_delta, e))) return rc;
     if (kc_args_has(a, "epsilon")) /* Keras's old name for min_delta */
@@ -168,8 +175,8 @@ static int parse_csv(cb *x, kc_args *a, kc_error *e) {
     x->filename = strdup(fn);
     if ((rc = kc_args_str(a, "separator", 0, ",", &sep, e))) return rc;
     if (strlen(sep) != 1)
-        return kc_node_fail(e, kc_args_node(a, "separator"), "CSVLogger separator must be one character, got '%s'",
-                            sep);
+        return kc_node_fail(e, kc_args_node(a, "separator"),
+                            "CSVLogger separator must be one character, got '%s'", sep);
     x->separator = sep[0];
     return kc_args_bool(a, "append", 0, &x->append, e);
 }
@@ -177,9 +184,11 @@ static int parse_csv(cb *x, kc_args *a, kc_error *e) {
 static int parse_scheduler(cb *x, kc_args *a, kc_error *e) {
     kc_node *s = kc_args_node(a, "schedule");
     if (!s || kc_node_is_null(s))
-        return kc_node_fail(e, a->where, "LearningRateScheduler requires the argument 'schedule' (a schedule such as "
-                                         "{ExponentialDecay: {initial_learning_rate: 0.01, decay_steps: 1, "
-                                         "decay_rate: 0.9}}, evaluated at the epoch index)");
+        return kc_node_fail(
+            e, a->where,
+            "LearningRateScheduler requires the argument 'schedule' (a schedule such as "
+            "{ExponentialDecay: {initial_learning_rate: 0.01, decay_steps: 1, "
+            "decay_rate: 0.9}}, evaluated at the epoch index)");
     int rc = kc_schedule_parse(s, &x->schedule, e);
     if (rc) return rc;
     return read_verbose(x, a, e);
@@ -210,20 +219,33 @@ static int parse_one(kc_node *item, cb *x, kc_error *e) {
     x->kind = (cb_kind)kind;
     x->node = name_node;
     switch (x->kind) {
-    case CB_CHECKPOINT: rc = parse_checkpoint(x, &a, e); break;
-    case CB_EARLY_STOPPING: rc = parse_early(x, &a, e); break;
-    case CB_REDUCE_LR: rc = parse_plateau(x, &a, e); break;
-    case CB_CSV_LOGGER: rc = parse_csv(x, &a, e); break;
-    case CB_LR_SCHEDULER: rc = parse_scheduler(x, &a, e); break;
+    case CB_CHECKPOINT:
+        rc = parse_checkpoint(x, &a, e);
+        break;
+    case CB_EARLY_STOPPING:
+        rc = parse_early(x, &a, e);
+        break;
+    case CB_REDUCE_LR:
+        rc = parse_plateau(x, &a, e);
+        break;
+    case CB_CSV_LOGGER:
+        rc = parse_csv(x, &a, e);
+        break;
+    case CB_LR_SCHEDULER:
+        rc = parse_scheduler(x, &a, e);
+        break;
     case CB_TERMINATE_ON_NAN: {
         int raise;
         rc = kc_args_bool(&a, "raise_error", 0, &raise, e);
         if (!rc && raise)
             rc = kc_node_fail(e, kc_args_node(&a, "raise_error"),
-                              "TerminateOnNaN raise_error is not supported; training stops after the batch instead");
+                              "TerminateOnNaN raise_error is not supported; training stops after "
+                              "the batch instead");
         break;
     }
-    case CB_BACKUP: rc = parse_backup(x, &a, e); break;
+    case CB_BACKUP:
+        rc = parse_backup(x, &a, e);
+        break;
     }
     if (rc) return rc;
     return kc_args_finish(&a, e);
@@ -236,7 +258,8 @@ int kc_callbacks_parse(kc_node *list, kc_callbacks **out, kc_error *e) {
     if (list->kind != KC_NODE_SEQ) {
         kc_callbacks_free(*out);
         *out = NULL;
-        return kc_node_fail(e, list, "callbacks must be a list, e.g. [{EarlyStopping: {patience: 3}}]");
+        return kc_node_fail(e, list,
+                            "callbacks must be a list, e.g. [{EarlyStopping: {patience: 3}}]");
     }
     kc_callbacks *c = *out;
     c->items = calloc(list->n ? list->n : 1, sizeof *c->items);
@@ -263,7 +286,8 @@ static int find_log(const kc_logs *l, const char *key, double *v) {
     return 0;
 }
 
-static void say(const kc_callback_env *env, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(const kc_callback_env *env, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void say(const kc_callback_env *env, const char *fmt, ...) {
     if (!env->print) return;
     char msg[4600];
@@ -307,9 +331,10 @@ static int resolve_mode(cb *x, const kc_callback_env *env, kc_error *e) {
     }
     int d = env->direction ? env->direction(env->ctx, x->monitor) : 0;
     if (!d)
-        return kc_node_fail(e, x->node,
-                            "%s cannot tell whether '%s' should go up or down: set mode: min or mode: max",
-                            cb_names[x->kind], x->monitor);
+        return kc_node_fail(
+            e, x->node,
+            "%s cannot tell whether '%s' should go up or down: set mode: min or mode: max",
+            cb_names[x->kind], x->monitor);
     x->mode = d;
     return KC_OK;
 }
@@ -337,7 +362,8 @@ static int format_value(const char *spec, int is_int, double v, char *out, size_
     }
     if (*p) type = *p++;
     if (*p || (type && !strchr("dfeEgG%", type)))
-        return kc_fail(e, KC_ECONFIG, "format spec ':%s' is not supported (use forms like 02d, .2f, .4e)", spec);
+        return kc_fail(e, KC_ECONFIG,
+                       "format spec ':%s' is not supported (use forms like 02d, .2f, .4e)", spec);
     if (type == 'd') {
         if (!is_int) return kc_fail(e, KC_ECONFIG, "format ':%s' needs an integer value", spec);
         snprintf(fmt, sizeof fmt, "%%%s*lld", zero ? "0" : "");
@@ -357,8 +383,8 @@ static int format_value(const char *spec, int is_int, double v, char *out, size_
     return KC_OK;
 }
 
-int kc_format_path(const char *tmpl, int epoch, int64_t batch, const kc_logs *logs, char *out, size_t n,
-                   kc_error *e) {
+int kc_format_path(const char *tmpl, int epoch, int64_t batch, const kc_logs *logs, char *out,
+                   size_t n, kc_error *e) {
     size_t used = 0;
     for (const char *p = tmpl; *p; p++) {
         if (used + 1 >= n) return kc_fail(e, KC_ECONFIG, "path from '%s' is too long", tmpl);
@@ -391,7 +417,8 @@ int kc_format_path(const char *tmpl, int epoch, int64_t batch, const kc_logs *lo
             v = (double)batch;
             is_int = 1;
         } else if (!find_log(logs, field, &v)) {
-            return kc_fail(e, KC_ECONFIG, "'%s' names '{%s}', which is not logged this epoch", tmpl, field);
+            return kc_fail(e, KC_ECONFIG, "'%s' names '{%s}', which is not logged this epoch", tmpl,
+                           field);
         }
         char piece[128];
         if (format_value(spec, is_int, v, piece, sizeof piece, e)) return e->code;
@@ -444,7 +471,9 @@ int kc_callbacks_train_begin(kc_callbacks *c, const kc_callback_env *env, kc_err
             x->header_done = x->append && !stat(path, &st) && st.st_size > 0;
             if (!x->append) {
                 FILE *f = fopen(path, "w");
-                if (!f) return kc_fail(e, KC_ERUNTIME, "CSVLogger cannot write %s: %s", path, strerror(errno));
+                if (!f)
+                    return kc_fail(e, KC_ERUNTIME, "CSVLogger cannot write %s: %s", path,
+                                   strerror(errno));
                 fclose(f);
             }
             break;
@@ -472,17 +501,19 @@ int kc_callbacks_epoch_begin(kc_callbacks *c, const kc_callback_env *env, int ep
         if (x->kind != CB_LR_SCHEDULER) continue;
         double lr = kc_schedule_value(x->schedule, epoch);
         if (!isfinite(lr))
-            return kc_node_fail(e, x->node, "LearningRateScheduler gave learning rate %g at epoch %d", lr, epoch);
+            return kc_node_fail(
+                e, x->node, "LearningRateScheduler gave learning rate %g at epoch %d", lr, epoch);
         env->set_lr(env->ctx, lr);
         char b[64];
-        if (x->verbose) say(env, "\nEpoch %d: LearningRateScheduler setting learning rate to %s.", epoch + 1,
-                            repr(lr, b, sizeof b));
+        if (x->verbose)
+            say(env, "\nEpoch %d: LearningRateScheduler setting learning rate to %s.", epoch + 1,
+                repr(lr, b, sizeof b));
     }
     return KC_OK;
 }
 
-static int checkpoint_save(cb *x, const kc_callback_env *env, int epoch, int64_t batch, const kc_logs *logs,
-                           kc_error *e) {
+static int checkpoint_save(cb *x, const kc_callback_env *env, int epoch, int64_t batch,
+                           const kc_logs *logs, kc_error *e) {
     char name[4096], path[4600], b1[64], b2[64];
     if (kc_format_path(x->filepath, epoch + 1, batch, logs, name, sizeof name, e))
         return kc_node_fail(e, x->node, "ModelCheckpoint filepath: %s", e->msg);
@@ -495,7 +526,8 @@ static int checkpoint_save(cb *x, const kc_callback_env *env, int epoch, int64_t
         }
         if (!is_improvement(x, cur, x->has_best, x->best)) {
             if (x->verbose)
-                say(env, "\nEpoch %d: %s did not improve from %.5f", epoch + 1, x->monitor, x->best);
+                say(env, "\nEpoch %d: %s did not improve from %.5f", epoch + 1, x->monitor,
+                    x->best);
             return KC_OK;
         }
         if (x->verbose) {
@@ -504,8 +536,8 @@ static int checkpoint_save(cb *x, const kc_callback_env *env, int epoch, int64_t
             else
                 snprintf(b1, sizeof b1, "None");
             snprintf(b2, sizeof b2, "%.5f", cur);
-            say(env, "\nEpoch %d: %s improved from %s to %s, saving model to %s", epoch + 1, x->monitor, b1, b2,
-                path);
+            say(env, "\nEpoch %d: %s improved from %s to %s, saving model to %s", epoch + 1,
+                x->monitor, b1, b2, path);
         }
         x->best = cur;
         x->has_best = 1;
@@ -551,22 +583,26 @@ static int csv_row(cb *x, const kc_callback_env *env, int epoch, const kc_logs *
     if (!x->header_done || !x->nkeys) {
         /* Keras: sorted keys; val_ copies when there is no validation data */
         x->nkeys = 0;
-        for (int i = 0; i < logs->n; i++) snprintf(x->keys[x->nkeys++], 80, "%s", logs->keys[i]);
+        for (int i = 0; i < logs->n; i++)
+            snprintf(x->keys[x->nkeys++], 80, "%s", logs->keys[i]);
         int has_val = 0;
-        for (int i = 0; i < x->nkeys; i++) has_val |= !strncmp(x->keys[i], "val_", 4);
+        for (int i = 0; i < x->nkeys; i++)
+            has_val |= !strncmp(x->keys[i], "val_", 4);
         if (!has_val)
             for (int i = 0, n = x->nkeys; i < n; i++) {
                 char tmp[80];
                 snprintf(tmp, sizeof tmp, "val_%s", x->keys[i]);
                 memcpy(x->keys[x->nkeys++], tmp, sizeof tmp);
             }
-        qsort(x->keys, (size_t)x->nkeys, sizeof x->keys[0], (int (*)(const void *, const void *))strcmp);
+        qsort(x->keys, (size_t)x->nkeys, sizeof x->keys[0],
+              (int (*)(const void *, const void *))strcmp);
     }
     FILE *f = fopen(path, "a");
     if (!f) return kc_fail(e, KC_ERUNTIME, "CSVLogger cannot write %s: %s", path, strerror(errno));
     if (!x->header_done) {
         fprintf(f, "epoch");
-        for (int i = 0; i < x->nkeys; i++) fprintf(f, "%c%s", x->separator, x->keys[i]);
+        for (int i = 0; i < x->nkeys; i++)
+            fprintf(f, "%c%s", x->separator, x->keys[i]);
         fprintf(f, "\r\n");
         x->header_done = 1;
     }
@@ -582,7 +618,8 @@ static int csv_row(cb *x, const kc_callback_env *env, int epoch, const kc_logs *
     fprintf(f, "\r\n");
     int bad = fflush(f) != 0;
     bad |= fclose(f) != 0;
-    return bad ? kc_fail(e, KC_ERUNTIME, "CSVLogger cannot write %s: %s", path, strerror(errno)) : KC_OK;
+    return bad ? kc_fail(e, KC_ERUNTIME, "CSVLogger cannot write %s: %s", path, strerror(errno))
+               : KC_OK;
 }
 
 static void logs_put(kc_logs *l, const char *key, double v) {
@@ -596,8 +633,8 @@ static void logs_put(kc_logs *l, const char *key, double v) {
     l->vals[l->n++] = v;
 }
 
-static int early_epoch_end(cb *x, const kc_callback_env *env, int epoch, const kc_logs *logs, int *stop,
-                           kc_error *e) {
+static int early_epoch_end(cb *x, const kc_callback_env *env, int epoch, const kc_logs *logs,
+                           int *stop, kc_error *e) {
     double cur;
     if (!find_log(logs, x->monitor, &cur)) {
         say(env, "Early stopping conditioned on metric `%s` which is not available.", x->monitor);
@@ -628,7 +665,8 @@ static int early_epoch_end(cb *x, const kc_callback_env *env, int epoch, const k
 static void plateau_epoch_end(cb *x, const kc_callback_env *env, int epoch, const kc_logs *logs) {
     double cur;
     if (!find_log(logs, x->monitor, &cur)) {
-        say(env, "Learning rate reduction is conditioned on metric `%s` which is not available.", x->monitor);
+        say(env, "Learning rate reduction is conditioned on metric `%s` which is not available.",
+            x->monitor);
         return;
     }
     if (!x->has_best) {
@@ -654,8 +692,8 @@ static void plateau_epoch_end(cb *x, const kc_callback_env *env, int epoch, cons
                 env->set_lr(env->ctx, lr);
                 char b[64];
                 if (x->verbose)
-                    say(env, "\nEpoch %d: ReduceLROnPlateau reducing learning rate to %s.", epoch + 1,
-                        repr((float)lr, b, sizeof b));
+                    say(env, "\nEpoch %d: ReduceLROnPlateau reducing learning rate to %s.",
+                        epoch + 1, repr((float)lr, b, sizeof b));
                 x->cooldown_counter = x->cooldown;
                 x->wait = 0;
             }
@@ -663,8 +701,8 @@ static void plateau_epoch_end(cb *x, const kc_callback_env *env, int epoch, cons
     }
 }
 
-int kc_callbacks_epoch_end(kc_callbacks *c, const kc_callback_env *env, int epoch, kc_logs *logs, int *stop,
-                           kc_error *e) {
+int kc_callbacks_epoch_end(kc_callbacks *c, const kc_callback_env *env, int epoch, kc_logs *logs,
+                           int *stop, kc_error *e) {
     /* the learning rate in effect this epoch is logged before anything changes it */
     if (kc_callbacks_log_lr(c)) logs_put(logs, "learning_rate", (float)env->get_lr(env->ctx));
     for (int i = 0; c && i < c->n; i++) {
@@ -674,9 +712,15 @@ int kc_callbacks_epoch_end(kc_callbacks *c, const kc_callback_env *env, int epoc
         case CB_CHECKPOINT:
             if (!x->save_freq) rc = checkpoint_save(x, env, epoch, 0, logs, e);
             break;
-        case CB_EARLY_STOPPING: rc = early_epoch_end(x, env, epoch, logs, stop, e); break;
-        case CB_REDUCE_LR: plateau_epoch_end(x, env, epoch, logs); break;
-        case CB_CSV_LOGGER: rc = csv_row(x, env, epoch, logs, e); break;
+        case CB_EARLY_STOPPING:
+            rc = early_epoch_end(x, env, epoch, logs, stop, e);
+            break;
+        case CB_REDUCE_LR:
+            plateau_epoch_end(x, env, epoch, logs);
+            break;
+        case CB_CSV_LOGGER:
+            rc = csv_row(x, env, epoch, logs, e);
+            break;
         case CB_BACKUP:
             if (!x->save_freq) {
                 char dir[4096], path[4600];
@@ -694,14 +738,17 @@ int kc_callbacks_epoch_end(kc_callbacks *c, const kc_callback_env *env, int epoc
     return KC_OK;
 }
 
-int kc_callbacks_train_end(kc_callbacks *c, const kc_callback_env *env, int last_epoch, kc_error *e) {
+int kc_callbacks_train_end(kc_callbacks *c, const kc_callback_env *env, int last_epoch,
+                           kc_error *e) {
     for (int i = 0; c && i < c->n; i++) {
         cb *x = &c->items[i];
         if (x->kind == CB_EARLY_STOPPING) {
-            if (x->stopped_epoch > 0 && x->verbose) say(env, "Epoch %d: early stopping", x->stopped_epoch + 1);
+            if (x->stopped_epoch > 0 && x->verbose)
+                say(env, "Epoch %d: early stopping", x->stopped_epoch + 1);
             if (x->restore_best && x->has_snapshot) {
                 if (x->verbose)
-                    say(env, "Restoring model weights from the end of the best epoch: %d.", x->best_epoch + 1);
+                    say(env, "Restoring model weights from the end of the best epoch: %d.",
+                        x->best_epoch + 1);
                 if (env->restore_snapshot(env->ctx, e)) return e->code;
             }
         } else if (x->kind == CB_BACKUP && x->delete_checkpoint) {
@@ -724,13 +771,15 @@ char *kc_callbacks_state(const kc_callbacks *c) {
     for (int i = 0; c && i < c->n; i++) {
         const cb *x = &c->items[i];
         if (i) kc_strbuf_puts(&b, ", ");
-        kc_strbuf_printf(&b, "{\"kind\": \"%s\", \"has_best\": %d, \"best\": ", cb_names[x->kind], x->has_best);
+        kc_strbuf_printf(&b, "{\"kind\": \"%s\", \"has_best\": %d, \"best\": ", cb_names[x->kind],
+                         x->has_best);
         kc_json_write_double(&b, x->has_best ? x->best : 0);
         kc_strbuf_printf(&b,
-                         ", \"wait\": %lld, \"best_epoch\": %d, \"stopped_epoch\": %d, \"cooldown_counter\": %lld, "
+                         ", \"wait\": %lld, \"best_epoch\": %d, \"stopped_epoch\": %d, "
+                         "\"cooldown_counter\": %lld, "
                          "\"batches_seen\": %lld, \"header_done\": %d, \"mode\": %d}",
-                         x->wait, x->best_epoch, x->stopped_epoch, x->cooldown_counter, x->batches_seen,
-                         x->header_done, x->mode);
+                         x->wait, x->best_epoch, x->stopped_epoch, x->cooldown_counter,
+                         x->batches_seen, x->header_done, x->mode);
     }
     kc_strbuf_putc(&b, ']');
     return kc_strbuf_take(&b);
@@ -750,7 +799,8 @@ int kc_callbacks_restore(kc_callbacks *c, const char *text, kc_error *e) {
     int rc = KC_OK;
     if ((int)kc_json_len(j) != kc_callbacks_count(c)) {
         rc = kc_fail(e, KC_ECONFIG,
-                     "the checkpoint was written with %zu callbacks but the model file now has %d; resume needs the "
+                     "the checkpoint was written with %zu callbacks but the model file now has %d; "
+                     "resume needs the "
                      "same callbacks",
                      kc_json_len(j), kc_callbacks_count(c));
         goto done;

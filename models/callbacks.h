@@ -53,7 +53,8 @@ int kc_callbacks_batch_end(kc_callbacks *c, const kc_callback_env *env, int epoc
 /* May add keys to logs (learning_rate). */
 int kc_callbacks_epoch_end(kc_callbacks *c, const kc_callback_env *env, int epoch,
                            struct kc_logs *logs, int *stop, kc_error *e);
-int kc_callbacks_train_end(kc_callbacks *c, const kc_callback_env *env, int last_epoch, kc_error *e);
+int kc_callbacks_train_end(kc_callbacks *c, const kc_callback_env *env, int last_epoch,
+                           kc_error *e);
 
 /* Does any callback log the learning rate (ReduceLROnPlateau, LearningRateScheduler)? */
 int kc_callbacks_log_lr(const kc_callbacks *c);
@@ -64,7 +65,7 @@ int kc_callbacks_restore(kc_callbacks *c, const char *json, kc_error *e);
 
 /* Python str.format for checkpoint paths: "{epoch:02d}-{val_loss:.2f}" with
  * epoch (1-based) and the logged values. Unknown keys and bad specs fail. */
-int kc_format_path(const char *tmpl, int epoch, int64_t batch, const struct kc_logs *logs, char *out,
-                   size_t n, kc_error *e);
+int kc_format_path(const char *tmpl, int epoch, int64_t batch, const struct kc_logs *logs,
+                   char *out, size_t n, kc_error *e);
 
 #endif

@@ -25,15 +25,16 @@ static inline void slurp(const char *path, char *buf, size_t cap) {
 
 /* Runs `[ENV] kerasc ARGS` in the scratch dir (env may be ""); returns its
  * exit status, with its stdout and stderr in out_buf and err_buf. */
-static inline int run_env(const char *env, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static inline int run_env(const char *env, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static inline int run_env(const char *env, const char *fmt, ...) {
     char args[4096], cmd[8192];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    snprintf(cmd, sizeof cmd, "cd '%s' && %s '%s' %s >'%s/out.txt' 2>'%s/err.txt'", dir, env, kerasc, args,
-             dir, dir);
+    snprintf(cmd, sizeof cmd, "cd '%s' && %s '%s' %s >'%s/out.txt' 2>'%s/err.txt'", dir, env,
+             kerasc, args, dir, dir);
     int st = system(cmd);
     char p[4200];
     snprintf(p, sizeof p, "%s/out.txt", dir);
@@ -74,9 +75,11 @@ static inline void blob_pixels(float *x, float *y, int n, uint64_t seed) {
         int q = (int)kc_rng_below(seed, 1, (uint64_t)i, 4);
         int oy = (q / 2) * 4 + (int)kc_rng_below(seed, 2, (uint64_t)i, 2);
         int ox = (q % 2) * 4 + (int)kc_rng_below(seed, 3, (uint64_t)i, 2);
-        for (int k = 0; k < 64; k++) x[i * 64 + k] = 40.0f * kc_rng_uniform(seed, 4, (uint64_t)(i * 64 + k));
+        for (int k = 0; k < 64; k++)
+            x[i * 64 + k] = 40.0f * kc_rng_uniform(seed, 4, (uint64_t)(i * 64 + k));
         for (int a = 0; a < 3; a++)
-            for (int b = 0; b < 3; b++) x[i * 64 + (oy + a) * 8 + ox + b] += 200.0f;
+            for (int b = 0; b < 3; b++)
+                x[i * 64 + (oy + a) * 8 + ox + b] += 200.0f;
         y[i] = (float)q;
     }
 }

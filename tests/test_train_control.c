@@ -54,7 +54,8 @@ static void assert_same_state(const char *a, const char *b) {
         const kc_st_tensor *ta = kc_st_at(fa, i), *tb = kc_st_find(fb, ta->name);
         ck_assert_msg(tb != NULL, "%s lacks %s", b, ta->name);
         if (!strncmp(ta->name, "state/", 6)) continue;
-        ck_assert_msg(!memcmp(ta->data, tb->data, kc_st_nbytes(ta)), "%s differs between %s and %s", ta->name, a, b);
+        ck_assert_msg(!memcmp(ta->data, tb->data, kc_st_nbytes(ta)), "%s differs between %s and %s",
+                      ta->name, a, b);
         compared++;
     }
     ck_assert_int_ge(compared, 4);
@@ -115,9 +116,11 @@ static void wait_for_file(const char *name, pid_t pid) {
 
 START_TEST(ctrl_c_mid_epoch_then_resume_is_exact) {
     /* long enough (30 epochs) that the signal lands inside the run */
-    ck_assert_int_eq(run("train ctl.yaml --output a --threads 1 --backend reference --epochs 30"), 0);
+    ck_assert_int_eq(run("train ctl.yaml --output a --threads 1 --backend reference --epochs 30"),
+                     0);
     char cmd[8400];
-    snprintf(cmd, sizeof cmd, "exec '%s' train ctl.yaml --output c --threads 1 --backend reference --epochs 30",
+    snprintf(cmd, sizeof cmd,
+             "exec '%s' train ctl.yaml --output c --threads 1 --backend reference --epochs 30",
              kerasc);
     pid_t pid = spawn(cmd);
     wait_for_file("c/last.safetensors", pid);
@@ -129,7 +132,8 @@ START_TEST(ctrl_c_mid_epoch_then_resume_is_exact) {
     slurp(p, err_buf, sizeof err_buf);
     ck_assert_msg(st == 130, "run ended with %d: %s", st, err_buf);
     ck_assert_ptr_nonnull(strstr(err_buf, "--resume c/last.safetensors"));
-    st = run("train ctl.yaml --output c --threads 1 --backend reference --epochs 30 --resume c/last.safetensors");
+    st = run("train ctl.yaml --output c --threads 1 --backend reference --epochs 30 --resume "
+             "c/last.safetensors");
     ck_assert_msg(st == 0, "resume failed: %s", err_buf);
     assert_same_state("a/last.safetensors", "c/last.safetensors");
 }
@@ -138,7 +142,8 @@ END_TEST
 START_TEST(sigkill_then_resume_is_exact) {
     ck_assert_int_eq(run("train ctl.yaml --output a --threads 2 --epochs 30"), 0);
     char cmd[8400];
-    snprintf(cmd, sizeof cmd, "exec '%s' train ctl.yaml --output k --threads 2 --epochs 30", kerasc);
+    snprintf(cmd, sizeof cmd, "exec '%s' train ctl.yaml --output k --threads 2 --epochs 30",
+             kerasc);
     pid_t pid = spawn(cmd);
     wait_for_file("k/last.safetensors", pid);
     sleep_ms((long)(time(NULL) % 50));
@@ -191,7 +196,8 @@ START_TEST(second_ctrl_c_stops_at_once) {
     size_t nb = fread(before, 1, sizeof before, fb);
     fclose(fb);
     char cmd[8400];
-    snprintf(cmd, sizeof cmd, "exec '%s' train ctl.yaml --output d --threads 1 --backend reference --epochs 50",
+    snprintf(cmd, sizeof cmd,
+             "exec '%s' train ctl.yaml --output d --threads 1 --backend reference --epochs 50",
              kerasc);
     pid_t pid = spawn(cmd);
     sleep_ms(300);
@@ -212,33 +218,37 @@ START_TEST(second_ctrl_c_stops_at_once) {
 END_TEST
 
 START_TEST(callbacks_end_to_end) {
-    write_file("cb.yaml",
-               "model:\n"
-               "  layers:\n"
-               "    - Input: {shape: [8, 8, 1]}\n"
-               "    - Flatten\n"
-               "    - Dense: {units: 4, activation: softmax}\n"
-               "compile: {optimizer: {SGD: {learning_rate: 0.05}}, loss: sparse_categorical_crossentropy, metrics: [accuracy]}\n"
-               "data:\n"
-               "  train: {x: train_x.npy, y: train_y.npy}\n"
-               "  test: {x: test_x.npy, y: test_y.npy}\n"
-               "  validation: test\n"
-               "  rescale: 1/255\n"
-               "  reshape: [8, 8, 1]\n"
-               "fit:\n"
-               "  epochs: 30\n"
-               "  batch_size: 32\n"
-               "  seed: 3\n"
-               "  callbacks:\n"
-               "    - EarlyStopping: {monitor: val_loss, min_delta: 0.5, patience: 1, verbose: 1}\n"
-               "    - ReduceLROnPlateau: {monitor: val_loss, factor: 0.5, patience: 1, min_delta: 0.5, verbose: 1}\n"
-               "    - ModelCheckpoint: {filepath: 'ckpt-{epoch:02d}.safetensors', monitor: val_accuracy, "
-               "save_best_only: true}\n"
-               "    - CSVLogger: {filename: log.csv}\n");
+    write_file(
+        "cb.yaml",
+        "model:\n"
+        "  layers:\n"
+        "    - Input: {shape: [8, 8, 1]}\n"
+        "    - Flatten\n"
+        "    - Dense: {units: 4, activation: softmax}\n"
+        "compile: {optimizer: {SGD: {learning_rate: 0.05}}, loss: sparse_categorical_crossentropy, "
+        "metrics: [accuracy]}\n"
+        "data:\n"
+        "  train: {x: train_x.npy, y: train_y.npy}\n"
+        "  test: {x: test_x.npy, y: test_y.npy}\n"
+        "  validation: test\n"
+        "  rescale: 1/255\n"
+        "  reshape: [8, 8, 1]\n"
+        "fit:\n"
+        "  epochs: 30\n"
+        "  batch_size: 32\n"
+        "  seed: 3\n"
+        "  callbacks:\n"
+        "    - EarlyStopping: {monitor: val_loss, min_delta: 0.5, patience: 1, verbose: 1}\n"
+        "    - ReduceLROnPlateau: {monitor: val_loss, factor: 0.5, patience: 1, min_delta: 0.5, "
+        "verbose: 1}\n"
+        "    - ModelCheckpoint: {filepath: 'ckpt-{epoch:02d}.safetensors', monitor: val_accuracy, "
+        "save_best_only: true}\n"
+        "    - CSVLogger: {filename: log.csv}\n");
     int st = run("train cb.yaml --output cb --threads 2");
     ck_assert_msg(st == 0, "train failed: %s", err_buf);
     /* min_delta 0.5 makes every epoch after the first a non-improvement */
-    ck_assert_ptr_nonnull(strstr(out_buf, "Epoch 2: ReduceLROnPlateau reducing learning rate to 0.02500000037252903."));
+    ck_assert_ptr_nonnull(strstr(
+        out_buf, "Epoch 2: ReduceLROnPlateau reducing learning rate to 0.02500000037252903."));
     ck_assert_ptr_nonnull(strstr(out_buf, "Epoch 2: early stopping"));
     ck_assert_ptr_null(strstr(out_buf, "Epoch 3/30"));
     ck_assert(file_exists("cb/ckpt-01.safetensors"));
@@ -260,8 +270,9 @@ START_TEST(regularization_in_the_loss) {
     char *d = strstr(reg, "{units: 4, activation: softmax}");
     ck_assert_ptr_nonnull(d);
     char out[4096];
-    snprintf(out, sizeof out, "%.*s{units: 4, activation: softmax, kernel_regularizer: {L2: {l2: 0.5}}}%s", (int)(d - reg), reg,
-             d + strlen("{units: 4, activation: softmax}"));
+    snprintf(out, sizeof out,
+             "%.*s{units: 4, activation: softmax, kernel_regularizer: {L2: {l2: 0.5}}}%s",
+             (int)(d - reg), reg, d + strlen("{units: 4, activation: softmax}"));
     write_file("reg.yaml", out);
     free(reg);
     ck_assert_int_eq(run("evaluate ctl.yaml --weights r/last.safetensors --json"), 0);
@@ -275,7 +286,8 @@ START_TEST(regularization_in_the_loss) {
     const kc_st_tensor *k = kc_st_find(f, "dense/kernel");
     ck_assert_ptr_nonnull(k);
     double sq = 0;
-    for (int64_t i = 0; i < kc_shape_numel(&k->shape); i++) sq += (double)((const float *)k->data)[i] * ((const float *)k->data)[i];
+    for (int64_t i = 0; i < kc_shape_numel(&k->shape); i++)
+        sq += (double)((const float *)k->data)[i] * ((const float *)k->data)[i];
     kc_st_close(f);
     ck_assert_close(preg - plain, 0.5 * sq, 1e-5, 1e-4);
 }
@@ -284,36 +296,44 @@ END_TEST
 /* Constraints act after every update: a non_neg kernel ends with no
  * negative weight, a max_norm one with every column norm within the bound. */
 START_TEST(constraints_hold_after_training) {
-    write_file("con.yaml", "model:\n  layers:\n    - Input: {shape: [8, 8, 1]}\n    - Flatten\n"
-                           "    - Dense: {units: 6, activation: relu, kernel_constraint: non_neg}\n"
-                           "    - Dense: {units: 4, activation: softmax, kernel_constraint: {MaxNorm: {max_value: 0.5}}}\n"
-                           "compile: {optimizer: {SGD: {learning_rate: 0.5}}, loss: sparse_categorical_crossentropy}\n"
-                           "data: {train: {x: train_x.npy, y: train_y.npy}, rescale: 1/255, reshape: [8, 8, 1]}\n"
-                           "fit: {epochs: 2, batch_size: 16}\n");
+    write_file(
+        "con.yaml",
+        "model:\n  layers:\n    - Input: {shape: [8, 8, 1]}\n    - Flatten\n"
+        "    - Dense: {units: 6, activation: relu, kernel_constraint: non_neg}\n"
+        "    - Dense: {units: 4, activation: softmax, kernel_constraint: {MaxNorm: {max_value: "
+        "0.5}}}\n"
+        "compile: {optimizer: {SGD: {learning_rate: 0.5}}, loss: sparse_categorical_crossentropy}\n"
+        "data: {train: {x: train_x.npy, y: train_y.npy}, rescale: 1/255, reshape: [8, 8, 1]}\n"
+        "fit: {epochs: 2, batch_size: 16}\n");
     ck_assert_int_eq(run("train con.yaml --output con --threads 2"), 0);
     kc_st_file *f;
     kc_error e = {0};
     ck_assert_int_eq(kc_st_open(path_in("con/last.safetensors"), &f, &e), 0);
     const kc_st_tensor *k = kc_st_find(f, "dense/kernel");
     const float *w = k->data;
-    for (int64_t i = 0; i < kc_shape_numel(&k->shape); i++) ck_assert_msg(w[i] >= 0, "dense/kernel[%lld] = %g", (long long)i, w[i]);
+    for (int64_t i = 0; i < kc_shape_numel(&k->shape); i++)
+        ck_assert_msg(w[i] >= 0, "dense/kernel[%lld] = %g", (long long)i, w[i]);
     const kc_st_tensor *k2 = kc_st_find(f, "dense_1/kernel");
     const float *w2 = k2->data;
     int64_t rows = k2->shape.d[0], cols = k2->shape.d[1];
     double largest = 0;
     for (int64_t c = 0; c < cols; c++) {
         double sq = 0;
-        for (int64_t r = 0; r < rows; r++) sq += (double)w2[r * cols + c] * w2[r * cols + c];
+        for (int64_t r = 0; r < rows; r++)
+            sq += (double)w2[r * cols + c] * w2[r * cols + c];
         if (sqrt(sq) > largest) largest = sqrt(sq);
     }
     ck_assert_msg(largest <= 0.5 + 1e-5, "largest column norm %g", largest);
-    ck_assert_msg(largest > 0.4, "the bound was never reached (%g): the test would not show the constraint", largest);
+    ck_assert_msg(largest > 0.4,
+                  "the bound was never reached (%g): the test would not show the constraint",
+                  largest);
     kc_st_close(f);
 }
 END_TEST
 
 START_TEST(log_json_lines) {
-    int st = run("train ctl.yaml --output j --threads 2 --epochs 2 --log-json j.jsonl --log-json-every 40");
+    int st = run(
+        "train ctl.yaml --output j --threads 2 --epochs 2 --log-json j.jsonl --log-json-every 40");
     ck_assert_msg(st == 0, "train failed: %s", err_buf);
     char text[1 << 14];
     slurp(path_in("j.jsonl"), text, sizeof text);
@@ -334,10 +354,11 @@ END_TEST
 
 START_TEST(resume_errors) {
     ck_assert_int_eq(run("train ctl.yaml --output e --threads 2 --epochs 1"), 0);
-    write_file("other.yaml", "model:\n  layers:\n    - Input: {shape: [8, 8, 1]}\n    - Flatten\n"
-                             "    - Dense: {units: 4, activation: softmax}\n"
-                             "compile: {loss: sparse_categorical_crossentropy}\n"
-                             "data: {train: {x: train_x.npy, y: train_y.npy}, reshape: [8, 8, 1]}\n");
+    write_file("other.yaml",
+               "model:\n  layers:\n    - Input: {shape: [8, 8, 1]}\n    - Flatten\n"
+               "    - Dense: {units: 4, activation: softmax}\n"
+               "compile: {loss: sparse_categorical_crossentropy}\n"
+               "data: {train: {x: train_x.npy, y: train_y.npy}, reshape: [8, 8, 1]}\n");
     ck_assert_int_eq(run("train other.yaml --output e2 --resume e/last.safetensors"), 2);
     ck_assert_ptr_nonnull(strstr(err_buf, "conv2d/kernel"));
     ck_assert_int_ne(run("train ctl.yaml --output e --resume nothing.safetensors"), 0);
