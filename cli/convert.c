@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "core/atomic_file.h"
 #include "models/keras_import.h"
 
 static const char usage[] =
@@ -27,34 +28,11 @@ static const char usage[] =
 /* Written beside the target and renamed over it, so an interrupted run never
  * leaves half a file. */
 static int write_atomic(const char *path, const char *text, kc_error *e) {
-    char tmp[PATH_MAX + 64];
-    int fd = -1;
-    for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {
-        snprintf(tmp, sizeof tmp, "%s.tmp-%ld-%d", path, (long)getpid(), attempt);
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd < 0 && errno != EEXIST)
-            return kc_fail(e, KC_ERUNTIME, "%s: cannot write: %s", path, strerror(errno));
-    }
-    if (fd < 0)
-        return kc_fail(e, KC_ERUNTIME, "%s: cannot create a temporary file beside it", path);
-    size_t len = strlen(text), off = 0;
-    int err = 0;
-    while (off < len && !err) {
-        ssize_t w = write(fd, text + off, len - off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0)
-            err = w < 0 ? errno : EIO;
-        else
-            off += (size_t)w;
-    }
-    if (!err && fsync(fd) != 0) err = errno;
-    if (close(fd) != 0 && !err) err = errno;
-    if (!err && rename(tmp, path) != 0) err = errno;
-    if (err) {
-        unlink(tmp);
-        return kc_fail(e, KC_ERUNTIME, "%s: write failed: %s", path, strerror(err));
-    }
-    return KC_OK;
+    kc_atomic_file a;
+    int rc = kc_atomic_open(&a, path, e);
+    if (rc) return rc;
+    fputs(text, a.f);
+    return kc_atomic_commit(&a, e);
 }
 
 static int same_file(const char *a, const char *b) {

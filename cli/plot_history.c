@@ -19,6 +19,7 @@
 #include <cairo.h>
 
 #include "cli/commands.h"
+#include "core/atomic_file.h"
 
 #define PANEL_W 520
 #define PANEL_H 360
@@ -535,21 +536,15 @@ static cairo_status_t write_png_chunk(void *closure, const unsigned char *data, 
 
 /* Temp file in the same directory, flushed, then renamed over `path`. */
 static int write_png_atomic(cairo_surface_t *s, const char *path, kc_error *e) {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp-%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return kc_fail(e, KC_ERUNTIME, "cannot write %s: %s", path, strerror(errno));
-    cairo_status_t st = cairo_surface_write_to_png_stream(s, write_png_chunk, f);
-    int bad = st != CAIRO_STATUS_SUCCESS || fflush(f) != 0 || fsync(fileno(f)) != 0;
-    int err = errno;
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path)) {
-        if (!bad) err = errno;
-        unlink(tmp);
-        return kc_fail(e, KC_ERUNTIME, "cannot write %s: %s", path,
-                       st != CAIRO_STATUS_SUCCESS ? cairo_status_to_string(st) : strerror(err));
+    kc_atomic_file a;
+    int rc = kc_atomic_open(&a, path, e);
+    if (rc) return rc;
+    cairo_status_t st = cairo_surface_write_to_png_stream(s, write_png_chunk, a.f);
+    if (st != CAIRO_STATUS_SUCCESS) {
+        kc_atomic_abort(&a);
+        return kc_fail(e, KC_ERUNTIME, "cannot write %s: %s", path, cairo_status_to_string(st));
     }
-    return KC_OK;
+    return kc_atomic_commit(&a, e);
 }
 
 int kc_plot_history(const char *csv_path, const char *png_path, const char *title, kc_error *e) {

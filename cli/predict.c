@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "core/atomic_file.h"
 
 static const char usage[] =
     "Usage: kerasc predict CHECKPOINT --input FILE [--output FILE] [options]\n"
@@ -104,17 +105,14 @@ static int write_one(const kc_session *s, int k, const float *v, int64_t rows, c
 /* Side-by-side CSV written to a temporary file and renamed into place. */
 static int write_all_csv(const kc_session *s, float *const *outs, int64_t rows, const char *path,
                          kc_error *e) {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp-predict", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return kc_fail(e, KC_ERUNTIME, "cannot write %s", tmp);
-    int bad = write_csv(f, outs, s, rows) != 0;
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path)) {
-        remove(tmp);
+    kc_atomic_file a;
+    int rc = kc_atomic_open(&a, path, e);
+    if (rc) return rc;
+    if (write_csv(a.f, outs, s, rows) != 0) {
+        kc_atomic_abort(&a);
         return kc_fail(e, KC_ERUNTIME, "cannot write %s", path);
     }
-    return KC_OK;
+    return kc_atomic_commit(&a, e);
 }
 
 typedef struct predict_args {

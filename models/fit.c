@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/atomic_file.h"
 #include "core/rng.h"
 
 /* ---------------------------------------------------------------- data --- */
@@ -930,10 +931,10 @@ static int history_write(const history *h, const char *path, kc_error *e) {
     for (int i = 0; i < first->n; i++)
         keys[i] = first->keys[i];
     qsort(keys, (size_t)first->n, sizeof *keys, cmp_str);
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp-%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) return kc_fail(e, KC_ERUNTIME, "cannot write %s: %s", tmp, strerror(errno));
+    kc_atomic_file a;
+    int rc = kc_atomic_open(&a, path, e);
+    if (rc) return rc;
+    FILE *f = a.f;
     fprintf(f, "epoch");
     for (int i = 0; i < first->n; i++)
         fprintf(f, ",%s", keys[i]);
@@ -948,13 +949,7 @@ static int history_write(const history *h, const char *path, kc_error *e) {
         }
         fprintf(f, "\n");
     }
-    int bad = fflush(f) != 0 || ferror(f);
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path)) {
-        unlink(tmp);
-        return kc_fail(e, KC_ERUNTIME, "cannot write %s: %s", path, strerror(errno));
-    }
-    return KC_OK;
+    return kc_atomic_commit(&a, e);
 }
 
 static double find_log(const kc_logs *l, const char *key) {

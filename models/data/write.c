@@ -8,61 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/atomic_file.h"
 #include "models/data/data.h"
-
-typedef struct atomic_file {
-    const char *path;
-    char tmp[4200];
-    FILE *f;
-} atomic_file;
-
-static int atomic_open(atomic_file *a, const char *path, kc_error *e) {
-    static _Atomic unsigned counter;
-    a->path = path;
-    a->f = NULL;
-    if (strlen(path) > 4000) return kc_fail(e, KC_ERUNTIME, "%.200s...: path too long", path);
-    for (int attempt = 0; attempt < 100; attempt++) {
-        snprintf(a->tmp, sizeof a->tmp, "%s.tmp-%ld-%u", path, (long)getpid(), counter++);
-        /* O_EXCL: never reuse a name; mode 0666 lets the umask decide as for any new file */
-        int fd = open(a->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd < 0 && errno == EEXIST) continue;
-        if (fd < 0) return kc_fail(e, KC_ERUNTIME, "%s: cannot write: %s", path, strerror(errno));
-        a->f = fdopen(fd, "wb");
-        if (!a->f) {
-            close(fd);
-            unlink(a->tmp);
-            return kc_fail(e, KC_ERUNTIME, "%s: cannot write: %s", path, strerror(errno));
-        }
-        return KC_OK;
-    }
-    return kc_fail(e, KC_ERUNTIME, "%s: cannot create a temporary file beside it", path);
-}
-
-static void atomic_abort(atomic_file *a) {
-    if (a->f) fclose(a->f);
-    a->f = NULL;
-    unlink(a->tmp);
-}
-
-static int atomic_commit(atomic_file *a, kc_error *e) {
-    int failed = ferror(a->f) || fflush(a->f) != 0 || fsync(fileno(a->f)) != 0;
-    int err = errno;
-    if (fclose(a->f) != 0 && !failed) {
-        failed = 1;
-        err = errno;
-    }
-    a->f = NULL;
-    if (!failed && rename(a->tmp, a->path) != 0) {
-        failed = 1;
-        err = errno;
-    }
-    if (failed) {
-        unlink(a->tmp);
-        return kc_fail(e, KC_ERUNTIME, "%s: write failed: %s", a->path,
-                       err ? strerror(err) : "I/O error");
-    }
-    return KC_OK;
-}
 
 /* ---- .npy ---- */
 
@@ -109,8 +56,8 @@ int kc_npy_write(const char *path, const float *data, const kc_shape *shape, kc_
             return kc_fail(e, KC_ERUNTIME, "%s: negative dimension in shape", path);
     char header[512];
     size_t hlen = npy_header(shape, header, sizeof header);
-    atomic_file a;
-    int rc = atomic_open(&a, path, e);
+    kc_atomic_file a;
+    int rc = kc_atomic_open(&a, path, e);
     if (rc) return rc;
     unsigned char pre[10] = {0x93,
                              'N',
@@ -126,10 +73,10 @@ int kc_npy_write(const char *path, const float *data, const kc_shape *shape, kc_
              write_f32_le(a.f, data, kc_shape_numel(shape));
     if (!ok) {
         int err = errno;
-        atomic_abort(&a);
+        kc_atomic_abort(&a);
         return kc_fail(e, KC_ERUNTIME, "%s: write failed: %s", path, strerror(err));
     }
-    return atomic_commit(&a, e);
+    return kc_atomic_commit(&a, e);
 }
 
 /* ---- CSV ---- */
@@ -168,8 +115,8 @@ int kc_csv_write(const char *path, const float *data, int64_t rows, int64_t cols
     if (rows < 0 || cols < 1)
         return kc_fail(e, KC_ERUNTIME, "%s: cannot write a %lld x %lld table", path,
                        (long long)rows, (long long)cols);
-    atomic_file a;
-    int rc = atomic_open(&a, path, e);
+    kc_atomic_file a;
+    int rc = kc_atomic_open(&a, path, e);
     if (rc) return rc;
     if (header) {
         for (int64_t j = 0; j < cols; j++) {
@@ -187,5 +134,5 @@ int kc_csv_write(const char *path, const float *data, int64_t rows, int64_t cols
         }
         fputc('\n', a.f);
     }
-    return atomic_commit(&a, e);
+    return kc_atomic_commit(&a, e);
 }
