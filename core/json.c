@@ -380,7 +380,7 @@ static int hex4(const unsigned char *s, unsigned *out) {
     return 1;
 }
 
-/* Decodes \uXXXX (and its low half when it is a high surrogate) at p->pos,
+/* Decodes a \u escape of four hex digits (and its low half when it is a high surrogate) at p->pos,
  * which points at the backslash. */
 static int parse_u_escape(parser *p, unsigned *cp) {
     size_t at = p->pos;

@@ -2,7 +2,7 @@
  *
  * The parser keeps object members in the order written (duplicates
  * included), keeps each number's original text beside its double so 64-bit
- * integers stay exact, decodes every string escape (\uXXXX surrogate pairs
+ * integers stay exact, decodes every string escape (\u escapes and surrogate pairs
  * included) to UTF-8, and remembers where every value started. Errors are
  * KC_ECONFIG with "line:column: message" (1-based, columns in characters).
  * Like Python's json module it also reads NaN, Infinity and -Infinity, so

@@ -66,53 +66,10 @@ static const char *const keras_only[] = {
     NULL,
 };
 
-/* Every accepted spelling, for "did you mean": snake_case first, then the
- * class names; a name written in CamelCase is matched against the class
+/* Every accepted spelling, for "did you mean": the snake_case names, then
+ * the class names. A name written in CamelCase is matched against the class
  * names first so the suggestion keeps the user's style. */
-static const char *const snake_first[] = {
-    "glorot_uniform",
-    "glorot_normal",
-    "he_uniform",
-    "he_normal",
-    "lecun_uniform",
-    "lecun_normal",
-    "random_uniform",
-    "random_normal",
-    "truncated_normal",
-    "zeros",
-    "ones",
-    "constant",
-    "uniform",
-    "normal",
-    "one",
-    "zero",
-    "GlorotUniform",
-    "GlorotNormal",
-    "HeUniform",
-    "HeNormal",
-    "LecunUniform",
-    "LecunNormal",
-    "RandomUniform",
-    "RandomNormal",
-    "TruncatedNormal",
-    "Zeros",
-    "Ones",
-    "Constant",
-    NULL,
-};
-static const char *const class_first[] = {
-    "GlorotUniform",
-    "GlorotNormal",
-    "HeUniform",
-    "HeNormal",
-    "LecunUniform",
-    "LecunNormal",
-    "RandomUniform",
-    "RandomNormal",
-    "TruncatedNormal",
-    "Zeros",
-    "Ones",
-    "Constant",
+static const char *const snake_names[] = {
     "glorot_uniform",
     "glorot_normal",
     "he_uniform",
@@ -131,12 +88,28 @@ static const char *const class_first[] = {
     "zero",
     NULL,
 };
-#define NNAMES (sizeof snake_first / sizeof snake_first[0] - 1)
+static const char *const class_names[] = {
+    "GlorotUniform", "GlorotNormal",  "HeUniform",    "HeNormal",        "LecunUniform",
+    "LecunNormal",   "RandomUniform", "RandomNormal", "TruncatedNormal", "Zeros",
+    "Ones",          "Constant",      NULL,
+};
 
 static int has_upper(const char *s) {
     for (; *s; s++)
         if (*s >= 'A' && *s <= 'Z') return 1;
     return 0;
+}
+
+static const char *closest_name(const char *s) {
+    const char *const *first = has_upper(s) ? class_names : snake_names;
+    const char *const *second = first == class_names ? snake_names : class_names;
+    size_t n1 = 0, n2 = 0;
+    while (first[n1])
+        n1++;
+    while (second[n2])
+        n2++;
+    const char *near = kc_closest(s, first, n1);
+    return near ? near : kc_closest(s, second, n2);
 }
 
 static const init_entry *by_kind(kc_init_kind kind) {
@@ -172,7 +145,7 @@ static int name_entry(const kc_node *n, const char *ctx, const init_entry **out,
         if (!strcmp(keras_only[i], n->str))
             return kc_node_fail(e, n, "%sinitializer '%s' is not supported yet by kerasc", ctx,
                                 n->str);
-    const char *near = kc_closest(n->str, has_upper(n->str) ? class_first : snake_first, NNAMES);
+    const char *near = closest_name(n->str);
     if (near)
         return kc_node_fail(e, n, "%sunknown initializer '%s' (did you mean '%s'?)", ctx, n->str,
                             near);

@@ -4,6 +4,7 @@
  * gradients are checked by central finite differences. */
 #include "core/backend.h"
 #include "core/rng.h"
+#include "tests/convcase.h"
 #include "tests/testutil.h"
 
 #include <stdint.h>
@@ -82,39 +83,6 @@ static double max_abs(const float *p, size_t n) {
     for (size_t i = 0; i < n; i++)
         m = fmax(m, fabs(p[i]));
     return m;
-}
-
-/* Keras output size and "same" split: the extra padding goes bottom/right. */
-static void keras_geometry(int in, int k_eff, int s, int same, int *out, int *pad) {
-    if (same) {
-        *out = (in + s - 1) / s;
-        int total = (*out - 1) * s + k_eff - in;
-        *pad = total > 0 ? total / 2 : 0;
-    } else {
-        *out = (in - k_eff) / s + 1;
-        *pad = 0;
-    }
-}
-
-typedef struct conv_case {
-    int n, h, w, c, kh, kw, oc, sh, sw, dh, dw, same;
-} conv_case;
-
-static kc_conv2d_desc conv_desc(conv_case k) {
-    kc_conv2d_desc d = {.n = k.n,
-                        .h = k.h,
-                        .w = k.w,
-                        .c = k.c,
-                        .kh = k.kh,
-                        .kw = k.kw,
-                        .oc = k.oc,
-                        .sh = k.sh,
-                        .sw = k.sw,
-                        .dh = k.dh,
-                        .dw = k.dw};
-    keras_geometry(k.h, k.dh * (k.kh - 1) + 1, k.sh, k.same, &d.oh, &d.pad_t);
-    keras_geometry(k.w, k.dw * (k.kw - 1) + 1, k.sw, k.same, &d.ow, &d.pad_l);
-    return d;
 }
 
 typedef struct pool_case {

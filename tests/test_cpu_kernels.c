@@ -6,6 +6,7 @@
 #include "core/backend.h"
 #include "core/cpu/cpu.h"
 #include "core/rng.h"
+#include "tests/convcase.h"
 #include "tests/testutil.h"
 
 #include <stdint.h>
@@ -152,37 +153,6 @@ END_TEST
 
 /* ------------------------------------------------------------- convolution */
 
-typedef struct conv_case {
-    int n, h, w, c, kh, kw, oc, sh, sw, dh, dw, same;
-} conv_case;
-
-static void geometry(int in, int k_eff, int s, int same, int *out, int *pad) {
-    if (same) {
-        *out = (in + s - 1) / s;
-        int total = (*out - 1) * s + k_eff - in;
-        *pad = total > 0 ? total / 2 : 0;
-    } else {
-        *out = (in - k_eff) / s + 1;
-        *pad = 0;
-    }
-}
-
-static kc_conv2d_desc desc(conv_case k) {
-    kc_conv2d_desc d = {.n = k.n,
-                        .h = k.h,
-                        .w = k.w,
-                        .c = k.c,
-                        .kh = k.kh,
-                        .kw = k.kw,
-                        .oc = k.oc,
-                        .sh = k.sh,
-                        .sw = k.sw,
-                        .dh = k.dh,
-                        .dw = k.dw};
-    geometry(k.h, k.dh * (k.kh - 1) + 1, k.sh, k.same, &d.oh, &d.pad_t);
-    geometry(k.w, k.dw * (k.kw - 1) + 1, k.sw, k.same, &d.ow, &d.pad_l);
-    return d;
-}
 
 static const conv_case convs[] = {
     {4, 28, 28, 1, 3, 3, 32, 1, 1, 1, 1, 0},  /* the seed CNN's first conv */
@@ -222,7 +192,7 @@ static void widen(const float *f, double *d, size_t n) {
 START_TEST(test_conv_every_path) {
     int levels[4] = {KC_CPU_PORTABLE}, nl = 1 + simd_levels(levels + 1);
     for (size_t ci = 0; ci < sizeof convs / sizeof *convs; ci++) {
-        kc_conv2d_desc d = desc(convs[ci]);
+        kc_conv2d_desc d = conv_desc(convs[ci]);
         size_t nx = (size_t)d.n * d.h * d.w * d.c, ny = (size_t)d.n * d.oh * d.ow * d.oc;
         size_t nw = (size_t)d.kh * d.kw * d.c * d.oc;
         float *x = rnd(nx, 10 + ci), *w = rnd(nw, 20 + ci), *g = rnd(ny, 30 + ci);
