@@ -16,8 +16,19 @@ LDLIBS  := $(PKG_LIBS) -fopenmp -lm
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 CFLAGS  += -DKC_VERSION='"$(VERSION)"'
 
+# The OpenCL backend builds when its libraries are installed (make deps); at
+# run time it needs an OpenCL platform, and without one kerasc runs on the CPU.
+HAVE_OPENCL := $(shell pkg-config --exists OpenCL clblast 2>/dev/null && echo 1)
+ifeq ($(HAVE_OPENCL),1)
+CFLAGS  += -DKC_HAVE_OPENCL -DCL_TARGET_OPENCL_VERSION=120 $(shell pkg-config --cflags OpenCL clblast)
+LDLIBS  += $(shell pkg-config --libs OpenCL clblast)
+BACKEND_DIRS := core/cpu core/reference core/opencl
+else
+BACKEND_DIRS := core/cpu core/reference
+endif
+
 BUILD   ?= build
-LIB_SRC := $(wildcard core/*.c core/cpu/*.c core/reference/*.c models/*.c models/layers/*.c models/data/*.c)
+LIB_SRC := $(wildcard core/*.c $(BACKEND_DIRS:%=%/*.c) models/*.c models/layers/*.c models/data/*.c)
 CLI_SRC := $(filter-out cli/kerasc.c,$(wildcard cli/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/test_*.c)
@@ -58,13 +69,13 @@ sanitize:
 test-san: $(BUILD)/libkerasc.a $(BUILD)/cli/kerasc.o $(TEST_BIN)
 	$(CC) $(CFLAGS) -o $(BUILD)/kerasc $(BUILD)/cli/kerasc.o $(BUILD)/libkerasc.a $(LDLIBS)
 	@set -e; for t in $(TEST_BIN); do echo "== [asan+ubsan] $$t"; \
-	  KERASC=$(CURDIR)/$(BUILD)/kerasc KERASC_SRC=$(CURDIR) KERASC_QUICK=1 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $$t; done
+	  KERASC=$(CURDIR)/$(BUILD)/kerasc KERASC_SRC=$(CURDIR) KERASC_QUICK=1 ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/core/opencl/lsan.supp UBSAN_OPTIONS=print_stacktrace=1 $$t; done
 
 deps:
 	@SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	$$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends \
 	  build-essential pkg-config libyaml-dev libopenblas-dev zlib1g-dev libpng-dev libcairo2-dev check graphviz \
-	  dataset-fashion-mnist
+	  dataset-fashion-mnist ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo libclblast-dev
 
 # kerasc against PyTorch (and Keras when importable) on Fashion-MNIST: see tests/bench/bench.py.
 PYTHON ?= python3

@@ -3,6 +3,8 @@
 #ifndef KC_CLI_COMMANDS_H
 #define KC_CLI_COMMANDS_H
 
+#include <stdio.h>
+
 #include "core/error.h"
 #include "models/fit.h"
 
@@ -20,10 +22,36 @@ int kc_cmd_bench(int argc, char **argv);
 int kc_plot_history(const char *csv_path, const char *png_path, const char *title, kc_error *e);
 
 /* Shared by the verbs (cli/common.c). */
-int kc_cli_report(const char *verb, const kc_error *e);  /* prints, returns the exit status */
-int kc_cli_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int kc_cli_report(const char *verb, const kc_error *e); /* prints, returns the exit status */
+int kc_cli_usage_error(const char *verb, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /* Parses a non-negative integer option value. */
-int kc_cli_parse_count(const char *verb, const char *opt, const char *s, long long min, long long *out);
+int kc_cli_parse_count(const char *verb, const char *opt, const char *s, long long min,
+                       long long *out);
+
+/* The options the verbs that run a model share (getopt values), read by
+ * kc_cli_parse_run_opt; a verb's own options start at 300. */
+enum {
+    KC_OPT_EPOCHS = 256,
+    KC_OPT_BATCH,
+    KC_OPT_STEPS,
+    KC_OPT_SEED,
+    KC_OPT_THREADS,
+    KC_OPT_OUTPUT,
+    KC_OPT_VERBOSE,
+    KC_OPT_BACKEND,
+    KC_OPT_DEVICE,
+};
+/* Clears o; the device stays unset until kc_cli_run_opts_finish. */
+void kc_cli_run_opts_init(kc_run_opts *o);
+/* One shared option; returns 0, or the exit status of a usage error. */
+int kc_cli_parse_run_opt(const char *verb, int c, const char *arg, kc_run_opts *o,
+                         long long *verbose);
+/* After the options: without --device, the device comes from $KERASC_DEVICE
+ * (else 0). Returns 0, or the exit status of a usage error. */
+int kc_cli_run_opts_finish(const char *verb, kc_run_opts *o);
+/* kerasc --list-devices: every built-in backend and its devices, or why it has none. */
+int kc_cli_list_devices(FILE *f);
 /* A YAML model file, a checkpoint carrying one, or a Keras model (.json, .keras). */
 int kc_cli_load_config(const char *path, kc_config **out, int *is_checkpoint, kc_error *e);
 /* Progress hooks printing Keras-style bars (cli/progress_hooks.c). */

@@ -18,12 +18,12 @@ static const char usage[] =
     "  --batch-size N        override fit.batch_size\n"
     "  --threads N           compute threads (default: all cores)\n"
     "  --verbose 0|1|2       progress display\n"
-    "  --backend NAME        cpu (default) or reference\n"
+    "  --backend NAME        where to compute: cpu (default), reference, ...\n"
+    "                        (kerasc --list-devices shows what this build has)\n"
+    "  --device N            the backend's device (default: $KERASC_DEVICE, else 0)\n"
     "  -h, --help            show this help\n";
 
-enum { O_BATCH = 257, O_THREADS = 260, O_VERBOSE = 262, O_BACKEND = 263, O_WEIGHTS = 300, O_JSON };
-
-int kc_cli_parse_run_opt(const char *verb, int c, const char *arg, kc_run_opts *o, long long *verbose);
+enum { O_WEIGHTS = 300, O_JSON };
 
 static void print_json(const kc_logs *l) {
     kc_strbuf b = {0};
@@ -39,65 +39,89 @@ static void print_json(const kc_logs *l) {
     kc_strbuf_free(&b);
 }
 
-int kc_cmd_evaluate(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"weights", required_argument, 0, O_WEIGHTS}, {"json", no_argument, 0, O_JSON},
-        {"batch-size", required_argument, 0, O_BATCH}, {"threads", required_argument, 0, O_THREADS},
-        {"verbose", required_argument, 0, O_VERBOSE}, {"backend", required_argument, 0, O_BACKEND},
-        {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
-    kc_run_opts o = {0};
-    long long verbose = -1;
-    const char *weights = NULL;
-    int json = 0, c;
+typedef struct eval_args {
+    kc_run_opts o;
+    long long verbose;
+    const char *weights, *target;
+    int json;
+} eval_args;
+
+/* Returns 0, -1 after --help, or the exit status of a usage error. */
+static int parse_args(int argc, char **argv, eval_args *a) {
+    static const struct option opts[] = {{"weights", required_argument, 0, O_WEIGHTS},
+                                         {"json", no_argument, 0, O_JSON},
+                                         {"batch-size", required_argument, 0, KC_OPT_BATCH},
+                                         {"threads", required_argument, 0, KC_OPT_THREADS},
+                                         {"verbose", required_argument, 0, KC_OPT_VERBOSE},
+                                         {"backend", required_argument, 0, KC_OPT_BACKEND},
+                                         {"device", required_argument, 0, KC_OPT_DEVICE},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    memset(a, 0, sizeof *a);
+    kc_cli_run_opts_init(&a->o);
+    a->verbose = -1;
+    int c;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (c == 'h') {
             fputs(usage, stdout);
-            return 0;
+            return -1;
         }
         if (c == '?' || c == ':')
-            return kc_cli_usage_error("evaluate", "unknown or incomplete option '%s'", argv[optind - 1]);
-        if (c == O_WEIGHTS) {
-            weights = optarg;
-        } else if (c == O_JSON) {
-            json = 1;
-        } else if (kc_cli_parse_run_opt("evaluate", c, optarg, &o, &verbose)) {
+            return kc_cli_usage_error("evaluate", "unknown or incomplete option '%s'",
+                                      argv[optind - 1]);
+        if (c == O_WEIGHTS)
+            a->weights = optarg;
+        else if (c == O_JSON)
+            a->json = 1;
+        else if (kc_cli_parse_run_opt("evaluate", c, optarg, &a->o, &a->verbose))
             return 2;
-        }
     }
-    if (optind != argc - 1) return kc_cli_usage_error("evaluate", "expected one CONFIG or CHECKPOINT file");
-    const char *target = argv[optind];
-    kc_error e = {0};
-    kc_config *cfg;
-    int is_ckpt;
-    if (kc_cli_load_config(target, &cfg, &is_ckpt, &e)) return kc_cli_report("evaluate", &e);
-    if (!is_ckpt && !weights) {
-        kc_config_free(cfg);
-        return kc_cli_usage_error("evaluate", "%s is a model file: give the trained weights with --weights CHECKPOINT",
-                                  target);
-    }
-    if (!weights) weights = target;
-    int vb = json ? 0 : verbose >= 0 ? (int)verbose : kc_cli_verbose(-1);
+    if (optind != argc - 1)
+        return kc_cli_usage_error("evaluate", "expected one CONFIG or CHECKPOINT file");
+    if (kc_cli_run_opts_finish("evaluate", &a->o)) return 2;
+    a->target = argv[optind];
+    return 0;
+}
 
+static int evaluate(kc_config *cfg, const eval_args *a, const char *weights, kc_error *e) {
+    int vb = a->json ? 0 : a->verbose >= 0 ? (int)a->verbose : kc_cli_verbose(-1);
     kc_session s;
     int status = 0;
-    if (kc_session_open(&s, cfg, &o, KC_NEED_TEST, 0, &e) || kc_checkpoint_load(&s, weights, &e)) {
-        status = kc_cli_report("evaluate", &e);
+    if (kc_session_open(&s, cfg, &a->o, KC_NEED_TEST, 0, e) || kc_checkpoint_load(&s, weights, e)) {
+        status = kc_cli_report("evaluate", e);
         kc_session_close(&s);
-        kc_config_free(cfg);
         return status;
     }
     kc_cli_progress *p = kc_cli_progress_new(vb, 0);
     kc_hooks h = {0};
     kc_cli_progress_hooks(p, &h);
     kc_logs l;
-    if (kc_evaluate_split(&s, KC_SPLIT_TEST, vb ? &h : NULL, &l, &e))
-        status = kc_cli_report("evaluate", &e);
-    else if (json)
+    if (kc_evaluate_split(&s, KC_SPLIT_TEST, vb ? &h : NULL, &l, e))
+        status = kc_cli_report("evaluate", e);
+    else if (a->json)
         print_json(&l);
     kc_cli_progress_free(p);
     kc_session_close(&s);
+    return status;
+}
+
+int kc_cmd_evaluate(int argc, char **argv) {
+    eval_args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc) return rc < 0 ? 0 : rc;
+    kc_error e = {0};
+    kc_config *cfg;
+    int is_ckpt;
+    if (kc_cli_load_config(a.target, &cfg, &is_ckpt, &e)) return kc_cli_report("evaluate", &e);
+    if (!is_ckpt && !a.weights) {
+        kc_config_free(cfg);
+        return kc_cli_usage_error(
+            "evaluate", "%s is a model file: give the trained weights with --weights CHECKPOINT",
+            a.target);
+    }
+    int status = evaluate(cfg, &a, a.weights ? a.weights : a.target, &e);
     kc_config_free(cfg);
     if (fflush(stdout) && !status) status = 1;
     return status;

@@ -27,8 +27,11 @@ static void usage(FILE *f) {
     fprintf(f, "Usage: kerasc COMMAND [ARGS...]\n\nCommands:\n");
     for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
         fprintf(f, "  %-13s %s\n", verbs[i].name, verbs[i].help);
-    fprintf(f, "\nOptions:\n  -h, --help     show this help\n  -V, --version  print the version\n"
-               "\nRun 'kerasc COMMAND --help' for the options of a command.\n");
+    fprintf(
+        f, "\nOptions:\n  -h, --help        show this help\n  -V, --version     print the version\n"
+           "  --list-devices    the compute backends of this build and their devices\n"
+           "\nRun 'kerasc COMMAND --help' for the options of a command. Commands that run a\n"
+           "model take --backend NAME and --device N (or KERASC_DEVICE=N).\n");
 }
 
 /* OpenMP's worker threads spin for a long time between parallel sections by
@@ -56,6 +59,7 @@ int main(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
+    if (!strcmp(cmd, "--list-devices")) return kc_cli_list_devices(stdout);
     if (!strcmp(cmd, "-V") || !strcmp(cmd, "--version")) {
         printf("kerasc %s\n", KC_VERSION);
         return 0;

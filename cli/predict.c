@@ -23,13 +23,12 @@ static const char usage[] =
     "  --output [NAME=]FILE  .csv or .npy (default: CSV on stdout)\n"
     "  --batch-size N        samples per batch\n"
     "  --threads N           compute threads (default: all cores)\n"
-    "  --backend NAME        cpu (default) or reference\n"
+    "  --backend NAME        where to compute: cpu (default), reference, ...\n"
+    "                        (kerasc --list-devices shows what this build has)\n"
+    "  --device N            the backend's device (default: $KERASC_DEVICE, else 0)\n"
     "  -h, --help            show this help\n";
 
-enum { O_BATCH = 257, O_THREADS = 260, O_BACKEND = 263, O_INPUT = 400, O_OUTPUT_FILE, O_KEY };
-
-int kc_cli_parse_run_opt(const char *verb, int c, const char *arg, kc_run_opts *o,
-                         long long *verbose);
+enum { O_INPUT = 400, O_OUTPUT_FILE, O_KEY };
 
 static int ends_with(const char *s, const char *suf) {
     size_t a = strlen(s), b = strlen(suf);
@@ -180,9 +179,10 @@ static int parse_args(int argc, char **argv, kc_run_opts *o, predict_args *a) {
     static const struct option opts[] = {{"input", required_argument, 0, O_INPUT},
                                          {"output", required_argument, 0, O_OUTPUT_FILE},
                                          {"key", required_argument, 0, O_KEY},
-                                         {"batch-size", required_argument, 0, O_BATCH},
-                                         {"threads", required_argument, 0, O_THREADS},
-                                         {"backend", required_argument, 0, O_BACKEND},
+                                         {"batch-size", required_argument, 0, KC_OPT_BATCH},
+                                         {"threads", required_argument, 0, KC_OPT_THREADS},
+                                         {"backend", required_argument, 0, KC_OPT_BACKEND},
+                                         {"device", required_argument, 0, KC_OPT_DEVICE},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     long long verbose = -1;
@@ -212,6 +212,7 @@ static int parse_args(int argc, char **argv, kc_run_opts *o, predict_args *a) {
         }
     }
     if (optind != argc - 1) return kc_cli_usage_error("predict", "expected one CHECKPOINT file");
+    if (kc_cli_run_opts_finish("predict", o)) return 2;
     if (!a->ninputs) return kc_cli_usage_error("predict", "--input FILE is required");
     for (int j = 0; j < a->noutputs; j++)
         if (!ends_with(a->outputs[j].value, ".csv") && !ends_with(a->outputs[j].value, ".npy"))
@@ -221,7 +222,8 @@ static int parse_args(int argc, char **argv, kc_run_opts *o, predict_args *a) {
 }
 
 int kc_cmd_predict(int argc, char **argv) {
-    kc_run_opts o = {0};
+    kc_run_opts o;
+    kc_cli_run_opts_init(&o);
     predict_args a;
     memset(&a, 0, sizeof a);
     int st = parse_args(argc, argv, &o, &a);

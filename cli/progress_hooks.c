@@ -1,8 +1,8 @@
 /* Training and evaluation hooks that draw Keras-style progress on stdout. */
 #include <errno.h>
 #include <stdio.h>
-#include <string.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -13,10 +13,15 @@
 struct kc_cli_progress {
     kc_progress bar;
     int verbose, tty, epoch_lines;
-    FILE *json;       /* --log-json */
-    long long every;  /* steps between JSON lines within an epoch; 0: per epoch only */
+    FILE *json;      /* --log-json */
+    long long every; /* steps between JSON lines within an epoch; 0: per epoch only */
     int epoch;
+    double last_logs; /* when the bar last asked for logs */
 };
+
+/* Logs within an epoch cost a read from the device, so the bar takes them
+ * at most this often (and at its first and last step). */
+#define LOGS_INTERVAL 0.1
 
 /* One JSON object per line: {"epoch": 0, ["batch": 100,] "loss": ..., ...} */
 static void json_line(kc_cli_progress *p, int epoch, int64_t batch, const kc_logs *l) {
@@ -43,7 +48,8 @@ static double now_s(void) {
 }
 
 static void keys_of(const kc_logs *l, const char **keys) {
-    for (int i = 0; i < l->n; i++) keys[i] = l->keys[i];
+    for (int i = 0; i < l->n; i++)
+        keys[i] = l->keys[i];
 }
 
 static void on_epoch_begin(void *ctx, int epoch, int epochs, int64_t steps) {
@@ -52,6 +58,21 @@ static void on_epoch_begin(void *ctx, int epoch, int epochs, int64_t steps) {
     if (!p->verbose) return;
     if (p->epoch_lines && epoch >= 0) kc_progress_epoch(stdout, epoch + 1, epochs, p->verbose);
     kc_progress_begin(&p->bar, stdout, steps, p->verbose, p->tty, now_s());
+}
+
+/* What on_batch_end needs: the JSON lines' steps, and for the bar step 1
+ * (its time per step leaves the first out) and redraws, which only a
+ * terminal at verbose 1 shows. */
+static int wants_batch_logs(void *ctx, int64_t step, int64_t steps) {
+    kc_cli_progress *p = ctx;
+    if (p->every && step % p->every == 0) return 1;
+    if (!p->verbose) return 0;
+    int draws = p->verbose == 1 && p->tty;
+    if (step != 1 && !draws) return 0;
+    double now = now_s();
+    if (step != 1 && step != steps && now - p->last_logs < LOGS_INTERVAL) return 0;
+    p->last_logs = now;
+    return 1;
 }
 
 static void on_batch_end(void *ctx, int64_t step, int64_t steps, const kc_logs *l) {
@@ -94,7 +115,8 @@ void kc_cli_progress_free(kc_cli_progress *p) {
 
 int kc_cli_progress_log_json(kc_cli_progress *p, const char *path, long long every, kc_error *e) {
     p->json = fopen(path, "a");
-    if (!p->json) return kc_fail(e, KC_ERUNTIME, "cannot open %s for --log-json: %s", path, strerror(errno));
+    if (!p->json)
+        return kc_fail(e, KC_ERUNTIME, "cannot open %s for --log-json: %s", path, strerror(errno));
     p->every = every;
     return KC_OK;
 }
@@ -107,6 +129,7 @@ static int on_interrupted(void *ctx) {
 void kc_cli_progress_hooks(kc_cli_progress *p, kc_hooks *h) {
     h->ctx = p;
     h->epoch_begin = p ? on_epoch_begin : NULL;
+    h->wants_batch_logs = p ? wants_batch_logs : NULL;
     h->batch_end = p ? on_batch_end : NULL;
     h->epoch_end = p ? on_epoch_end : NULL;
     h->note = p ? on_note : NULL;

@@ -19,7 +19,9 @@ static const char usage[] =
     "  --threads N           compute threads (default: all cores)\n"
     "  --output DIR          where to write (default: runs/<model name>)\n"
     "  --verbose 0|1|2       override fit.verbose\n"
-    "  --backend NAME        cpu (default) or reference\n"
+    "  --backend NAME        where to compute: cpu (default), reference, ...\n"
+    "                        (kerasc --list-devices shows what this build has)\n"
+    "  --device N            the backend's device (default: $KERASC_DEVICE, else 0)\n"
     "  --resume CKPT         continue a run from a checkpoint it wrote (weights, optimizer,\n"
     "                        position in the data, callback state): the result is the\n"
     "                        same as a run that never stopped\n"
@@ -30,129 +32,125 @@ static const char usage[] =
     "Ctrl-C (or SIGTERM) finishes the current step, writes DIR/last.safetensors and\n"
     "exits with status 130; a second Ctrl-C stops at once.\n";
 
-enum { O_EPOCHS = 256, O_BATCH, O_STEPS, O_SEED, O_THREADS, O_OUTPUT, O_VERBOSE, O_BACKEND };
-enum { O_RESUME = 500, O_LOG_JSON, O_LOG_EVERY };
-
-int kc_cli_parse_run_opt(const char *verb, int c, const char *arg, kc_run_opts *o, long long *verbose);
-
-int kc_cli_parse_run_opt(const char *verb, int c, const char *arg, kc_run_opts *o, long long *verbose) {
-    long long v;
-    switch (c) {
-    case O_EPOCHS:
-        return kc_cli_parse_count(verb, "--epochs", arg, 1, &o->epochs);
-    case O_BATCH:
-        return kc_cli_parse_count(verb, "--batch-size", arg, 1, &o->batch_size);
-    case O_STEPS:
-        return kc_cli_parse_count(verb, "--steps-per-epoch", arg, 1, &o->steps_per_epoch);
-    case O_SEED:
-        o->has_seed = 1;
-        return kc_cli_parse_count(verb, "--seed", arg, 0, &o->seed);
-    case O_THREADS:
-        if (kc_cli_parse_count(verb, "--threads", arg, 0, &v)) return 2;
-        o->threads = (int)v;
-        return 0;
-    case O_OUTPUT:
-        o->output_dir = arg;
-        return 0;
-    case O_VERBOSE:
-        if (kc_cli_parse_count(verb, "--verbose", arg, 0, verbose)) return 2;
-        if (*verbose > 2) return kc_cli_usage_error(verb, "--verbose expects 0, 1 or 2");
-        return 0;
-    case O_BACKEND:
-        if (!kc_backend_by_name(arg)) return kc_cli_usage_error(verb, "unknown backend '%s' (cpu, reference)", arg);
-        o->backend = arg;
-        return 0;
-    }
-    return 2;
-}
+enum { O_RESUME = 300, O_LOG_JSON, O_LOG_EVERY };
 
 static void print_logs(const char *title, const kc_logs *l) {
     printf("%s", title);
-    for (int i = 0; i < l->n; i++) printf(" - %s: %.4f", l->keys[i], l->vals[i]);
+    for (int i = 0; i < l->n; i++)
+        printf(" - %s: %.4f", l->keys[i], l->vals[i]);
     printf("\n");
 }
 
-int kc_cmd_train(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"epochs", required_argument, 0, O_EPOCHS},   {"batch-size", required_argument, 0, O_BATCH},
-        {"steps-per-epoch", required_argument, 0, O_STEPS}, {"seed", required_argument, 0, O_SEED},
-        {"threads", required_argument, 0, O_THREADS}, {"output", required_argument, 0, O_OUTPUT},
-        {"verbose", required_argument, 0, O_VERBOSE}, {"backend", required_argument, 0, O_BACKEND},
-        {"resume", required_argument, 0, O_RESUME},   {"log-json", required_argument, 0, O_LOG_JSON},
-        {"log-json-every", required_argument, 0, O_LOG_EVERY},
-        {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
-    kc_run_opts o = {0};
-    long long verbose = -1, log_every = 0;
-    const char *resume = NULL, *log_json = NULL;
+typedef struct train_args {
+    kc_run_opts o;
+    long long verbose, log_every;
+    const char *resume, *log_json, *config;
+} train_args;
+
+/* Returns 0, -1 after --help, or the exit status of a usage error. */
+static int parse_args(int argc, char **argv, train_args *a) {
+    static const struct option opts[] = {{"epochs", required_argument, 0, KC_OPT_EPOCHS},
+                                         {"batch-size", required_argument, 0, KC_OPT_BATCH},
+                                         {"steps-per-epoch", required_argument, 0, KC_OPT_STEPS},
+                                         {"seed", required_argument, 0, KC_OPT_SEED},
+                                         {"threads", required_argument, 0, KC_OPT_THREADS},
+                                         {"output", required_argument, 0, KC_OPT_OUTPUT},
+                                         {"verbose", required_argument, 0, KC_OPT_VERBOSE},
+                                         {"backend", required_argument, 0, KC_OPT_BACKEND},
+                                         {"device", required_argument, 0, KC_OPT_DEVICE},
+                                         {"resume", required_argument, 0, O_RESUME},
+                                         {"log-json", required_argument, 0, O_LOG_JSON},
+                                         {"log-json-every", required_argument, 0, O_LOG_EVERY},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    memset(a, 0, sizeof *a);
+    kc_cli_run_opts_init(&a->o);
+    a->verbose = -1;
     int c;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (c == 'h') {
             fputs(usage, stdout);
-            return 0;
+            return -1;
         }
         if (c == '?' || c == ':')
-            return kc_cli_usage_error("train", "unknown or incomplete option '%s'", argv[optind - 1]);
+            return kc_cli_usage_error("train", "unknown or incomplete option '%s'",
+                                      argv[optind - 1]);
         if (c == O_RESUME)
-            resume = optarg;
+            a->resume = optarg;
         else if (c == O_LOG_JSON)
-            log_json = optarg;
+            a->log_json = optarg;
         else if (c == O_LOG_EVERY) {
-            if (kc_cli_parse_count("train", "--log-json-every", optarg, 1, &log_every)) return 2;
-        } else if (kc_cli_parse_run_opt("train", c, optarg, &o, &verbose))
+            if (kc_cli_parse_count("train", "--log-json-every", optarg, 1, &a->log_every)) return 2;
+        } else if (kc_cli_parse_run_opt("train", c, optarg, &a->o, &a->verbose))
             return 2;
     }
-    if (log_every && !log_json) return kc_cli_usage_error("train", "--log-json-every needs --log-json FILE");
+    if (a->log_every && !a->log_json)
+        return kc_cli_usage_error("train", "--log-json-every needs --log-json FILE");
     if (optind != argc - 1) return kc_cli_usage_error("train", "expected one CONFIG file");
+    if (kc_cli_run_opts_finish("train", &a->o)) return 2;
+    a->config = argv[optind];
+    return 0;
+}
 
-    kc_error e = {0};
-    kc_config *cfg;
-    int is_ckpt;
-    if (kc_cli_load_config(argv[optind], &cfg, &is_ckpt, &e)) return kc_cli_report("train", &e);
-    if (o.epochs) cfg->fit.epochs = o.epochs;
-    if (o.steps_per_epoch) cfg->fit.steps_per_epoch = o.steps_per_epoch;
-    if (verbose >= 0) cfg->fit.verbose = (int)verbose;
-    int vb = kc_cli_verbose(cfg->fit.verbose);
+/* fit, then the test data's figures when there is test data. */
+static int fit_and_test(kc_session *s, const char *out_dir, kc_cli_progress *p, int vb,
+                        kc_error *e) {
+    kc_hooks h = {0};
+    kc_cli_progress_hooks(p, &h);
+    kc_cli_signals_install();
+    if (kc_fit(s, out_dir, &h, e)) return kc_cli_report("train", e);
+    if (!s->has_test) return 0;
+    kc_logs tl;
+    if (kc_evaluate_split(s, KC_SPLIT_TEST, NULL, &tl, e)) return kc_cli_report("train", e);
+    if (vb) print_logs("Test", &tl);
+    return 0;
+}
 
-    char out_dir[4096];
-    snprintf(out_dir, sizeof out_dir, "%s", o.output_dir ? o.output_dir : "runs/");
-    if (!o.output_dir) snprintf(out_dir, sizeof out_dir, "runs/%s", cfg->run_name);
-
+/* The session (resumed from a checkpoint when asked), progress, and the run. */
+static int train(kc_config *cfg, const train_args *a, const char *out_dir, int vb, kc_error *e) {
     kc_session s;
     int need = KC_NEED_TRAIN | (cfg->data.dataset || cfg->data.has_test ? KC_NEED_TEST : 0);
     int status = 0;
-    if (kc_session_open(&s, cfg, &o, need, 1, &e) || (resume && kc_checkpoint_load(&s, resume, &e))) {
-        status = kc_cli_report("train", &e);
+    if (kc_session_open(&s, cfg, &a->o, need, 1, e) ||
+        (a->resume && kc_checkpoint_load(&s, a->resume, e))) {
+        status = kc_cli_report("train", e);
         kc_session_close(&s);
-        goto out;
+        return status;
     }
-    if (resume && s.epoch >= cfg->fit.epochs)
-        fprintf(stderr, "kerasc train: %s already completed %lld of %lld epochs; nothing to train (raise --epochs)\n",
-                resume, (long long)s.epoch, cfg->fit.epochs);
+    if (a->resume && s.epoch >= cfg->fit.epochs)
+        fprintf(stderr,
+                "kerasc train: %s already completed %lld of %lld epochs; nothing to train (raise "
+                "--epochs)\n",
+                a->resume, (long long)s.epoch, cfg->fit.epochs);
     kc_cli_progress *p = kc_cli_progress_new(vb, 1);
-    kc_hooks h = {0};
-    kc_cli_progress_hooks(p, &h);
-    if (log_json && kc_cli_progress_log_json(p, log_json, log_every, &e)) {
-        status = kc_cli_report("train", &e);
-        kc_cli_progress_free(p);
-        kc_session_close(&s);
-        goto out;
-    }
-    kc_cli_signals_install();
-    if (kc_fit(&s, out_dir, &h, &e)) {
-        status = kc_cli_report("train", &e);
-    } else if (s.has_test) {
-        kc_logs tl;
-        if (kc_evaluate_split(&s, KC_SPLIT_TEST, NULL, &tl, &e)) {
-            status = kc_cli_report("train", &e);
-        } else if (vb) {
-            print_logs("Test", &tl);
-        }
-    }
+    if (a->log_json && kc_cli_progress_log_json(p, a->log_json, a->log_every, e))
+        status = kc_cli_report("train", e);
+    else
+        status = fit_and_test(&s, out_dir, p, vb, e);
     kc_cli_progress_free(p);
     kc_session_close(&s);
-out:
+    return status;
+}
+
+int kc_cmd_train(int argc, char **argv) {
+    train_args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc) return rc < 0 ? 0 : rc;
+    kc_error e = {0};
+    kc_config *cfg;
+    int is_ckpt;
+    if (kc_cli_load_config(a.config, &cfg, &is_ckpt, &e)) return kc_cli_report("train", &e);
+    if (a.o.epochs) cfg->fit.epochs = a.o.epochs;
+    if (a.o.steps_per_epoch) cfg->fit.steps_per_epoch = a.o.steps_per_epoch;
+    if (a.verbose >= 0) cfg->fit.verbose = (int)a.verbose;
+    char out_dir[4096];
+    if (a.o.output_dir)
+        snprintf(out_dir, sizeof out_dir, "%s", a.o.output_dir);
+    else
+        snprintf(out_dir, sizeof out_dir, "runs/%s", cfg->run_name);
+    int status = train(cfg, &a, out_dir, kc_cli_verbose(cfg->fit.verbose), &e);
     kc_config_free(cfg);
     if (fflush(stdout) && !status) status = 1;
     return status;

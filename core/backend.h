@@ -1,18 +1,65 @@
 /* The backend interface: a table of functions that every compute device
- * implements. Layers, losses and optimizers are written once in terms of
- * these ops; adding a device means filling this table and passing
- * tests/test_backend.c (every op against the reference backend).
+ * implements, and the device (an opened backend) they run on.
  *
- * Pointers to float/int32 data are device pointers obtained from alloc();
- * pointer arithmetic on them is allowed (offsets into one allocation).
- * Host code reads and writes device memory only through upload/download.
- * All dense data is row-major; images are NHWC; conv kernels are HWIO
- * (kh, kw, in, out) exactly as Keras stores them. */
+ * Device memory is reached only through handles (kc_buf: an allocation plus a
+ * byte offset); host code never dereferences them and moves data only with
+ * upload/download. Every op takes the device first and returns a status
+ * (KC_OK or an error code, the message in the device's error). Ops may run
+ * asynchronously: they are ordered on the device's queue, and synchronize()
+ * waits for all of them.
+ *
+ * The table has a small primitive core that every backend fills (memory,
+ * fill/scale/axpy, unary and broadcasting binary math, select, reductions over
+ * an axis, strided copies, gemm, activations, dropout, the penalty and
+ * sum-of-squares reductions) and optional fused ops (conv, pooling, softmax,
+ * optimizer updates, norm projection, ...). A backend leaves a fused op NULL
+ * (or declines it in supports_op) and core/ops.c composes it from the
+ * primitives, or reports the op as missing when no composition exists.
+ *
+ * Layers, losses and optimizers call the ops through core/ops.h, never the
+ * table directly. Adding a backend means one directory core/<name>/ and one
+ * line in core/backends.c; tests/test_backend.c runs every op of every
+ * registered backend against the reference backend.
+ *
+ * All dense data is row-major float32 (int32 where said); images are NHWC;
+ * conv kernels are HWIO (kh, kw, in, out) exactly as Keras stores them. */
 #ifndef KC_BACKEND_H
 #define KC_BACKEND_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "core/error.h"
+
+/* ------------------------------------------------------------ handles --- */
+
+typedef struct kc_mem kc_mem; /* a backend's allocation (opaque) */
+
+/* A place in device memory: allocation + byte offset. mem NULL = no buffer. */
+typedef struct kc_buf {
+    kc_mem *mem;
+    size_t off;
+} kc_buf;
+
+#define KC_BUF_NULL ((kc_buf){0, 0})
+
+static inline int kc_buf_ok(kc_buf b) {
+    return b.mem != 0;
+}
+/* n floats (or int32s) further on. */
+static inline kc_buf kc_buf_f(kc_buf b, size_t n) {
+    b.off += n * 4;
+    return b;
+}
+static inline kc_buf kc_buf_bytes(kc_buf b, size_t n) {
+    b.off += n;
+    return b;
+}
+static inline int kc_buf_eq(kc_buf a, kc_buf b) {
+    return a.mem == b.mem && a.off == b.off;
+}
+
+/* ---------------------------------------------------------- op kinds --- */
 
 typedef enum kc_act {
     KC_ACT_LINEAR = 0,
@@ -32,8 +79,87 @@ typedef enum kc_act {
     KC_ACT_COUNT
 } kc_act;
 
-/* Blocks of l1l2_penalty's fixed-order sum. */
+/* y = f(x, a) elementwise; comparisons give 1.0 or 0.0. */
+typedef enum kc_unary {
+    KC_UN_NEG = 0, /* -x */
+    KC_UN_ABS,
+    KC_UN_SIGN,    /* -1, +-0 (the zero's sign kept), 1; NaN stays NaN */
+    KC_UN_SQUARE,
+    KC_UN_SQRT,
+    KC_UN_RSQRT,   /* 1 / sqrt(x) */
+    KC_UN_RECIP,   /* 1 / x */
+    KC_UN_EXP,
+    KC_UN_LOG,
+    KC_UN_LOG1P,
+    KC_UN_TANH,
+    KC_UN_SIGMOID,
+    KC_UN_FLOOR,
+    KC_UN_ADD,     /* x + a */
+    KC_UN_MUL,     /* x a */
+    KC_UN_DIV,     /* x / a */
+    KC_UN_RSUB,    /* a - x */
+    KC_UN_POW,     /* x^a (powf) */
+    KC_UN_MAX,     /* max(x, a); NaN if x or a is NaN */
+    KC_UN_MIN,     /* min(x, a); NaN if x or a is NaN */
+    KC_UN_GT,      /* x > a */
+    KC_UN_GE,      /* x >= a */
+    KC_UN_LT,      /* x < a */
+    KC_UN_LE,      /* x <= a */
+    KC_UN_EQ,      /* x == a */
+    KC_UN_COUNT
+} kc_unary_op;
+
+/* y = a op b elementwise with broadcasting; comparisons give 1.0 or 0.0. */
+typedef enum kc_binary {
+    KC_BIN_ADD = 0,
+    KC_BIN_SUB,
+    KC_BIN_MUL,
+    KC_BIN_DIV,
+    KC_BIN_MAX, /* NaN if either is NaN, else max(a, b) (a on ties) */
+    KC_BIN_MIN,
+    KC_BIN_POW,
+    KC_BIN_GT,
+    KC_BIN_GE,
+    KC_BIN_LT,
+    KC_BIN_LE,
+    KC_BIN_EQ,
+    KC_BIN_NE,
+    KC_BIN_COUNT
+} kc_binary_op;
+
+/* Broadcast geometry of a binary op, after kc_bcast_make (core/ops.h) has
+ * merged axes: y is dense with dims[0..rank); element (i0..i3) reads
+ * a[sum i_k sa[k]] and b[sum i_k sb[k]] (stride 0 = broadcast axis). */
+#define KC_BCAST_RANK 4
+typedef struct kc_bcast {
+    int rank;
+    int64_t dims[KC_BCAST_RANK];
+    int64_t sa[KC_BCAST_RANK], sb[KC_BCAST_RANK];
+} kc_bcast;
+
+/* Reductions over the middle axis of x viewed as (outer, len, inner):
+ * y[o, i] = alpha * R_{l < len} x[o, l, i] + beta * y[o, i] (beta 0 never
+ * reads y). With len 0: SUM, SUMSQ, SUMABS give 0, MEAN NaN, MAX -inf, MIN
+ * +inf, ARGMAX 0. Sums run in a fixed order (blocks combined in order), so a
+ * backend gives the same bits for the same input whatever its threads. */
+typedef enum kc_reduce {
+    KC_RED_SUM = 0,
+    KC_RED_MEAN,
+    KC_RED_MAX,    /* NaN wins */
+    KC_RED_MIN,
+    KC_RED_SUMSQ,  /* sum of squares */
+    KC_RED_SUMABS,
+    KC_RED_ARGMAX, /* index of the first maximum, as a float */
+    KC_RED_COUNT
+} kc_reduce_op;
+
+typedef struct kc_reduce_desc {
+    int64_t outer, len, inner;
+} kc_reduce_desc;
+
+/* Blocks of the fixed-order double sums of l1l2_penalty and sum_squares. */
 #define KC_PENALTY_BLOCKS 64
+#define KC_SUM_SQUARES_BLOCKS 64
 
 /* 2-D convolution, NHWC input, HWIO kernel, no bias (bias_add does that).
  * out[n,oy,ox,o] = sum_{ky,kx,c} x[n, oy*sh + ky*dh - pad_t, ox*sw + kx*dw - pad_l, c]
@@ -69,139 +195,217 @@ typedef struct kc_nadam_coef {
     float one_minus_b2_power;         /* 1 - b2^t */
 } kc_nadam_coef;
 
-typedef struct kc_backend {
-    const char *name;
+/* Ops a backend may leave out (NULL slot or supports_op() == 0). */
+typedef enum kc_op {
+    KC_OP_MUL = 0,
+    KC_OP_BIAS_ADD,
+    KC_OP_BIAS_GRAD,
+    KC_OP_GEMM_BATCHED,
+    KC_OP_SOFTMAX,          /* forward and backward */
+    KC_OP_CONV2D,           /* workspace, forward, both backwards */
+    KC_OP_MAXPOOL2D,        /* forward and backward */
+    KC_OP_AVGPOOL2D,
+    KC_OP_NORM_RESCALE,
+    KC_OP_SCALE_DIV,
+    KC_OP_CLIP,
+    KC_OP_WEIGHT_DECAY,
+    KC_OP_SGD,
+    KC_OP_RMSPROP,
+    KC_OP_ADAM,
+    KC_OP_ADAGRAD,
+    KC_OP_ADADELTA,
+    KC_OP_ADAMAX,
+    KC_OP_NADAM,
+    KC_OP_LION,
+    KC_OP_COUNT
+} kc_op;
 
-    /* ---- memory ---- */
-    void *(*alloc)(size_t bytes);          /* zero-filled; NULL on failure */
-    void (*free)(void *p);
-    void (*upload)(void *dst_dev, const void *src_host, size_t bytes);
-    void (*download)(void *dst_host, const void *src_dev, size_t bytes);
-    void (*copy)(void *dst_dev, const void *src_dev, size_t bytes);
-    void (*set_threads)(int n);            /* 0 = all cores */
+/* --------------------------------------------------------- the device --- */
 
-    /* ---- elementwise ---- */
-    void (*fill)(float *y, float v, size_t n);
-    void (*scale)(float *y, float a, size_t n);                       /* y *= a */
-    void (*axpy)(float a, const float *x, float *y, size_t n);        /* y += a x */
-    void (*mul)(const float *a, const float *b, float *y, size_t n);  /* y = a * b */
+typedef struct kc_backend kc_backend;
 
-    /* ---- dense ---- */
-    /* C = alpha * op(A) * op(B) + beta * C; op(A) is m x k, op(B) is k x n,
-     * ta/tb nonzero mean transposed; lda/ldb/ldc are row strides. */
-    void (*gemm)(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
-                 const float *b, int ldb, float beta, float *c, int ldc);
-    /* y[r, j] += b[j] for a rows x cols matrix */
-    void (*bias_add)(float *y, const float *b, int rows, int cols);
-    /* db[j] = beta * db[j] + sum_r dy[r, j] (beta 1 accumulates, for shared weights) */
-    void (*bias_grad)(float *db, const float *dy, int rows, int cols, float beta);
+/* What a user asks for when opening a backend. */
+typedef struct kc_device_opts {
+    int device;  /* index among the backend's devices (kerasc --list-devices); 0 = first */
+    int threads; /* host threads the backend may use; 0 = all cores */
+} kc_device_opts;
 
-    /* ---- activations (elementwise kinds; softmax below) ---- */
-    void (*act_forward)(kc_act act, float alpha, const float *x, float *y, size_t n);
-    /* dx = dy * act'(x); y = act(x) is given too so kernels may use either */
-    void (*act_backward)(kc_act act, float alpha, const float *x, const float *y,
-                         const float *dy, float *dx, size_t n);
-    void (*softmax_forward)(const float *x, float *y, int rows, int cols);
-    void (*softmax_backward)(const float *y, const float *dy, float *dx, int rows, int cols);
+/* An opened backend: its context (queue, library handles), the first error
+ * an op met (sticky until kc_device_clear_error), and the traffic between
+ * host and device since the counters were last reset. */
+typedef struct kc_device {
+    const kc_backend *be;
+    void *impl;      /* the backend's own state */
+    int index;       /* the device chosen */
+    int threads;
+    char name[160];  /* "cpu", "opencl:0 (pthread-skylake ...)" */
+    kc_error err;
+    uint64_t bytes_up, bytes_down; /* host -> device, device -> host */
+    uint64_t transfers;
+    /* scratch for composed fallbacks (core/ops.c), grown on first use */
+    kc_buf scratch;
+    size_t scratch_bytes;
+} kc_device;
 
-    /* ---- convolution ---- */
-    size_t (*conv2d_workspace)(const kc_conv2d_desc *d); /* bytes of scratch */
-    void (*conv2d_forward)(const kc_conv2d_desc *d, const float *x, const float *w, float *y,
-                           void *ws);
-    void (*conv2d_backward_data)(const kc_conv2d_desc *d, const float *dy, const float *w,
-                                 float *dx, void *ws); /* overwrites dx */
-    /* dw = beta * dw + gradient */
-    void (*conv2d_backward_filter)(const kc_conv2d_desc *d, const float *x, const float *dy,
-                                   float *dw, float beta, void *ws);
+/* Upload/download: blocking, or queued (the host buffer must then stay
+ * valid and unchanged until synchronize). */
+enum { KC_BLOCKING = 0, KC_ASYNC = 1 };
 
-    /* ---- pooling ---- */
-    /* argmax receives, per output cell, the flat input index of the max */
-    void (*maxpool2d_forward)(const kc_pool2d_desc *d, const float *x, float *y,
-                              int32_t *argmax);
-    void (*maxpool2d_backward)(const kc_pool2d_desc *d, const float *dy, const int32_t *argmax,
-                               float *dx); /* overwrites dx */
-    void (*avgpool2d_forward)(const kc_pool2d_desc *d, const float *x, float *y);
-    void (*avgpool2d_backward)(const kc_pool2d_desc *d, const float *dy, float *dx);
+struct kc_backend {
+    const char *name;        /* "cpu", "reference", "opencl" */
+    const char *description; /* one line for --list-devices and errors */
 
-    /* ---- dropout ----
-     * mask[i] = (u(seed, stream, i) >= rate) ? 1/(1-rate) : 0 with u from
-     * kc_rng_uniform (core/rng.h), so every backend draws the same mask
-     * whatever its thread count; y = x * mask. Backward is mul(dy, mask). */
-    void (*dropout_forward)(const float *x, float *y, float *mask, size_t n, float rate,
-                            uint64_t seed, uint64_t stream);
+    /* ---- lifetime ---- */
+    /* Fills d->impl, d->name; fails with a reason (no platform, no such
+     * device) when the backend cannot run here. */
+    int (*open)(kc_device *d, const kc_device_opts *o);
+    void (*close)(kc_device *d);
+    /* Writes one line per device ("0: name") into buf; returns the count, or
+     * a negative value with the reason in buf when none can be listed. */
+    int (*list_devices)(char *buf, size_t n);
+    int (*synchronize)(kc_device *d);
+    /* Optional: may decline an op for a geometry (desc may be NULL). */
+    int (*supports_op)(const kc_device *d, kc_op op, const void *desc);
 
-    /* ---- weight penalties and constraints (models/regularizers.c) ---- */
-    /* Returns l1 sum|x| + l2 sum x^2. The sums run in double over
+    /* ---- memory (zero-filled allocations) ---- */
+    int (*alloc)(kc_device *d, size_t bytes, kc_buf *out);
+    void (*free)(kc_device *d, kc_buf b); /* b.off is 0; KC_BUF_NULL is a no-op */
+    int (*upload)(kc_device *d, kc_buf dst, const void *src, size_t bytes, int mode);
+    int (*download)(kc_device *d, void *dst, kc_buf src, size_t bytes, int mode);
+    int (*copy)(kc_device *d, kc_buf dst, kc_buf src, size_t bytes); /* may overlap */
+    /* rows blocks of `cols` 4-byte elements: dst[r ldd + j] = src[r lds + j] */
+    int (*copy2d)(kc_device *d, kc_buf dst, size_t ldd, kc_buf src, size_t lds, size_t rows,
+                  size_t cols);
+
+    /* ---- primitive math (all required) ---- */
+    int (*fill)(kc_device *d, kc_buf y, float v, size_t n);
+    int (*scale)(kc_device *d, kc_buf y, float a, size_t n);            /* y *= a */
+    int (*axpy)(kc_device *d, float a, kc_buf x, kc_buf y, size_t n);   /* y += a x */
+    int (*unary)(kc_device *d, kc_unary_op op, float a, kc_buf x, kc_buf y, size_t n); /* y may be x */
+    /* y may be a or b where that operand is not broadcast */
+    int (*binary)(kc_device *d, kc_binary_op op, const kc_bcast *g, kc_buf a, kc_buf b, kc_buf y);
+    /* y = cond != 0 ? a : b; y may alias any input */
+    int (*select)(kc_device *d, kc_buf cond, kc_buf a, kc_buf b, kc_buf y, size_t n);
+    int (*reduce)(kc_device *d, kc_reduce_op op, const kc_reduce_desc *g, float alpha, kc_buf x,
+                  float beta, kc_buf y);
+    /* C = alpha op(A) op(B) + beta C; op(A) is m x k, op(B) is k x n, ta/tb
+     * nonzero mean transposed; lda/ldb/ldc are row strides. beta 0 never reads C. */
+    int (*gemm)(kc_device *d, int ta, int tb, int m, int n, int k, float alpha, kc_buf a, int lda,
+                kc_buf b, int ldb, float beta, kc_buf c, int ldc);
+    /* act in KC_ACT_* except SOFTMAX; dx = dy act'(x), y = act(x) given too */
+    int (*act_forward)(kc_device *d, kc_act act, float alpha, kc_buf x, kc_buf y, size_t n);
+    int (*act_backward)(kc_device *d, kc_act act, float alpha, kc_buf x, kc_buf y, kc_buf dy,
+                        kc_buf dx, size_t n);
+    /* mask[i] = (u(seed, stream, i) >= rate) ? 1/(1-rate) : 0 with u from
+     * kc_rng_uniform (core/rng.h), the same on every backend; y = x mask. */
+    int (*dropout_forward)(kc_device *d, kc_buf x, kc_buf y, kc_buf mask, size_t n, float rate,
+                           uint64_t seed, uint64_t stream);
+    /* out[0] (a double) += l1 sum|x| + l2 sum x^2. The sums run in double over
      * KC_PENALTY_BLOCKS consecutive blocks of ceil(n / KC_PENALTY_BLOCKS)
      * elements, each in order, then over the block sums in order, so every
-     * backend and thread count gives the same bits. When g is not NULL, adds
+     * backend and thread count gives the same bits. When g is not null, adds
      * the gradient: g += l1 sign(x) + (2 l2) x, with sign(0) = 0. */
-    double (*l1l2_penalty)(const float *x, float *g, size_t n, float l1, float l2);
+    int (*l1l2_penalty)(kc_device *d, kc_buf x, kc_buf g, size_t n, float l1, float l2,
+                        kc_buf out);
+    /* out[0] (a double) += sum of x^2, over KC_SUM_SQUARES_BLOCKS blocks as above */
+    int (*sum_squares)(kc_device *d, kc_buf x, size_t n, kc_buf out);
+
+    /* ---- optional fused ops (NULL: core/ops.c composes or reports) ---- */
+    int (*mul)(kc_device *d, kc_buf a, kc_buf b, kc_buf y, size_t n); /* y = a b */
+    int (*bias_add)(kc_device *d, kc_buf y, kc_buf b, int rows, int cols); /* y[r, j] += b[j] */
+    /* db[j] = beta db[j] + sum_r dy[r, j] */
+    int (*bias_grad)(kc_device *d, kc_buf db, kc_buf dy, int rows, int cols, float beta);
+    /* batch products: A_i = a + i sa (floats), likewise B_i, C_i */
+    int (*gemm_batched)(kc_device *d, int ta, int tb, int m, int n, int k, float alpha, kc_buf a,
+                        int lda, size_t sa, kc_buf b, int ldb, size_t sb, float beta, kc_buf c,
+                        int ldc, size_t sc, int batch);
+    int (*softmax_forward)(kc_device *d, kc_buf x, kc_buf y, int rows, int cols);
+    int (*softmax_backward)(kc_device *d, kc_buf y, kc_buf dy, kc_buf dx, int rows, int cols);
+
+    size_t (*conv2d_workspace)(const kc_device *d, const kc_conv2d_desc *g); /* bytes */
+    int (*conv2d_forward)(kc_device *d, const kc_conv2d_desc *g, kc_buf x, kc_buf w, kc_buf y,
+                          kc_buf ws);
+    int (*conv2d_backward_data)(kc_device *d, const kc_conv2d_desc *g, kc_buf dy, kc_buf w,
+                                kc_buf dx, kc_buf ws); /* overwrites dx */
+    /* dw = beta dw + gradient */
+    int (*conv2d_backward_filter)(kc_device *d, const kc_conv2d_desc *g, kc_buf x, kc_buf dy,
+                                  kc_buf dw, float beta, kc_buf ws);
+    /* argmax (int32) receives, per output cell, the flat input index of the max */
+    int (*maxpool2d_forward)(kc_device *d, const kc_pool2d_desc *g, kc_buf x, kc_buf y,
+                             kc_buf argmax);
+    int (*maxpool2d_backward)(kc_device *d, const kc_pool2d_desc *g, kc_buf dy, kc_buf argmax,
+                              kc_buf dx); /* overwrites dx */
+    int (*avgpool2d_forward)(kc_device *d, const kc_pool2d_desc *g, kc_buf x, kc_buf y);
+    int (*avgpool2d_backward)(kc_device *d, const kc_pool2d_desc *g, kc_buf dy, kc_buf dx);
+
     /* Norm projection (Keras's MaxNorm, MinMaxNorm, UnitNorm). w has shape
      * dims[0..rank) (row-major, rank <= 8); the axes whose bit is set in
      * `reduce` span one slice and the others index the slices. Each slice is
      * multiplied by (rate clip(norm, lo, hi) + (1 - rate) norm) / (eps + norm),
      * norm = sqrt(sum of its squares) summed in double in row-major order and
      * rounded to float before the rest (float arithmetic). */
-    void (*norm_rescale)(float *w, const int64_t *dims, int rank, unsigned reduce, float lo,
-                         float hi, float rate, float eps);
+    int (*norm_rescale)(kc_device *d, kc_buf w, const int64_t *dims, int rank, unsigned reduce,
+                        float lo, float hi, float rate, float eps);
+    /* y = (x a) / b, in that order (Keras's clip_by_norm); y may be x */
+    int (*scale_div)(kc_device *d, kc_buf x, kc_buf y, float a, float b, size_t n);
+    /* y = min(max(x, lo), hi); NaN stays NaN; y may be x */
+    int (*clip)(kc_device *d, kc_buf x, kc_buf y, float lo, float hi, size_t n);
+    /* w -= (w wd) lr */
+    int (*weight_decay)(kc_device *d, kc_buf w, float wd, float lr, size_t n);
 
-    /* ---- optimizer updates (Keras 3 rules; see models/optimizers.c) ---- */
-    /* momentum 0: w -= lr g. Otherwise v = m v - lr g; w += v, or with nesterov
-     * w += m v - lr g (v is the new velocity). v may be NULL when momentum is 0. */
-    void (*sgd_update)(float *w, const float *g, float *v, size_t n, float lr, float momentum,
-                       int nesterov);
+    /* Optimizer updates (Keras 3 rules; see models/optimizers.c).
+     * momentum 0: w -= lr g. Otherwise v = m v - lr g; w += v, or with nesterov
+     * w += m v - lr g (v is the new velocity). v may be null when momentum is 0. */
+    int (*sgd_update)(kc_device *d, kc_buf w, kc_buf g, kc_buf v, size_t n, float lr,
+                      float momentum, int nesterov);
     /* Factors named one_minus_x are Keras's (1 - x), rounded to float32 by the
-     * caller from wherever Keras computes them (a Python double for most,
-     * float32 where Keras casts x first); kernels apply them as given.
+     * caller from wherever Keras computes them; kernels apply them as given.
      * ms = rho ms + one_minus_rho g^2; centered: mg = rho mg + one_minus_rho g,
      * d = ms - mg^2 + eps, else d = ms + eps; inc = lr g / sqrt(d); momentum > 0:
-     * mom = momentum mom + inc, w -= mom; else w -= inc. mg/mom may be NULL when unused. */
-    void (*rmsprop_update)(float *w, const float *g, float *ms, float *mg, float *mom, size_t n,
-                           float lr, float rho, float one_minus_rho, float momentum, float eps,
-                           int centered);
+     * mom = momentum mom + inc, w -= mom; else w -= inc. mg/mom may be null when unused. */
+    int (*rmsprop_update)(kc_device *d, kc_buf w, kc_buf g, kc_buf ms, kc_buf mg, kc_buf mom,
+                          size_t n, float lr, float rho, float one_minus_rho, float momentum,
+                          float eps, int centered);
     /* m += (g - m) one_minus_b1; v += (g^2 - v) one_minus_b2; amsgrad: vhat = max(vhat, v)
      * used for v; w -= m alpha / (sqrt(v) + eps), alpha = lr sqrt(1-b2^t)/(1-b1^t) computed
-     * by the caller. vhat may be NULL unless amsgrad. (AdamW is this after weight_decay.) */
-    void (*adam_update)(float *w, const float *g, float *m, float *v, float *vhat, size_t n,
-                        float alpha, float one_minus_b1, float one_minus_b2, float eps,
-                        int amsgrad);
+     * by the caller. vhat may be null unless amsgrad. (AdamW is this after weight_decay.) */
+    int (*adam_update)(kc_device *d, kc_buf w, kc_buf g, kc_buf m, kc_buf v, kc_buf vhat, size_t n,
+                       float alpha, float one_minus_b1, float one_minus_b2, float eps, int amsgrad);
     /* acc += g^2; w -= lr g / sqrt(acc + eps) */
-    void (*adagrad_update)(float *w, const float *g, float *acc, size_t n, float lr, float eps);
+    int (*adagrad_update)(kc_device *d, kc_buf w, kc_buf g, kc_buf acc, size_t n, float lr,
+                          float eps);
     /* ag = rho ag + one_minus_rho g^2; d = -(sqrt(ad + eps) g / sqrt(ag + eps));
      * ad = rho ad + one_minus_rho d^2; w += lr d */
-    void (*adadelta_update)(float *w, const float *g, float *ag, float *ad, size_t n, float lr,
-                            float rho, float one_minus_rho, float eps);
+    int (*adadelta_update)(kc_device *d, kc_buf w, kc_buf g, kc_buf ag, kc_buf ad, size_t n,
+                           float lr, float rho, float one_minus_rho, float eps);
     /* m += (g - m) one_minus_b1; u = max(b2 u, |g|);
      * w -= lr m / (one_minus_b1_power (u + eps)), one_minus_b1_power = 1 - b1^t */
-    void (*adamax_update)(float *w, const float *g, float *m, float *u, size_t n, float lr,
-                          float one_minus_b1, float b2, float one_minus_b1_power, float eps);
+    int (*adamax_update)(kc_device *d, kc_buf w, kc_buf g, kc_buf m, kc_buf u, size_t n, float lr,
+                         float one_minus_b1, float b2, float one_minus_b1_power, float eps);
     /* m += (g - m) c.one_minus_b1; v += (g^2 - v) c.one_minus_b2;
      * mh = c.u_next m / c.one_minus_prod_next + c.one_minus_u g / c.one_minus_prod;
      * w -= mh lr / (sqrt(v / c.one_minus_b2_power) + eps) */
-    void (*nadam_update)(float *w, const float *g, float *m, float *v, size_t n,
-                         const kc_nadam_coef *c);
+    int (*nadam_update)(kc_device *d, kc_buf w, kc_buf g, kc_buf m, kc_buf v, size_t n,
+                        const kc_nadam_coef *c);
     /* w -= lr sign(m b1 + g (1 - b1)); m = m b2 + g (1 - b2), with 1 - b in float32 */
-    void (*lion_update)(float *w, const float *g, float *m, size_t n, float lr, float b1, float b2);
+    int (*lion_update)(kc_device *d, kc_buf w, kc_buf g, kc_buf m, size_t n, float lr, float b1,
+                       float b2);
+};
 
-    /* ---- gradient clipping and weight decay (Keras 3's base optimizer) ---- */
-    /* sum of x^2 in double: KC_SUM_SQUARES_BLOCKS consecutive blocks of
-     * ceil(n / KC_SUM_SQUARES_BLOCKS) elements, each summed in order, then the
-     * block sums in order, so every backend and thread count gives the same bits. */
-    double (*sum_squares)(const float *x, size_t n);
-    /* y = (x a) / b, in that order (Keras's clip_by_norm); y may be x */
-    void (*scale_div)(const float *x, float *y, float a, float b, size_t n);
-    /* y = min(max(x, lo), hi); NaN stays NaN; y may be x */
-    void (*clip)(const float *x, float *y, float lo, float hi, size_t n);
-    /* w -= (w wd) lr */
-    void (*weight_decay)(float *w, float wd, float lr, size_t n);
-} kc_backend;
+/* ------------------------------------------------------------ registry --- */
 
-#define KC_SUM_SQUARES_BLOCKS 64
-
-const kc_backend *kc_backend_cpu(void);
-const kc_backend *kc_backend_reference(void);
-/* "cpu" or "reference"; NULL if unknown */
+/* Every backend built into this binary, NULL-terminated (core/backends.c):
+ * cpu first (the default), then reference, then the device backends. */
+extern const kc_backend *const kc_backends[];
+/* NULL if unknown. */
 const kc_backend *kc_backend_by_name(const char *name);
+/* "cpu, reference, opencl" */
+const char *kc_backend_names(void);
+
+/* Opens a backend: on failure d is cleared and e says why. */
+int kc_device_open(kc_device *d, const kc_backend *be, const kc_device_opts *o, kc_error *e);
+/* Opens a backend by name ("cpu" when name is NULL). */
+int kc_device_open_name(kc_device *d, const char *name, const kc_device_opts *o, kc_error *e);
+void kc_device_close(kc_device *d);
 
 #endif

@@ -111,34 +111,28 @@ const char *kc_activation_name(kc_act act) {
     return "unknown";
 }
 
-void kc_activation_forward(const kc_backend *be, const kc_activation *a, const float *x, float *y,
-                           int rows, int cols) {
+int kc_activation_forward(kc_device *d, const kc_activation *a, kc_buf x, kc_buf y, int rows,
+                          int cols) {
     size_t n = (size_t)rows * (size_t)cols;
     switch (a->act) {
     case KC_ACT_LINEAR:
-        if (y != x) be->copy(y, x, n * sizeof(float));
-        break;
+        return kc_copy(d, y, x, n * sizeof(float));
     case KC_ACT_SOFTMAX:
-        be->softmax_forward(x, y, rows, cols);
-        break;
+        return kc_softmax_forward(d, x, y, rows, cols);
     default:
-        be->act_forward(a->act, a->alpha, x, y, n);
-        break;
+        return kc_act_forward(d, a->act, a->alpha, x, y, n);
     }
 }
 
-void kc_activation_backward(const kc_backend *be, const kc_activation *a, const float *x,
-                            const float *y, const float *dy, float *dx, int rows, int cols) {
+int kc_activation_backward(kc_device *d, const kc_activation *a, kc_buf x, kc_buf y, kc_buf dy,
+                           kc_buf dx, int rows, int cols) {
     size_t n = (size_t)rows * (size_t)cols;
     switch (a->act) {
     case KC_ACT_LINEAR:
-        if (dx != dy) be->copy(dx, dy, n * sizeof(float));
-        break;
+        return kc_copy(d, dx, dy, n * sizeof(float));
     case KC_ACT_SOFTMAX:
-        be->softmax_backward(y, dy, dx, rows, cols);
-        break;
+        return kc_softmax_backward(d, y, dy, dx, rows, cols);
     default:
-        be->act_backward(a->act, a->alpha, x, y, dy, dx, n);
-        break;
+        return kc_act_backward(d, a->act, a->alpha, x, y, dy, dx, n);
     }
 }

@@ -3,6 +3,7 @@
 #define KC_ACTIVATIONS_H
 
 #include "core/backend.h"
+#include "core/ops.h"
 #include "models/args.h"
 
 typedef struct kc_activation {
@@ -20,10 +21,10 @@ int kc_args_activation(kc_args *a, const char *key, const char *def, kc_activati
 const char *kc_activation_name(kc_act act);
 
 /* y = act(x) for a rows x cols buffer (softmax over cols). */
-void kc_activation_forward(const kc_backend *be, const kc_activation *a, const float *x,
-                           float *y, int rows, int cols);
+int kc_activation_forward(kc_device *d, const kc_activation *a, kc_buf x, kc_buf y, int rows,
+                          int cols);
 /* dx from dy, given x (pre-activation) and y (post-activation). */
-void kc_activation_backward(const kc_backend *be, const kc_activation *a, const float *x,
-                            const float *y, const float *dy, float *dx, int rows, int cols);
+int kc_activation_backward(kc_device *d, const kc_activation *a, kc_buf x, kc_buf y, kc_buf dy,
+                           kc_buf dx, int rows, int cols);
 
 #endif

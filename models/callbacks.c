@@ -547,8 +547,22 @@ static int checkpoint_save(cb *x, const kc_callback_env *env, int epoch, int64_t
     return env->save(env->ctx, path, x->weights_only, e);
 }
 
+int kc_callbacks_need_batch_logs(const kc_callbacks *c, int64_t batch) {
+    for (int i = 0; c && i < c->n; i++) {
+        const cb *x = &c->items[i];
+        if (x->kind == CB_TERMINATE_ON_NAN) return 1;
+        /* the file name and the monitored value come from the logs */
+        if (x->kind == CB_CHECKPOINT && x->save_freq > 0 &&
+            (x->batches_seen + 1) % x->save_freq == 0)
+            return 1;
+    }
+    return 0;
+}
+
 int kc_callbacks_batch_end(kc_callbacks *c, const kc_callback_env *env, int epoch, int64_t batch,
                            const kc_logs *logs, int *stop, kc_error *e) {
+    static const kc_logs none;
+    if (!logs) logs = &none;
     for (int i = 0; c && i < c->n; i++) {
         cb *x = &c->items[i];
         int rc = KC_OK;

@@ -48,6 +48,10 @@ int kc_callbacks_count(const kc_callbacks *c);
 /* The hooks, called by the trainer. `stop` is set when a callback ends training. */
 int kc_callbacks_train_begin(kc_callbacks *c, const kc_callback_env *env, kc_error *e);
 int kc_callbacks_epoch_begin(kc_callbacks *c, const kc_callback_env *env, int epoch, kc_error *e);
+/* Does some callback read the logs of batch `batch` (from 0) of the epoch in
+ * the kc_callbacks_batch_end call that follows it? The trainer reads them
+ * from the device only then, and passes NULL logs otherwise. */
+int kc_callbacks_need_batch_logs(const kc_callbacks *c, int64_t batch);
 int kc_callbacks_batch_end(kc_callbacks *c, const kc_callback_env *env, int epoch, int64_t batch,
                            const struct kc_logs *logs, int *stop, kc_error *e);
 /* May add keys to logs (learning_rate). */

@@ -1,7 +1,8 @@
 /* Training, evaluation and prediction: the session joins a parsed config,
  * its data, the planned model and the compile settings; fit runs epochs and
  * writes checkpoints and history. Nothing here prints: progress goes to the
- * caller's hooks. */
+ * caller's hooks. Every batch goes through the step and inference functions
+ * of models/step.h. */
 #ifndef KC_FIT_H
 #define KC_FIT_H
 
@@ -12,6 +13,7 @@
 #include "models/callbacks.h"
 #include "models/config.h"
 #include "models/data/data.h"
+#include "models/loss_device.h"
 #include "models/losses.h"
 #include "models/metrics.h"
 #include "models/optimizers.h"
@@ -25,7 +27,8 @@ typedef struct kc_run_opts {
     long long epochs, batch_size, steps_per_epoch, seed;
     int has_seed;
     int threads;
-    const char *backend;  /* "cpu" (default) or "reference" */
+    const char *backend; /* a name in kc_backends ("cpu" by default) */
+    int device;          /* the backend's device index (--device, KERASC_DEVICE) */
     const char *output_dir;
 } kc_run_opts;
 
@@ -42,6 +45,10 @@ typedef struct kc_logs {
 typedef struct kc_hooks {
     void *ctx;
     void (*epoch_begin)(void *ctx, int epoch, int epochs, int64_t steps);
+    /* Asked after each step (from 1) whether batch_end wants that step's
+     * logs: reading them costs a transfer from the device, so the trainer
+     * calls batch_end only when this says yes (NULL: every step). */
+    int (*wants_batch_logs)(void *ctx, int64_t step, int64_t steps);
     void (*batch_end)(void *ctx, int64_t step, int64_t steps, const kc_logs *logs);
     void (*epoch_end)(void *ctx, int epoch, int64_t steps, const kc_logs *logs);
     /* evaluate: same shape, one "epoch" */
@@ -56,17 +63,23 @@ typedef struct kc_session_output {
     char name[128];
     kc_loss loss;
     int has_loss;
-    double weight;        /* loss_weights: the output's share of the total loss */
+    double weight; /* loss_weights: the output's share of the total loss */
     kc_metric metrics[KC_MAX_METRICS];
     int nmetrics;
-    int needs_target;     /* a loss or metrics read targets */
-    int target_is_x;      /* the target is an x array: rescale applies */
-    int sparse_targets;   /* targets are class indices */
-    int one_hot;          /* indices expanded to one-hot for the loss */
-    int out_cols;         /* last axis of the output */
-    int64_t out_rows;     /* output rows per sample (for rank > 1 outputs) */
-    float *hy, *hpred, *hz, *hgrad; /* host staging, sized for one batch */
-    double loss_sum;      /* running unweighted loss x samples */
+    int needs_target;   /* a loss or metrics read targets */
+    int target_is_x;    /* the target is an x array: rescale applies */
+    int sparse_targets; /* targets are class indices */
+    int one_hot;        /* indices expanded to one-hot (on the device) for the loss */
+    int out_cols;       /* last axis of the output */
+    int64_t out_rows;   /* output rows per sample (for rank > 1 outputs) */
+    float *hy, *hpred;  /* host staging, sized for one batch */
+    double loss_sum;    /* running unweighted loss x samples, as last read from the device */
+    /* on the device (kc_session_plan_outputs) */
+    int fused;           /* the loss reads the pre-activation (its logits form) */
+    kc_buf target;       /* the batch's targets as the loss and the metrics read them */
+    kc_buf labels, iota; /* one_hot: the class indices uploaded, and 0 .. out_cols - 1 */
+    kc_loss_device dloss;
+    kc_metric_device dmetrics[KC_MAX_METRICS];
 } kc_session_output;
 
 /* Arrays named in x:/y: mappings of one split (train, validation, test). */
@@ -82,18 +95,24 @@ enum { KC_SPLIT_TRAIN = 0, KC_SPLIT_VAL = 1, KC_SPLIT_TEST = 2 };
 typedef struct kc_session {
     kc_config *cfg;
     kc_model *model;
-    const kc_backend *be;
+    kc_device dev; /* the opened backend, owned */
+    /* the running sums on the device (models/step.c), their host copy as
+     * last read, and the batch rows each of its two penalty sums stands for */
+    kc_buf running;
+    size_t running_bytes;
+    void *hrunning;
+    double penalty_rows[2];
     kc_session_output *outs; /* one per model output (heap: metrics are large) */
     int nouts;
-    float *hxs[KC_MODEL_MAX_IO];             /* host staging per model input */
-    int input_is_x[KC_MODEL_MAX_IO];         /* input i reads an x array: rescale applies */
+    float *hxs[KC_MODEL_MAX_IO];     /* host staging per model input */
+    int input_is_x[KC_MODEL_MAX_IO]; /* input i reads an x array: rescale applies */
     /* output 0 and input 0, for single-output callers: copies of outs[0]'s
      * settings and the same staging buffers */
     kc_loss loss;
     int has_loss;
     int sparse_targets, one_hot, out_cols;
     int64_t out_rows;
-    float *hx, *hy, *hpred, *hz, *hgrad;
+    float *hx, *hy, *hpred;
     kc_optimizer *opt;
     int threads;
     uint64_t seed;
@@ -105,29 +124,39 @@ typedef struct kc_session {
     int has_train, has_val, has_test;
     int64_t *idx;
     /* training position, saved in checkpoints */
-    int64_t epoch;  /* completed epochs */
-    int64_t step;   /* completed training steps */
-    int64_t batch;  /* batches completed in the epoch under way (0 between epochs) */
-    double epoch_loss_sum, epoch_count; /* the running loss of that epoch */
+    int64_t epoch; /* completed epochs */
+    int64_t step;  /* completed training steps */
+    int64_t batch; /* batches completed in the epoch under way (0 between epochs) */
+    /* the epoch's samples so far, and its running total loss times the
+     * samples (as last read from the device) */
+    double epoch_loss_sum, epoch_count;
     /* the rest of what a resumed run needs to continue exactly */
-    kc_logs *history;  /* logs of the completed epochs (capacity fit.epochs) */
+    kc_logs *history; /* logs of the completed epochs (capacity fit.epochs) */
     int nhistory;
-    int has_best;      /* the best checkpoint's monitored value so far */
+    int has_best; /* the best checkpoint's monitored value so far */
     double best;
     kc_callbacks *callbacks;
-    kc_param *reg[256]; /* trainable weights of trainable layers: regularizers, constraints */
+    /* the trainable weights of trainable layers, which regularizers,
+     * constraints and the optimizer act on, and their buffers in that order */
+    kc_param **reg;
+    kc_buf *wts, *grs;
     int nreg;
-    float *snapshot;    /* host copy of the weights (EarlyStopping restore_best_weights) */
+    int has_penalty; /* some of them carry a regularizer */
+    float *snapshot; /* host copy of the weights (EarlyStopping restore_best_weights) */
     const struct kc_hooks *hooks; /* while kc_fit runs: where callbacks' messages go */
 } kc_session;
 
 enum { KC_NEED_TRAIN = 1, KC_NEED_TEST = 2 };
 
-/* Loads the data the command needs, plans the model on the backend for
- * `training`, parses loss/metrics/optimizer, and checks that shapes, labels
- * and the model agree. Weights are initialised from the seed. */
+/* Opens the backend o->backend (device o->device), loads the data the
+ * command needs, plans the model on it for `training`, parses
+ * loss/metrics/optimizer, and checks that shapes, labels and the model
+ * agree. Weights are initialised from the seed. */
 int kc_session_open(kc_session *s, kc_config *cfg, const kc_run_opts *o, int need, int training,
                     kc_error *e);
+/* Frees the device buffers of the model (planned on the session's device),
+ * the optimizer and the session, then closes the device: the model itself
+ * stays with its config, which may be freed afterwards. */
 void kc_session_close(kc_session *s);
 
 /* Runs fit from the session's position (epoch/batch: a resumed checkpoint
@@ -147,11 +176,12 @@ int kc_predict_n(kc_session *s, const kc_array *const *xs, float **outs, kc_erro
 /* The same for a model with one input and one output. */
 int kc_predict(kc_session *s, const kc_array *x, float **out, kc_error *e);
 
-/* Checkpoints (models/checkpoint.c). The config text travels inside. */
+/* Checkpoints (models/checkpoint.c). The config text travels inside; weights
+ * and optimizer slots move through the device the model is planned on. */
 int kc_checkpoint_save(const kc_session *s, const char *path, const kc_logs *logs, kc_error *e);
 /* weights_only leaves out the optimizer and the training position. */
-int kc_checkpoint_write(const kc_session *s, const char *path, const kc_logs *logs, int weights_only,
-                        kc_error *e);
+int kc_checkpoint_write(const kc_session *s, const char *path, const kc_logs *logs,
+                        int weights_only, kc_error *e);
 /* Loads weights (and optimizer state when the session trains and the file has it). */
 int kc_checkpoint_load(kc_session *s, const char *path, kc_error *e);
 /* Reads only the config inside a checkpoint. */

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "core/backend.h"
+#include "core/ops.h"
 #include "core/error.h"
 #include "core/tensor.h"
 #include "models/activations.h"
@@ -33,20 +34,19 @@ typedef struct kc_param {
     int trainable;
     kc_regularizer regularizer; /* kernel_regularizer / bias_regularizer */
     kc_constraint constraint;   /* kernel_constraint / bias_constraint */
-    float *value;          /* device memory, assigned by the model */
-    float *grad;           /* device memory, assigned by the model */
+    kc_buf value;          /* device memory, assigned by the model */
+    kc_buf grad;           /* device memory, assigned by the model; null when not trained */
 } kc_param;
 
 /* What one forward/backward call runs with. */
 typedef struct kc_exec {
-    const kc_backend *be;
+    kc_device *dev;
     int batch;          /* samples in this call (<= the planned maximum) */
     int training;       /* dropout on, etc. */
     uint64_t seed;      /* the run's seed */
     uint64_t step;      /* global training step, for per-step random streams */
     int accumulate;     /* backward adds into param grads instead of overwriting */
-    void *ws;           /* scratch of workspace_bytes(), shared by all layers */
-    void *host_ws;      /* host scratch of host_workspace_bytes(), shared likewise */
+    kc_buf ws;          /* device scratch of workspace_bytes(), shared by all layers */
     /* Optional, for profiling: called after each layer's forward (phase 0,
      * activation included) and backward (phase 1) with the layer's index. */
     void (*on_layer)(void *ctx, int layer, int phase);
@@ -70,7 +70,7 @@ struct kc_layer {
     kc_param params[KC_LAYER_MAX_PARAMS];
     int nparams;
     void *state;             /* cls->state_size bytes, zeroed: the class's own fields */
-    void *buf;               /* buffer_bytes() of device memory kept from forward to backward */
+    kc_buf buf;              /* buffer_bytes() of device memory kept from forward to backward */
 };
 
 struct kc_layer_class {
@@ -86,16 +86,15 @@ struct kc_layer_class {
      * Shape errors name the layer and both shapes. */
     int (*build)(kc_layer *l, kc_error *e);
     /* Device bytes kept from forward to backward (pool argmax, dropout mask). NULL = 0. */
-    size_t (*buffer_bytes)(const kc_layer *l, int max_batch, const kc_backend *be);
+    size_t (*buffer_bytes)(const kc_layer *l, int max_batch, const kc_device *d);
     /* Scratch bytes needed during one call (im2col ...). NULL = 0. */
-    size_t (*workspace_bytes)(const kc_layer *l, int max_batch, const kc_backend *be);
-    /* y = layer(x) before activation. */
-    void (*forward)(kc_layer *l, const kc_exec *ex, const float *x, float *y);
+    size_t (*workspace_bytes)(const kc_layer *l, int max_batch, const kc_device *d);
+    /* y = layer(x) before activation. Returns the device's status. */
+    int (*forward)(kc_layer *l, const kc_exec *ex, kc_buf x, kc_buf y);
     /* Given dy (gradient of the pre-activation output), writes param grads
-     * (added when ex->accumulate) and dx; dx is NULL when the input needs no
+     * (added when ex->accumulate) and dx; dx is null (KC_BUF_NULL) when the input needs no
      * gradient. x and y are the forward's input and pre-activation output. */
-    void (*backward)(kc_layer *l, const kc_exec *ex, const float *x, const float *y,
-                     const float *dy, float *dx);
+    int (*backward)(kc_layer *l, const kc_exec *ex, kc_buf x, kc_buf y, kc_buf dy, kc_buf dx);
     /* Forward FLOPs per sample (2 per multiply-add). NULL = 0. */
     int64_t (*flops)(const kc_layer *l);
 
@@ -108,14 +107,11 @@ struct kc_layer_class {
      * every shape), set l->out_shape and declare l->params. */
     int (*build_n)(kc_layer *l, kc_error *e);
     /* y = layer(x[0], ..., x[ninputs - 1]) before activation. */
-    void (*forward_n)(kc_layer *l, const kc_exec *ex, const float *const *x, float *y);
-    /* Writes (overwrites) dx[i] for every i whose dx[i] is not NULL, and the param
+    int (*forward_n)(kc_layer *l, const kc_exec *ex, const kc_buf *x, kc_buf y);
+    /* Writes (overwrites) dx[i] for every i whose dx[i] is not null, and the param
      * grads as backward does. The dx[i] are distinct buffers. */
-    void (*backward_n)(kc_layer *l, const kc_exec *ex, const float *const *x, const float *y,
-                       const float *dy, float *const *dx);
-    /* Host bytes needed during one call (small reductions done on the host, as
-     * losses are). NULL = 0. */
-    size_t (*host_workspace_bytes)(const kc_layer *l, int max_batch);
+    int (*backward_n)(kc_layer *l, const kc_exec *ex, const kc_buf *x, kc_buf y, kc_buf dy,
+                      const kc_buf *dx);
 };
 
 /* Registry: every class, NULL-terminated, and lookup by class name or alias. */
@@ -147,7 +143,7 @@ static inline kc_param *kc_layer_add_param(kc_layer *l, const char *name, kc_sha
     p->shape = shape;
     p->init = *init;
     p->trainable = trainable;
-    p->value = p->grad = 0;
+    p->value = p->grad = KC_BUF_NULL;
     return p;
 }
 

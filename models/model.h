@@ -32,9 +32,9 @@ typedef struct kc_model_node {
     const kc_node *where;        /* the entry that made it, for errors */
     int nconsumers;              /* how many (node, argument) pairs read it */
     /* ---- after kc_model_plan ---- */
-    float *z, *y; /* pre-activation and output (one buffer without activation) */
-    float *g;     /* gradient w.r.t. y during backward */
-    void *buf;    /* the layer's buffer_bytes() for this call */
+    kc_buf z, y; /* pre-activation and output (one buffer without activation) */
+    kc_buf g;    /* gradient w.r.t. y during backward */
+    kc_buf buf;  /* the layer's buffer_bytes() for this call */
 } kc_model_node;
 
 typedef struct kc_model_input {
@@ -42,14 +42,14 @@ typedef struct kc_model_input {
     kc_shape shape; /* per sample */
     const kc_node *where;
     int node;
-    float *x; /* after kc_model_plan: where the host uploads the batch */
+    kc_buf x; /* after kc_model_plan: where the host uploads the batch */
 } kc_model_input;
 
 typedef struct kc_model_output {
     char name[128]; /* the output layer's name: keys of losses and logs */
     int node;
     const kc_node *where;
-    float *dy; /* after kc_model_plan with training: gradient of the loss */
+    kc_buf dy; /* after kc_model_plan with training: gradient of the loss */
 } kc_model_output;
 
 typedef struct kc_model {
@@ -68,18 +68,20 @@ typedef struct kc_model {
     int noutputs;
 
     /* ---- after kc_model_plan ---- */
-    const kc_backend *be;
+    kc_device *dev;        /* the device it is planned on (not owned) */
     int max_batch;
     int training;          /* planned with gradient buffers */
-    float *x;              /* input 0's batch (device) */
-    float **z, **y;        /* per layer: its first call's pre-activation and output */
-    float *values, *grads; /* all parameters, contiguous (kc_model_params order) */
+    kc_buf x;              /* input 0's batch (device) */
+    kc_buf *z, *y;         /* per layer: its first call's pre-activation and output */
+    kc_buf values, grads;  /* all parameters, contiguous (kc_model_params order) */
     int64_t nvalues;
-    void *ws;
+    kc_buf ws;
     size_t ws_bytes;
-    void *host_ws; /* host scratch for layers (host_workspace_bytes) */
-    double activity_loss; /* activity regularizer penalties of the last forward pass */
-    void *arena;   /* activations and gradients */
+    /* one double on the device: the activity regularizer penalties of the
+     * last forward pass (zeroed by each forward, read by the caller) */
+    kc_buf activity;
+    int has_activity;      /* some layer has an activity regularizer */
+    kc_buf arena;          /* activations and gradients */
     struct kc_backward_plan *bplan;
 } kc_model;
 
@@ -88,6 +90,7 @@ typedef struct kc_model {
  * and every layer built, so shape and graph errors come out here with
  * file:line:column. */
 int kc_model_parse(kc_node *model_node, const char *default_name, kc_model **out, kc_error *e);
+/* Frees the model; a planned model's device must still be open. */
 void kc_model_free(kc_model *m);
 
 int64_t kc_model_param_count(const kc_model *m, int trainable_only);
@@ -104,9 +107,14 @@ int kc_model_output_index(const kc_model *m, const char *name);
 /* Allocates every buffer for batches up to max_batch; `training` adds the
  * gradient buffers. Parameters are allocated here too (uninitialised until
  * kc_model_init_weights or a checkpoint load). */
-int kc_model_plan(kc_model *m, const kc_backend *be, int max_batch, int training, kc_error *e);
+int kc_model_plan(kc_model *m, kc_device *d, int max_batch, int training, kc_error *e);
+/* Frees every device buffer of the plan (m->dev must still be open) and
+ * returns the model to its parsed state; a no-op when it is not planned.
+ * kc_model_free calls it; a session calls it before closing its device,
+ * since the config that owns the model is freed after the session. */
+void kc_model_unplan(kc_model *m);
 /* Draws every parameter from its initializer with the run's seed. */
-void kc_model_init_weights(kc_model *m, uint64_t seed);
+int kc_model_init_weights(kc_model *m, uint64_t seed, kc_error *e);
 
 /* Parameter iteration in a fixed order (layer order, then each layer's
  * params): names are "layer/param" (Keras's weight paths). A shared layer's
@@ -118,32 +126,34 @@ typedef struct kc_param_ref {
 } kc_param_ref;
 int kc_model_params(const kc_model *m, kc_param_ref *out, int max); /* returns count */
 
-/* Forward pass of ex->batch samples already in every input's x; returns
- * output 0's buffer (device). Each output's pre-activation stays in its node's
- * z (for a single-output stack also m->z[nlayers - 1]). */
-const float *kc_model_forward(kc_model *m, const kc_exec *ex);
+/* Forward pass of ex->batch samples already in every input's x; returns the
+ * device's status. Each output's post-activation is in kc_model_output_y, its
+ * pre-activation in kc_model_output_z (for a single-output stack also
+ * m->z[nlayers - 1]). */
+int kc_model_forward(kc_model *m, const kc_exec *ex);
 /* Output k's buffers after a forward pass. */
-static inline const float *kc_model_output_y(const kc_model *m, int k) {
+static inline kc_buf kc_model_output_y(const kc_model *m, int k) {
     return m->nodes[m->outputs[k].node].y;
 }
-static inline const float *kc_model_output_z(const kc_model *m, int k) {
+static inline kc_buf kc_model_output_z(const kc_model *m, int k) {
     return m->nodes[m->outputs[k].node].z;
 }
 /* Where the caller puts the gradient of the loss w.r.t. output k (batch x
  * output size) before kc_model_backward. */
-static inline float *kc_model_dy_n(kc_model *m, int k) {
+static inline kc_buf kc_model_dy_n(kc_model *m, int k) {
     return m->outputs[k].dy;
 }
-static inline float *kc_model_dy(kc_model *m) {
+static inline kc_buf kc_model_dy(kc_model *m) {
     return m->outputs[0].dy;
 }
 /* Backward from the gradients in every kc_model_dy_n() - w.r.t. the outputs,
  * or, where dy_is_preactivation[k], w.r.t. output k's pre-activation. Writes
  * every parameter gradient (a shared layer's gradients add up over its calls;
- * with ex->accumulate they add to what the grads already hold). */
-void kc_model_backward_n(kc_model *m, const kc_exec *ex, const int *dy_is_preactivation);
+ * with ex->accumulate they add to what the grads already hold). Returns the
+ * device's status. */
+int kc_model_backward_n(kc_model *m, const kc_exec *ex, const int *dy_is_preactivation);
 /* The same with one flag for every output. */
-void kc_model_backward(kc_model *m, const kc_exec *ex, int dy_is_preactivation);
+int kc_model_backward(kc_model *m, const kc_exec *ex, int dy_is_preactivation);
 
 /* ---- the graph as Keras shows it (summary, plot) ---- */
 

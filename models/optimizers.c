@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/ops.h"
 #include "models/args.h"
 #include "models/losses.h"
 
@@ -13,7 +14,7 @@
 
 typedef struct slot {
     char *name;
-    float *dev;
+    kc_buf dev;
     size_t n;
     size_t offset; /* in floats, within the block */
 } slot;
@@ -41,15 +42,19 @@ struct kc_optimizer {
     const optimizer_class *cls;
     int64_t iterations;
     float u_product; /* Nadam: Keras's running product u_1 ... u_t, float32 */
-    const kc_backend *be;
+    kc_device *dev;  /* where the slots live (not owned) */
     int nparams;
     size_t *sizes;
-    float *block; /* every slot, one device allocation */
+    kc_buf block; /* every slot, one device allocation */
     slot *slots;
     int nslots;
-    int *index;      /* nparams x KINDS: the slot of (param, kind), or -1 */
-    float *scratch;  /* clipped gradients, one device allocation (clipping only) */
-    float **clipped; /* nparams pointers into scratch */
+    int *index; /* nparams x KINDS: the slot of (param, kind), or -1 */
+    /* Clipping only, one device allocation: for norm clipping a double per
+     * parameter (its gradient's sum of squares), then the clipped gradients. */
+    kc_buf scratch;
+    kc_buf sums;       /* the doubles, at the start of scratch (null without norm clipping) */
+    kc_buf *clipped;   /* nparams places in scratch */
+    double *host_sums; /* the doubles read back, nparams */
 };
 
 /* One Keras optimizer class: its names, defaults, arguments, checks, slots
@@ -63,12 +68,12 @@ struct optimizer_class {
     int (*check)(const kc_optimizer_config *c, const char *cls, kc_error *e);
     void (*slots)(const kc_optimizer_config *c, slot_kind k[KINDS]);
     void (*scalars)(kc_optimizer *o, step_scalars *s); /* once per step, before the updates */
-    void (*update)(const kc_optimizer *o, const step_scalars *s, int p, float *w, const float *g);
+    int (*update)(const kc_optimizer *o, const step_scalars *s, int p, kc_buf w, kc_buf g);
 };
 
-static float *slot_of(const kc_optimizer *o, int p, int kind) {
+static kc_buf slot_of(const kc_optimizer *o, int p, int kind) {
     int i = o->index[p * KINDS + kind];
-    return i < 0 ? NULL : o->slots[i].dev;
+    return i < 0 ? KC_BUF_NULL : o->slots[i].dev;
 }
 
 /* ---- shared readers and checks ---- */
@@ -120,10 +125,9 @@ static void sgd_slots(const kc_optimizer_config *c, slot_kind k[KINDS]) {
     if (c->momentum != 0) k[SGD_MOMENTUM] = (slot_kind){"momentum", 0};
 }
 
-static void sgd_update(const kc_optimizer *o, const step_scalars *s, int p, float *w,
-                       const float *g) {
-    o->be->sgd_update(w, g, slot_of(o, p, SGD_MOMENTUM), o->sizes[p], s->lr, (float)o->cfg.momentum,
-                      o->cfg.nesterov);
+static int sgd_update(const kc_optimizer *o, const step_scalars *s, int p, kc_buf w, kc_buf g) {
+    return kc_sgd_update(o->dev, w, g, slot_of(o, p, SGD_MOMENTUM), o->sizes[p], s->lr,
+                         (float)o->cfg.momentum, o->cfg.nesterov);
 }
 
 /* ---- RMSprop ---- */
@@ -155,13 +159,12 @@ static void rmsprop_slots(const kc_optimizer_config *c, slot_kind k[KINDS]) {
     if (c->centered) k[RMS_AVERAGE] = (slot_kind){"average_gradient", 2};
 }
 
-static void rmsprop_update(const kc_optimizer *o, const step_scalars *s, int p, float *w,
-                           const float *g) {
+static int rmsprop_update(const kc_optimizer *o, const step_scalars *s, int p, kc_buf w, kc_buf g) {
     const kc_optimizer_config *c = &o->cfg;
-    o->be->rmsprop_update(w, g, slot_of(o, p, RMS_VELOCITY), slot_of(o, p, RMS_AVERAGE),
-                          slot_of(o, p, RMS_MOMENTUM), o->sizes[p], s->lr, (float)c->rho,
-                          (float)(1.0 - c->rho), (float)c->momentum, (float)c->epsilon,
-                          c->centered);
+    return kc_rmsprop_update(o->dev, w, g, slot_of(o, p, RMS_VELOCITY), slot_of(o, p, RMS_AVERAGE),
+                             slot_of(o, p, RMS_MOMENTUM), o->sizes[p], s->lr, (float)c->rho,
+                             (float)(1.0 - c->rho), (float)c->momentum, (float)c->epsilon,
+                             c->centered);
 }
 
 /* ---- Adam, AdamW, Adamax, Nadam: beta_1, beta_2, epsilon ---- */
@@ -222,12 +225,11 @@ static void adam_scalars(kc_optimizer *o, step_scalars *s) {
     s->alpha = s->lr * sqrtf(1.0f - b2_power) / (1.0f - b1_power);
 }
 
-static void adam_update(const kc_optimizer *o, const step_scalars *s, int p, float *w,
-                        const float *g) {
+static int adam_update(const kc_optimizer *o, const step_scalars *s, int p, kc_buf w, kc_buf g) {
     const kc_optimizer_config *c = &o->cfg;
-    o->be->adam_update(w, g, slot_of(o, p, ADAM_M), slot_of(o, p, ADAM_V), slot_of(o, p, ADAM_VHAT),
-                       o->sizes[p], s->alpha, (float)(1.0 - c->beta_1), (float)(1.0 - c->beta_2),
-                       (float)c->epsilon, c->amsgrad);
+    return kc_adam_update(o->dev, w, g, slot_of(o, p, ADAM_M), slot_of(o, p, ADAM_V),
+                          slot_of(o, p, ADAM_VHAT), o->sizes[p], s->alpha, (float)(1.0 - c->beta_1),
+                          (float)(1.0 - c->beta_2), (float)c->epsilon, c->amsgrad);
 }
 
 /* ---- Adagrad ---- */
@@ -256,10 +258,9 @@ static void adagrad_slots(const kc_optimizer_config *c, slot_kind k[KINDS]) {
     k[ADAGRAD_ACC] = (slot_kind){"accumulator", 0};
 }
 
-static void adagrad_update(const kc_optimizer *o, const step_scalars *s, int p, float *w,
-                           const float *g) {
-    o->be->adagrad_update(w, g, slot_of(o, p, ADAGRAD_ACC), o->sizes[p], s->lr,
-                          (float)o->cfg.epsilon);
+static int adagrad_update(const kc_optimizer *o, const step_scalars *s, int p, kc_buf w, kc_buf g) {
+    return kc_adagrad_update(o->dev, w, g, slot_of(o, p, ADAGRAD_ACC), o->sizes[p], s->lr,
+                             (float)o->cfg.epsilon);
 }
 
 /* ---- Adadelta ---- */
@@ -286,12 +287,12 @@ static void adadelta_slots(const kc_optimizer_config *c, slot_kind k[KINDS]) {
     k[ADADELTA_DELTA] = (slot_kind){"accumulated_delta_var", 0};
 }
 
-static void adadelta_update(const kc_optimizer *o, const step_scalars *s, int p, float *w,
-                            const float *g) {
+static int adadelta_update(const kc_optimizer *o, const step_scalars *s, int p, kc_buf w,
+                           kc_buf g) {
     const kc_optimizer_config *c = &o->cfg;
-    o->be->adadelta_update(w, g, slot_of(o, p, ADADELTA_GRAD), slot_of(o, p, ADADELTA_DELTA),
-                           o->sizes[p], s->lr, (float)c->rho, (float)(1.0 - c->rho),
-                           (float)c->epsilon);
+    return kc_adadelta_update(o->dev, w, g, slot_of(o, p, ADADELTA_GRAD),
+                              slot_of(o, p, ADADELTA_DELTA), o->sizes[p], s->lr, (float)c->rho,
+                              (float)(1.0 - c->rho), (float)c->epsilon);
 }
 
 /* ---- Adamax ---- */
@@ -307,12 +308,11 @@ static void adamax_scalars(kc_optimizer *o, step_scalars *s) {
     s->one_minus_b1_power = 1.0f - powf((float)o->cfg.beta_1, (float)(o->iterations + 1));
 }
 
-static void adamax_update(const kc_optimizer *o, const step_scalars *s, int p, float *w,
-                          const float *g) {
+static int adamax_update(const kc_optimizer *o, const step_scalars *s, int p, kc_buf w, kc_buf g) {
     const kc_optimizer_config *c = &o->cfg;
-    o->be->adamax_update(w, g, slot_of(o, p, ADAMAX_M), slot_of(o, p, ADAMAX_U), o->sizes[p], s->lr,
-                         (float)(1.0 - c->beta_1), (float)c->beta_2, s->one_minus_b1_power,
-                         (float)c->epsilon);
+    return kc_adamax_update(o->dev, w, g, slot_of(o, p, ADAMAX_M), slot_of(o, p, ADAMAX_U),
+                            o->sizes[p], s->lr, (float)(1.0 - c->beta_1), (float)c->beta_2,
+                            s->one_minus_b1_power, (float)c->epsilon);
 }
 
 /* ---- Nadam ---- */
@@ -353,10 +353,9 @@ static void nadam_scalars(kc_optimizer *o, step_scalars *s) {
                                .one_minus_b2_power = 1.0f - powf(b2, t)};
 }
 
-static void nadam_update(const kc_optimizer *o, const step_scalars *s, int p, float *w,
-                         const float *g) {
-    o->be->nadam_update(w, g, slot_of(o, p, NADAM_M), slot_of(o, p, NADAM_V), o->sizes[p],
-                        &s->nadam);
+static int nadam_update(const kc_optimizer *o, const step_scalars *s, int p, kc_buf w, kc_buf g) {
+    return kc_nadam_update(o->dev, w, g, slot_of(o, p, NADAM_M), slot_of(o, p, NADAM_V),
+                           o->sizes[p], &s->nadam);
 }
 
 /* Nadam's u_product after `it` applies; once it underflows to 0 it stays. */
@@ -397,10 +396,9 @@ static void lion_slots(const kc_optimizer_config *c, slot_kind k[KINDS]) {
     k[LION_M] = (slot_kind){"momentum", 0};
 }
 
-static void lion_update(const kc_optimizer *o, const step_scalars *s, int p, float *w,
-                        const float *g) {
-    o->be->lion_update(w, g, slot_of(o, p, LION_M), o->sizes[p], s->lr, (float)o->cfg.beta_1,
-                       (float)o->cfg.beta_2);
+static int lion_update(const kc_optimizer *o, const step_scalars *s, int p, kc_buf w, kc_buf g) {
+    return kc_lion_update(o->dev, w, g, slot_of(o, p, LION_M), o->sizes[p], s->lr,
+                          (float)o->cfg.beta_1, (float)o->cfg.beta_2);
 }
 
 /* ---- the registry ---- */
@@ -601,19 +599,23 @@ int kc_optimizer_parse(kc_node *node, kc_optimizer **out, kc_error *e) {
 /* ---- slots ---- */
 
 static void release_slots(kc_optimizer *o) {
-    if (o->block && o->be) o->be->free(o->block);
-    if (o->scratch && o->be) o->be->free(o->scratch);
+    if (o->dev) {
+        kc_free(o->dev, &o->block);
+        kc_free(o->dev, &o->scratch);
+    }
     for (int i = 0; i < o->nslots; i++)
         free(o->slots[i].name);
     free(o->slots);
     free(o->index);
     free(o->sizes);
     free(o->clipped);
-    o->block = o->scratch = NULL;
+    free(o->host_sums);
+    o->sums = KC_BUF_NULL;
     o->slots = NULL;
     o->index = NULL;
     o->sizes = NULL;
     o->clipped = NULL;
+    o->host_sums = NULL;
     o->nslots = o->nparams = 0;
 }
 
@@ -650,31 +652,55 @@ static int clips(const kc_optimizer_config *c) {
     return c->clipnorm > 0 || c->clipvalue > 0 || c->global_clipnorm > 0;
 }
 
-static int oom_device(kc_optimizer *o, size_t floats, const char *what, kc_error *e) {
-    release_slots(o);
-    return kc_fail(e, KC_ERUNTIME, "out of device memory: the optimizer's %s need %zu bytes", what,
-                   floats * sizeof(float));
+static int clips_norm(const kc_optimizer_config *c) {
+    return c->clipnorm > 0 || c->global_clipnorm > 0;
 }
 
-/* The clipped-gradient buffers, laid out like the parameters. */
+static int oom_device(kc_optimizer *o, size_t bytes, const char *what, kc_error *e) {
+    release_slots(o);
+    return kc_fail(e, KC_ERUNTIME, "out of device memory: the optimizer's %s need %zu bytes", what,
+                   bytes);
+}
+
+/* The clipped-gradient buffers, laid out like the parameters, after the
+ * doubles of norm clipping (first, so that they are aligned). */
 static int build_scratch(kc_optimizer *o, kc_error *e) {
-    size_t total = 0;
+    size_t head = clips_norm(&o->cfg) ? 2 * (size_t)o->nparams : 0, total = 0;
     for (int p = 0; p < o->nparams; p++)
         total += o->sizes[p];
-    o->scratch = o->be->alloc((total ? total : 1) * sizeof(float));
-    if (!o->scratch) return oom_device(o, total, "clipped gradients", e);
-    size_t off = 0;
+    if (head) {
+        o->host_sums = malloc((size_t)o->nparams * sizeof *o->host_sums);
+        if (!o->host_sums) {
+            release_slots(o);
+            return kc_fail(e, KC_ERUNTIME, "out of memory building the optimizer");
+        }
+    }
+    size_t bytes = (head + (total ? total : 1)) * sizeof(float);
+    if (kc_alloc(o->dev, bytes, &o->scratch)) return oom_device(o, bytes, "clipped gradients", e);
+    if (head) o->sums = o->scratch;
+    size_t off = head;
     for (int p = 0; p < o->nparams; p++) {
-        o->clipped[p] = o->scratch + off;
+        o->clipped[p] = kc_buf_f(o->scratch, off);
         off += o->sizes[p];
     }
     return KC_OK;
 }
 
-int kc_optimizer_build(kc_optimizer *o, const kc_backend *be, int n, const size_t *sizes,
+/* Keras's Constant initializer for Adagrad's accumulators, in float32. */
+static int init_slots(kc_optimizer *o, size_t total, kc_error *e) {
+    if (o->cfg.kind != KC_OPTIMIZER_ADAGRAD || !total) return KC_OK;
+    int rc = kc_fill(o->dev, o->block, (float)o->cfg.initial_accumulator_value, total);
+    if (rc) {
+        kc_device_error(o->dev, e);
+        release_slots(o);
+    }
+    return rc;
+}
+
+int kc_optimizer_build(kc_optimizer *o, kc_device *d, int n, const size_t *sizes,
                        const char *const *names, kc_error *e) {
     release_slots(o);
-    o->be = be;
+    o->dev = d;
     if (n <= 0) return KC_OK;
     o->nparams = n;
     o->sizes = malloc((size_t)n * sizeof *o->sizes);
@@ -687,17 +713,13 @@ int kc_optimizer_build(kc_optimizer *o, const kc_backend *be, int n, const size_
         o->index[i] = -1;
     size_t total = plan_slots(o, sizes, names);
     if (total == (size_t)-1) goto oom;
-    if (total) {
-        o->block = be->alloc(total * sizeof(float));
-        if (!o->block) return oom_device(o, total, "slots", e);
-    }
+    if (total && kc_alloc(d, total * sizeof(float), &o->block))
+        return oom_device(o, total * sizeof(float), "slots", e);
     for (int i = 0; i < o->nslots; i++)
-        o->slots[i].dev = o->block + o->slots[i].offset;
-    /* Keras's Constant initializer for Adagrad's accumulators, in float32 */
-    if (o->cfg.kind == KC_OPTIMIZER_ADAGRAD && total)
-        be->fill(o->block, (float)o->cfg.initial_accumulator_value, total);
-    if (clips(&o->cfg)) return build_scratch(o, e);
-    return KC_OK;
+        o->slots[i].dev = kc_buf_f(o->block, o->slots[i].offset);
+    int rc = init_slots(o, total, e);
+    if (!rc && clips(&o->cfg)) rc = build_scratch(o, e);
+    return rc;
 oom:
     release_slots(o);
     return kc_fail(e, KC_ERUNTIME, "out of memory building the optimizer");
@@ -711,56 +733,78 @@ static float current_learning_rate(const kc_optimizer *o) {
     return (float)o->cfg.learning_rate;
 }
 
+/* Every gradient's sum of squares, each in its own double so that the host
+ * sees exactly what one sum_squares call gives. The clip factors are formed
+ * on the host for now, so the sums are read back: one transfer per step. */
+static int sums_of_squares(kc_optimizer *o, const kc_buf *grads) {
+    kc_device *d = o->dev;
+    kc_fill(d, o->sums, 0.0f, 2 * (size_t)o->nparams); /* zero bits: doubles of 0.0 */
+    for (int p = 0; p < o->nparams; p++)
+        kc_sum_squares(d, grads[p], o->sizes[p], kc_buf_f(o->sums, 2 * (size_t)p));
+    return kc_download(d, o->host_sums, o->sums, (size_t)o->nparams * sizeof(double));
+}
+
 /* tf.clip_by_norm per gradient: g c / max(norm, c), norm from the float32
  * sum of squares (0 stays 0, NaN propagates). */
-static void clip_each_norm(kc_optimizer *o, const float *const *grads) {
+static int clip_each_norm(kc_optimizer *o, const kc_buf *grads) {
+    int rc = sums_of_squares(o, grads);
+    if (rc) return rc;
     float c = (float)o->cfg.clipnorm;
     for (int p = 0; p < o->nparams; p++) {
-        float l2sum = (float)o->be->sum_squares(grads[p], o->sizes[p]);
+        float l2sum = (float)o->host_sums[p];
         float norm = l2sum > 0 ? sqrtf(l2sum) : l2sum;
-        o->be->scale_div(grads[p], o->clipped[p], c, norm < c ? c : norm, o->sizes[p]);
+        kc_scale_div(o->dev, grads[p], o->clipped[p], c, norm < c ? c : norm, o->sizes[p]);
     }
+    return kc_device_status(o->dev);
 }
 
 /* Keras's clip_by_global_norm: every gradient times
  * c min(1/norm, 1/c) + (norm - norm), which is NaN for a non-finite norm. */
-static void clip_global_norm(kc_optimizer *o, const float *const *grads) {
+static int clip_global_norm(kc_optimizer *o, const kc_buf *grads) {
+    int rc = sums_of_squares(o, grads);
+    if (rc) return rc;
     double total = 0;
     for (int p = 0; p < o->nparams; p++)
-        total += o->be->sum_squares(grads[p], o->sizes[p]);
+        total += o->host_sums[p];
     float norm = sqrtf((float)total), c = (float)o->cfg.global_clipnorm;
     float scale = c * fminf(1.0f / norm, 1.0f / c) + (norm - norm);
     for (int p = 0; p < o->nparams; p++)
-        o->be->scale_div(grads[p], o->clipped[p], scale, 1.0f, o->sizes[p]);
+        kc_scale_div(o->dev, grads[p], o->clipped[p], scale, 1.0f, o->sizes[p]);
+    return kc_device_status(o->dev);
 }
 
-static const float *const *clip_gradients(kc_optimizer *o, const float *const *grads) {
+static int clip_values(kc_optimizer *o, const kc_buf *grads) {
+    float v = (float)o->cfg.clipvalue;
+    for (int p = 0; p < o->nparams; p++)
+        kc_clip(o->dev, grads[p], o->clipped[p], -v, v, o->sizes[p]);
+    return kc_device_status(o->dev);
+}
+
+/* The gradients the updates read: the given ones, or their clipped copies. */
+static int clip_gradients(kc_optimizer *o, const kc_buf *grads, const kc_buf **out) {
     const kc_optimizer_config *c = &o->cfg;
-    if (c->clipnorm > 0) {
-        clip_each_norm(o, grads);
-    } else if (c->global_clipnorm > 0) {
-        clip_global_norm(o, grads);
-    } else if (c->clipvalue > 0) {
-        float v = (float)c->clipvalue;
-        for (int p = 0; p < o->nparams; p++)
-            o->be->clip(grads[p], o->clipped[p], -v, v, o->sizes[p]);
-    } else {
-        return grads;
-    }
-    return (const float *const *)o->clipped;
+    *out = o->clipped;
+    if (c->clipnorm > 0) return clip_each_norm(o, grads);
+    if (c->global_clipnorm > 0) return clip_global_norm(o, grads);
+    if (c->clipvalue > 0) return clip_values(o, grads);
+    *out = grads;
+    return kc_device_status(o->dev);
 }
 
-void kc_optimizer_step(kc_optimizer *o, float *const *weights, const float *const *grads) {
-    const float *const *g = clip_gradients(o, grads);
+int kc_optimizer_step(kc_optimizer *o, const kc_buf *weights, const kc_buf *grads) {
+    const kc_buf *g = grads;
+    int rc = o->nparams ? clip_gradients(o, grads, &g) : KC_OK;
+    if (rc) return rc;
     step_scalars s = {.lr = current_learning_rate(o)};
     /* decoupled weight decay before the update, at the step's learning rate */
     if (o->cfg.weight_decay > 0)
         for (int p = 0; p < o->nparams; p++)
-            o->be->weight_decay(weights[p], (float)o->cfg.weight_decay, s.lr, o->sizes[p]);
+            kc_weight_decay(o->dev, weights[p], (float)o->cfg.weight_decay, s.lr, o->sizes[p]);
     if (o->cls->scalars) o->cls->scalars(o, &s);
     for (int p = 0; p < o->nparams; p++)
         o->cls->update(o, &s, p, weights[p], g[p]);
     o->iterations++;
+    return o->dev ? kc_device_status(o->dev) : KC_OK;
 }
 
 /* ---- accessors ---- */
@@ -801,7 +845,7 @@ int kc_optimizer_slot_count(const kc_optimizer *o) {
     return o->nslots;
 }
 
-void kc_optimizer_slot(const kc_optimizer *o, int i, const char **name, float **dev, size_t *n) {
+void kc_optimizer_slot(const kc_optimizer *o, int i, const char **name, kc_buf *dev, size_t *n) {
     const slot *s = &o->slots[i];
     if (name) *name = s->name;
     if (dev) *dev = s->dev;

@@ -75,11 +75,12 @@ int kc_optimizer_parse(kc_node *node, kc_optimizer **out, kc_error *e);
  * names ("conv2d/kernel"), in the order kc_optimizer_step receives them (zero,
  * or Adagrad's initial_accumulator_value), and the scratch gradients that
  * clipping writes. The names are copied. Building again replaces the slots. */
-int kc_optimizer_build(kc_optimizer *o, const kc_backend *be, int n, const size_t *sizes,
+int kc_optimizer_build(kc_optimizer *o, kc_device *d, int n, const size_t *sizes,
                        const char *const *names, kc_error *e);
-/* One apply of every built parameter (device pointers): clip, weight decay,
- * update, iterations++. The gradients are read, never written. */
-void kc_optimizer_step(kc_optimizer *o, float *const *weights, const float *const *grads);
+/* One apply of every built parameter (device buffers): clip, weight decay,
+ * update, iterations++. The gradients are read, never written. Returns the
+ * device's status. */
+int kc_optimizer_step(kc_optimizer *o, const kc_buf *weights, const kc_buf *grads);
 
 int64_t kc_optimizer_iterations(const kc_optimizer *o);
 /* For resuming: also restores Nadam's running product, which follows from
@@ -109,7 +110,7 @@ const char *kc_optimizer_name(const kc_optimizer *o); /* class name: "Adam" */
  *   Nadam     momentum, velocity per parameter
  *   Lion      momentum */
 int kc_optimizer_slot_count(const kc_optimizer *o);
-void kc_optimizer_slot(const kc_optimizer *o, int i, const char **name, float **dev, size_t *n);
+void kc_optimizer_slot(const kc_optimizer *o, int i, const char **name, kc_buf *dev, size_t *n);
 
 /* Optimizer variables as Keras counts them for summary's "Optimizer params":
  * iteration, learning_rate (not with a schedule), every slot element and

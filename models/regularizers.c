@@ -311,24 +311,33 @@ char *kc_constraint_str(const kc_constraint *c, char *buf, size_t n) {
 
 /* ---- math ---- */
 
-double kc_regularization_apply(const kc_backend *be, kc_param *const *params, int n,
-                               int add_grads) {
-    double total = 0.0;
-    for (int i = 0; i < n; i++) {
-        kc_param *p = params[i];
-        if (!p || !p->value || !p->trainable || !kc_regularizer_active(&p->regularizer)) continue;
-        /* Keras casts the factors to the weight's float32 */
-        total += be->l1l2_penalty(p->value, add_grads ? p->grad : NULL,
-                                  (size_t)kc_shape_numel(&p->shape), (float)p->regularizer.l1,
-                                  (float)p->regularizer.l2);
-    }
-    return total;
+static int penalized(const kc_param *p) {
+    return p && p->trainable && kc_regularizer_active(&p->regularizer);
 }
 
-double kc_activity_penalty(const kc_backend *be, const kc_regularizer *r, const float *y, float *dy,
-                           size_t numel, int batch) {
-    if (!kc_regularizer_active(r) || batch <= 0 || numel == 0) return 0.0;
-    return be->l1l2_penalty(y, dy, numel, (float)(r->l1 / batch), (float)(r->l2 / batch));
+int kc_regularization_any(kc_param *const *params, int n) {
+    for (int i = 0; i < n; i++)
+        if (penalized(params[i])) return 1;
+    return 0;
+}
+
+int kc_regularization_apply(kc_device *d, kc_param *const *params, int n, int add_grads,
+                            kc_buf acc) {
+    for (int i = 0; i < n; i++) {
+        kc_param *p = params[i];
+        if (!penalized(p) || !kc_buf_ok(p->value)) continue;
+        /* Keras casts the factors to the weight's float32 */
+        kc_l1l2_penalty(d, p->value, add_grads ? p->grad : KC_BUF_NULL,
+                        (size_t)kc_shape_numel(&p->shape), (float)p->regularizer.l1,
+                        (float)p->regularizer.l2, acc);
+    }
+    return kc_device_status(d);
+}
+
+int kc_activity_penalty(kc_device *d, const kc_regularizer *r, kc_buf y, kc_buf dy, size_t numel,
+                        int batch, kc_buf acc) {
+    if (!kc_regularizer_active(r) || batch <= 0 || numel == 0) return kc_device_status(d);
+    return kc_l1l2_penalty(d, y, dy, numel, (float)(r->l1 / batch), (float)(r->l2 / batch), acc);
 }
 
 /* The constraint's norm axes as a bit mask over the weight's axes. */
@@ -370,7 +379,7 @@ static int merge_axes(const kc_shape *s, unsigned mask, int64_t *dims, unsigned 
     return r;
 }
 
-static void apply_norm(const kc_backend *be, kc_param *p) {
+static int apply_norm(kc_device *d, kc_param *p) {
     const kc_constraint *c = &p->constraint;
     float lo = 0.0f, hi = 1.0f, rate = 1.0f;
     if (c->kind == KC_CONSTRAINT_MAX_NORM) {
@@ -385,19 +394,51 @@ static void apply_norm(const kc_backend *be, kc_param *p) {
     int64_t dims[KC_MAX_RANK];
     unsigned reduce;
     int rank = merge_axes(&p->shape, norm_mask(c, p->shape.rank), dims, &reduce);
-    be->norm_rescale(p->value, dims, rank, reduce, lo, hi, rate, (float)KC_CONSTRAINT_EPSILON);
+    return kc_norm_rescale(d, p->value, dims, rank, reduce, lo, hi, rate,
+                           (float)KC_CONSTRAINT_EPSILON);
 }
 
-void kc_constraints_apply(const kc_backend *be, kc_param *const *params, int n) {
-    for (int i = 0; i < n; i++) {
+static int constrained(const kc_param *p) {
+    return p && kc_buf_ok(p->value) && p->trainable;
+}
+
+static int is_non_neg(const kc_param *p) {
+    return constrained(p) && p->constraint.kind == KC_CONSTRAINT_NON_NEG;
+}
+
+/* w where w > 0, else +0 - for -0 and NaN too, as the ReLU kerasc used
+ * before gave (Keras's w * (w >= 0) keeps both). The 0/1 mask doubles as the
+ * zeros the select takes. */
+static int apply_non_neg(kc_device *d, kc_param *p, kc_buf mask) {
+    size_t n = (size_t)kc_shape_numel(&p->shape);
+    kc_unary(d, KC_UN_GT, 0.0f, p->value, mask, n);
+    return kc_select(d, mask, p->value, mask, p->value, n);
+}
+
+/* Room for the largest NonNeg weight's mask, or null when there is none. */
+static int non_neg_mask(kc_device *d, kc_param *const *params, int n, kc_buf *mask) {
+    size_t most = 0;
+    *mask = KC_BUF_NULL;
+    for (int i = 0; i < n; i++)
+        if (is_non_neg(params[i])) {
+            size_t k = (size_t)kc_shape_numel(&params[i]->shape);
+            if (k > most) most = k;
+        }
+    return most ? kc_alloc(d, most * sizeof(float), mask) : kc_device_status(d);
+}
+
+int kc_constraints_apply(kc_device *d, kc_param *const *params, int n) {
+    kc_buf mask;
+    int rc = non_neg_mask(d, params, n, &mask);
+    for (int i = 0; !rc && i < n; i++) {
         kc_param *p = params[i];
-        if (!p || !p->value || !p->trainable) continue;
-        if (p->constraint.kind == KC_CONSTRAINT_NON_NEG)
-            be->act_forward(KC_ACT_RELU, 0.0f, p->value, p->value,
-                            (size_t)kc_shape_numel(&p->shape));
-        else if (is_norm(&p->constraint))
-            apply_norm(be, p);
+        if (is_non_neg(p))
+            rc = apply_non_neg(d, p, mask);
+        else if (constrained(p) && is_norm(&p->constraint))
+            rc = apply_norm(d, p);
     }
+    kc_free(d, &mask);
+    return rc;
 }
 
 /* ---- layer helpers ---- */

@@ -91,18 +91,22 @@ char *kc_constraint_str(const kc_constraint *c, char *buf, size_t n);
 /* ---- math (every op through the backend) ---- */
 
 /* The weight penalty of params[0..n): the sum over those with a regularizer,
- * a value and `trainable` set. Keras counts the trainable weights of
- * trainable layers only, so the caller passes those. With add_grads, adds
- * d(penalty)/dw into each such param's grad (when it has one). */
-double kc_regularization_apply(const kc_backend *be, struct kc_param *const *params, int n,
-                               int add_grads);
+ * a value and `trainable` set, added to the double at acc (device memory).
+ * Keras counts the trainable weights of trainable layers only, so the caller
+ * passes those. With add_grads, adds d(penalty)/dw into each such param's
+ * grad (when it has one). Returns the device's status. */
+int kc_regularization_apply(kc_device *d, struct kc_param *const *params, int n, int add_grads,
+                            kc_buf acc);
+/* Does any of params[0..n) carry a penalty? */
+int kc_regularization_any(struct kc_param *const *params, int n);
 /* Projects every param that has a constraint (call after each update). */
-void kc_constraints_apply(const kc_backend *be, struct kc_param *const *params, int n);
+int kc_constraints_apply(kc_device *d, struct kc_param *const *params, int n);
 /* Activity penalty of a layer output y (numel values of `batch` samples):
- * penalty(y) / batch, as Keras divides it. When dy is not NULL, adds the
- * penalty's gradient (also divided by batch) into dy, the gradient with
- * respect to y. Returns 0 without a regularizer or samples. */
-double kc_activity_penalty(const kc_backend *be, const kc_regularizer *r, const float *y, float *dy,
-                           size_t numel, int batch);
+ * penalty(y) / batch, as Keras divides it, added to the double at acc. When
+ * dy is not null, adds the penalty's gradient (also divided by batch) into
+ * dy, the gradient with respect to y. Adds nothing without a regularizer or
+ * samples. */
+int kc_activity_penalty(kc_device *d, const kc_regularizer *r, kc_buf y, kc_buf dy, size_t numel,
+                        int batch, kc_buf acc);
 
 #endif

@@ -2,6 +2,7 @@
  * writes, exit statuses, and the errors for bad input. $KERASC names the
  * binary under test (the Makefile sets it). */
 #include "clitest.h"
+#include "tests/devices.h"
 
 static const char *blob_cfg =
     "model:\n"
@@ -105,9 +106,11 @@ START_TEST(train_evaluate_predict) {
     char hist[4096], p[4200];
     snprintf(p, sizeof p, "%s/run/history.csv", dir);
     slurp(p, hist, sizeof hist);
-    ck_assert_msg(!strncmp(hist, "epoch,accuracy,loss,val_accuracy,val_loss\n0,", 44), "history: %s", hist);
+    ck_assert_msg(!strncmp(hist, "epoch,accuracy,loss,val_accuracy,val_loss\n0,", 44),
+                  "history: %s", hist);
     int lines = 0;
-    for (char *c = hist; *c; c++) lines += *c == '\n';
+    for (char *c = hist; *c; c++)
+        lines += *c == '\n';
     ck_assert_int_eq(lines, 4);
 
     /* the figure printed by train is the one evaluate reports on the last checkpoint */
@@ -134,7 +137,8 @@ START_TEST(train_evaluate_predict) {
     snprintf(p, sizeof p, "%s/pred.csv", dir);
     slurp(p, pred, sizeof pred);
     int rows = 0;
-    for (char *c = pred; *c; c++) rows += *c == '\n';
+    for (char *c = pred; *c; c++)
+        rows += *c == '\n';
     ck_assert_int_eq(rows, 100);
     float a, b, c, d;
     ck_assert_int_eq(sscanf(pred, "%f,%f,%f,%f", &a, &b, &c, &d), 4);
@@ -157,6 +161,50 @@ START_TEST(train_evaluate_predict) {
 }
 END_TEST
 
+/* --list-devices names every backend of the registry; --backend and --device
+ * are checked; the blobs train on every backend that opens here, to the same
+ * test loss as on the reference backend, and evaluate agrees on each. */
+START_TEST(every_backend_from_the_command_line) {
+    ck_assert_int_eq(run("--list-devices"), 0);
+    for (int i = 0; kc_backends[i]; i++) {
+        char line[512];
+        snprintf(line, sizeof line, "%s: %s\n", kc_backends[i]->name, kc_backends[i]->description);
+        ck_assert_msg(strstr(out_buf, line), "--list-devices lacks '%s':\n%s", line, out_buf);
+    }
+    ck_assert_int_eq(run("train blobs.yaml --backend nope"), 2);
+    ck_assert_msg(strstr(err_buf, "unknown backend 'nope'"), "%s", err_buf);
+    ck_assert_msg(strstr(err_buf, kc_backend_names()), "%s", err_buf);
+    ck_assert_int_eq(run("train blobs.yaml --device -1"), 2);
+    ck_assert_msg(strstr(err_buf, "--device"), "%s", err_buf);
+
+    double ref_loss = -1;
+    for (int pass = 0; pass < 2; pass++) /* the reference first */
+        KC_FOR_EACH_DEVICE(d) {
+            if (kc_test_is_reference(kc_fe_i_) != !pass) continue;
+            const char *name = d->be->name;
+            int st = run("train blobs.yaml --backend %s --output run_%s", name, name);
+            ck_assert_msg(st == 0, "train on %s failed (%d): %s", name, st, err_buf);
+            char *test_line = strstr(out_buf, "Test - loss: ");
+            ck_assert_ptr_nonnull(test_line);
+            double tl, ta;
+            ck_assert_int_eq(sscanf(test_line, "Test - loss: %lf - accuracy: %lf", &tl, &ta), 2);
+            ck_assert_msg(ta >= 0.9, "blob test accuracy %.4f on %s", ta, name);
+            if (pass == 0)
+                ref_loss = tl;
+            else
+                ck_assert_msg(fabs(tl - ref_loss) <= 1e-3 + 1e-2 * ref_loss,
+                              "test loss %.6f on %s, %.6f on reference", tl, name, ref_loss);
+            st = run("evaluate run_%s/last.safetensors --json --backend %s", name, name);
+            ck_assert_msg(st == 0, "evaluate on %s failed: %s", name, err_buf);
+            double el, ea;
+            ck_assert_int_eq(sscanf(out_buf, "{\"loss\": %lf, \"accuracy\": %lf}", &el, &ea), 2);
+            ck_assert_close(el, tl, 5e-5, 0);
+            ck_assert_close(ea, ta, 5e-5, 0);
+        }
+    ck_assert(ref_loss >= 0);
+}
+END_TEST
+
 START_TEST(same_seed_same_bytes) {
     ck_assert_int_eq(run("train blobs.yaml --output a --epochs 2 --threads 2"), 0);
     ck_assert_int_eq(run("train blobs.yaml --output b --epochs 2 --threads 2"), 0);
@@ -170,20 +218,23 @@ START_TEST(same_seed_same_bytes) {
 END_TEST
 
 START_TEST(config_errors_exit_2_with_location) {
-    write_file("bad1.yaml", "model:\n  layers:\n    - Input: {shape: [8, 8, 1]}\n    - Conv2D: {filters: 4, kernal_size: 3}\n");
+    write_file("bad1.yaml", "model:\n  layers:\n    - Input: {shape: [8, 8, 1]}\n    - Conv2D: "
+                            "{filters: 4, kernal_size: 3}\n");
     ck_assert_int_eq(run("summary bad1.yaml"), 2);
     ck_assert_ptr_nonnull(strstr(err_buf, "bad1.yaml:4:28: unknown key 'kernal_size'"));
     ck_assert_ptr_nonnull(strstr(err_buf, "did you mean 'kernel_size'?"));
     ck_assert_int_eq(run("train bad1.yaml"), 2);
 
-    write_file("bad2.yaml", "model:\n  layers:\n    - Input: {shape: [8, 8, 1]}\n    - Dense: {units: -3}\n");
+    write_file("bad2.yaml",
+               "model:\n  layers:\n    - Input: {shape: [8, 8, 1]}\n    - Dense: {units: -3}\n");
     ck_assert_int_eq(run("summary bad2.yaml"), 2);
     ck_assert_ptr_nonnull(strstr(err_buf, "bad2.yaml:4:22:"));
 
     /* data that does not fit the model: names both shapes */
     char *cfg = strdup(blob_cfg);
     char *r = strstr(cfg, "  reshape: [8, 8, 1]\n");
-    memmove(r, r + strlen("  reshape: [8, 8, 1]\n"), strlen(r + strlen("  reshape: [8, 8, 1]\n")) + 1);
+    memmove(r, r + strlen("  reshape: [8, 8, 1]\n"),
+            strlen(r + strlen("  reshape: [8, 8, 1]\n")) + 1);
     write_file("bad3.yaml", cfg);
     free(cfg);
     ck_assert_int_eq(run("train bad3.yaml"), 2);
@@ -192,8 +243,9 @@ START_TEST(config_errors_exit_2_with_location) {
     ck_assert_ptr_nonnull(strstr(err_buf, "reshape"));
 
     /* missing data file */
-    write_file("bad4.yaml", "model:\n  layers:\n    - Input: {shape: [4]}\n    - Dense: {units: 2}\n"
-                            "compile: {loss: mse}\ndata:\n  train: {x: nope.npy, y: nope.npy}\n");
+    write_file("bad4.yaml",
+               "model:\n  layers:\n    - Input: {shape: [4]}\n    - Dense: {units: 2}\n"
+               "compile: {loss: mse}\ndata:\n  train: {x: nope.npy, y: nope.npy}\n");
     ck_assert(run("train bad4.yaml") != 0);
     ck_assert_ptr_nonnull(strstr(err_buf, "nope.npy"));
     ck_assert_ptr_nonnull(strstr(err_buf, "bad4.yaml:7:"));
@@ -229,7 +281,8 @@ START_TEST(checkpoint_mismatch_is_named) {
     write_file("other.yaml", cfg);
     free(cfg);
     ck_assert_int_eq(run("evaluate other.yaml --weights run/last.safetensors"), 2);
-    ck_assert_ptr_nonnull(strstr(err_buf, "conv2d/kernel: checkpoint shape (3, 3, 1, 4), model shape (3, 3, 1, 6)"));
+    ck_assert_ptr_nonnull(
+        strstr(err_buf, "conv2d/kernel: checkpoint shape (3, 3, 1, 4), model shape (3, 3, 1, 6)"));
     ck_assert_ptr_nonnull(strstr(err_buf, "dense/kernel"));
     write_file("junk.safetensors", "not a checkpoint at all");
     ck_assert(run("evaluate blobs.yaml --weights junk.safetensors") != 0);
@@ -238,8 +291,10 @@ START_TEST(checkpoint_mismatch_is_named) {
 END_TEST
 
 START_TEST(missing_dataset_lists_places) {
-    write_file("mn.yaml", "model:\n  layers:\n    - Input: {shape: [28, 28]}\n    - Flatten\n    - Dense: {units: 10}\n"
-                          "compile: {loss: sparse_categorical_crossentropy}\ndata: {dataset: mnist}\n");
+    write_file("mn.yaml",
+               "model:\n  layers:\n    - Input: {shape: [28, 28]}\n    - Flatten\n    - Dense: "
+               "{units: 10}\n"
+               "compile: {loss: sparse_categorical_crossentropy}\ndata: {dataset: mnist}\n");
     char cmd[64];
     snprintf(cmd, sizeof cmd, "train mn.yaml");
     setenv("HOME", dir, 1);
@@ -255,19 +310,21 @@ END_TEST
  * epoch (300 steps in the sanitizer run) must reach a stated test accuracy. */
 START_TEST(fashion_mnist_mlp_learns) {
     if (access("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz", R_OK)) {
-        fprintf(stderr, "skipped: /usr/share/datasets/fashion-mnist is absent (apt-get install dataset-fashion-mnist)\n");
+        fprintf(stderr, "skipped: /usr/share/datasets/fashion-mnist is absent (apt-get install "
+                        "dataset-fashion-mnist)\n");
         return;
     }
     const char *src = getenv("KERASC_SRC");
     int quick = kc_test_quick();
-    int st = run("train '%s/configs/fashion_mnist_mlp.yaml' --epochs 1 --threads 2 --output fm %s", src,
-                 quick ? "--steps-per-epoch 300" : "");
+    int st = run("train '%s/configs/fashion_mnist_mlp.yaml' --epochs 1 --threads 2 --output fm %s",
+                 src, quick ? "--steps-per-epoch 300" : "");
     ck_assert_msg(st == 0, "train failed: %s", err_buf);
     double tl, ta;
     char *line = strstr(out_buf, "Test - loss: ");
     ck_assert_ptr_nonnull(line);
     ck_assert_int_eq(sscanf(line, "Test - loss: %lf - accuracy: %lf", &tl, &ta), 2);
-    ck_assert_msg(ta >= (quick ? 0.75 : 0.82), "Fashion-MNIST MLP test accuracy %.4f after one epoch", ta);
+    ck_assert_msg(ta >= (quick ? 0.75 : 0.82),
+                  "Fashion-MNIST MLP test accuracy %.4f after one epoch", ta);
 }
 END_TEST
 
@@ -278,6 +335,7 @@ int main(void) {
     tcase_add_test(t, help_and_version);
     tcase_add_test(t, summary_matches_keras);
     tcase_add_test(t, train_evaluate_predict);
+    tcase_add_test(t, every_backend_from_the_command_line);
     tcase_add_test(t, same_seed_same_bytes);
     tcase_add_test(t, config_errors_exit_2_with_location);
     tcase_add_test(t, labels_out_of_range);

@@ -2,25 +2,42 @@
  * set this CPU has, convolution through it (and through the portable
  * im2col path) against the reference backend, the tiled max pooling, and the
  * vectorised ReLU / bias kernels against their scalar definitions, bit for
- * bit where the definition allows. */
+ * bit where the definition allows. The cpu and reference devices come from
+ * the registry (tests/devices.h); the kernels called directly split their
+ * loops by the thread count of the cpu device that ran an op last. */
 #include "core/backend.h"
 #include "core/cpu/cpu.h"
+#include "core/ops.h"
 #include "core/rng.h"
 #include "tests/convcase.h"
+#include "tests/devices.h"
 #include "tests/testutil.h"
 
 #include <stdint.h>
-
-static const kc_backend *ref_be, *cpu_be;
 
 #define expect(cond, ...)                                                                          \
     do {                                                                                           \
         if (!(cond)) ck_abort_msg(__VA_ARGS__);                                                    \
     } while (0)
 
-static void setup(void) {
-    ref_be = kc_backend_reference();
-    cpu_be = kc_backend_cpu();
+/* The cpu device opened with `threads` (0: all cores). */
+static kc_device *cpu_dev(int threads) {
+    kc_device *d = kc_test_device_named("cpu", threads);
+    ck_assert_msg(d != NULL, "the cpu backend does not open with %d threads", threads);
+    return d;
+}
+
+/* Runs a one-element op on the cpu device of `threads`, which makes that
+ * count the one the kernels called directly use (kc_cpu_threads). */
+static void use_threads(int threads) {
+    kc_device *d = cpu_dev(threads);
+    kc_buf b = kc_test_alloc(d, sizeof(float));
+    ck_assert_int_eq(kc_fill(d, b, 0.0f, 1), KC_OK);
+    kc_free(d, &b);
+    if (threads)
+        ck_assert_int_eq(kc_cpu_threads(), threads);
+    else
+        ck_assert_int_ge(kc_cpu_threads(), 1);
 }
 
 static float *rnd(size_t n, uint64_t stream) {
@@ -84,7 +101,7 @@ static void igemm_case(int m, int n, int k, float beta, int threads, int strided
         }
     for (size_t i = 0; i < (size_t)m * n; i++) /* beta 0 must not read C */
         c[i] = beta == 0.0f ? NAN : c0[i];
-    cpu_be->set_threads(threads);
+    use_threads(threads);
     kc_cpu_igemm_args g = {.m = m,
                            .n = n,
                            .k = k,
@@ -124,7 +141,7 @@ START_TEST(test_igemm_shapes) {
                                    strided);
     }
     kc_cpu_set_isa(-1);
-    cpu_be->set_threads(0);
+    use_threads(0);
 }
 END_TEST
 
@@ -153,7 +170,6 @@ END_TEST
 
 /* ------------------------------------------------------------- convolution */
 
-
 static const conv_case convs[] = {
     {4, 28, 28, 1, 3, 3, 32, 1, 1, 1, 1, 0},  /* the seed CNN's first conv */
     {20, 28, 28, 2, 3, 3, 8, 1, 1, 1, 1, 1},  /* filter gradient split into image groups */
@@ -166,22 +182,23 @@ static const conv_case convs[] = {
     {1, 9, 9, 2, 3, 3, 2, 3, 3, 1, 1, 0},     /* stride 3 valid: rows no window reads */
 };
 
-static void conv_pass(const kc_backend *be, const kc_conv2d_desc *d, const float *x, const float *w,
+static void conv_pass(kc_device *dev, const kc_conv2d_desc *d, const float *x, const float *w,
                       const float *g, const float *dw0, float *y, float *dx, float *dw) {
     size_t nx = (size_t)d->n * d->h * d->w * d->c, ny = (size_t)d->n * d->oh * d->ow * d->oc;
     size_t nw = (size_t)d->kh * d->kw * d->c * d->oc;
-    float *X = be->alloc(nx * 4), *W = be->alloc(nw * 4), *G = be->alloc(ny * 4);
-    float *Y = be->alloc(ny * 4), *DX = be->alloc(nx * 4), *DW = be->alloc(nw * 4);
-    size_t wsb = be->conv2d_workspace(d);
-    void *ws = wsb ? be->alloc(wsb) : NULL;
-    ck_assert(X && W && G && Y && DX && DW && (ws || !wsb));
-    be->upload(X, x, nx * 4), be->upload(W, w, nw * 4), be->upload(G, g, ny * 4);
-    be->upload(DW, dw0, nw * 4);
-    be->conv2d_forward(d, X, W, Y, ws);
-    be->conv2d_backward_data(d, G, W, DX, ws);
-    be->conv2d_backward_filter(d, X, G, DW, 1.0f, ws);
-    be->download(y, Y, ny * 4), be->download(dx, DX, nx * 4), be->download(dw, DW, nw * 4);
-    be->free(X), be->free(W), be->free(G), be->free(Y), be->free(DX), be->free(DW), be->free(ws);
+    kc_buf X = kc_test_from(dev, x, nx), W = kc_test_from(dev, w, nw), G = kc_test_from(dev, g, ny);
+    kc_buf Y = kc_test_alloc(dev, ny * 4), DX = kc_test_alloc(dev, nx * 4);
+    kc_buf DW = kc_test_from(dev, dw0, nw);
+    size_t wsb = kc_conv2d_workspace(dev, d);
+    kc_buf ws = wsb ? kc_test_alloc(dev, wsb) : KC_BUF_NULL;
+    kc_conv2d_forward(dev, d, X, W, Y, ws);
+    kc_conv2d_backward_data(dev, d, G, W, DX, ws);
+    kc_conv2d_backward_filter(dev, d, X, G, DW, 1.0f, ws);
+    kc_test_ok(dev, "conv");
+    kc_test_get(dev, y, Y, ny * 4), kc_test_get(dev, dx, DX, nx * 4);
+    kc_test_get(dev, dw, DW, nw * 4);
+    kc_free(dev, &X), kc_free(dev, &W), kc_free(dev, &G), kc_free(dev, &Y), kc_free(dev, &DX);
+    kc_free(dev, &DW), kc_free(dev, &ws);
 }
 
 static void widen(const float *f, double *d, size_t n) {
@@ -199,7 +216,7 @@ START_TEST(test_conv_every_path) {
         float *dw0 = rnd(nw, 40 + ci);
         float *ry = zeros(ny), *rdx = zeros(nx), *rdw = zeros(nw);
         double *wy = malloc(ny * 8), *wdx = malloc(nx * 8), *wdw = malloc(nw * 8);
-        conv_pass(ref_be, &d, x, w, g, dw0, ry, rdx, rdw);
+        conv_pass(kc_test_reference(), &d, x, w, g, dw0, ry, rdx, rdw);
         widen(ry, wy, ny), widen(rdx, wdx, nx), widen(rdw, wdw, nw);
         float *y1 = zeros(ny), *dx1 = zeros(nx), *dw1 = zeros(nw);
         float *y2 = zeros(ny), *dx2 = zeros(nx), *dw2 = zeros(nw);
@@ -207,21 +224,18 @@ START_TEST(test_conv_every_path) {
             kc_cpu_set_isa(levels[l]);
             char what[128];
             snprintf(what, sizeof what, "conv case %zu isa %d", ci, kc_cpu_isa());
-            cpu_be->set_threads(1);
-            conv_pass(cpu_be, &d, x, w, g, dw0, y1, dx1, dw1);
+            conv_pass(cpu_dev(1), &d, x, w, g, dw0, y1, dx1, dw1);
             expect_close(what, y1, wy, ny, 1e-4);
             expect_close(what, dx1, wdx, nx, 1e-4);
             expect_close(what, dw1, wdw, nw, 1e-4);
             if (levels[l] == KC_CPU_PORTABLE) continue;
             /* the SIMD path gives the same bits on any thread count */
-            cpu_be->set_threads(2);
-            conv_pass(cpu_be, &d, x, w, g, dw0, y2, dx2, dw2);
+            conv_pass(cpu_dev(2), &d, x, w, g, dw0, y2, dx2, dw2);
             expect_same("conv forward 1 vs 2 threads", y2, y1, ny);
             expect_same("conv backward data 1 vs 2 threads", dx2, dx1, nx);
             expect_same("conv backward filter 1 vs 2 threads", dw2, dw1, nw);
         }
         kc_cpu_set_isa(-1);
-        cpu_be->set_threads(0);
         free(x), free(w), free(g), free(dw0), free(ry), free(rdx), free(rdw);
         free(wy), free(wdx), free(wdw), free(y1), free(dx1), free(dw1), free(y2), free(dx2),
             free(dw2);
@@ -263,18 +277,19 @@ START_TEST(test_maxpool_tiled) {
             float *y[2], *dx[2];
             int32_t *arg[2];
             for (int b = 0; b < 2; b++) {
-                const kc_backend *be = b ? cpu_be : ref_be;
-                float *X = be->alloc(nx * 4), *Y = be->alloc(ny * 4), *G = be->alloc(ny * 4);
-                float *DX = be->alloc(nx * 4);
-                int32_t *A = be->alloc(ny * 4);
-                be->upload(X, x, nx * 4), be->upload(G, g, ny * 4);
-                be->fill(DX, NAN, nx); /* backward must write every cell */
-                be->maxpool2d_forward(&d, X, Y, A);
-                be->maxpool2d_backward(&d, G, A, DX);
+                kc_device *be = b ? cpu_dev(0) : kc_test_reference();
+                kc_buf X = kc_test_from(be, x, nx), Y = kc_test_alloc(be, ny * 4);
+                kc_buf G = kc_test_from(be, g, ny), DX = kc_test_alloc(be, nx * 4);
+                kc_buf A = kc_test_alloc(be, ny * 4);
+                kc_fill(be, DX, NAN, nx); /* backward must write every cell */
+                kc_maxpool2d_forward(be, &d, X, Y, A);
+                kc_maxpool2d_backward(be, &d, G, A, DX);
+                kc_test_ok(be, "maxpool");
                 y[b] = zeros(ny), dx[b] = zeros(nx), arg[b] = malloc(ny * 4);
-                be->download(y[b], Y, ny * 4), be->download(dx[b], DX, nx * 4);
-                be->download(arg[b], A, ny * 4);
-                be->free(X), be->free(Y), be->free(G), be->free(DX), be->free(A);
+                kc_test_get(be, y[b], Y, ny * 4), kc_test_get(be, dx[b], DX, nx * 4);
+                kc_test_get(be, arg[b], A, ny * 4);
+                kc_free(be, &X), kc_free(be, &Y), kc_free(be, &G), kc_free(be, &DX);
+                kc_free(be, &A);
             }
             expect_same("maxpool forward", y[1], y[0], ny);
             for (size_t i = 0; i < ny; i++)
@@ -310,9 +325,9 @@ START_TEST(test_relu_bits) {
     /* and on the threaded split, past the single-thread size */
     size_t n = 300001;
     float *x = rnd(n, 99), *y = zeros(n);
-    cpu_be->set_threads(2);
+    use_threads(2);
     kc_cpu_relu_forward(x, y, n);
-    cpu_be->set_threads(0);
+    use_threads(0);
     for (size_t i = 0; i < n; i++)
         expect(y[i] == (x[i] > 0.0f ? x[i] : 0.0f), "relu[%zu] on 2 threads", i);
     free(x), free(y);
@@ -362,12 +377,12 @@ START_TEST(test_bias_grad_split) {
         }
         for (int threads = 1; threads <= 3; threads++) {
             float *db = rnd(cols, 140 + ci);
-            cpu_be->set_threads(threads);
+            use_threads(threads);
             kc_cpu_bias_grad(db, dy, rows, cols, 0.0f);
             expect_same("split bias gradient", db, want, cols);
             free(db);
         }
-        cpu_be->set_threads(0);
+        use_threads(0);
         free(dy), free(want);
     }
 }
@@ -376,7 +391,6 @@ END_TEST
 int main(void) {
     Suite *s = suite_create("cpu_kernels");
     TCase *t = tcase_create("kernels");
-    tcase_add_unchecked_fixture(t, setup, NULL);
     tcase_set_timeout(t, 120);
     tcase_add_test(t, test_igemm_shapes);
     tcase_add_test(t, test_igemm_portable_declines);

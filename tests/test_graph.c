@@ -1,11 +1,13 @@
 /* Layer graphs: merge layers (values by hand, gradients by finite
  * differences), shared layers (one set of weights, gradients summed over the
  * calls), several inputs and outputs, the graph's bookkeeping as Keras sees
- * it, and every graph error with its file:line:column. */
+ * it, and every graph error with its file:line:column. The computing tests
+ * run on every backend of the registry that opens here (tests/devices.h). */
 #include "core/rng.h"
 #include "models/config.h"
 #include "models/fit.h"
 #include "models/losses.h"
+#include "tests/devices.h"
 #include "testutil.h"
 
 /* ------------------------------------------------------------ fixtures --- */
@@ -13,7 +15,7 @@
 typedef struct gfix {
     kc_config *cfg;
     kc_model *m;
-    const kc_backend *be;
+    kc_device *be;
     int n; /* batch */
     kc_loss loss[KC_MODEL_MAX_IO];
     int fused[KC_MODEL_MAX_IO];
@@ -32,8 +34,7 @@ static kc_config *parse_ok(const char *text) {
 /* Parses, plans for training and fills inputs and targets. losses[k] names
  * output k's loss (NULL: mse); a crossentropy after a matching activation
  * takes the fused (pre-activation) path, as fit does. */
-static void gfix_open(gfix *f, const char *yaml, const kc_backend *be, int n,
-                      const char *const *losses) {
+static void gfix_open(gfix *f, const char *yaml, kc_device *be, int n, const char *const *losses) {
     memset(f, 0, sizeof *f);
     kc_error e = {0};
     f->cfg = parse_ok(yaml);
@@ -41,14 +42,14 @@ static void gfix_open(gfix *f, const char *yaml, const kc_backend *be, int n,
     f->be = be;
     f->n = n;
     ck_assert_msg(kc_model_plan(f->m, be, n, 1, &e) == 0, "%s", e.msg);
-    kc_model_init_weights(f->m, 3);
+    ck_assert_msg(kc_model_init_weights(f->m, 3, &e) == 0, "%s", e.msg);
     size_t most = 0;
     for (int i = 0; i < f->m->ninputs; i++) {
         size_t cnt = (size_t)kc_shape_numel(&f->m->inputs[i].shape) * (size_t)n;
         float *x = malloc(cnt * sizeof *x);
         for (size_t j = 0; j < cnt; j++)
             x[j] = 2.0f * kc_rng_uniform(17, (uint64_t)i + 1, (uint64_t)j) - 1.0f;
-        be->upload(f->m->inputs[i].x, x, cnt * sizeof *x);
+        kc_test_put(be, f->m->inputs[i].x, x, cnt * sizeof *x);
         free(x);
     }
     for (int k = 0; k < f->m->noutputs; k++) {
@@ -87,32 +88,33 @@ static void gfix_close(gfix *f) {
  * with the gradient of every parameter when want_grad. */
 static double gfix_loss(gfix *f, int want_grad) {
     kc_model *m = f->m;
-    kc_exec ex = {.be = f->be, .batch = f->n, .training = 1, .seed = 77, .step = 5};
-    kc_model_forward(m, &ex);
+    kc_exec ex = {.dev = f->be, .batch = f->n, .training = 1, .seed = 77, .step = 5};
+    ck_assert_msg(kc_model_forward(m, &ex) == KC_OK, "forward on %s: %s", f->be->name,
+                  f->be->err.msg);
     double total = 0, w = 1.0;
     for (int k = 0; k < m->noutputs; k++, w *= 0.5) {
         const kc_shape *sh = kc_model_output_shape_n(m, k);
         int cols = (int)sh->d[sh->rank - 1];
         int rows = (int)(kc_shape_numel(sh) / cols) * f->n;
         size_t bytes = (size_t)rows * (size_t)cols * sizeof(float);
-        f->be->download(f->host, f->fused[k] ? kc_model_output_z(m, k) : kc_model_output_y(m, k),
-                        bytes);
+        kc_test_get(f->be, f->host, f->fused[k] ? kc_model_output_z(m, k) : kc_model_output_y(m, k),
+                    bytes);
         total += w * kc_loss_compute(&f->loss[k], f->host, f->target[k], rows, cols, f->fused[k],
                                      NULL, want_grad ? f->grad : NULL);
         if (want_grad) {
             for (int i = 0; i < rows * cols; i++)
                 f->grad[i] = (float)(f->grad[i] * w);
-            f->be->upload(kc_model_dy_n(m, k), f->grad, bytes);
+            kc_test_put(f->be, kc_model_dy_n(m, k), f->grad, bytes);
         }
     }
-    if (want_grad) kc_model_backward_n(m, &ex, f->fused);
+    if (want_grad)
+        ck_assert_msg(kc_model_backward_n(m, &ex, f->fused) == KC_OK, "backward on %s: %s",
+                      f->be->name, f->be->err.msg);
     return total;
 }
 
-static float *download_all(const kc_backend *be, const float *dev, size_t n) {
-    float *h = malloc((n ? n : 1) * sizeof *h);
-    be->download(h, dev, n * sizeof *h);
-    return h;
+static float *download_all(kc_device *be, kc_buf dev, size_t n) {
+    return kc_test_fetch(be, dev, n);
 }
 
 /* Central differences of the loss against every stride-th parameter gradient. */
@@ -126,10 +128,10 @@ static void check_grads(gfix *f, int stride, const char *what) {
     for (size_t i = 0; i < nv; i += (size_t)stride) {
         float orig = w[i];
         w[i] = orig + h;
-        f->be->upload(m->values, w, nv * sizeof *w);
+        kc_test_put(f->be, m->values, w, nv * sizeof *w);
         double lp = gfix_loss(f, 0);
         w[i] = orig - h;
-        f->be->upload(m->values, w, nv * sizeof *w);
+        kc_test_put(f->be, m->values, w, nv * sizeof *w);
         double lm = gfix_loss(f, 0);
         w[i] = orig;
         double num = (lp - lm) / (2.0 * h);
@@ -138,7 +140,7 @@ static void check_grads(gfix *f, int stride, const char *what) {
                       g[i], num);
         checked++;
     }
-    f->be->upload(m->values, w, nv * sizeof *w);
+    kc_test_put(f->be, m->values, w, nv * sizeof *w);
     ck_assert_int_gt(checked, 10);
     free(w);
     free(g);
@@ -165,10 +167,10 @@ static char *merge_model(const char *merge, const char *args) {
     return s;
 }
 
-static void check_merge(const char *merge, const char *args) {
+static void check_merge(kc_device *d, const char *merge, const char *args) {
     char *yaml = merge_model(merge, args);
     gfix f;
-    gfix_open(&f, yaml, kc_backend_reference(), 3, NULL);
+    gfix_open(&f, yaml, d, 3, NULL);
     char what[256];
     snprintf(what, sizeof what, "%s%s", merge, args);
     check_grads(&f, 1, what);
@@ -178,10 +180,10 @@ static void check_merge(const char *merge, const char *args) {
 
 /* ------------------------------------------------------- merge values --- */
 
-/* One call of a multi-input layer on host arrays, on the reference backend. */
-static float *merge_forward(const char *cls, const char *args_yaml, const kc_shape *shapes, int n,
-                            const float *const *xs, int batch, kc_shape *out_shape) {
-    const kc_backend *be = kc_backend_reference();
+/* One call of a multi-input layer on host arrays, on device be. */
+static float *merge_forward(kc_device *be, const char *cls, const char *args_yaml,
+                            const kc_shape *shapes, int n, const float *const *xs, int batch,
+                            kc_shape *out_shape) {
     kc_error e = {0};
     kc_doc *doc = NULL;
     ck_assert_int_eq(kc_doc_parse(&doc, "m.yaml", args_yaml, strlen(args_yaml), &e), 0);
@@ -193,31 +195,24 @@ static float *merge_forward(const char *cls, const char *args_yaml, const kc_sha
     ck_assert_msg(kc_layer_build_n(l, shapes, n, &e) == 0, "%s", e.msg);
     *out_shape = l->out_shape;
     size_t ny = (size_t)kc_shape_numel(&l->out_shape) * (size_t)batch;
-    float *dx[KC_LAYER_MAX_INPUTS];
-    const float *dxc[KC_LAYER_MAX_INPUTS];
+    kc_buf dx[KC_LAYER_MAX_INPUTS];
     for (int i = 0; i < n; i++) {
         size_t cnt = (size_t)kc_shape_numel(&shapes[i]) * (size_t)batch;
-        dx[i] = be->alloc(cnt * sizeof(float));
-        be->upload(dx[i], xs[i], cnt * sizeof(float));
-        dxc[i] = dx[i];
+        dx[i] = kc_test_from(be, xs[i], cnt);
     }
-    float *y = be->alloc(ny * sizeof(float));
+    kc_buf y = kc_test_alloc(be, ny * sizeof(float));
     size_t ws = l->cls->workspace_bytes ? l->cls->workspace_bytes(l, batch, be) : 0;
-    size_t hws = l->cls->host_workspace_bytes ? l->cls->host_workspace_bytes(l, batch) : 0;
     size_t bb = l->cls->buffer_bytes ? l->cls->buffer_bytes(l, batch, be) : 0;
-    kc_exec ex = {.be = be,
-                  .batch = batch,
-                  .ws = ws ? be->alloc(ws) : NULL,
-                  .host_ws = hws ? malloc(hws) : NULL};
-    l->buf = bb ? be->alloc(bb) : NULL;
-    l->cls->forward_n(l, &ex, dxc, y);
+    kc_exec ex = {.dev = be, .batch = batch, .ws = ws ? kc_test_alloc(be, ws) : KC_BUF_NULL};
+    l->buf = bb ? kc_test_alloc(be, bb) : KC_BUF_NULL;
+    ck_assert_msg(l->cls->forward_n(l, &ex, dx, y) == KC_OK, "%s on %s: %s", cls, be->name,
+                  be->err.msg);
     float *host = download_all(be, y, ny);
-    be->free(y);
+    kc_free(be, &y);
     for (int i = 0; i < n; i++)
-        be->free(dx[i]);
-    be->free(ex.ws);
-    free(ex.host_ws);
-    be->free(l->buf);
+        kc_free(be, &dx[i]);
+    kc_free(be, &ex.ws);
+    kc_free(be, &l->buf);
     kc_layer_free(l);
     kc_doc_free(doc);
     return host;
@@ -230,6 +225,7 @@ static void expect_values(const float *got, const float *want, int n, const char
 }
 
 START_TEST(merge_values_by_hand) {
+    KC_LOOP_DEVICE(d);
     kc_shape s3[3] = {kc_shape1(3), kc_shape1(3), kc_shape1(3)};
     const float a[] = {1, -2, 3, 0.5f, 0, -1}, b[] = {4, 5, -6, 0.5f, -1, 2},
                 c[] = {-1, 7, 3, 2, -3, 0};
@@ -248,8 +244,8 @@ START_TEST(merge_values_by_hand) {
         {"Minimum", 3, {-1, -2, -6, 0.5f, -3, -1}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        float *y =
-            merge_forward(cases[i].cls, "{}", s3, cases[i].n, cases[i].n == 2 ? ab : abc, 2, &os);
+        float *y = merge_forward(d, cases[i].cls, "{}", s3, cases[i].n, cases[i].n == 2 ? ab : abc,
+                                 2, &os);
         ck_assert_int_eq(os.rank, 1);
         ck_assert_int_eq(os.d[0], 3);
         expect_values(y, cases[i].want, 6, cases[i].cls);
@@ -259,13 +255,13 @@ START_TEST(merge_values_by_hand) {
     kc_shape sc[2] = {kc_shape2(2, 1), kc_shape2(2, 2)};
     const float p[] = {1, 2, 3, 4}, q[] = {5, 6, 7, 8, 9, 10, 11, 12};
     const float *pq[] = {p, q};
-    float *y = merge_forward("Concatenate", "{}", sc, 2, pq, 2, &os);
+    float *y = merge_forward(d, "Concatenate", "{}", sc, 2, pq, 2, &os);
     ck_assert_int_eq(os.d[1], 3);
     const float cat_last[] = {1, 5, 6, 2, 7, 8, 3, 9, 10, 4, 11, 12};
     expect_values(y, cat_last, 12, "Concatenate(-1)");
     free(y);
     kc_shape sr[2] = {kc_shape2(1, 2), kc_shape2(2, 2)};
-    y = merge_forward("Concatenate", "{axis: 1}", sr, 2, pq, 2, &os);
+    y = merge_forward(d, "Concatenate", "{axis: 1}", sr, 2, pq, 2, &os);
     ck_assert_int_eq(os.d[0], 3);
     const float cat_1[] = {1, 2, 5, 6, 7, 8, 3, 4, 9, 10, 11, 12};
     expect_values(y, cat_1, 12, "Concatenate(1)");
@@ -274,13 +270,13 @@ START_TEST(merge_values_by_hand) {
     kc_shape sv[2] = {kc_shape1(2), kc_shape1(2)};
     const float u[] = {3, 4, 1, 0}, v[] = {4, 3, 0, -2};
     const float *uv[] = {u, v};
-    y = merge_forward("Dot", "{axes: 1}", sv, 2, uv, 2, &os);
+    y = merge_forward(d, "Dot", "{axes: 1}", sv, 2, uv, 2, &os);
     ck_assert_int_eq(os.rank, 1);
     ck_assert_int_eq(os.d[0], 1);
     const float dots[] = {24, 0};
     expect_values(y, dots, 2, "Dot");
     free(y);
-    y = merge_forward("Dot", "{axes: -1, normalize: true}", sv, 2, uv, 2, &os);
+    y = merge_forward(d, "Dot", "{axes: -1, normalize: true}", sv, 2, uv, 2, &os);
     const float cosines[] = {24.0f / 25.0f, 0};
     expect_values(y, cosines, 2, "Dot(normalize)");
     free(y);
@@ -288,7 +284,7 @@ START_TEST(merge_values_by_hand) {
     kc_shape sm[2] = {kc_shape2(2, 3), kc_shape2(3, 2)};
     const float ma[] = {1, 2, 3, 4, 5, 6}, mb[] = {1, 0, 0, 1, 1, 1};
     const float *mm[] = {ma, mb};
-    y = merge_forward("Dot", "{axes: [2, 1]}", sm, 2, mm, 1, &os);
+    y = merge_forward(d, "Dot", "{axes: [2, 1]}", sm, 2, mm, 1, &os);
     ck_assert_int_eq(os.rank, 2);
     ck_assert_int_eq(os.d[0], 2);
     ck_assert_int_eq(os.d[1], 2);
@@ -296,7 +292,7 @@ START_TEST(merge_values_by_hand) {
     expect_values(y, prod, 4, "Dot(2, 1)");
     free(y);
     /* and along axes (1, 2): out[i, j] = sum_c a[c, i] b[j, c] */
-    y = merge_forward("Dot", "{axes: [1, 2]}", sm, 2, mm, 1, &os);
+    y = merge_forward(d, "Dot", "{axes: [1, 2]}", sm, 2, mm, 1, &os);
     ck_assert_int_eq(os.d[0], 3);
     ck_assert_int_eq(os.d[1], 3);
     const float prod2[] = {1, 4, 5, 2, 5, 7, 3, 6, 9};
@@ -308,15 +304,16 @@ END_TEST
 /* A tie keeps the earlier input (Keras folds left to right; TensorFlow sends
  * the gradient there): the larger value is exact even when adding would round. */
 START_TEST(maximum_is_exact) {
+    KC_LOOP_DEVICE(d);
     kc_shape s[2] = {kc_shape1(2), kc_shape1(2)};
     const float a[] = {1e-8f, 16777216.0f}, b[] = {1.0f, 1.0f};
     const float *ab[] = {a, b};
     kc_shape os;
-    float *y = merge_forward("Maximum", "{}", s, 2, ab, 1, &os);
+    float *y = merge_forward(d, "Maximum", "{}", s, 2, ab, 1, &os);
     ck_assert(y[0] == 1.0f);
     ck_assert(y[1] == 16777216.0f);
     free(y);
-    y = merge_forward("Minimum", "{}", s, 2, ab, 1, &os);
+    y = merge_forward(d, "Minimum", "{}", s, 2, ab, 1, &os);
     ck_assert(y[0] == 1e-8f);
     ck_assert(y[1] == 1.0f);
     free(y);
@@ -326,28 +323,30 @@ END_TEST
 /* ------------------------------------------------- merge gradients --- */
 
 START_TEST(merge_gradients) {
-    check_merge("Add", ", inputs: [da, db]");
-    check_merge("Add", ", inputs: [da, db, dc]");
-    check_merge("Subtract", ", inputs: [da, db]");
-    check_merge("Multiply", ", inputs: [da, db]");
-    check_merge("Multiply", ", inputs: [da, db, dc]");
-    check_merge("Average", ", inputs: [da, db, dc]");
-    check_merge("Maximum", ", inputs: [da, db]");
-    check_merge("Maximum", ", inputs: [da, db, dc]");
-    check_merge("Minimum", ", inputs: [da, db]");
-    check_merge("Minimum", ", inputs: [dc, db, da]");
-    check_merge("Concatenate", ", inputs: [da, db, dc]");
-    check_merge("Dot", ", axes: 1, inputs: [da, db]");
-    check_merge("Dot", ", axes: -1, normalize: true, inputs: [da, db]");
+    KC_LOOP_DEVICE(d);
+    check_merge(d, "Add", ", inputs: [da, db]");
+    check_merge(d, "Add", ", inputs: [da, db, dc]");
+    check_merge(d, "Subtract", ", inputs: [da, db]");
+    check_merge(d, "Multiply", ", inputs: [da, db]");
+    check_merge(d, "Multiply", ", inputs: [da, db, dc]");
+    check_merge(d, "Average", ", inputs: [da, db, dc]");
+    check_merge(d, "Maximum", ", inputs: [da, db]");
+    check_merge(d, "Maximum", ", inputs: [da, db, dc]");
+    check_merge(d, "Minimum", ", inputs: [da, db]");
+    check_merge(d, "Minimum", ", inputs: [dc, db, da]");
+    check_merge(d, "Concatenate", ", inputs: [da, db, dc]");
+    check_merge(d, "Dot", ", axes: 1, inputs: [da, db]");
+    check_merge(d, "Dot", ", axes: -1, normalize: true, inputs: [da, db]");
     /* the same tensor twice: gradients of both arguments add up */
-    check_merge("Add", ", inputs: [da, da, db]");
-    check_merge("Multiply", ", inputs: [da, da, db]");
+    check_merge(d, "Add", ", inputs: [da, da, db]");
+    check_merge(d, "Multiply", ", inputs: [da, da, db]");
 }
 END_TEST
 
 /* Merges over samples with two axes: Concatenate along the middle axis, Dot
  * with blocks on both sides of the contracted axis. */
 START_TEST(merge_gradients_rank2) {
+    KC_LOOP_DEVICE(d);
     static const char *base = "model:\n"
                               "  layers:\n"
                               "    - Input: {shape: [4], name: a}\n"
@@ -373,7 +372,7 @@ START_TEST(merge_gradients_rank2) {
         char yaml[2048];
         snprintf(yaml, sizeof yaml, base, cases[i].units, cases[i].shape, cases[i].merge);
         gfix f;
-        gfix_open(&f, yaml, kc_backend_reference(), 2, NULL);
+        gfix_open(&f, yaml, d, 2, NULL);
         check_grads(&f, 1, cases[i].merge);
         gfix_close(&f);
     }
@@ -424,8 +423,9 @@ START_TEST(shared_layer_graph) {
 END_TEST
 
 START_TEST(shared_layer_gradients) {
+    KC_LOOP_DEVICE(d);
     gfix f;
-    gfix_open(&f, shared_yaml, kc_backend_reference(), 3, NULL);
+    gfix_open(&f, shared_yaml, d, 3, NULL);
     check_grads(&f, 1, "shared Dense");
     gfix_close(&f);
 }
@@ -434,7 +434,7 @@ END_TEST
 /* The shared kernel's gradient is the sum of what each call contributes:
  * equal to enc_a's plus enc_b's in the unshared twin with the same weights. */
 START_TEST(shared_weights_sum_both_calls) {
-    const kc_backend *be = kc_backend_cpu();
+    KC_LOOP_DEVICE(be);
     gfix s, u;
     gfix_open(&s, shared_yaml, be, 4, NULL);
     gfix_open(&u, unshared_yaml, be, 4, NULL);
@@ -447,7 +447,7 @@ START_TEST(shared_weights_sum_both_calls) {
         size_t n = (size_t)kc_shape_numel(&ru[i].param->shape);
         ck_assert_int_eq(n, kc_shape_numel(&rs[map[i]].param->shape));
         float *w = download_all(be, rs[map[i]].param->value, n);
-        be->upload(ru[i].param->value, w, n * sizeof *w);
+        kc_test_put(be, ru[i].param->value, w, n * sizeof *w);
         free(w);
     }
     double ls = gfix_loss(&s, 1), lu = gfix_loss(&u, 1);
@@ -476,15 +476,15 @@ END_TEST
 
 /* ex->accumulate adds a second backward pass onto the first. */
 START_TEST(accumulate_adds) {
-    const kc_backend *be = kc_backend_reference();
+    KC_LOOP_DEVICE(be);
     gfix f;
     gfix_open(&f, shared_yaml, be, 2, NULL);
     gfix_loss(&f, 1);
     size_t nv = (size_t)f.m->nvalues;
     float *g1 = download_all(be, f.m->grads, nv);
-    kc_exec ex = {.be = be, .batch = 2, .training = 1, .seed = 77, .step = 5, .accumulate = 1};
-    kc_model_forward(f.m, &ex);
-    kc_model_backward_n(f.m, &ex, f.fused);
+    kc_exec ex = {.dev = be, .batch = 2, .training = 1, .seed = 77, .step = 5, .accumulate = 1};
+    ck_assert_int_eq(kc_model_forward(f.m, &ex), KC_OK);
+    ck_assert_int_eq(kc_model_backward_n(f.m, &ex, f.fused), KC_OK);
     float *g2 = download_all(be, f.m->grads, nv);
     for (size_t i = 0; i < nv; i++)
         ck_assert_close(g2[i], 2.0 * g1[i], 1e-6, 1e-5);
@@ -508,9 +508,10 @@ static const char *two_out_yaml =
     "    - Dense: {units: 2, activation: tanh, name: score}\n";
 
 START_TEST(output_feeding_a_layer) {
+    KC_LOOP_DEVICE(d);
     const char *losses[] = {"sparse_categorical_crossentropy", "mse"};
     gfix f;
-    gfix_open(&f, two_out_yaml, kc_backend_reference(), 4, losses);
+    gfix_open(&f, two_out_yaml, d, 4, losses);
     ck_assert(f.fused[0]);
     ck_assert_int_eq(f.m->noutputs, 2);
     ck_assert_str_eq(f.m->outputs[1].name, "score");
@@ -530,8 +531,8 @@ START_TEST(output_feeding_a_layer) {
 }
 END_TEST
 
-/* A residual block and a two-input model on the cpu backend agree with the
- * reference backend. */
+/* A residual block and a two-input model agree with the reference backend
+ * on every other backend, and have the gradients of their finite differences. */
 START_TEST(backends_agree_on_graph) {
     static const char *yaml =
         "model:\n"
@@ -548,18 +549,24 @@ START_TEST(backends_agree_on_graph) {
         "    - Dense: {units: 3, activation: softmax, name: out}\n";
     const char *losses[] = {"sparse_categorical_crossentropy"};
     gfix a, b;
-    gfix_open(&a, yaml, kc_backend_reference(), 3, losses);
-    gfix_open(&b, yaml, kc_backend_cpu(), 3, losses);
-    ck_assert_close(gfix_loss(&a, 1), gfix_loss(&b, 1), 1e-5, 1e-5);
+    gfix_open(&a, yaml, kc_test_reference(), 3, losses);
+    double la = gfix_loss(&a, 1);
     size_t nv = (size_t)a.m->nvalues;
-    float *ga = download_all(a.be, a.m->grads, nv), *gb = download_all(b.be, b.m->grads, nv);
-    for (size_t i = 0; i < nv; i++)
-        ck_assert_close(ga[i], gb[i], 1e-5, 1e-3);
+    float *ga = download_all(a.be, a.m->grads, nv);
+    KC_FOR_EACH_TESTED_DEVICE(d) {
+        gfix_open(&b, yaml, d, 3, losses);
+        ck_assert_int_eq(b.m->nvalues, (int64_t)nv);
+        ck_assert_close(gfix_loss(&b, 1), la, 1e-5, 1e-5);
+        float *gb = download_all(b.be, b.m->grads, nv);
+        for (size_t i = 0; i < nv; i++)
+            ck_assert_close(gb[i], ga[i], 1e-5, 1e-3);
+        free(gb);
+        check_grads(&b, 3, "residual + two inputs");
+        gfix_close(&b);
+    }
     free(ga);
-    free(gb);
     check_grads(&a, 3, "residual + two inputs");
     gfix_close(&a);
-    gfix_close(&b);
 }
 END_TEST
 
@@ -825,15 +832,16 @@ int main(void) {
     Suite *s = suite_create("graph");
     TCase *t = tcase_create("graph");
     tcase_set_timeout(t, 120);
-    tcase_add_test(t, merge_values_by_hand);
-    tcase_add_test(t, maximum_is_exact);
-    tcase_add_test(t, merge_gradients);
-    tcase_add_test(t, merge_gradients_rank2);
+    int nb = kc_test_backend_count();
+    tcase_add_loop_test(t, merge_values_by_hand, 0, nb);
+    tcase_add_loop_test(t, maximum_is_exact, 0, nb);
+    tcase_add_loop_test(t, merge_gradients, 0, nb);
+    tcase_add_loop_test(t, merge_gradients_rank2, 0, nb);
     tcase_add_test(t, shared_layer_graph);
-    tcase_add_test(t, shared_layer_gradients);
-    tcase_add_test(t, shared_weights_sum_both_calls);
-    tcase_add_test(t, accumulate_adds);
-    tcase_add_test(t, output_feeding_a_layer);
+    tcase_add_loop_test(t, shared_layer_gradients, 0, nb);
+    tcase_add_loop_test(t, shared_weights_sum_both_calls, 0, nb);
+    tcase_add_loop_test(t, accumulate_adds, 0, nb);
+    tcase_add_loop_test(t, output_feeding_a_layer, 0, nb);
     tcase_add_test(t, backends_agree_on_graph);
     tcase_add_test(t, keras_order_and_layout);
     tcase_add_test(t, references_and_input_order);

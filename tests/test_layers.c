@@ -1,8 +1,9 @@
 /* Layers and activations: Keras's output shapes and parameter counts, every
  * argument error with its file:line:column, hand-computed forward values,
  * and finite-difference gradient checks of every layer and activation on
- * both the reference and the cpu backends. */
+ * every backend of the registry that opens here (tests/devices.h). */
 #include "models/layer.h"
+#include "tests/devices.h"
 #include "tests/testutil.h"
 
 #include <stdint.h>
@@ -264,8 +265,8 @@ START_TEST(test_dense_errors) {
     expect_error("Dense", "units: 10\nactivity_regularizer: {L1: {l1: -1}}\n", NULL,
                  "layer.yaml:2:33:", "L1 argument 'l1' must be >= 0");
     expect_error("Dense", "units: 10\nkernel_constraint: {MaxNorm: {axis: 2}}\n",
-                 &(kc_shape){1, {4}}, "layer.yaml:2:37:",
-                 "layer 'dense' kernel_constraint: axis 2 is out of range");
+                 &(kc_shape){1, {4}},
+                 "layer.yaml:2:37:", "layer 'dense' kernel_constraint: axis 2 is out of range");
     /* explicit nulls are what Keras writes for absent options */
     tl t;
     kc_layer *l = must_build(&t, "Dense",
@@ -301,8 +302,8 @@ START_TEST(test_conv_errors) {
                  "layer.yaml:3:9:", "divisible");
     expect_error("Conv2D", "filters: 4\nkernel_size: 3\nkernel_sise: 3\n", NULL,
                  "layer.yaml:3:1:", "did you mean 'kernel_size'");
-    expect_error("Conv2D", "filters: 4\nkernel_size: 3\nbias_regularizer: {L2: {l3: 0.1}}\n",
-                 NULL, "layer.yaml:3:25:", "unknown key 'l3'");
+    expect_error("Conv2D", "filters: 4\nkernel_size: 3\nbias_regularizer: {L2: {l3: 0.1}}\n", NULL,
+                 "layer.yaml:3:25:", "unknown key 'l3'");
     /* shape errors name the layer and the shapes */
     kc_shape flat = kc_shape1(784);
     expect_error("Conv2D", "filters: 4\nkernel_size: 3\n", &flat, "layer.yaml:1:1:",
@@ -365,69 +366,65 @@ END_TEST
 /* ---- device plumbing ---- */
 
 typedef struct rig {
-    const kc_backend *be;
+    kc_device *d;
     kc_layer *l;
     int batch;
-    size_t nin, nout;       /* values per batch */
-    float *x, *y, *dy, *dx; /* device */
-    void *ws;
+    size_t nin, nout;        /* values per batch */
+    kc_buf x, y, dy, dx, ws; /* device */
 } rig;
 
-static float *dev_alloc(const kc_backend *be, size_t n) {
-    float *p = be->alloc((n ? n : 1) * sizeof(float));
-    ck_assert_ptr_nonnull(p);
-    return p;
+static kc_buf dev_alloc(kc_device *d, size_t n) {
+    return kc_test_alloc(d, n * sizeof(float));
 }
 
-static void put(const kc_backend *be, float *dst, const float *src, size_t n) {
-    be->upload(dst, src, n * sizeof(float));
+static void put(kc_device *d, kc_buf dst, const float *src, size_t n) {
+    kc_test_put(d, dst, src, n * sizeof(float));
 }
 
-static void get(const kc_backend *be, float *dst, const float *src, size_t n) {
-    be->download(dst, src, n * sizeof(float));
+static void get(kc_device *d, float *dst, kc_buf src, size_t n) {
+    kc_test_get(d, dst, src, n * sizeof(float));
 }
 
-static void rig_init(rig *r, const kc_backend *be, kc_layer *l, int batch) {
+static void rig_init(rig *r, kc_device *d, kc_layer *l, int batch) {
     memset(r, 0, sizeof *r);
-    r->be = be;
+    r->d = d;
     r->l = l;
     r->batch = batch;
     r->nin = (size_t)kc_shape_numel(&l->in_shape) * (size_t)batch;
     r->nout = (size_t)kc_shape_numel(&l->out_shape) * (size_t)batch;
-    r->x = dev_alloc(be, r->nin);
-    r->dx = dev_alloc(be, r->nin);
-    r->y = dev_alloc(be, r->nout);
-    r->dy = dev_alloc(be, r->nout);
+    r->x = dev_alloc(d, r->nin);
+    r->dx = dev_alloc(d, r->nin);
+    r->y = dev_alloc(d, r->nout);
+    r->dy = dev_alloc(d, r->nout);
     for (int i = 0; i < l->nparams; i++) {
         size_t n = (size_t)kc_shape_numel(&l->params[i].shape);
-        l->params[i].value = dev_alloc(be, n);
-        l->params[i].grad = dev_alloc(be, n);
+        l->params[i].value = dev_alloc(d, n);
+        l->params[i].grad = dev_alloc(d, n);
     }
-    size_t buf = l->cls->buffer_bytes ? l->cls->buffer_bytes(l, batch, be) : 0;
-    l->buf = buf ? be->alloc(buf) : NULL;
-    size_t ws = l->cls->workspace_bytes ? l->cls->workspace_bytes(l, batch, be) : 0;
-    r->ws = ws ? be->alloc(ws) : NULL;
+    size_t buf = l->cls->buffer_bytes ? l->cls->buffer_bytes(l, batch, d) : 0;
+    l->buf = buf ? kc_test_alloc(d, buf) : KC_BUF_NULL;
+    size_t ws = l->cls->workspace_bytes ? l->cls->workspace_bytes(l, batch, d) : 0;
+    r->ws = ws ? kc_test_alloc(d, ws) : KC_BUF_NULL;
 }
 
 static void rig_free(rig *r) {
     kc_layer *l = r->l;
     for (int i = 0; i < l->nparams; i++) {
-        r->be->free(l->params[i].value);
-        r->be->free(l->params[i].grad);
-        l->params[i].value = l->params[i].grad = NULL;
+        kc_free(r->d, &l->params[i].value);
+        kc_free(r->d, &l->params[i].grad);
     }
-    if (l->buf) r->be->free(l->buf);
-    l->buf = NULL;
-    if (r->ws) r->be->free(r->ws);
-    r->be->free(r->x);
-    r->be->free(r->dx);
-    r->be->free(r->y);
-    r->be->free(r->dy);
+    kc_free(r->d, &l->buf);
+    kc_free(r->d, &r->ws);
+    kc_free(r->d, &r->x);
+    kc_free(r->d, &r->dx);
+    kc_free(r->d, &r->y);
+    kc_free(r->d, &r->dy);
+    kc_test_ok(r->d, "layer rig");
 }
 
 static kc_exec rig_exec(const rig *r, int training) {
     kc_exec ex = {0};
-    ex.be = r->be;
+    ex.dev = r->d;
     ex.batch = r->batch;
     ex.training = training;
     ex.seed = 1234;
@@ -437,16 +434,27 @@ static kc_exec rig_exec(const rig *r, int training) {
 }
 
 static void set_param(rig *r, int i, const float *host) {
-    put(r->be, r->l->params[i].value, host, (size_t)kc_shape_numel(&r->l->params[i].shape));
+    put(r->d, r->l->params[i].value, host, (size_t)kc_shape_numel(&r->l->params[i].shape));
+}
+
+/* The layer's forward and backward, which must succeed. */
+static void layer_forward(rig *r, const kc_exec *ex) {
+    int rc = r->l->cls->forward(r->l, ex, r->x, r->y);
+    ck_assert_msg(rc == KC_OK, "%s forward on %s: %s", r->l->name, r->d->name, r->d->err.msg);
+}
+
+static void layer_backward(rig *r, const kc_exec *ex, kc_buf dx) {
+    int rc = r->l->cls->backward(r->l, ex, r->x, r->y, r->dy, dx);
+    ck_assert_msg(rc == KC_OK, "%s backward on %s: %s", r->l->name, r->d->name, r->d->err.msg);
 }
 
 /* Runs forward on host x and returns host y (caller frees). */
 static float *run_forward(rig *r, const float *x, int training) {
     kc_exec ex = rig_exec(r, training);
-    put(r->be, r->x, x, r->nin);
-    r->l->cls->forward(r->l, &ex, r->x, r->y);
+    put(r->d, r->x, x, r->nin);
+    layer_forward(r, &ex);
     float *y = malloc(r->nout * sizeof(float));
-    get(r->be, y, r->y, r->nout);
+    get(r->d, y, r->y, r->nout);
     return y;
 }
 
@@ -456,19 +464,10 @@ static void assert_values(const float *got, const double *want, size_t n, double
                       "value %zu: %.7g, expected %.7g", i, got[i], want[i]);
 }
 
-typedef struct backend_case {
-    const char *name;
-    const kc_backend *(*get)(void);
-} backend_case;
-
-static const backend_case backends[] = {{"reference", kc_backend_reference},
-                                        {"cpu", kc_backend_cpu}};
-#define NBACKENDS (sizeof backends / sizeof backends[0])
-
 /* ---- forward values against hand computation ---- */
 
 START_TEST(test_dense_forward) {
-    const kc_backend *be = backends[_i].get();
+    KC_LOOP_DEVICE(be);
     tl t;
     kc_layer *l = must_build(&t, "Dense", "units: 2\n", kc_shape1(3));
     rig r;
@@ -499,7 +498,7 @@ START_TEST(test_dense_forward) {
 END_TEST
 
 START_TEST(test_conv_forward_same_stride2) {
-    const kc_backend *be = backends[_i].get();
+    KC_LOOP_DEVICE(be);
     tl t;
     kc_layer *l =
         must_build(&t, "Conv2D", "filters: 2\nkernel_size: 3\nstrides: 2\npadding: same\n",
@@ -536,7 +535,7 @@ START_TEST(test_conv_forward_same_stride2) {
 END_TEST
 
 START_TEST(test_conv_forward_channels) {
-    const kc_backend *be = backends[_i].get();
+    KC_LOOP_DEVICE(be);
     tl t;
     kc_layer *l = must_build(&t, "Conv2D", "filters: 2\nkernel_size: [1, 2]\nuse_bias: false\n",
                              kc_shape3(1, 3, 2));
@@ -561,8 +560,8 @@ END_TEST
 static const float pool_x4[16] = {1, 5, 2, 0, 3, 4, 8, 7, 9, -1, 6, 6, 0, 2, 5, 11};
 static const float pool_x3[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
 
-static void pool_case(const kc_backend *be, const char *cls, const char *yaml, kc_shape in,
-                      const float *x, const double *want, size_t nwant) {
+static void pool_case(kc_device *be, const char *cls, const char *yaml, kc_shape in, const float *x,
+                      const double *want, size_t nwant) {
     tl t;
     kc_layer *l = must_build(&t, cls, yaml, in);
     rig r;
@@ -576,7 +575,7 @@ static void pool_case(const kc_backend *be, const char *cls, const char *yaml, k
 }
 
 START_TEST(test_pool_forward) {
-    const kc_backend *be = backends[_i].get();
+    KC_LOOP_DEVICE(be);
     const double max4[] = {5, 8, 9, 11}, avg4[] = {3.25, 4.25, 2.5, 7};
     pool_case(be, "MaxPooling2D", NULL, kc_shape3(4, 4, 1), pool_x4, max4, 4);
     pool_case(be, "AveragePooling2D", "pool_size: 2\n", kc_shape3(4, 4, 1), pool_x4, avg4, 4);
@@ -599,7 +598,7 @@ START_TEST(test_pool_forward) {
 END_TEST
 
 START_TEST(test_dropout_forward) {
-    const kc_backend *be = backends[_i].get();
+    KC_LOOP_DEVICE(be);
     size_t n = kc_test_quick() ? 2000 : 20000;
     tl t;
     kc_layer *l = must_build(&t, "Dropout", "rate: 0.25\n", kc_shape1((int64_t)n));
@@ -634,11 +633,11 @@ START_TEST(test_dropout_forward) {
     for (size_t i = 0; i < n; i++)
         ones[i] = 1;
     put(be, r.dy, ones, n);
-    l->cls->backward(l, &ex, r.x, r.y, r.dy, r.dx);
+    layer_backward(&r, &ex, r.dx);
     get(be, dx, r.dx, n);
     ck_assert_mem_eq(dx, mask, n * sizeof(float));
     ex.training = 0;
-    l->cls->backward(l, &ex, r.x, r.y, r.dy, r.dx);
+    layer_backward(&r, &ex, r.dx);
     get(be, dx, r.dx, n);
     ck_assert_mem_eq(dx, ones, n * sizeof(float));
     free(x), free(y), free(mask), free(ones), free(dx);
@@ -648,7 +647,7 @@ START_TEST(test_dropout_forward) {
 END_TEST
 
 START_TEST(test_dropout_streams) {
-    const kc_backend *be = backends[_i].get();
+    KC_LOOP_DEVICE(be);
     size_t n = 512;
     float x[512];
     for (size_t i = 0; i < n; i++)
@@ -661,7 +660,7 @@ START_TEST(test_dropout_streams) {
     ck_assert_mem_eq(a, b, n * sizeof(float)); /* same step: same mask */
     kc_exec ex = rig_exec(&r, 1);
     ex.step = 8;
-    l->cls->forward(l, &ex, r.x, r.y);
+    layer_forward(&r, &ex);
     float c[512];
     get(be, c, r.y, n);
     size_t same = 0;
@@ -697,7 +696,7 @@ START_TEST(test_dropout_streams) {
 END_TEST
 
 START_TEST(test_copy_layers_forward) {
-    const kc_backend *be = backends[_i].get();
+    KC_LOOP_DEVICE(be);
     const char *cls[] = {"Flatten", "Reshape", "Activation"};
     const char *args[] = {NULL, "target_shape: [3, -1]\n", "activation: relu\n"};
     for (int k = 0; k < 3; k++) {
@@ -758,8 +757,8 @@ static size_t stride_for(size_t n, size_t limit) {
     return n <= limit ? 1 : (n + limit - 1) / limit;
 }
 
-static void gradcheck(const kc_backend *be, const char *cls, const char *yaml, kc_shape in,
-                      int batch, int distinct_inputs, int training) {
+static void gradcheck(kc_device *be, const char *cls, const char *yaml, kc_shape in, int batch,
+                      int distinct_inputs, int training) {
     tl t;
     kc_layer *l = must_build(&t, cls, yaml, in);
     l->index = 2;
@@ -788,7 +787,7 @@ static void gradcheck(const kc_backend *be, const char *cls, const char *yaml, k
     free(fy);
     kc_exec ex = rig_exec(&r, training);
     put(be, r.dy, c, r.nout);
-    l->cls->backward(l, &ex, r.x, r.y, r.dy, r.dx);
+    layer_backward(&r, &ex, r.dx);
     float *dx = malloc(r.nin * sizeof(float));
     get(be, dx, r.dx, r.nin);
     float *pg[KC_LAYER_MAX_PARAMS];
@@ -828,12 +827,12 @@ static void gradcheck(const kc_backend *be, const char *cls, const char *yaml, k
         }
     }
 
-    /* accumulate adds into the grads; dx == NULL still writes the param grads */
+    /* accumulate adds into the grads; a null dx still writes the param grads */
     if (l->nparams) {
         fy = run_forward(&r, x, training);
         free(fy);
         ex.accumulate = 1;
-        l->cls->backward(l, &ex, r.x, r.y, r.dy, NULL);
+        layer_backward(&r, &ex, KC_BUF_NULL);
         for (int p = 0; p < l->nparams; p++) {
             size_t n = (size_t)kc_shape_numel(&l->params[p].shape);
             float *twice = malloc(n * sizeof(float));
@@ -853,7 +852,7 @@ static void gradcheck(const kc_backend *be, const char *cls, const char *yaml, k
 }
 
 START_TEST(test_grad_dense) {
-    const kc_backend *be = backends[_i].get();
+    KC_LOOP_DEVICE(be);
     gradcheck(be, "Dense", "units: 5\n", kc_shape1(7), 3, 0, 1);
     gradcheck(be, "Dense", "units: 4\nuse_bias: false\n", kc_shape1(6), 2, 0, 1);
     gradcheck(be, "Dense", "units: 3\n", kc_shape2(4, 5), 2, 0, 1);
@@ -861,7 +860,7 @@ START_TEST(test_grad_dense) {
 END_TEST
 
 START_TEST(test_grad_conv) {
-    const kc_backend *be = backends[_i].get();
+    KC_LOOP_DEVICE(be);
     gradcheck(be, "Conv2D", "filters: 3\nkernel_size: 3\n", kc_shape3(5, 6, 2), 2, 0, 1);
     gradcheck(be, "Conv2D", "filters: 2\nkernel_size: 3\nstrides: 2\npadding: same\n",
               kc_shape3(7, 6, 3), 2, 0, 1);
@@ -875,7 +874,7 @@ START_TEST(test_grad_conv) {
 END_TEST
 
 START_TEST(test_grad_pools) {
-    const kc_backend *be = backends[_i].get();
+    KC_LOOP_DEVICE(be);
     gradcheck(be, "MaxPooling2D", NULL, kc_shape3(6, 6, 2), 2, 1, 1);
     gradcheck(be, "MaxPooling2D", "pool_size: 3\nstrides: 2\npadding: same\n", kc_shape3(7, 6, 2),
               2, 1, 1);
@@ -889,7 +888,7 @@ START_TEST(test_grad_pools) {
 END_TEST
 
 START_TEST(test_grad_shape_layers) {
-    const kc_backend *be = backends[_i].get();
+    KC_LOOP_DEVICE(be);
     gradcheck(be, "Flatten", NULL, kc_shape3(3, 2, 2), 2, 0, 1);
     gradcheck(be, "Reshape", "target_shape: [2, -1]\n", kc_shape3(3, 2, 2), 2, 0, 1);
     gradcheck(be, "Activation", "activation: sigmoid\n", kc_shape1(5), 3, 0, 1);
@@ -961,7 +960,7 @@ static kc_activation act_of(const char *name) {
 
 /* Keras 3 values at a few points. */
 START_TEST(test_activation_values) {
-    const kc_backend *be = backends[_i].get();
+    KC_LOOP_DEVICE(be);
     const float xs[4] = {-4.0f, -1.0f, 0.5f, 1.5f};
     struct {
         const char *name;
@@ -988,11 +987,11 @@ START_TEST(test_activation_values) {
           0.25 * (1 + erf(0.5 / sqrt(2.0))), 0.75 * (1 + erf(1.5 / sqrt(2.0)))}},
         {"exponential", {exp(-4.0), exp(-1.0), exp(0.5), exp(1.5)}},
     };
-    float *x = dev_alloc(be, 4), *y = dev_alloc(be, 4);
+    kc_buf x = dev_alloc(be, 4), y = dev_alloc(be, 4);
     put(be, x, xs, 4);
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         kc_activation a = act_of(cases[k].name);
-        kc_activation_forward(be, &a, x, y, 2, 2);
+        ck_assert_int_eq(kc_activation_forward(be, &a, x, y, 2, 2), KC_OK);
         float got[4];
         get(be, got, y, 4);
         for (int i = 0; i < 4; i++)
@@ -1002,14 +1001,14 @@ START_TEST(test_activation_values) {
     }
     /* softmax over each row of 2 */
     kc_activation sm = act_of("softmax");
-    kc_activation_forward(be, &sm, x, y, 2, 2);
+    ck_assert_int_eq(kc_activation_forward(be, &sm, x, y, 2, 2), KC_OK);
     float got[4];
     get(be, got, y, 4);
     double p0 = 1 / (1 + exp(3.0)), p1 = 1 / (1 + exp(1.0));
     const double want[4] = {p0, 1 - p0, p1, 1 - p1};
     assert_values(got, want, 4, 1e-6);
-    be->free(x);
-    be->free(y);
+    kc_free(be, &x);
+    kc_free(be, &y);
 }
 END_TEST
 
@@ -1027,21 +1026,21 @@ static void kink_free_inputs(float *x, size_t n) {
 }
 
 START_TEST(test_activation_gradients) {
-    const kc_backend *be = backends[_i].get();
+    KC_LOOP_DEVICE(be);
     const int rows = 3, cols = 7;
     const size_t n = (size_t)rows * cols;
     float xs[21], c[21], dx[21], y[21];
     kink_free_inputs(xs, n);
     fill_random(c, n, 5, -1, 1);
-    float *dx_d = dev_alloc(be, n), *x_d = dev_alloc(be, n), *y_d = dev_alloc(be, n),
-          *dy_d = dev_alloc(be, n);
+    kc_buf dx_d = dev_alloc(be, n), x_d = dev_alloc(be, n), y_d = dev_alloc(be, n),
+           dy_d = dev_alloc(be, n);
     const float eps = 1e-3f;
     for (size_t k = 0; kc_activation_names[k]; k++) {
         kc_activation a = act_of(kc_activation_names[k]);
         put(be, x_d, xs, n);
-        kc_activation_forward(be, &a, x_d, y_d, rows, cols);
+        ck_assert_int_eq(kc_activation_forward(be, &a, x_d, y_d, rows, cols), KC_OK);
         put(be, dy_d, c, n);
-        kc_activation_backward(be, &a, x_d, y_d, dy_d, dx_d, rows, cols);
+        ck_assert_int_eq(kc_activation_backward(be, &a, x_d, y_d, dy_d, dx_d, rows, cols), KC_OK);
         get(be, dx, dx_d, n);
         for (size_t i = 0; i < n; i++) {
             double f[2];
@@ -1050,7 +1049,7 @@ START_TEST(test_activation_gradients) {
                 memcpy(xp, xs, sizeof xp);
                 xp[i] += sgn ? -eps : eps;
                 put(be, x_d, xp, n);
-                kc_activation_forward(be, &a, x_d, y_d, rows, cols);
+                ck_assert_int_eq(kc_activation_forward(be, &a, x_d, y_d, rows, cols), KC_OK);
                 get(be, y, y_d, n);
                 f[sgn] = 0;
                 for (size_t j = 0; j < n; j++)
@@ -1062,30 +1061,30 @@ START_TEST(test_activation_gradients) {
             check_close_grad(what, i, num, dx[i]);
         }
     }
-    be->free(dx_d);
-    be->free(x_d);
-    be->free(y_d);
-    be->free(dy_d);
+    kc_free(be, &dx_d);
+    kc_free(be, &x_d);
+    kc_free(be, &y_d);
+    kc_free(be, &dy_d);
 }
 END_TEST
 
 START_TEST(test_activation_in_place) {
     /* the model may run a linear activation in place: no copy onto itself */
-    const kc_backend *be = backends[_i].get();
-    float *x = dev_alloc(be, 4);
+    KC_LOOP_DEVICE(be);
+    kc_buf x = dev_alloc(be, 4);
     const float xs[4] = {1, -2, 3, -4};
     put(be, x, xs, 4);
     kc_activation lin = act_of("linear"), relu = act_of("relu");
-    kc_activation_forward(be, &lin, x, x, 1, 4);
-    kc_activation_backward(be, &lin, x, x, x, x, 1, 4);
+    ck_assert_int_eq(kc_activation_forward(be, &lin, x, x, 1, 4), KC_OK);
+    ck_assert_int_eq(kc_activation_backward(be, &lin, x, x, x, x, 1, 4), KC_OK);
     float got[4];
     get(be, got, x, 4);
     ck_assert_mem_eq(got, xs, sizeof xs);
-    kc_activation_forward(be, &relu, x, x, 1, 4);
+    ck_assert_int_eq(kc_activation_forward(be, &relu, x, x, 1, 4), KC_OK);
     get(be, got, x, 4);
     const double want[4] = {1, 0, 3, 0};
     assert_values(got, want, 4, 0);
-    be->free(x);
+    kc_free(be, &x);
 }
 END_TEST
 
@@ -1106,7 +1105,7 @@ int main(void) {
 
     TCase *tv = tcase_create("compute");
     tcase_set_timeout(tv, 120);
-    int nb = (int)NBACKENDS;
+    int nb = kc_test_backend_count();
     tcase_add_loop_test(tv, test_dense_forward, 0, nb);
     tcase_add_loop_test(tv, test_conv_forward_same_stride2, 0, nb);
     tcase_add_loop_test(tv, test_conv_forward_channels, 0, nb);

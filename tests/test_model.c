@@ -1,10 +1,13 @@
 /* The model as a whole: the backward pass through every layer kind,
  * activations applied by the model and the fused softmax + crossentropy, checked
- * against finite differences of the loss; buffers planned once and reused. */
+ * against finite differences of the loss; buffers planned once and reused.
+ * Every test runs on every backend of the registry that opens here
+ * (tests/devices.h); the other backends also agree with the reference one. */
 #include "core/rng.h"
 #include "models/config.h"
 #include "models/fit.h"
 #include "models/losses.h"
+#include "tests/devices.h"
 #include "testutil.h"
 
 static const char *cnn =
@@ -30,12 +33,13 @@ typedef struct fixture {
     float *x, *y, *pred, *grad;
 } fixture;
 
-static void fixture_open(fixture *f, const char *text, const char *loss, const kc_backend *be, int n) {
+static void fixture_open(fixture *f, const char *text, const char *loss, kc_device *be, int n) {
     kc_error e = {0};
-    ck_assert_msg(kc_config_parse_text("t.yaml", ".", text, strlen(text), &f->cfg, &e) == 0, "%s", e.msg);
+    ck_assert_msg(kc_config_parse_text("t.yaml", ".", text, strlen(text), &f->cfg, &e) == 0, "%s",
+                  e.msg);
     f->m = f->cfg->model;
     ck_assert_msg(kc_model_plan(f->m, be, n, 1, &e) == 0, "%s", e.msg);
-    kc_model_init_weights(f->m, 3);
+    ck_assert_msg(kc_model_init_weights(f->m, 3, &e) == 0, "%s", e.msg);
     ck_assert_int_eq(kc_loss_init(&f->loss, loss, &e), 0);
     f->n = n;
     f->in = (int)kc_shape_numel(&f->m->input_shape);
@@ -44,9 +48,11 @@ static void fixture_open(fixture *f, const char *text, const char *loss, const k
     f->y = malloc(sizeof(float) * (size_t)(n * f->out));
     f->pred = malloc(sizeof(float) * (size_t)(n * f->out));
     f->grad = malloc(sizeof(float) * (size_t)(n * f->out));
-    for (int i = 0; i < n * f->in; i++) f->x[i] = 2.0f * kc_rng_uniform(9, 1, (uint64_t)i) - 1.0f;
-    for (int i = 0; i < n; i++) f->y[i] = (float)(i % f->out); /* sparse labels */
-    be->upload(f->m->x, f->x, sizeof(float) * (size_t)(n * f->in));
+    for (int i = 0; i < n * f->in; i++)
+        f->x[i] = 2.0f * kc_rng_uniform(9, 1, (uint64_t)i) - 1.0f;
+    for (int i = 0; i < n; i++)
+        f->y[i] = (float)(i % f->out); /* sparse labels */
+    kc_test_put(be, f->m->x, f->x, sizeof(float) * (size_t)(n * f->in));
 }
 
 static void fixture_close(fixture *f) {
@@ -60,110 +66,128 @@ static void fixture_close(fixture *f) {
 /* Loss in double for the current weights (dropout mask fixed by seed and step). */
 static double loss_at(fixture *f, int fused, int want_grad) {
     kc_model *m = f->m;
-    kc_exec ex = {.be = m->be, .batch = f->n, .training = 1, .seed = 77, .step = 5};
-    const float *out = kc_model_forward(m, &ex);
-    const float *src = fused ? m->z[m->nlayers - 1] : out;
-    m->be->download(f->pred, src, sizeof(float) * (size_t)(f->n * f->out));
-    double l = kc_loss_compute(&f->loss, f->pred, f->y, f->n, f->out, fused, NULL, want_grad ? f->grad : NULL);
+    kc_exec ex = {.dev = m->dev, .batch = f->n, .training = 1, .seed = 77, .step = 5};
+    ck_assert_msg(kc_model_forward(m, &ex) == KC_OK, "forward on %s: %s", m->dev->name,
+                  m->dev->err.msg);
+    kc_buf src = fused ? m->z[m->nlayers - 1] : kc_model_output_y(m, 0);
+    kc_test_get(m->dev, f->pred, src, sizeof(float) * (size_t)(f->n * f->out));
+    double l = kc_loss_compute(&f->loss, f->pred, f->y, f->n, f->out, fused, NULL,
+                               want_grad ? f->grad : NULL);
     if (want_grad) {
-        m->be->upload(kc_model_dy(m), f->grad, sizeof(float) * (size_t)(f->n * f->out));
-        kc_model_backward(m, &ex, fused);
+        kc_test_put(m->dev, kc_model_dy(m), f->grad, sizeof(float) * (size_t)(f->n * f->out));
+        ck_assert_msg(kc_model_backward(m, &ex, fused) == KC_OK, "backward on %s: %s", m->dev->name,
+                      m->dev->err.msg);
     }
     return l;
 }
 
-static void check_grads(const kc_backend *be, int fused) {
+static void check_grads(kc_device *be, int fused) {
     fixture f;
     fixture_open(&f, cnn, "sparse_categorical_crossentropy", be, 3);
     kc_model *m = f.m;
     loss_at(&f, fused, 1);
     size_t nv = (size_t)m->nvalues;
     float *w = malloc(nv * sizeof *w), *g = malloc(nv * sizeof *g);
-    be->download(w, m->values, nv * sizeof *w);
-    be->download(g, m->grads, nv * sizeof *g);
+    kc_test_get(be, w, m->values, nv * sizeof *w);
+    kc_test_get(be, g, m->grads, nv * sizeof *g);
     /* every 7th weight, all layers: central differences */
     const float h = 2e-3f;
     int checked = 0;
     for (size_t i = 0; i < nv; i += 7) {
         float orig = w[i];
         w[i] = orig + h;
-        be->upload(m->values, w, nv * sizeof *w);
+        kc_test_put(be, m->values, w, nv * sizeof *w);
         double lp = loss_at(&f, fused, 0);
         w[i] = orig - h;
-        be->upload(m->values, w, nv * sizeof *w);
+        kc_test_put(be, m->values, w, nv * sizeof *w);
         double lm = loss_at(&f, fused, 0);
         w[i] = orig;
         double num = (lp - lm) / (2.0 * h);
-        ck_assert_msg(fabs(num - g[i]) <= 2e-3 + 3e-2 * fabs(num), "%s weight %zu: analytic %.6g, numeric %.6g",
-                      be->name, i, g[i], num);
+        ck_assert_msg(fabs(num - g[i]) <= 2e-3 + 3e-2 * fabs(num),
+                      "%s weight %zu: analytic %.6g, numeric %.6g", be->name, i, g[i], num);
         checked++;
     }
-    be->upload(m->values, w, nv * sizeof *w);
+    kc_test_put(be, m->values, w, nv * sizeof *w);
     ck_assert_int_gt(checked, 20);
     free(w);
     free(g);
     fixture_close(&f);
 }
 
-START_TEST(model_gradients_reference) { check_grads(kc_backend_reference(), 0); }
+START_TEST(model_gradients) {
+    KC_LOOP_DEVICE(d);
+    check_grads(d, 0);
+}
 END_TEST
-START_TEST(model_gradients_reference_fused) { check_grads(kc_backend_reference(), 1); }
-END_TEST
-START_TEST(model_gradients_cpu_fused) { check_grads(kc_backend_cpu(), 1); }
+START_TEST(model_gradients_fused) {
+    KC_LOOP_DEVICE(d);
+    check_grads(d, 1);
+}
 END_TEST
 
 /* The fused path and the plain path give the same loss and gradients when no
  * probability is clipped. */
 START_TEST(fused_equals_plain) {
+    KC_LOOP_DEVICE(d);
     fixture f;
-    fixture_open(&f, cnn, "sparse_categorical_crossentropy", kc_backend_reference(), 4);
+    fixture_open(&f, cnn, "sparse_categorical_crossentropy", d, 4);
     kc_model *m = f.m;
     size_t nv = (size_t)m->nvalues;
     float *g1 = malloc(nv * sizeof *g1), *g2 = malloc(nv * sizeof *g2);
     double l1 = loss_at(&f, 0, 1);
-    m->be->download(g1, m->grads, nv * sizeof *g1);
+    kc_test_get(d, g1, m->grads, nv * sizeof *g1);
     double l2 = loss_at(&f, 1, 1);
-    m->be->download(g2, m->grads, nv * sizeof *g2);
+    kc_test_get(d, g2, m->grads, nv * sizeof *g2);
     ck_assert_close(l1, l2, 1e-6, 1e-5);
-    for (size_t i = 0; i < nv; i++) ck_assert_close(g1[i], g2[i], 1e-6, 1e-3);
+    for (size_t i = 0; i < nv; i++)
+        ck_assert_close(g1[i], g2[i], 1e-6, 1e-3);
     free(g1);
     free(g2);
     fixture_close(&f);
 }
 END_TEST
 
-/* cpu and reference agree on a whole forward and backward pass. */
+/* Every backend agrees with the reference on a whole forward and backward pass. */
 START_TEST(backends_agree_on_model) {
     fixture a, b;
-    fixture_open(&a, cnn, "sparse_categorical_crossentropy", kc_backend_reference(), 5);
-    fixture_open(&b, cnn, "sparse_categorical_crossentropy", kc_backend_cpu(), 5);
-    double la = loss_at(&a, 1, 1), lb = loss_at(&b, 1, 1);
-    ck_assert_close(la, lb, 1e-5, 1e-5);
+    fixture_open(&a, cnn, "sparse_categorical_crossentropy", kc_test_reference(), 5);
+    double la = loss_at(&a, 1, 1);
     size_t nv = (size_t)a.m->nvalues;
     float *ga = malloc(nv * sizeof *ga), *gb = malloc(nv * sizeof *gb);
-    a.m->be->download(ga, a.m->grads, nv * sizeof *ga);
-    b.m->be->download(gb, b.m->grads, nv * sizeof *gb);
-    for (size_t i = 0; i < nv; i++) ck_assert_close(ga[i], gb[i], 1e-5, 1e-3);
+    kc_test_get(a.m->dev, ga, a.m->grads, nv * sizeof *ga);
+    KC_FOR_EACH_TESTED_DEVICE(d) {
+        fixture_open(&b, cnn, "sparse_categorical_crossentropy", d, 5);
+        double lb = loss_at(&b, 1, 1);
+        ck_assert_close(lb, la, 1e-5, 1e-5);
+        kc_test_get(d, gb, b.m->grads, nv * sizeof *gb);
+        for (size_t i = 0; i < nv; i++)
+            ck_assert_close(gb[i], ga[i], 1e-5, 1e-3);
+        fixture_close(&b);
+    }
     free(ga);
     free(gb);
     fixture_close(&a);
-    fixture_close(&b);
 }
 END_TEST
 
 /* A smaller batch than planned reuses the same buffers and gives the same
  * per-sample outputs as running those samples alone. */
 START_TEST(partial_batch) {
+    KC_LOOP_DEVICE(d);
     fixture f;
-    fixture_open(&f, cnn, "sparse_categorical_crossentropy", kc_backend_cpu(), 4);
+    fixture_open(&f, cnn, "sparse_categorical_crossentropy", d, 4);
     kc_model *m = f.m;
-    kc_exec ex = {.be = m->be, .batch = 4, .training = 0};
+    kc_exec ex = {.dev = d, .batch = 4, .training = 0};
     float full[4 * 3], part[2 * 3];
-    m->be->download(full, kc_model_forward(m, &ex), sizeof full);
+    ck_assert_int_eq(kc_model_forward(m, &ex), KC_OK);
+    kc_test_get(d, full, kc_model_output_y(m, 0), sizeof full);
     ex.batch = 2;
-    m->be->download(part, kc_model_forward(m, &ex), sizeof part);
-    for (int i = 0; i < 6; i++) ck_assert_close(part[i], full[i], 1e-6, 1e-5);
-    for (int r = 0; r < 4; r++) ck_assert_close(full[3 * r] + full[3 * r + 1] + full[3 * r + 2], 1.0, 1e-5, 0);
+    ck_assert_int_eq(kc_model_forward(m, &ex), KC_OK);
+    kc_test_get(d, part, kc_model_output_y(m, 0), sizeof part);
+    for (int i = 0; i < 6; i++)
+        ck_assert_close(part[i], full[i], 1e-6, 1e-5);
+    for (int r = 0; r < 4; r++)
+        ck_assert_close(full[3 * r] + full[3 * r + 1] + full[3 * r + 2], 1.0, 1e-5, 0);
     fixture_close(&f);
 }
 END_TEST
@@ -171,14 +195,15 @@ END_TEST
 /* Weights, optimizer slots and the training position survive a checkpoint
  * round trip exactly; a checkpoint carries the model file. */
 START_TEST(checkpoint_round_trip) {
-    const kc_backend *be = kc_backend_cpu();
+    KC_LOOP_DEVICE(be);
     fixture a, b;
+    kc_error e = {0};
     fixture_open(&a, cnn, "sparse_categorical_crossentropy", be, 3);
     fixture_open(&b, cnn, "sparse_categorical_crossentropy", be, 3);
-    kc_model_init_weights(b.m, 4); /* different weights before loading */
-    kc_error e = {0};
-    kc_session sa = {.cfg = a.cfg, .model = a.m, .be = be, .seed = 3, .epoch = 2, .step = 17};
-    kc_session sb = {.cfg = b.cfg, .model = b.m, .be = be};
+    ck_assert_int_eq(kc_model_init_weights(b.m, 4, &e), 0); /* different weights before loading */
+    /* the sessions reach the device through their models */
+    kc_session sa = {.cfg = a.cfg, .model = a.m, .seed = 3, .epoch = 2, .step = 17};
+    kc_session sb = {.cfg = b.cfg, .model = b.m};
     kc_node *opt_node = NULL;
     ck_assert_int_eq(kc_optimizer_parse(opt_node, &sa.opt, &e), 0); /* Keras's default: rmsprop */
     ck_assert_int_eq(kc_optimizer_parse(opt_node, &sb.opt, &e), 0);
@@ -186,7 +211,7 @@ START_TEST(checkpoint_round_trip) {
     int np = kc_model_params(a.m, refs, 32);
     size_t sizes[32];
     const char *names[32];
-    float *w[32], *g[32];
+    kc_buf w[32], g[32];
     for (int i = 0; i < np; i++) {
         sizes[i] = (size_t)kc_shape_numel(&refs[i].param->shape);
         names[i] = refs[i].name;
@@ -196,9 +221,9 @@ START_TEST(checkpoint_round_trip) {
     ck_assert_int_eq(kc_optimizer_build(sa.opt, be, np, sizes, names, &e), 0);
     ck_assert_int_eq(kc_optimizer_build(sb.opt, be, np, sizes, names, &e), 0);
     loss_at(&a, 1, 1);
-    kc_optimizer_step(sa.opt, w, (const float *const *)g);
+    ck_assert_int_eq(kc_optimizer_step(sa.opt, w, g), KC_OK);
     loss_at(&a, 1, 1);
-    kc_optimizer_step(sa.opt, w, (const float *const *)g);
+    ck_assert_int_eq(kc_optimizer_step(sa.opt, w, g), KC_OK);
 
     char *dir = kc_test_tmpdir(), path[4200];
     snprintf(path, sizeof path, "%s/c.safetensors", dir);
@@ -208,8 +233,8 @@ START_TEST(checkpoint_round_trip) {
     ck_assert_msg(kc_checkpoint_load(&sb, path, &e) == 0, "%s", e.msg);
     size_t nv = (size_t)a.m->nvalues;
     float *va = malloc(nv * sizeof *va), *vb = malloc(nv * sizeof *vb);
-    be->download(va, a.m->values, nv * sizeof *va);
-    be->download(vb, b.m->values, nv * sizeof *vb);
+    kc_test_get(be, va, a.m->values, nv * sizeof *va);
+    kc_test_get(be, vb, b.m->values, nv * sizeof *vb);
     ck_assert_int_eq(memcmp(va, vb, nv * sizeof *va), 0);
     ck_assert_int_eq(kc_optimizer_iterations(sb.opt), 2);
     ck_assert_int_eq(sb.epoch, 2);
@@ -217,14 +242,14 @@ START_TEST(checkpoint_round_trip) {
     ck_assert_int_eq(kc_optimizer_slot_count(sa.opt), kc_optimizer_slot_count(sb.opt));
     for (int i = 0; i < kc_optimizer_slot_count(sa.opt); i++) {
         const char *na, *nb;
-        float *da, *db;
+        kc_buf da, db;
         size_t la, lb;
         kc_optimizer_slot(sa.opt, i, &na, &da, &la);
         kc_optimizer_slot(sb.opt, i, &nb, &db, &lb);
         ck_assert_str_eq(na, nb);
         float *ha = malloc(la * sizeof *ha), *hb = malloc(lb * sizeof *hb);
-        be->download(ha, da, la * sizeof *ha);
-        be->download(hb, db, lb * sizeof *hb);
+        kc_test_get(be, ha, da, la * sizeof *ha);
+        kc_test_get(be, hb, db, lb * sizeof *hb);
         ck_assert_int_eq(memcmp(ha, hb, la * sizeof *ha), 0);
         free(ha);
         free(hb);
@@ -255,37 +280,43 @@ static const char *act_reg =
     "    - Dense: {units: 5, activation: tanh, activity_regularizer: {L1L2: {l1: 0.3, l2: 0.2}}}\n"
     "    - Dense: {units: 3, activation: softmax}\n";
 
+/* The activity penalties of the last forward pass (a double on the device). */
+static double activity_loss(fixture *f) {
+    ck_assert(f->m->has_activity);
+    return kc_test_get_double(f->m->dev, f->m->activity);
+}
+
 static double total_loss(fixture *f, int want_grad) {
     double l = loss_at(f, 1, want_grad);
-    return l + f->m->activity_loss;
+    return l + activity_loss(f);
 }
 
 START_TEST(activity_regularizer_gradients) {
-    const kc_backend *be = kc_backend_reference();
+    KC_LOOP_DEVICE(be);
     fixture f;
     fixture_open(&f, act_reg, "sparse_categorical_crossentropy", be, 4);
     kc_model *m = f.m;
     total_loss(&f, 1);
-    ck_assert(m->activity_loss > 0);
+    ck_assert(activity_loss(&f) > 0);
     size_t nv = (size_t)m->nvalues;
     float *w = malloc(nv * sizeof *w), *g = malloc(nv * sizeof *g);
-    be->download(w, m->values, nv * sizeof *w);
-    be->download(g, m->grads, nv * sizeof *g);
+    kc_test_get(be, w, m->values, nv * sizeof *w);
+    kc_test_get(be, g, m->grads, nv * sizeof *g);
     const float h = 1e-3f;
     for (size_t i = 0; i < nv; i++) {
         float orig = w[i];
         w[i] = orig + h;
-        be->upload(m->values, w, nv * sizeof *w);
+        kc_test_put(be, m->values, w, nv * sizeof *w);
         double lp = total_loss(&f, 0);
         w[i] = orig - h;
-        be->upload(m->values, w, nv * sizeof *w);
+        kc_test_put(be, m->values, w, nv * sizeof *w);
         double lm = total_loss(&f, 0);
         w[i] = orig;
         double num = (lp - lm) / (2.0 * h);
-        ck_assert_msg(fabs(num - g[i]) <= 2e-3 + 2e-2 * fabs(num), "weight %zu: analytic %.6g, numeric %.6g", i,
-                      g[i], num);
+        ck_assert_msg(fabs(num - g[i]) <= 2e-3 + 2e-2 * fabs(num),
+                      "%s weight %zu: analytic %.6g, numeric %.6g", be->name, i, g[i], num);
     }
-    be->upload(m->values, w, nv * sizeof *w);
+    kc_test_put(be, m->values, w, nv * sizeof *w);
     free(w);
     free(g);
     fixture_close(&f);
@@ -295,14 +326,15 @@ END_TEST
 int main(void) {
     Suite *s = suite_create("model");
     TCase *t = tcase_create("model");
-    tcase_add_test(t, model_gradients_reference);
-    tcase_add_test(t, model_gradients_reference_fused);
-    tcase_add_test(t, model_gradients_cpu_fused);
-    tcase_add_test(t, fused_equals_plain);
+    tcase_set_timeout(t, 300);
+    int nb = kc_test_backend_count();
+    tcase_add_loop_test(t, model_gradients, 0, nb);
+    tcase_add_loop_test(t, model_gradients_fused, 0, nb);
+    tcase_add_loop_test(t, fused_equals_plain, 0, nb);
     tcase_add_test(t, backends_agree_on_model);
-    tcase_add_test(t, partial_batch);
-    tcase_add_test(t, checkpoint_round_trip);
-    tcase_add_test(t, activity_regularizer_gradients);
+    tcase_add_loop_test(t, partial_batch, 0, nb);
+    tcase_add_loop_test(t, checkpoint_round_trip, 0, nb);
+    tcase_add_loop_test(t, activity_regularizer_gradients, 0, nb);
     suite_add_tcase(s, t);
     return kc_test_run(s);
 }

@@ -1,13 +1,15 @@
-/* Optimizers: several steps of every variant on both backends against the
- * Keras 3 update rules evaluated here in double; first steps, clipping and
- * weight decay against values worked out by hand; learning-rate schedules
- * driving the steps; slot names, order, initial values and counts; parsing,
- * defaults and errors. */
+/* Optimizers: several steps of every variant on every backend of the
+ * registry that opens here (tests/devices.h) against the Keras 3 update
+ * rules evaluated here in double; first steps, clipping and weight decay
+ * against values worked out by hand, and the other backends against the
+ * reference one; learning-rate schedules driving the steps; slot names,
+ * order, initial values and counts; parsing, defaults and errors. */
 #include "testutil.h"
 
 #include "core/backend.h"
 #include "models/optimizers.h"
 #include "models/yaml.h"
+#include "tests/devices.h"
 
 enum { N = 5, STEPS = 4, NA = 3 }; /* two parameters: elements [0, NA) and [NA, N) */
 
@@ -159,15 +161,15 @@ static void ref_step(const kc_optimizer_config *c, ref *r, const double *g_in, d
 /* ---- running an optimizer on a backend ---- */
 
 typedef struct run {
-    const kc_backend *be;
+    kc_device *be;
     kc_optimizer *o;
-    float *w[2], *g[2];
+    kc_buf w[2], g[2];
 } run;
 
 static const size_t SIZES[2] = {NA, N - NA};
 static const char *const NAMES[2] = {"dense/kernel", "dense/bias"};
 
-static void run_start_with(run *r, const kc_backend *be, kc_optimizer *o, const double *w0) {
+static void run_start_with(run *r, kc_device *be, kc_optimizer *o, const double *w0) {
     kc_error e = {0};
     r->be = be;
     r->o = o;
@@ -176,14 +178,12 @@ static void run_start_with(run *r, const kc_backend *be, kc_optimizer *o, const 
     for (int i = 0; i < N; i++)
         host[i] = (float)w0[i];
     for (int p = 0; p < 2; p++) {
-        r->w[p] = be->alloc(SIZES[p] * sizeof(float));
-        r->g[p] = be->alloc(SIZES[p] * sizeof(float));
-        ck_assert(r->w[p] && r->g[p]);
-        be->upload(r->w[p], host + (p ? NA : 0), SIZES[p] * sizeof(float));
+        r->w[p] = kc_test_from(be, host + (p ? NA : 0), SIZES[p]);
+        r->g[p] = kc_test_alloc(be, SIZES[p] * sizeof(float));
     }
 }
 
-static void run_start(run *r, const kc_backend *be, const kc_optimizer_config *cfg) {
+static void run_start(run *r, kc_device *be, const kc_optimizer_config *cfg) {
     kc_error e = {0};
     kc_optimizer *o;
     ck_assert_msg(kc_optimizer_create(cfg, &o, &e) == KC_OK, "%s", e.msg);
@@ -195,30 +195,36 @@ static void run_step(run *r, const double *g) {
     for (int i = 0; i < N; i++)
         host[i] = (float)g[i];
     for (int p = 0; p < 2; p++)
-        r->be->upload(r->g[p], host + (p ? NA : 0), SIZES[p] * sizeof(float));
-    kc_optimizer_step(r->o, r->w, (const float *const *)r->g);
+        kc_test_put(r->be, r->g[p], host + (p ? NA : 0), SIZES[p] * sizeof(float));
+    int rc = kc_optimizer_step(r->o, r->w, r->g);
+    ck_assert_msg(rc == KC_OK, "step on %s: %s", r->be->name, r->be->err.msg);
 }
 
 static void run_weights(run *r, float *out) {
     for (int p = 0; p < 2; p++)
-        r->be->download(out + (p ? NA : 0), r->w[p], SIZES[p] * sizeof(float));
+        kc_test_get(r->be, out + (p ? NA : 0), r->w[p], SIZES[p] * sizeof(float));
 }
 
 static void run_grads(run *r, float *out) {
     for (int p = 0; p < 2; p++)
-        r->be->download(out + (p ? NA : 0), r->g[p], SIZES[p] * sizeof(float));
+        kc_test_get(r->be, out + (p ? NA : 0), r->g[p], SIZES[p] * sizeof(float));
 }
 
 static void run_end(run *r) {
     for (int p = 0; p < 2; p++) {
-        r->be->free(r->w[p]);
-        r->be->free(r->g[p]);
+        kc_free(r->be, &r->w[p]);
+        kc_free(r->be, &r->g[p]);
     }
     kc_optimizer_free(r->o);
 }
 
-static const kc_backend *backend(int i) {
-    return i ? kc_backend_cpu() : kc_backend_reference();
+/* A weight on device d against the same weight on the reference backend:
+ * the same bits where d repeats the reference's operations, else within a
+ * few ulps. */
+static int same_as_reference(const kc_device *d, float got, float want) {
+    if (isnan(got) || isnan(want)) return isnan(got) && isnan(want);
+    if (kc_test_repeats_reference(d)) return got == want;
+    return fabs((double)got - want) <= 1e-7 + 1e-6 * fabs((double)want);
 }
 
 /* Float32 weights carry about 1.2e-7 relative rounding per step at the
@@ -228,13 +234,13 @@ static double tolerance(double peak, double w0, double want, int steps) {
     return 2.4e-7 * peak * steps + 2e-5 * fabs(want - w0) + 1e-12;
 }
 
-/* Runs STEPS steps on both backends, comparing every weight after each with
+/* Runs STEPS steps on every backend, comparing every weight after each with
  * the rules above; at least one weight must move far beyond the tolerance,
  * so a do-nothing update cannot pass. */
 static void check_against_rules(const kc_optimizer_config *cfg, int64_t start_iterations) {
-    for (int b = 0; b < 2; b++) {
+    KC_FOR_EACH_DEVICE(d) {
         run r;
-        run_start(&r, backend(b), cfg);
+        run_start(&r, d, cfg);
         kc_optimizer_set_iterations(r.o, start_iterations);
         ref ref;
         ref_init(cfg, &ref, start_iterations);
@@ -287,8 +293,9 @@ START_TEST(test_sgd_first_steps_by_hand) {
     kc_optimizer_config c = config(KC_OPTIMIZER_SGD);
     c.learning_rate = 0.1;
     c.momentum = 0.9;
+    KC_LOOP_DEVICE(d);
     run r;
-    run_start(&r, kc_backend_reference(), &c);
+    run_start(&r, d, &c);
     run_step(&r, G[0]);
     run_step(&r, G[1]);
     float got[N];
@@ -316,9 +323,10 @@ END_TEST
 
 START_TEST(test_rmsprop_first_step_by_hand) {
     /* ms = 0.1 g^2, so w moves by lr g / sqrt(0.1 g^2 + eps) ~ lr sqrt(10) sign(g) */
+    KC_LOOP_DEVICE(d);
     kc_optimizer_config c = config(KC_OPTIMIZER_RMSPROP);
     run r;
-    run_start(&r, kc_backend_cpu(), &c);
+    run_start(&r, d, &c);
     run_step(&r, G[0]);
     float got[N];
     run_weights(&r, got);
@@ -350,9 +358,9 @@ START_TEST(test_adam_first_step_moves_lr) {
     /* m = 0.1 g, v = 0.001 g^2, alpha = lr sqrt(0.001) / 0.1: each weight moves by
      * lr g / (|g| + eps / sqrt(0.001)), about lr sign(g) */
     kc_optimizer_config c = config(KC_OPTIMIZER_ADAM);
-    for (int b = 0; b < 2; b++) {
+    KC_FOR_EACH_DEVICE(d) {
         run r;
-        run_start(&r, backend(b), &c);
+        run_start(&r, d, &c);
         run_step(&r, G[0]);
         float got[N];
         run_weights(&r, got);
@@ -444,37 +452,43 @@ END_TEST
 
 /* First steps with Keras's defaults, each worked out by hand from the rules
  * of keras/src/optimizers/<name>.py; W0 = {0.5, -1, 2, 0, 0.25} and
- * g = {0.5, -1, 0, 2, -0.01}. */
-static void first_step(kc_optimizer_kind kind, float *out, float *slot0) {
+ * g = {0.5, -1, 0, 2, -0.01}. The step runs on device d; the weights must
+ * also match the reference backend's. */
+static void first_step(kc_device *d, kc_optimizer_kind kind, float *out, float *slot0) {
     kc_optimizer_config c = config(kind);
-    for (int b = 0; b < 2; b++) {
+    float want[N];
+    for (int pass = 0; pass < 2; pass++) {
         run r;
-        run_start(&r, backend(b), &c);
+        run_start(&r, pass ? d : kc_test_reference(), &c);
         run_step(&r, G[0]);
         float got[N];
         run_weights(&r, got);
         const char *name;
-        float *dev, s[NA];
+        kc_buf dev;
+        float s[NA];
         size_t n;
         kc_optimizer_slot(r.o, 0, &name, &dev, &n);
-        r.be->download(s, dev, sizeof s);
-        if (b) {
+        kc_test_get(r.be, s, dev, sizeof s);
+        if (pass) {
             for (int i = 0; i < N; i++)
-                ck_assert_msg(got[i] == out[i], "%s: cpu and reference differ at w[%d]",
-                              kc_optimizer_name(r.o), i);
-        } else {
+                ck_assert_msg(same_as_reference(d, got[i], want[i]),
+                              "%s: %s and reference differ at w[%d]: %.9g vs %.9g",
+                              kc_optimizer_name(r.o), d->name, i, got[i], want[i]);
             memcpy(out, got, sizeof got);
             memcpy(slot0, s, sizeof s);
+        } else {
+            memcpy(want, got, sizeof got);
         }
         run_end(&r);
     }
 }
 
 START_TEST(test_first_steps_by_hand) {
+    KC_LOOP_DEVICE(d);
     float w[N], s[NA];
 
     /* Adagrad: acc = 0.1 + g^2; w -= 0.001 g / sqrt(acc + 1e-7) */
-    first_step(KC_OPTIMIZER_ADAGRAD, w, s);
+    first_step(d, KC_OPTIMIZER_ADAGRAD, w, s);
     ck_assert_close(s[0], 0.35, 1e-8, 0);
     ck_assert_close(s[2], 0.1, 1e-8, 0);
     ck_assert_close(w[0], 0.5 - 0.001 * 0.5 / sqrt(0.35 + 1e-7), 1e-7, 0);
@@ -483,13 +497,13 @@ START_TEST(test_first_steps_by_hand) {
 
     /* Adadelta: ag = 0.05 g^2; d = -sqrt(0 + 1e-7) g / sqrt(ag + 1e-7); w += 0.001 d.
      * At w = 0, g = 2: d = -2 sqrt(1e-7) / sqrt(0.2000001) = -1.41421e-3 */
-    first_step(KC_OPTIMIZER_ADADELTA, w, s);
+    first_step(d, KC_OPTIMIZER_ADADELTA, w, s);
     ck_assert_close(s[0], 0.05 * 0.25, 1e-9, 0);
     ck_assert_close(w[3], 0.001 * -2 * sqrt(1e-7) / sqrt(0.2 + 1e-7), 1e-12, 1e-5);
     ck_assert_close(w[3], -1.41421e-6, 1e-11, 0);
 
     /* Adamax: m = 0.1 g, u = |g|; w -= 0.001 m / ((1 - 0.9) (u + 1e-7)) = 0.001 sign(g) */
-    first_step(KC_OPTIMIZER_ADAMAX, w, s);
+    first_step(d, KC_OPTIMIZER_ADAMAX, w, s);
     ck_assert_close(s[0], 0.05, 1e-8, 0);
     ck_assert_close(w[0], 0.5 - 0.001 * 0.05 / (0.1 * (0.5 + 1e-7)), 1e-7, 0);
     ck_assert_close(w[3], -0.001 * 0.2 / (0.1 * (2 + 1e-7)), 1e-10, 1e-5);
@@ -497,14 +511,14 @@ START_TEST(test_first_steps_by_hand) {
     /* Nadam: u1 = 0.9 (1 - 0.5 * 0.96) = 0.468, u2 = 0.9 (1 - 0.5 * 0.9216) = 0.48528;
      * m = 0.1 g, v = 0.001 g^2; m_hat = u2 m / (1 - u1 u2) + (1 - u1) g / (1 - u1);
      * v_hat = v / 0.001 = g^2: w -= 0.001 m_hat / (|g| + 1e-7) */
-    first_step(KC_OPTIMIZER_NADAM, w, s);
+    first_step(d, KC_OPTIMIZER_NADAM, w, s);
     double m_hat = 0.48528 * 0.05 / (1 - 0.468 * 0.48528) + 0.5;
     ck_assert_close(w[0], 0.5 - 0.001 * m_hat / (0.5 + 1e-7), 1e-7, 0);
     ck_assert_close(w[3], -0.001 * (0.48528 * 0.2 / (1 - 0.468 * 0.48528) + 2) / (2 + 1e-7), 1e-10,
                     1e-5);
 
     /* Lion: w -= 0.001 sign(0.1 g); m = 0.01 g */
-    first_step(KC_OPTIMIZER_LION, w, s);
+    first_step(d, KC_OPTIMIZER_LION, w, s);
     ck_assert_close(w[0], 0.499, 1e-7, 0);
     ck_assert_close(w[1], -0.999, 1e-7, 0);
     ck_assert_close(w[2], 2.0, 0, 0);
@@ -512,16 +526,17 @@ START_TEST(test_first_steps_by_hand) {
     ck_assert_close(s[0], 0.005, 1e-8, 0); /* 1 - 0.99 in float32, as Keras's Lion */
 
     /* AdamW: w (1 - 0.004 * 0.001), then Adam's step of about 0.001 sign(g) */
-    first_step(KC_OPTIMIZER_ADAMW, w, s);
+    first_step(d, KC_OPTIMIZER_ADAMW, w, s);
     ck_assert_close(w[2], 2.0 - 2.0 * 0.004 * 0.001, 2e-7, 0);
     ck_assert_close(w[0], 0.5 * (1 - 4e-6) - 0.001 * 0.5 / (0.5 + 1e-7 / sqrt(0.001)), 1e-7, 0);
 }
 END_TEST
 
 START_TEST(test_learning_rate_change) {
+    KC_LOOP_DEVICE(d);
     kc_optimizer_config c = config(KC_OPTIMIZER_SGD);
     run r;
-    run_start(&r, kc_backend_reference(), &c);
+    run_start(&r, d, &c);
     ck_assert_close(kc_optimizer_learning_rate(r.o), 0.01, 0, 0);
     kc_optimizer_set_learning_rate(r.o, 0.5);
     run_step(&r, G[0]);
@@ -534,24 +549,27 @@ END_TEST
 
 /* ---- clipping and weight decay ---- */
 
-/* SGD with lr 0.1 after one step with G[0] under cfg, on both backends;
- * the gradients on the device stay as given. */
+/* SGD with lr 0.1 after one step with G[0] under cfg, on every backend
+ * (out: the reference's weights; the others must match them); the gradients
+ * on the device stay as given. */
 static void sgd_once(const kc_optimizer_config *cfg, float *out) {
-    for (int b = 0; b < 2; b++) {
-        run r;
-        run_start(&r, backend(b), cfg);
+    run r;
+    run_start(&r, kc_test_reference(), cfg);
+    run_step(&r, G[0]);
+    run_weights(&r, out);
+    run_end(&r);
+    KC_FOR_EACH_DEVICE(d) {
+        run_start(&r, d, cfg);
         run_step(&r, G[0]);
         float got[N], g[N];
         run_weights(&r, got);
         run_grads(&r, g);
         for (int i = 0; i < N; i++)
-            ck_assert_msg(g[i] == (float)G[0][i], "the step wrote gradient %d", i);
-        if (b)
-            for (int i = 0; i < N; i++)
-                ck_assert_msg(got[i] == out[i] || (isnan(got[i]) && isnan(out[i])),
-                              "cpu and reference differ at %d", i);
-        else
-            memcpy(out, got, sizeof got);
+            ck_assert_msg(g[i] == (float)G[0][i], "the step wrote gradient %d on %s", i, d->name);
+        for (int i = 0; i < N; i++)
+            ck_assert_msg(same_as_reference(d, got[i], out[i]),
+                          "%s and reference differ at %d: %.9g vs %.9g", d->name, i, got[i],
+                          out[i]);
         run_end(&r);
     }
 }
@@ -620,19 +638,20 @@ START_TEST(test_clipping_non_finite) {
     /* Keras's global clip turns every gradient NaN when the norm is not finite;
      * clipvalue clamps an infinity to the limit. */
     static const double bad[N] = {0.5, INFINITY, 0.0, 2.0, -0.01};
+    KC_LOOP_DEVICE(d);
     kc_optimizer_config c = sgd(0.1);
     c.global_clipnorm = 1.0;
     run r;
-    run_start(&r, kc_backend_cpu(), &c);
+    run_start(&r, d, &c);
     run_step(&r, bad);
     float w[N];
     run_weights(&r, w);
     for (int i = 0; i < N; i++)
-        ck_assert_msg(isnan(w[i]), "w[%d] = %g", i, (double)w[i]);
+        ck_assert_msg(isnan(w[i]), "w[%d] = %g on %s", i, (double)w[i], d->name);
     run_end(&r);
     c = sgd(0.1);
     c.clipvalue = 0.5;
-    run_start(&r, kc_backend_reference(), &c);
+    run_start(&r, d, &c);
     run_step(&r, bad);
     run_weights(&r, w);
     ck_assert_close(w[1], -1.05, 1e-7, 0);
@@ -684,6 +703,7 @@ END_TEST
 static kc_optimizer *parse_ok(const char *text);
 
 START_TEST(test_schedule_drives_the_steps) {
+    KC_LOOP_DEVICE(d);
     /* ExponentialDecay 0.1 * 0.5^(it / 1): lr 0.1, 0.05, 0.025 at iterations 0, 1, 2;
      * weight decay uses the same scheduled rate. */
     kc_optimizer *o = parse_ok(
@@ -692,7 +712,7 @@ START_TEST(test_schedule_drives_the_steps) {
     ck_assert(kc_optimizer_has_schedule(o));
     ck_assert_close(kc_optimizer_learning_rate(o), 0.1, 0, 1e-7); /* float32, as in Keras */
     run r;
-    run_start_with(&r, kc_backend_reference(), o, W0);
+    run_start_with(&r, d, o, W0);
     run_step(&r, G[0]);
     ck_assert_close(kc_optimizer_learning_rate(o), 0.05, 0, 1e-7);
     run_step(&r, G[1]);
@@ -720,6 +740,7 @@ START_TEST(test_schedule_drives_the_steps) {
 END_TEST
 
 START_TEST(test_schedule_with_adam_and_warmup) {
+    KC_LOOP_DEVICE(d);
     /* CosineDecay warming up from 0 to 0.01 over 2 steps: lr 0, 0.005, 0.01, then decay */
     kc_optimizer *o =
         parse_ok("optimizer:\n  class_name: Adam\n  config:\n    learning_rate:\n"
@@ -732,7 +753,7 @@ START_TEST(test_schedule_with_adam_and_warmup) {
     ref ref;
     ref_init(&cfg, &ref, 0);
     run r;
-    run_start_with(&r, kc_backend_cpu(), o, W0);
+    run_start_with(&r, d, o, W0);
     for (int s = 0; s < STEPS; s++) {
         ck_assert_close(kc_optimizer_learning_rate(o), lrs[s], 1e-9, 1e-6);
         run_step(&r, G[s]);
@@ -748,23 +769,23 @@ END_TEST
 
 /* ---- slots ---- */
 
-static void expect_slots(const kc_optimizer_config *c, const char *const *names, int count,
-                         double init) {
+static void expect_slots(kc_device *d, const kc_optimizer_config *c, const char *const *names,
+                         int count, double init) {
     kc_optimizer *o;
     kc_error e = {0};
     ck_assert(kc_optimizer_create(c, &o, &e) == KC_OK);
-    ck_assert(kc_optimizer_build(o, kc_backend_reference(), 2, SIZES, NAMES, &e) == KC_OK);
+    ck_assert_msg(kc_optimizer_build(o, d, 2, SIZES, NAMES, &e) == KC_OK, "%s", e.msg);
     ck_assert_int_eq(kc_optimizer_slot_count(o), count);
     size_t elements = 0;
     for (int i = 0; i < count; i++) {
         const char *name;
-        float *dev;
+        kc_buf dev;
         size_t n;
         kc_optimizer_slot(o, i, &name, &dev, &n);
         ck_assert_str_eq(name, names[i]);
         ck_assert_int_eq(n, strstr(name, "kernel") ? NA : N - NA);
         float host[NA];
-        kc_backend_reference()->download(host, dev, n * sizeof(float));
+        kc_test_get(d, host, dev, n * sizeof(float));
         for (size_t j = 0; j < n; j++)
             ck_assert_close(host[j], init, 0, 0);
         elements += n;
@@ -776,12 +797,13 @@ static void expect_slots(const kc_optimizer_config *c, const char *const *names,
 }
 
 START_TEST(test_slot_names_and_order) {
+    KC_LOOP_DEVICE(d);
     kc_optimizer_config c = config(KC_OPTIMIZER_SGD);
-    expect_slots(&c, NULL, 0, 0);
+    expect_slots(d, &c, NULL, 0, 0);
     c.momentum = 0.9;
     const char *const sgd_slots[] = {"optimizer/dense/kernel/momentum",
                                      "optimizer/dense/bias/momentum"};
-    expect_slots(&c, sgd_slots, 2, 0);
+    expect_slots(d, &c, sgd_slots, 2, 0);
     /* Adam interleaves m and v per variable, then the amsgrad v_hats */
     c = config(KC_OPTIMIZER_ADAM);
     c.amsgrad = 1;
@@ -789,9 +811,9 @@ START_TEST(test_slot_names_and_order) {
         "optimizer/dense/kernel/momentum",     "optimizer/dense/kernel/velocity",
         "optimizer/dense/bias/momentum",       "optimizer/dense/bias/velocity",
         "optimizer/dense/kernel/velocity_hat", "optimizer/dense/bias/velocity_hat"};
-    expect_slots(&c, adam, 6, 0);
+    expect_slots(d, &c, adam, 6, 0);
     c = config(KC_OPTIMIZER_ADAMW);
-    expect_slots(&c, adam, 4, 0);
+    expect_slots(d, &c, adam, 4, 0);
     /* RMSprop: every velocity, every momentum, every average gradient */
     c = config(KC_OPTIMIZER_RMSPROP);
     c.momentum = 0.5;
@@ -800,44 +822,46 @@ START_TEST(test_slot_names_and_order) {
         "optimizer/dense/kernel/velocity",         "optimizer/dense/bias/velocity",
         "optimizer/dense/kernel/momentum",         "optimizer/dense/bias/momentum",
         "optimizer/dense/kernel/average_gradient", "optimizer/dense/bias/average_gradient"};
-    expect_slots(&c, rms, 6, 0);
+    expect_slots(d, &c, rms, 6, 0);
     /* Adagrad's accumulators start at initial_accumulator_value */
     c = config(KC_OPTIMIZER_ADAGRAD);
     const char *const adagrad[] = {"optimizer/dense/kernel/accumulator",
                                    "optimizer/dense/bias/accumulator"};
-    expect_slots(&c, adagrad, 2, 0.1f);
+    expect_slots(d, &c, adagrad, 2, 0.1f);
     c.initial_accumulator_value = 0.75;
-    expect_slots(&c, adagrad, 2, 0.75);
+    expect_slots(d, &c, adagrad, 2, 0.75);
     c = config(KC_OPTIMIZER_ADADELTA);
     const char *const adadelta[] = {
         "optimizer/dense/kernel/accumulated_grad", "optimizer/dense/kernel/accumulated_delta_var",
         "optimizer/dense/bias/accumulated_grad", "optimizer/dense/bias/accumulated_delta_var"};
-    expect_slots(&c, adadelta, 4, 0);
+    expect_slots(d, &c, adadelta, 4, 0);
     c = config(KC_OPTIMIZER_ADAMAX);
     const char *const adamax[] = {"optimizer/dense/kernel/momentum", "optimizer/dense/kernel/norm",
                                   "optimizer/dense/bias/momentum", "optimizer/dense/bias/norm"};
-    expect_slots(&c, adamax, 4, 0);
+    expect_slots(d, &c, adamax, 4, 0);
     c = config(KC_OPTIMIZER_NADAM);
-    expect_slots(&c, adam, 4, 0);
+    expect_slots(d, &c, adam, 4, 0);
     c = config(KC_OPTIMIZER_LION);
-    expect_slots(&c, sgd_slots, 2, 0);
+    expect_slots(d, &c, sgd_slots, 2, 0);
 }
 END_TEST
 
 START_TEST(test_slot_values) {
     /* Adam's m after two steps: 0.1 g2 + 0.09 g1; v: 0.001 g2^2 + 0.000999 g1^2 */
+    KC_LOOP_DEVICE(d);
     kc_optimizer_config c = config(KC_OPTIMIZER_ADAM);
     run r;
-    run_start(&r, kc_backend_cpu(), &c);
+    run_start(&r, d, &c);
     run_step(&r, G[0]);
     run_step(&r, G[1]);
     const char *name;
-    float *dev, m[NA], v[NA];
+    kc_buf dev;
+    float m[NA], v[NA];
     size_t n;
     kc_optimizer_slot(r.o, 0, &name, &dev, &n);
-    r.be->download(m, dev, sizeof m);
+    kc_test_get(d, m, dev, sizeof m);
     kc_optimizer_slot(r.o, 1, &name, &dev, &n);
-    r.be->download(v, dev, sizeof v);
+    kc_test_get(d, v, dev, sizeof v);
     for (int i = 0; i < NA; i++) {
         ck_assert_close(m[i], 0.1 * G[1][i] + 0.09 * G[0][i], 1e-7, 1e-6);
         ck_assert_close(v[i], 0.001 * G[1][i] * G[1][i] + 0.000999 * G[0][i] * G[0][i], 1e-10,
@@ -846,12 +870,12 @@ START_TEST(test_slot_values) {
     run_end(&r);
     /* Adamax's norm after two steps: max(0.999 |g1|, |g2|) */
     c = config(KC_OPTIMIZER_ADAMAX);
-    run_start(&r, kc_backend_reference(), &c);
+    run_start(&r, d, &c);
     run_step(&r, G[0]);
     run_step(&r, G[1]);
     kc_optimizer_slot(r.o, 1, &name, &dev, &n);
     ck_assert_str_eq(name, "optimizer/dense/kernel/norm");
-    r.be->download(v, dev, sizeof v);
+    kc_test_get(d, v, dev, sizeof v);
     ck_assert_close(v[0], 0.4995, 1e-7, 0);
     ck_assert_close(v[1], 0.999, 1e-7, 0);
     ck_assert_close(v[2], 0.3, 1e-7, 0);
@@ -860,6 +884,7 @@ START_TEST(test_slot_values) {
 END_TEST
 
 START_TEST(test_variable_count_matches_keras_summary) {
+    KC_LOOP_DEVICE(d);
     /* KERAS.md 1.2: the MNIST CNN after Adam training has 243,862 optimizer
      * variables taking 975,452 bytes (TensorFlow: int64 iteration) */
     const size_t sizes[] = {288, 32, 18432, 64, 102400, 64, 640, 10};
@@ -869,11 +894,11 @@ START_TEST(test_variable_count_matches_keras_summary) {
     kc_optimizer *o;
     kc_error e = {0};
     ck_assert(kc_optimizer_create(&c, &o, &e) == KC_OK);
-    ck_assert(kc_optimizer_build(o, kc_backend_cpu(), 8, sizes, names, &e) == KC_OK);
+    ck_assert(kc_optimizer_build(o, d, 8, sizes, names, &e) == KC_OK);
     ck_assert_int_eq(kc_optimizer_variable_count(o), 243862);
     ck_assert_int_eq(kc_optimizer_variable_bytes(o), 975452);
     /* rebuilding replaces the slots */
-    ck_assert(kc_optimizer_build(o, kc_backend_cpu(), 2, sizes, names, &e) == KC_OK);
+    ck_assert(kc_optimizer_build(o, d, 2, sizes, names, &e) == KC_OK);
     ck_assert_int_eq(kc_optimizer_variable_count(o), 2 + 2 * 320);
     kc_optimizer_free(o);
 }
@@ -1135,11 +1160,12 @@ END_TEST
 int main(void) {
     Suite *s = suite_create("optimizers");
     TCase *tc = tcase_create("optimizers");
-    tcase_set_timeout(tc, 60);
+    tcase_set_timeout(tc, 120);
+    int nb = kc_test_backend_count();
     tcase_add_test(tc, test_sgd_variants);
-    tcase_add_test(tc, test_sgd_first_steps_by_hand);
+    tcase_add_loop_test(tc, test_sgd_first_steps_by_hand, 0, nb);
     tcase_add_test(tc, test_rmsprop_variants);
-    tcase_add_test(tc, test_rmsprop_first_step_by_hand);
+    tcase_add_loop_test(tc, test_rmsprop_first_step_by_hand, 0, nb);
     tcase_add_test(tc, test_adam_variants);
     tcase_add_test(tc, test_adam_first_step_moves_lr);
     tcase_add_test(tc, test_adamw_variants);
@@ -1148,19 +1174,19 @@ int main(void) {
     tcase_add_test(tc, test_adamax_variants);
     tcase_add_test(tc, test_nadam_variants);
     tcase_add_test(tc, test_lion_variants);
-    tcase_add_test(tc, test_first_steps_by_hand);
-    tcase_add_test(tc, test_learning_rate_change);
+    tcase_add_loop_test(tc, test_first_steps_by_hand, 0, nb);
+    tcase_add_loop_test(tc, test_learning_rate_change, 0, nb);
     tcase_add_test(tc, test_clipnorm_by_hand);
     tcase_add_test(tc, test_global_clipnorm_by_hand);
     tcase_add_test(tc, test_clipvalue_by_hand);
-    tcase_add_test(tc, test_clipping_non_finite);
+    tcase_add_loop_test(tc, test_clipping_non_finite, 0, nb);
     tcase_add_test(tc, test_clipping_with_each_optimizer);
     tcase_add_test(tc, test_weight_decay_by_hand);
-    tcase_add_test(tc, test_schedule_drives_the_steps);
-    tcase_add_test(tc, test_schedule_with_adam_and_warmup);
-    tcase_add_test(tc, test_slot_names_and_order);
-    tcase_add_test(tc, test_slot_values);
-    tcase_add_test(tc, test_variable_count_matches_keras_summary);
+    tcase_add_loop_test(tc, test_schedule_drives_the_steps, 0, nb);
+    tcase_add_loop_test(tc, test_schedule_with_adam_and_warmup, 0, nb);
+    tcase_add_loop_test(tc, test_slot_names_and_order, 0, nb);
+    tcase_add_loop_test(tc, test_slot_values, 0, nb);
+    tcase_add_loop_test(tc, test_variable_count_matches_keras_summary, 0, nb);
     tcase_add_test(tc, test_parse_defaults);
     tcase_add_test(tc, test_parse_new_defaults);
     tcase_add_test(tc, test_parse_arguments);

@@ -1,20 +1,15 @@
 /* Regularizers and constraints: every accepted spelling and its Keras
  * defaults, errors with file:line:column, the penalties and projections
  * against Keras's documented numbers and hand-computed values, gradients
- * against central finite differences, on both backends. */
+ * against central finite differences, on every backend of the registry that
+ * opens here (tests/devices.h). */
 #include "models/regularizers.h"
+#include "tests/devices.h"
 #include "tests/testutil.h"
 
 #include "core/rng.h"
 #include "models/layer.h"
 #include "models/yaml.h"
-
-static const kc_backend *backends[2];
-
-static void setup(void) {
-    backends[0] = kc_backend_reference();
-    backends[1] = kc_backend_cpu();
-}
 
 /* ---- parsing helpers ---- */
 
@@ -273,42 +268,61 @@ END_TEST
 
 /* ---- penalties ---- */
 
-/* A param over device memory of backend be holding `vals`. */
+/* A param over device memory of device be holding `vals`. */
 typedef struct dev_param {
     kc_param p;
-    const kc_backend *be;
+    kc_device *be;
 } dev_param;
 
-static void dp_init(dev_param *d, const kc_backend *be, kc_shape shape, const float *vals,
-                    int with_grad) {
+static void dp_init(dev_param *d, kc_device *be, kc_shape shape, const float *vals, int with_grad) {
     memset(d, 0, sizeof *d);
     d->be = be;
     d->p.name = "kernel";
     d->p.shape = shape;
     d->p.trainable = 1;
     size_t n = (size_t)kc_shape_numel(&shape);
-    d->p.value = be->alloc(n * sizeof(float));
-    ck_assert_ptr_nonnull(d->p.value);
-    be->upload(d->p.value, vals, n * sizeof(float));
-    if (with_grad) {
-        d->p.grad = be->alloc(n * sizeof(float));
-        ck_assert_ptr_nonnull(d->p.grad);
-    }
+    d->p.value = kc_test_from(be, vals, n);
+    if (with_grad) d->p.grad = kc_test_alloc(be, n * sizeof(float));
 }
 
 static void dp_get(const dev_param *d, float *vals, int grad) {
     size_t n = (size_t)kc_shape_numel(&d->p.shape);
-    d->be->download(vals, grad ? d->p.grad : d->p.value, n * sizeof(float));
+    kc_test_get(d->be, vals, grad ? d->p.grad : d->p.value, n * sizeof(float));
 }
 
 static void dp_free(dev_param *d) {
-    d->be->free(d->p.value);
-    if (d->p.grad) d->be->free(d->p.grad);
+    kc_free(d->be, &d->p.value);
+    kc_free(d->be, &d->p.grad);
+}
+
+/* The weight penalty of ps[0..n), added to a device double that starts at `start`. */
+static double penalty_from(kc_device *be, kc_param **ps, int n, int add_grads, double start) {
+    kc_buf acc = kc_test_alloc(be, sizeof(double));
+    kc_test_put_double(be, acc, start);
+    int rc = kc_regularization_apply(be, ps, n, add_grads, acc);
+    ck_assert_msg(rc == KC_OK, "regularization on %s: %s", be->name, be->err.msg);
+    double v = kc_test_get_double(be, acc);
+    kc_free(be, &acc);
+    return v;
+}
+
+static double penalty(kc_device *be, kc_param **ps, int n, int add_grads) {
+    return penalty_from(be, ps, n, add_grads, 0.0);
+}
+
+/* The activity penalty of numel values at y, as penalty_from. */
+static double activity(kc_device *be, const kc_regularizer *r, kc_buf y, kc_buf dy, size_t numel,
+                       int batch) {
+    kc_buf acc = kc_test_alloc(be, sizeof(double));
+    int rc = kc_activity_penalty(be, r, y, dy, numel, batch, acc);
+    ck_assert_msg(rc == KC_OK, "activity penalty on %s: %s", be->name, be->err.msg);
+    double v = kc_test_get_double(be, acc);
+    kc_free(be, &acc);
+    return v;
 }
 
 START_TEST(test_keras_penalty_examples) {
-    for (int b = 0; b < 2; b++) {
-        const kc_backend *be = backends[b];
+    KC_FOR_EACH_DEVICE(be) {
         /* keras.regularizers docstring: L2(2.)(ones((5, 5))) == 50 */
         float ones[25];
         for (int i = 0; i < 25; i++)
@@ -317,30 +331,30 @@ START_TEST(test_keras_penalty_examples) {
         dp_init(&d, be, kc_shape2(5, 5), ones, 0);
         d.p.regularizer = reg_ok("r: {L2: {l2: 2.0}}\n");
         kc_param *ps[] = {&d.p};
-        ck_assert_close(kc_regularization_apply(be, ps, 1, 0), 50.0, 1e-9, 0);
+        ck_assert_close(penalty(be, ps, 1, 0), 50.0, 1e-9, 0);
+        /* it adds to what the accumulator holds */
+        ck_assert_close(penalty_from(be, ps, 1, 0, 0.5), 50.5, 1e-9, 0);
         /* Dense(5, kernel_initializer='ones', kernel_regularizer=L1(0.01),
          * activity_regularizer=L2(0.01)) on ones((5, 5)) * 2: 0.25 + 5.0 */
         d.p.regularizer = reg_ok("r: {L1: {l1: 0.01}}\n");
-        double kernel = kc_regularization_apply(be, ps, 1, 0);
+        double kernel = penalty(be, ps, 1, 0);
         ck_assert_close(kernel, 0.25, 1e-8, 0);
         float out[25];
         for (int i = 0; i < 25; i++)
             out[i] = 10.0f; /* each unit sums five inputs of 2 */
-        float *dy = be->alloc(sizeof out);
-        be->upload(dy, out, sizeof out);
+        kc_buf dy = kc_test_from(be, out, 25);
         kc_regularizer act = reg_ok("r: {L2: {l2: 0.01}}\n");
-        double activity = kc_activity_penalty(be, &act, dy, NULL, 25, 5);
-        ck_assert_close(activity, 5.0, 1e-6, 0);
-        ck_assert_close(kernel + activity, 5.25, 1e-6, 0);
-        be->free(dy);
+        double a = activity(be, &act, dy, KC_BUF_NULL, 25, 5);
+        ck_assert_close(a, 5.0, 1e-6, 0);
+        ck_assert_close(kernel + a, 5.25, 1e-6, 0);
+        kc_free(be, &dy);
         dp_free(&d);
     }
 }
 END_TEST
 
 START_TEST(test_penalty_sums_and_skips) {
-    for (int b = 0; b < 2; b++) {
-        const kc_backend *be = backends[b];
+    KC_FOR_EACH_DEVICE(be) {
         const float w1[] = {1, -2, 3, -4}, w2[] = {0.5f, -0.5f};
         dev_param a, c, frozen, plain;
         dp_init(&a, be, kc_shape2(2, 2), w1, 1);
@@ -354,7 +368,9 @@ START_TEST(test_penalty_sums_and_skips) {
         kc_param *ps[] = {&a.p, &c.p, &frozen.p, &plain.p, NULL};
         /* 0.1 * 10 + 0.01 * 30 + 0.01 * 0.5 */
         double want = 1.0 + 0.3 + 0.005;
-        ck_assert_close(kc_regularization_apply(be, ps, 5, 1), want, 1e-7, 0);
+        ck_assert_close(penalty(be, ps, 5, 1), want, 1e-7, 0);
+        ck_assert(kc_regularization_any(ps, 4));
+        ck_assert(!kc_regularization_any(&ps[3], 1)); /* plain has none */
         float g[4];
         dp_get(&a, g, 1);
         /* d/dw = 0.1 sign(w) + 0.02 w */
@@ -368,13 +384,12 @@ START_TEST(test_penalty_sums_and_skips) {
         dp_get(&plain, g, 1);
         ck_assert_close(g[0], 0.0, 0, 0);
         /* without add_grads the gradients stay */
-        ck_assert_close(kc_regularization_apply(be, ps, 5, 0), want, 1e-7, 0);
+        ck_assert_close(penalty(be, ps, 5, 0), want, 1e-7, 0);
         dp_get(&c, g, 1);
         ck_assert_close(g[0], 0.01, 1e-8, 0);
         /* a param without a grad buffer still counts */
-        be->free(c.p.grad);
-        c.p.grad = NULL;
-        ck_assert_close(kc_regularization_apply(be, ps, 5, 1), want, 1e-7, 0);
+        kc_free(be, &c.p.grad);
+        ck_assert_close(penalty(be, ps, 5, 1), want, 1e-7, 0);
         dp_free(&a), dp_free(&c), dp_free(&frozen), dp_free(&plain);
     }
 }
@@ -387,15 +402,14 @@ START_TEST(test_penalty_gradients) {
     for (int i = 0; i < N; i++) /* away from 0, where |w| has its kink */
         w[i] = (i % 2 ? -1.0f : 1.0f) * (0.05f + kc_rng_uniform(7, 1, (uint64_t)i));
     const char *regs[] = {"r: {L1L2: {l1: 0.03, l2: 0.2}}\n", "r: l1\n", "r: {L2: {l2: 1.5}}\n"};
-    for (int b = 0; b < 2; b++) {
-        const kc_backend *be = backends[b];
+    KC_FOR_EACH_DEVICE(be) {
         for (int k = 0; k < 3; k++) {
             kc_regularizer r = reg_ok(regs[k]);
             dev_param d;
             dp_init(&d, be, kc_shape2(4, 6), w, 1);
             d.p.regularizer = r;
             kc_param *ps[] = {&d.p};
-            kc_regularization_apply(be, ps, 1, 1);
+            penalty(be, ps, 1, 1);
             dp_get(&d, g, 1);
             for (int i = 0; i < N; i++) {
                 float keep = w[i], h = 1e-2f;
@@ -404,10 +418,10 @@ START_TEST(test_penalty_gradients) {
                 memcpy(wm, w, sizeof w);
                 wp[i] = keep + h;
                 wm[i] = keep - h;
-                be->upload(d.p.value, wp, sizeof wp);
-                double fp = kc_regularization_apply(be, ps, 1, 0);
-                be->upload(d.p.value, wm, sizeof wm);
-                double fm = kc_regularization_apply(be, ps, 1, 0);
+                kc_test_put(be, d.p.value, wp, sizeof wp);
+                double fp = penalty(be, ps, 1, 0);
+                kc_test_put(be, d.p.value, wm, sizeof wm);
+                double fm = penalty(be, ps, 1, 0);
                 double fd = (fp - fm) / ((double)wp[i] - wm[i]);
                 ck_assert_msg(fabs(fd - g[i]) <= 1e-4 + 1e-3 * fabs(fd),
                               "%s backend %s: d/dw[%d] = %.7g, finite difference %.7g", regs[k],
@@ -425,17 +439,14 @@ START_TEST(test_activity_penalty) {
     for (int i = 0; i < B * F; i++)
         y[i] = (i % 3 ? -1.0f : 1.0f) * (0.1f + kc_rng_uniform(8, 1, (uint64_t)i));
     kc_regularizer r = reg_ok("r: {L1L2: {l1: 0.02, l2: 0.3}}\n");
-    for (int b = 0; b < 2; b++) {
-        const kc_backend *be = backends[b];
-        float *dev = be->alloc(sizeof y), *dg = be->alloc(sizeof y);
-        be->upload(dev, y, sizeof y);
-        be->upload(dg, zero, sizeof zero);
+    KC_FOR_EACH_DEVICE(be) {
+        kc_buf dev = kc_test_from(be, y, B * F), dg = kc_test_from(be, zero, B * F);
         double want = 0;
         for (int i = 0; i < B * F; i++)
             want += 0.02 * fabs(y[i]) + 0.3 * (double)y[i] * y[i];
         want /= B; /* divided by the batch size, as Keras does */
-        ck_assert_close(kc_activity_penalty(be, &r, dev, dg, B * F, B), want, 0, 1e-6);
-        be->download(dy, dg, sizeof dy);
+        ck_assert_close(activity(be, &r, dev, dg, B * F, B), want, 0, 1e-6);
+        kc_test_get(be, dy, dg, sizeof dy);
         for (int i = 0; i < B * F; i++) {
             double s = y[i] > 0 ? 1 : -1;
             ck_assert_close(dy[i], (0.02 * s + 0.6 * y[i]) / B, 1e-7, 1e-6);
@@ -447,32 +458,36 @@ START_TEST(test_activity_penalty) {
             memcpy(ym, y, sizeof y);
             yp[i] += h;
             ym[i] -= h;
-            be->upload(dev, yp, sizeof yp);
-            double fp = kc_activity_penalty(be, &r, dev, NULL, B * F, B);
-            be->upload(dev, ym, sizeof ym);
-            double fm = kc_activity_penalty(be, &r, dev, NULL, B * F, B);
+            kc_test_put(be, dev, yp, sizeof yp);
+            double fp = activity(be, &r, dev, KC_BUF_NULL, B * F, B);
+            kc_test_put(be, dev, ym, sizeof ym);
+            double fm = activity(be, &r, dev, KC_BUF_NULL, B * F, B);
             double fd = (fp - fm) / ((double)yp[i] - ym[i]);
-            ck_assert_msg(fabs(fd - dy[i]) <= 1e-5 + 1e-3 * fabs(fd), "dy[%d] %g vs %g", i,
-                          (double)dy[i], fd);
+            ck_assert_msg(fabs(fd - dy[i]) <= 1e-5 + 1e-3 * fabs(fd), "%s: dy[%d] %g vs %g",
+                          be->name, i, (double)dy[i], fd);
         }
         kc_regularizer none = {0, 0};
-        ck_assert_close(kc_activity_penalty(be, &none, dev, dg, B * F, B), 0.0, 0, 0);
-        ck_assert_close(kc_activity_penalty(be, &r, dev, dg, B * F, 0), 0.0, 0, 0);
-        be->free(dev), be->free(dg);
+        ck_assert_close(activity(be, &none, dev, dg, B * F, B), 0.0, 0, 0);
+        ck_assert_close(activity(be, &r, dev, dg, B * F, 0), 0.0, 0, 0);
+        /* and those add nothing to the gradient either */
+        float dy2[B * F];
+        kc_test_get(be, dy2, dg, sizeof dy2);
+        ck_assert_mem_eq(dy2, dy, sizeof dy);
+        kc_free(be, &dev), kc_free(be, &dg);
     }
 }
 END_TEST
 
 /* ---- constraints ---- */
 
-static void constrain(const kc_backend *be, const char *spec, kc_shape shape, float *w) {
+static void constrain(kc_device *be, const char *spec, kc_shape shape, float *w) {
     dev_param d;
     dp_init(&d, be, shape, w, 0);
     d.p.constraint = con_ok(spec);
     kc_error e;
     ck_assert_msg(kc_constraint_check(&d.p.constraint, &shape, "w", &e) == KC_OK, "%s", e.msg);
     kc_param *ps[] = {&d.p};
-    kc_constraints_apply(be, ps, 1);
+    ck_assert_msg(kc_constraints_apply(be, ps, 1) == KC_OK, "%s: %s", be->name, be->err.msg);
     dp_get(&d, w, 0);
     dp_free(&d);
 }
@@ -480,9 +495,9 @@ static void constrain(const kc_backend *be, const char *spec, kc_shape shape, fl
 START_TEST(test_max_norm_keras_example) {
     /* keras constraints_test: MaxNorm(2.0) on columns (0,0,0), (1,0,0),
      * (3,0,0), (3,3,3) of a (3, 4) matrix */
-    for (int b = 0; b < 2; b++) {
+    KC_FOR_EACH_DEVICE(be) {
         float w[] = {0, 1, 3, 3, 0, 0, 0, 3, 0, 0, 0, 3};
-        constrain(backends[b], "c: {MaxNorm: {max_value: 2.0}}\n", kc_shape2(3, 4), w);
+        constrain(be, "c: {MaxNorm: {max_value: 2.0}}\n", kc_shape2(3, 4), w);
         const double r3 = 2.0 / sqrt(3.0);
         const double want[] = {0, 1, 2, r3, 0, 0, 0, r3, 0, 0, 0, r3};
         for (int i = 0; i < 12; i++)
@@ -508,8 +523,7 @@ START_TEST(test_norm_constraints) {
         w0[i] = (kc_rng_uniform(9, 1, (uint64_t)i) - 0.5f) * (i % C < 3 ? 0.05f : 2.0f);
     double before[C], after[C];
     col_norms(w0, R, C, before);
-    for (int b = 0; b < 2; b++) {
-        const kc_backend *be = backends[b];
+    KC_FOR_EACH_DEVICE(be) {
         float w[R * C];
         /* unit_norm: every column to norm 1 */
         memcpy(w, w0, sizeof w);
@@ -561,8 +575,7 @@ START_TEST(test_conv_kernel_and_non_neg) {
     float w0[N];
     for (int i = 0; i < N; i++)
         w0[i] = kc_rng_uniform(10, 1, (uint64_t)i) * 2.0f - 1.0f;
-    for (int b = 0; b < 2; b++) {
-        const kc_backend *be = backends[b];
+    KC_FOR_EACH_DEVICE(be) {
         float w[N];
         memcpy(w, w0, sizeof w);
         /* each filter (kh, kw, in) to norm at most 0.5 */
@@ -600,7 +613,7 @@ START_TEST(test_conv_kernel_and_non_neg) {
         d.p.constraint = con_ok("c: non_neg\n");
         d.p.trainable = 0;
         kc_param *ps[] = {&d.p};
-        kc_constraints_apply(be, ps, 1);
+        ck_assert_int_eq(kc_constraints_apply(be, ps, 1), KC_OK);
         float v[3];
         dp_get(&d, v, 0);
         ck_assert_close(v[0], -1.0, 0, 0);
@@ -619,7 +632,6 @@ int main(void) {
     tcase_add_test(parse, test_layers_read_them);
     suite_add_tcase(s, parse);
     TCase *math = tcase_create("math");
-    tcase_add_unchecked_fixture(math, setup, NULL);
     tcase_add_test(math, test_keras_penalty_examples);
     tcase_add_test(math, test_penalty_sums_and_skips);
     tcase_add_test(math, test_penalty_gradients);

@@ -1,19 +1,36 @@
-/* The cpu backend: memory, threads, elementwise, dense and dropout ops, and
- * the op table. Device memory is host memory aligned for SIMD loads. */
+/* The cpu backend: memory, threads, the elementwise, dense and dropout
+ * kernels, and the op table. Device memory is host memory aligned for SIMD
+ * loads (core/cpu/host.h); the table functions turn handles into pointers,
+ * establish the device's thread count and call the kernels, which never
+ * fail except for a convolution's own workspace. */
 #include "core/cpu/cpu.h"
+#include "core/ops.h"
 #include "core/rng.h"
 
 #include <cblas.h>
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define CPU_ALIGN 64
 
-static int cpu_threads;
+static int cpu_threads; /* of the device whose op is running; 0 = all cores */
+
+static int all_cores(void) {
+    static int cores;
+    if (!cores) cores = omp_get_num_procs();
+    return cores;
+}
 
 int kc_cpu_threads(void) {
-    return cpu_threads > 0 ? cpu_threads : omp_get_max_threads();
+    return cpu_threads > 0 ? cpu_threads : all_cores();
+}
+
+/* Every table function that reaches a kernel starts here: a store, so a
+ * device's thread count may change between ops at no cost. */
+static inline void use(const kc_device *d) {
+    cpu_threads = d->threads;
 }
 
 /* OpenBLAS stays single-threaded and runs inside our OpenMP threads: its own
@@ -27,59 +44,30 @@ static void blas_single_threaded(void) {
     }
 }
 
-static void cpu_set_threads(int n) {
-    if (n <= 0) n = omp_get_num_procs();
-    cpu_threads = n;
-    omp_set_num_threads(n);
-    blas_single_threaded();
-}
+/* ------------------------------------------------------------- kernels --- */
 
-static void *cpu_alloc(size_t bytes) {
-    size_t size = (bytes + CPU_ALIGN - 1) / CPU_ALIGN * CPU_ALIGN;
-    if (size < bytes) return NULL; /* overflow */
-    void *p = aligned_alloc(CPU_ALIGN, size ? size : CPU_ALIGN);
-    if (p) memset(p, 0, size);
-    return p;
-}
-
-static void cpu_free(void *p) {
-    free(p);
-}
-
-static void cpu_upload(void *dst, const void *src, size_t bytes) {
-    if (bytes) memcpy(dst, src, bytes);
-}
-
-static void cpu_download(void *dst, const void *src, size_t bytes) {
-    if (bytes) memcpy(dst, src, bytes);
-}
-
-static void cpu_copy(void *dst, const void *src, size_t bytes) {
-    if (bytes && dst != src) memmove(dst, src, bytes);
-}
-
-static void cpu_fill(float *y, float v, size_t n) {
+static void fill_floats(float *y, float v, size_t n) {
     int nt = kc_cpu_threads();
 #pragma omp parallel for schedule(static) num_threads(nt) if (n >= KC_CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++)
         y[i] = v;
 }
 
-static void cpu_scale(float *y, float a, size_t n) {
+static void scale_floats(float *y, float a, size_t n) {
     int nt = kc_cpu_threads();
 #pragma omp parallel for schedule(static) num_threads(nt) if (n >= KC_CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++)
         y[i] *= a;
 }
 
-static void cpu_axpy(float a, const float *x, float *y, size_t n) {
+static void axpy_floats(float a, const float *x, float *y, size_t n) {
     int nt = kc_cpu_threads();
 #pragma omp parallel for schedule(static) num_threads(nt) if (n >= KC_CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++)
         y[i] += a * x[i];
 }
 
-static void cpu_mul(const float *a, const float *b, float *y, size_t n) {
+static void mul_floats(const float *a, const float *b, float *y, size_t n) {
     int nt = kc_cpu_threads();
 #pragma omp parallel for schedule(static) num_threads(nt) if (n >= KC_CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++)
@@ -108,8 +96,17 @@ void kc_cpu_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *
         return;
     }
     if (!tb && alpha == 1.0f) { /* the SIMD kernels, when the CPU has them */
-        kc_cpu_igemm_args g = {.m = m, .n = n, .k = k, .a = a, .rs = ta ? 1 : lda, .cs = ta ? lda : 1,
-                               .b = b, .ldb = ldb, .beta = beta, .c = c, .ldc = ldc};
+        kc_cpu_igemm_args g = {.m = m,
+                               .n = n,
+                               .k = k,
+                               .a = a,
+                               .rs = ta ? 1 : lda,
+                               .cs = ta ? lda : 1,
+                               .b = b,
+                               .ldb = ldb,
+                               .beta = beta,
+                               .c = c,
+                               .ldc = ldc};
         if (kc_cpu_igemm(&g)) return;
     }
     blas_single_threaded();
@@ -138,8 +135,29 @@ void kc_cpu_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *
     }
 }
 
-static void cpu_dropout_forward(const float *x, float *y, float *mask, size_t n, float rate,
-                                uint64_t seed, uint64_t stream) {
+/* Products too small for threads of their own (kc_cpu_gemm keeps each on one
+ * thread below GEMM_PAR_MIN) run side by side, one per thread; larger ones
+ * run in turn, each split by kc_cpu_gemm. Either way each product is the one
+ * kc_cpu_gemm computes alone. */
+static void gemm_batched(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                         size_t sa, const float *b, int ldb, size_t sb, float beta, float *c,
+                         int ldc, size_t sc, int batch) {
+    int nt = kc_cpu_threads();
+    if ((double)m * n * (k > 0 ? k : 1) >= GEMM_PAR_MIN || nt < 2 || batch < 2) {
+        for (int i = 0; i < batch; i++)
+            kc_cpu_gemm(ta, tb, m, n, k, alpha, a + i * sa, lda, b + i * sb, ldb, beta, c + i * sc,
+                        ldc);
+        return;
+    }
+    blas_single_threaded();
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int i = 0; i < batch; i++)
+        kc_cpu_gemm(ta, tb, m, n, k, alpha, a + i * sa, lda, b + i * sb, ldb, beta, c + i * sc,
+                    ldc);
+}
+
+static void dropout_floats(const float *x, float *y, float *mask, size_t n, float rate,
+                           uint64_t seed, uint64_t stream) {
     float keep_scale = rate < 1.0f ? 1.0f / (1.0f - rate) : 0.0f;
     int nt = kc_cpu_threads();
     /* a Philox block per element is worth threads well before the usual cutoff */
@@ -150,50 +168,399 @@ static void cpu_dropout_forward(const float *x, float *y, float *mask, size_t n,
     }
 }
 
-static const kc_backend cpu_backend = {
+/* ------------------------------------------------------------ lifetime --- */
+
+static const char cpu_description[] =
+    "OpenMP threads, AVX2/AVX-512 kernels where the CPU has them, OpenBLAS";
+
+static int cpu_open(kc_device *d, const kc_device_opts *o) {
+    if (o->device != 0)
+        return kc_device_fail(d, KC_ECONFIG, "the cpu backend has one device (0), not %d",
+                              o->device);
+    snprintf(d->name, sizeof d->name, "cpu");
+    blas_single_threaded();
+    return KC_OK;
+}
+
+static void cpu_close(kc_device *d) {
+    (void)d;
+}
+
+static int cpu_list_devices(char *buf, size_t n) {
+    static const char *const isa[] = {"portable", "AVX2", "AVX-512"};
+    char line[96];
+    snprintf(line, sizeof line, "host CPU, %d cores, %s kernels", all_cores(), isa[kc_cpu_isa()]);
+    return kc_host_list_devices(line, buf, n);
+}
+
+/* -------------------------------------------------------------- memory --- */
+
+static int cpu_alloc(kc_device *d, size_t bytes, kc_buf *out) {
+    (void)d;
+    *out = KC_BUF_NULL;
+    size_t size = (bytes + CPU_ALIGN - 1) / CPU_ALIGN * CPU_ALIGN;
+    if (size < bytes) return KC_ERUNTIME; /* overflow */
+    void *p = aligned_alloc(CPU_ALIGN, size ? size : CPU_ALIGN);
+    if (!p) return KC_ERUNTIME;
+    memset(p, 0, size ? size : CPU_ALIGN);
+    *out = kc_host_buf(p);
+    return KC_OK;
+}
+
+/* Large copies are split by rows: one core does not saturate memory. */
+#define COPY_PAR_MIN ((size_t)1 << 20)
+
+static int cpu_copy2d(kc_device *d, kc_buf dst, size_t ldd, kc_buf src, size_t lds, size_t rows,
+                      size_t cols) {
+    use(d);
+    char *to = kc_host_ptr(dst);
+    const char *from = kc_host_ptr(src);
+    int nt = kc_cpu_threads();
+    if (rows * cols < COPY_PAR_MIN || nt < 2 || rows < 2) {
+        kc_host_copy_rows(to, ldd, from, lds, 0, rows, cols);
+        return KC_OK;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        size_t t = (size_t)omp_get_thread_num(), p = (size_t)omp_get_num_threads();
+        size_t lo = rows * t / p, hi = rows * (t + 1) / p;
+        if (hi > lo) kc_host_copy_rows(to, ldd, from, lds, lo, hi, cols);
+    }
+    return KC_OK;
+}
+
+/* ---------------------------------------------------------- primitives --- */
+
+#define F kc_host_f
+
+static int cpu_fill(kc_device *d, kc_buf y, float v, size_t n) {
+    use(d);
+    fill_floats(F(y), v, n);
+    return KC_OK;
+}
+
+static int cpu_scale(kc_device *d, kc_buf y, float a, size_t n) {
+    use(d);
+    scale_floats(F(y), a, n);
+    return KC_OK;
+}
+
+static int cpu_axpy(kc_device *d, float a, kc_buf x, kc_buf y, size_t n) {
+    use(d);
+    axpy_floats(a, F(x), F(y), n);
+    return KC_OK;
+}
+
+static int cpu_unary(kc_device *d, kc_unary_op op, float a, kc_buf x, kc_buf y, size_t n) {
+    use(d);
+    kc_cpu_unary(op, a, F(x), F(y), n);
+    return KC_OK;
+}
+
+static int cpu_binary(kc_device *d, kc_binary_op op, const kc_bcast *g, kc_buf a, kc_buf b,
+                      kc_buf y) {
+    use(d);
+    kc_cpu_binary(op, g, F(a), F(b), F(y));
+    return KC_OK;
+}
+
+static int cpu_select(kc_device *d, kc_buf cond, kc_buf a, kc_buf b, kc_buf y, size_t n) {
+    use(d);
+    kc_cpu_select(F(cond), F(a), F(b), F(y), n);
+    return KC_OK;
+}
+
+static int cpu_reduce(kc_device *d, kc_reduce_op op, const kc_reduce_desc *g, float alpha, kc_buf x,
+                      float beta, kc_buf y) {
+    use(d);
+    kc_cpu_reduce(op, g, alpha, F(x), beta, F(y));
+    return KC_OK;
+}
+
+static int cpu_gemm(kc_device *d, int ta, int tb, int m, int n, int k, float alpha, kc_buf a,
+                    int lda, kc_buf b, int ldb, float beta, kc_buf c, int ldc) {
+    use(d);
+    kc_cpu_gemm(ta, tb, m, n, k, alpha, F(a), lda, F(b), ldb, beta, F(c), ldc);
+    return KC_OK;
+}
+
+static int cpu_act_forward(kc_device *d, kc_act act, float alpha, kc_buf x, kc_buf y, size_t n) {
+    use(d);
+    kc_cpu_act_forward(act, alpha, F(x), F(y), n);
+    return KC_OK;
+}
+
+static int cpu_act_backward(kc_device *d, kc_act act, float alpha, kc_buf x, kc_buf y, kc_buf dy,
+                            kc_buf dx, size_t n) {
+    use(d);
+    kc_cpu_act_backward(act, alpha, F(x), F(y), F(dy), F(dx), n);
+    return KC_OK;
+}
+
+static int cpu_dropout_forward(kc_device *d, kc_buf x, kc_buf y, kc_buf mask, size_t n, float rate,
+                               uint64_t seed, uint64_t stream) {
+    use(d);
+    dropout_floats(F(x), F(y), F(mask), n, rate, seed, stream);
+    return KC_OK;
+}
+
+static int no_output(kc_device *d, const char *op) {
+    return kc_device_fail(d, KC_ECONFIG, "cpu backend: %s without an output buffer", op);
+}
+
+static int cpu_l1l2_penalty(kc_device *d, kc_buf x, kc_buf g, size_t n, float l1, float l2,
+                            kc_buf out) {
+    if (!kc_buf_ok(out)) return no_output(d, "l1l2_penalty");
+    use(d);
+    kc_host_add_double(out, kc_cpu_l1l2_penalty(F(x), F(g), n, l1, l2));
+    return KC_OK;
+}
+
+static int cpu_sum_squares(kc_device *d, kc_buf x, size_t n, kc_buf out) {
+    if (!kc_buf_ok(out)) return no_output(d, "sum_squares");
+    use(d);
+    kc_host_add_double(out, kc_cpu_sum_squares(F(x), n));
+    return KC_OK;
+}
+
+/* ----------------------------------------------------------- fused ops --- */
+
+static int cpu_mul(kc_device *d, kc_buf a, kc_buf b, kc_buf y, size_t n) {
+    use(d);
+    mul_floats(F(a), F(b), F(y), n);
+    return KC_OK;
+}
+
+static int cpu_bias_add(kc_device *d, kc_buf y, kc_buf b, int rows, int cols) {
+    use(d);
+    kc_cpu_bias_add(F(y), F(b), rows, cols);
+    return KC_OK;
+}
+
+static int cpu_bias_grad(kc_device *d, kc_buf db, kc_buf dy, int rows, int cols, float beta) {
+    use(d);
+    kc_cpu_bias_grad(F(db), F(dy), rows, cols, beta);
+    return KC_OK;
+}
+
+static int cpu_gemm_batched(kc_device *d, int ta, int tb, int m, int n, int k, float alpha,
+                            kc_buf a, int lda, size_t sa, kc_buf b, int ldb, size_t sb, float beta,
+                            kc_buf c, int ldc, size_t sc, int batch) {
+    use(d);
+    gemm_batched(ta, tb, m, n, k, alpha, F(a), lda, sa, F(b), ldb, sb, beta, F(c), ldc, sc, batch);
+    return KC_OK;
+}
+
+static int cpu_softmax_forward(kc_device *d, kc_buf x, kc_buf y, int rows, int cols) {
+    use(d);
+    kc_cpu_softmax_forward(F(x), F(y), rows, cols);
+    return KC_OK;
+}
+
+static int cpu_softmax_backward(kc_device *d, kc_buf y, kc_buf dy, kc_buf dx, int rows, int cols) {
+    use(d);
+    kc_cpu_softmax_backward(F(y), F(dy), F(dx), rows, cols);
+    return KC_OK;
+}
+
+static size_t cpu_conv2d_workspace(const kc_device *d, const kc_conv2d_desc *g) {
+    (void)d;
+    return kc_cpu_conv2d_workspace(g);
+}
+
+/* Reached only when the caller passed no workspace and the kernel could not
+ * allocate one. */
+static int no_workspace(kc_device *d, const kc_conv2d_desc *g) {
+    return kc_device_fail(d, KC_ERUNTIME,
+                          "cpu backend: out of memory for a %zu-byte convolution workspace",
+                          kc_cpu_conv2d_workspace(g));
+}
+
+static int cpu_conv2d_forward(kc_device *d, const kc_conv2d_desc *g, kc_buf x, kc_buf w, kc_buf y,
+                              kc_buf ws) {
+    use(d);
+    if (kc_cpu_conv2d_forward(g, F(x), F(w), F(y), kc_host_ptr(ws))) return no_workspace(d, g);
+    return KC_OK;
+}
+
+static int cpu_conv2d_backward_data(kc_device *d, const kc_conv2d_desc *g, kc_buf dy, kc_buf w,
+                                    kc_buf dx, kc_buf ws) {
+    use(d);
+    if (kc_cpu_conv2d_backward_data(g, F(dy), F(w), F(dx), kc_host_ptr(ws)))
+        return no_workspace(d, g);
+    return KC_OK;
+}
+
+static int cpu_conv2d_backward_filter(kc_device *d, const kc_conv2d_desc *g, kc_buf x, kc_buf dy,
+                                      kc_buf dw, float beta, kc_buf ws) {
+    use(d);
+    if (kc_cpu_conv2d_backward_filter(g, F(x), F(dy), F(dw), beta, kc_host_ptr(ws)))
+        return no_workspace(d, g);
+    return KC_OK;
+}
+
+static int cpu_maxpool2d_forward(kc_device *d, const kc_pool2d_desc *g, kc_buf x, kc_buf y,
+                                 kc_buf argmax) {
+    use(d);
+    kc_cpu_maxpool2d_forward(g, F(x), F(y), kc_host_i32(argmax));
+    return KC_OK;
+}
+
+static int cpu_maxpool2d_backward(kc_device *d, const kc_pool2d_desc *g, kc_buf dy, kc_buf argmax,
+                                  kc_buf dx) {
+    use(d);
+    kc_cpu_maxpool2d_backward(g, F(dy), kc_host_i32(argmax), F(dx));
+    return KC_OK;
+}
+
+static int cpu_avgpool2d_forward(kc_device *d, const kc_pool2d_desc *g, kc_buf x, kc_buf y) {
+    use(d);
+    kc_cpu_avgpool2d_forward(g, F(x), F(y));
+    return KC_OK;
+}
+
+static int cpu_avgpool2d_backward(kc_device *d, const kc_pool2d_desc *g, kc_buf dy, kc_buf dx) {
+    use(d);
+    kc_cpu_avgpool2d_backward(g, F(dy), F(dx));
+    return KC_OK;
+}
+
+static int cpu_norm_rescale(kc_device *d, kc_buf w, const int64_t *dims, int rank, unsigned reduce,
+                            float lo, float hi, float rate, float eps) {
+    use(d);
+    kc_cpu_norm_rescale(F(w), dims, rank, reduce, lo, hi, rate, eps);
+    return KC_OK;
+}
+
+static int cpu_scale_div(kc_device *d, kc_buf x, kc_buf y, float a, float b, size_t n) {
+    use(d);
+    kc_cpu_scale_div(F(x), F(y), a, b, n);
+    return KC_OK;
+}
+
+static int cpu_clip(kc_device *d, kc_buf x, kc_buf y, float lo, float hi, size_t n) {
+    use(d);
+    kc_cpu_clip(F(x), F(y), lo, hi, n);
+    return KC_OK;
+}
+
+static int cpu_weight_decay(kc_device *d, kc_buf w, float wd, float lr, size_t n) {
+    use(d);
+    kc_cpu_weight_decay(F(w), wd, lr, n);
+    return KC_OK;
+}
+
+static int cpu_sgd_update(kc_device *d, kc_buf w, kc_buf g, kc_buf v, size_t n, float lr,
+                          float momentum, int nesterov) {
+    use(d);
+    kc_cpu_sgd_update(F(w), F(g), F(v), n, lr, momentum, nesterov);
+    return KC_OK;
+}
+
+static int cpu_rmsprop_update(kc_device *d, kc_buf w, kc_buf g, kc_buf ms, kc_buf mg, kc_buf mom,
+                              size_t n, float lr, float rho, float one_minus_rho, float momentum,
+                              float eps, int centered) {
+    use(d);
+    kc_cpu_rmsprop_update(F(w), F(g), F(ms), F(mg), F(mom), n, lr, rho, one_minus_rho, momentum,
+                          eps, centered);
+    return KC_OK;
+}
+
+static int cpu_adam_update(kc_device *d, kc_buf w, kc_buf g, kc_buf m, kc_buf v, kc_buf vhat,
+                           size_t n, float alpha, float one_minus_b1, float one_minus_b2, float eps,
+                           int amsgrad) {
+    use(d);
+    kc_cpu_adam_update(F(w), F(g), F(m), F(v), F(vhat), n, alpha, one_minus_b1, one_minus_b2, eps,
+                       amsgrad);
+    return KC_OK;
+}
+
+static int cpu_adagrad_update(kc_device *d, kc_buf w, kc_buf g, kc_buf acc, size_t n, float lr,
+                              float eps) {
+    use(d);
+    kc_cpu_adagrad_update(F(w), F(g), F(acc), n, lr, eps);
+    return KC_OK;
+}
+
+static int cpu_adadelta_update(kc_device *d, kc_buf w, kc_buf g, kc_buf ag, kc_buf ad, size_t n,
+                               float lr, float rho, float one_minus_rho, float eps) {
+    use(d);
+    kc_cpu_adadelta_update(F(w), F(g), F(ag), F(ad), n, lr, rho, one_minus_rho, eps);
+    return KC_OK;
+}
+
+static int cpu_adamax_update(kc_device *d, kc_buf w, kc_buf g, kc_buf m, kc_buf u, size_t n,
+                             float lr, float one_minus_b1, float b2, float one_minus_b1_power,
+                             float eps) {
+    use(d);
+    kc_cpu_adamax_update(F(w), F(g), F(m), F(u), n, lr, one_minus_b1, b2, one_minus_b1_power, eps);
+    return KC_OK;
+}
+
+static int cpu_nadam_update(kc_device *d, kc_buf w, kc_buf g, kc_buf m, kc_buf v, size_t n,
+                            const kc_nadam_coef *c) {
+    use(d);
+    kc_cpu_nadam_update(F(w), F(g), F(m), F(v), n, c);
+    return KC_OK;
+}
+
+static int cpu_lion_update(kc_device *d, kc_buf w, kc_buf g, kc_buf m, size_t n, float lr, float b1,
+                           float b2) {
+    use(d);
+    kc_cpu_lion_update(F(w), F(g), F(m), n, lr, b1, b2);
+    return KC_OK;
+}
+
+const kc_backend kc_cpu_backend = {
     .name = "cpu",
+    .description = cpu_description,
+    .open = cpu_open,
+    .close = cpu_close,
+    .list_devices = cpu_list_devices,
+    .synchronize = kc_host_synchronize,
     .alloc = cpu_alloc,
-    .free = cpu_free,
-    .upload = cpu_upload,
-    .download = cpu_download,
-    .copy = cpu_copy,
-    .set_threads = cpu_set_threads,
+    .free = kc_host_free,
+    .upload = kc_host_upload,
+    .download = kc_host_download,
+    .copy = kc_host_copy,
+    .copy2d = cpu_copy2d,
     .fill = cpu_fill,
     .scale = cpu_scale,
     .axpy = cpu_axpy,
-    .mul = cpu_mul,
-    .gemm = kc_cpu_gemm,
-    .bias_add = kc_cpu_bias_add,
-    .bias_grad = kc_cpu_bias_grad,
-    .act_forward = kc_cpu_act_forward,
-    .act_backward = kc_cpu_act_backward,
-    .softmax_forward = kc_cpu_softmax_forward,
-    .softmax_backward = kc_cpu_softmax_backward,
-    .conv2d_workspace = kc_cpu_conv2d_workspace,
-    .conv2d_forward = kc_cpu_conv2d_forward,
-    .conv2d_backward_data = kc_cpu_conv2d_backward_data,
-    .conv2d_backward_filter = kc_cpu_conv2d_backward_filter,
-    .maxpool2d_forward = kc_cpu_maxpool2d_forward,
-    .maxpool2d_backward = kc_cpu_maxpool2d_backward,
-    .avgpool2d_forward = kc_cpu_avgpool2d_forward,
-    .avgpool2d_backward = kc_cpu_avgpool2d_backward,
+    .unary = cpu_unary,
+    .binary = cpu_binary,
+    .select = cpu_select,
+    .reduce = cpu_reduce,
+    .gemm = cpu_gemm,
+    .act_forward = cpu_act_forward,
+    .act_backward = cpu_act_backward,
     .dropout_forward = cpu_dropout_forward,
-    .l1l2_penalty = kc_cpu_l1l2_penalty,
-    .norm_rescale = kc_cpu_norm_rescale,
-    .sgd_update = kc_cpu_sgd_update,
-    .rmsprop_update = kc_cpu_rmsprop_update,
-    .adam_update = kc_cpu_adam_update,
-    .adagrad_update = kc_cpu_adagrad_update,
-    .adadelta_update = kc_cpu_adadelta_update,
-    .adamax_update = kc_cpu_adamax_update,
-    .nadam_update = kc_cpu_nadam_update,
-    .lion_update = kc_cpu_lion_update,
-    .sum_squares = kc_cpu_sum_squares,
-    .scale_div = kc_cpu_scale_div,
-    .clip = kc_cpu_clip,
-    .weight_decay = kc_cpu_weight_decay,
+    .l1l2_penalty = cpu_l1l2_penalty,
+    .sum_squares = cpu_sum_squares,
+    .mul = cpu_mul,
+    .bias_add = cpu_bias_add,
+    .bias_grad = cpu_bias_grad,
+    .gemm_batched = cpu_gemm_batched,
+    .softmax_forward = cpu_softmax_forward,
+    .softmax_backward = cpu_softmax_backward,
+    .conv2d_workspace = cpu_conv2d_workspace,
+    .conv2d_forward = cpu_conv2d_forward,
+    .conv2d_backward_data = cpu_conv2d_backward_data,
+    .conv2d_backward_filter = cpu_conv2d_backward_filter,
+    .maxpool2d_forward = cpu_maxpool2d_forward,
+    .maxpool2d_backward = cpu_maxpool2d_backward,
+    .avgpool2d_forward = cpu_avgpool2d_forward,
+    .avgpool2d_backward = cpu_avgpool2d_backward,
+    .norm_rescale = cpu_norm_rescale,
+    .scale_div = cpu_scale_div,
+    .clip = cpu_clip,
+    .weight_decay = cpu_weight_decay,
+    .sgd_update = cpu_sgd_update,
+    .rmsprop_update = cpu_rmsprop_update,
+    .adam_update = cpu_adam_update,
+    .adagrad_update = cpu_adagrad_update,
+    .adadelta_update = cpu_adadelta_update,
+    .adamax_update = cpu_adamax_update,
+    .nadam_update = cpu_nadam_update,
+    .lion_update = cpu_lion_update,
 };
-
-const kc_backend *kc_backend_cpu(void) {
-    return &cpu_backend;
-}

@@ -8,12 +8,17 @@
 #define KC_CPU_H
 
 #include "core/backend.h"
+#include "core/cpu/host.h"
 
 /* Below this many elements a loop stays on one thread: waking the team costs
  * more than the work. */
 #define KC_CPU_PAR_MIN 32768
 
-/* The thread count set by set_threads (all cores until then). */
+/* The thread count the kernels split their loops into: the threads of the
+ * device whose op is running (every table function in cpu.c sets it from
+ * d->threads before it calls a kernel), all cores when that is 0 or before
+ * any device ran an op. One process-wide value, so devices must not run ops
+ * from two host threads at once. */
 int kc_cpu_threads(void);
 
 /* Instruction sets with kernels of their own, chosen at run time (the
@@ -28,8 +33,9 @@ int kc_cpu_set_isa(int level);
  * for i < m, j < n. Row and column offsets into `a` express an im2col patch
  * matrix (or its transpose) without building it; with aoff NULL, A is a
  * plain strided matrix, A(i, k) = a[i rs + k cs]. Each element of C is summed
- * in increasing k by one thread, so results do not depend on the thread
- * count. beta 0 never reads C. Returns 0 without touching C when the CPU has
+ * by one thread in a fixed order (increasing k within blocks of k, the
+ * blocks added in turn: cpu_igemm_kern.h), so results do not depend on the
+ * thread count. beta 0 never reads C. Returns 0 without touching C when the CPU has
  * no SIMD kernel (the caller then takes its portable path). */
 typedef struct kc_cpu_igemm_args {
     int m, n, k;
@@ -61,13 +67,16 @@ void kc_cpu_act_backward(kc_act act, float alpha, const float *x, const float *y
 void kc_cpu_softmax_forward(const float *x, float *y, int rows, int cols);
 void kc_cpu_softmax_backward(const float *y, const float *dy, float *dx, int rows, int cols);
 
+/* The convolutions take kc_cpu_conv2d_workspace(d) bytes of ws, or allocate
+ * it themselves when ws is NULL: they return 0, or -1 (output untouched) when
+ * that allocation fails. */
 size_t kc_cpu_conv2d_workspace(const kc_conv2d_desc *d);
-void kc_cpu_conv2d_forward(const kc_conv2d_desc *d, const float *x, const float *w, float *y,
-                           void *ws);
-void kc_cpu_conv2d_backward_data(const kc_conv2d_desc *d, const float *dy, const float *w,
-                                 float *dx, void *ws);
-void kc_cpu_conv2d_backward_filter(const kc_conv2d_desc *d, const float *x, const float *dy,
-                                   float *dw, float beta, void *ws);
+int kc_cpu_conv2d_forward(const kc_conv2d_desc *d, const float *x, const float *w, float *y,
+                          void *ws);
+int kc_cpu_conv2d_backward_data(const kc_conv2d_desc *d, const float *dy, const float *w, float *dx,
+                                void *ws);
+int kc_cpu_conv2d_backward_filter(const kc_conv2d_desc *d, const float *x, const float *dy,
+                                  float *dw, float beta, void *ws);
 
 void kc_cpu_maxpool2d_forward(const kc_pool2d_desc *d, const float *x, float *y, int32_t *argmax);
 void kc_cpu_maxpool2d_backward(const kc_pool2d_desc *d, const float *dy, const int32_t *argmax,
@@ -94,11 +103,17 @@ void kc_cpu_adamax_update(float *w, const float *g, float *m, float *u, size_t n
                           float one_minus_b1, float b2, float one_minus_b1_power, float eps);
 void kc_cpu_nadam_update(float *w, const float *g, float *m, float *v, size_t n,
                          const kc_nadam_coef *c);
-void kc_cpu_lion_update(float *w, const float *g, float *m, size_t n, float lr, float b1,
-                        float b2);
+void kc_cpu_lion_update(float *w, const float *g, float *m, size_t n, float lr, float b1, float b2);
 double kc_cpu_sum_squares(const float *x, size_t n);
 void kc_cpu_scale_div(const float *x, float *y, float a, float b, size_t n);
 void kc_cpu_clip(const float *x, float *y, float lo, float hi, size_t n);
 void kc_cpu_weight_decay(float *w, float wd, float lr, size_t n);
+
+/* The primitives of core/backend.h on host pointers (cpu_math.c). */
+void kc_cpu_unary(kc_unary_op op, float a, const float *x, float *y, size_t n);
+void kc_cpu_binary(kc_binary_op op, const kc_bcast *g, const float *a, const float *b, float *y);
+void kc_cpu_select(const float *cond, const float *a, const float *b, float *y, size_t n);
+void kc_cpu_reduce(kc_reduce_op op, const kc_reduce_desc *g, float alpha, const float *x,
+                   float beta, float *y);
 
 #endif

@@ -273,11 +273,6 @@ static void zero(float *p, size_t n) {
     if (n) memset(p, 0, n * sizeof(float));
 }
 
-static void fill_nan(float *p, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        p[i] = NAN;
-}
-
 /* Patch rows for nb images starting at x: row (n, oy, ox), column (ky, kx, c). */
 static void im2col(const kc_conv2d_desc *d, const float *x, int nb, float *col) {
     size_t k = (size_t)d->kh * d->kw * d->c, img = (size_t)d->h * d->w * d->c;
@@ -470,29 +465,26 @@ static int fast_backward_data(const kc_conv2d_desc *d, const float *dy, const fl
     return done;
 }
 
-void kc_cpu_conv2d_forward(const kc_conv2d_desc *d, const float *x, const float *w, float *y,
-                           void *ws) {
+int kc_cpu_conv2d_forward(const kc_conv2d_desc *d, const float *x, const float *w, float *y,
+                          void *ws) {
     if (conv_empty(d)) { /* no terms: zeros */
         zero(y, extent4(d->n, d->oh, d->ow, d->oc));
-        return;
+        return 0;
     }
     conv_plan p = make_plan(d);
     size_t in_img = (size_t)d->h * d->w * d->c, out_img = p.pixels * d->oc;
     int owned;
     float *col = scratch(d, ws, &owned);
-    if (!col && kc_cpu_conv2d_workspace(d)) {
-        fill_nan(y, (size_t)d->n * out_img);
-        return;
-    }
+    if (!col && kc_cpu_conv2d_workspace(d)) return -1;
     if (fast_forward(d, x, w, y, col)) {
         if (owned) free(col);
-        return;
+        return 0;
     }
     if (p.direct) {
         kc_cpu_gemm(0, 0, d->n * (int)p.pixels, d->oc, d->c, 1.0f, x, d->c, w, d->oc, 0.0f, y,
                     d->oc);
         if (owned) free(col);
-        return;
+        return 0;
     }
     for (int n0 = 0; n0 < d->n; n0 += p.chunk) {
         int nb = d->n - n0 < p.chunk ? d->n - n0 : p.chunk;
@@ -501,31 +493,29 @@ void kc_cpu_conv2d_forward(const kc_conv2d_desc *d, const float *x, const float 
                     y + n0 * out_img, d->oc);
     }
     if (owned) free(col);
+    return 0;
 }
 
-void kc_cpu_conv2d_backward_data(const kc_conv2d_desc *d, const float *dy, const float *w,
-                                 float *dx, void *ws) {
+int kc_cpu_conv2d_backward_data(const kc_conv2d_desc *d, const float *dy, const float *w, float *dx,
+                                void *ws) {
     if (conv_empty(d)) {
         zero(dx, extent4(d->n, d->h, d->w, d->c));
-        return;
+        return 0;
     }
     conv_plan p = make_plan(d);
     size_t in_img = (size_t)d->h * d->w * d->c, out_img = p.pixels * d->oc;
     int owned;
     float *col = scratch(d, ws, &owned);
-    if (!col && kc_cpu_conv2d_workspace(d)) {
-        fill_nan(dx, (size_t)d->n * in_img);
-        return;
-    }
+    if (!col && kc_cpu_conv2d_workspace(d)) return -1;
     if (fast_backward_data(d, dy, w, dx, col)) {
         if (owned) free(col);
-        return;
+        return 0;
     }
     if (p.direct) {
         kc_cpu_gemm(0, 1, d->n * (int)p.pixels, d->c, d->oc, 1.0f, dy, d->oc, w, d->oc, 0.0f, dx,
                     d->c);
         if (owned) free(col);
-        return;
+        return 0;
     }
     for (int n0 = 0; n0 < d->n; n0 += p.chunk) {
         int nb = d->n - n0 < p.chunk ? d->n - n0 : p.chunk;
@@ -534,33 +524,31 @@ void kc_cpu_conv2d_backward_data(const kc_conv2d_desc *d, const float *dy, const
         col2im_gather(d, col, nb, dx + n0 * in_img);
     }
     if (owned) free(col);
+    return 0;
 }
 
-void kc_cpu_conv2d_backward_filter(const kc_conv2d_desc *d, const float *x, const float *dy,
-                                   float *dw, float beta, void *ws) {
+int kc_cpu_conv2d_backward_filter(const kc_conv2d_desc *d, const float *x, const float *dy,
+                                  float *dw, float beta, void *ws) {
     size_t wn = extent4(d->kh, d->kw, d->c, d->oc);
     if (conv_empty(d)) { /* no terms: dw = beta dw */
         for (size_t i = 0; i < wn; i++)
             dw[i] = beta == 0.0f ? 0.0f : beta * dw[i];
-        return;
+        return 0;
     }
     conv_plan p = make_plan(d);
     size_t in_img = (size_t)d->h * d->w * d->c, out_img = p.pixels * d->oc;
     int owned;
     float *col = scratch(d, ws, &owned);
-    if (!col && kc_cpu_conv2d_workspace(d)) {
-        fill_nan(dw, wn);
-        return;
-    }
+    if (!col && kc_cpu_conv2d_workspace(d)) return -1;
     if (fast_backward_filter(d, x, dy, dw, beta, col)) {
         if (owned) free(col);
-        return;
+        return 0;
     }
     if (p.direct) {
         kc_cpu_gemm(1, 0, d->c, d->oc, d->n * (int)p.pixels, 1.0f, x, d->c, dy, d->oc, beta, dw,
                     d->oc);
         if (owned) free(col);
-        return;
+        return 0;
     }
     for (int n0 = 0; n0 < d->n; n0 += p.chunk) {
         int nb = d->n - n0 < p.chunk ? d->n - n0 : p.chunk;
@@ -569,4 +557,5 @@ void kc_cpu_conv2d_backward_filter(const kc_conv2d_desc *d, const float *x, cons
                     dy + n0 * out_img, d->oc, n0 == 0 ? beta : 1.0f, dw, d->oc);
     }
     if (owned) free(col);
+    return 0;
 }

@@ -9,6 +9,13 @@
 #include <string.h>
 
 #define KC_IG_MR_MAX 12
+/* Steps of k each tile sums in registers before adding them to C (see
+ * cpu_igemm_kern.h): near the square root of a dense layer's reduction
+ * length, where a two-level sum's error is smallest. One value for every
+ * instruction set, so they keep computing the same bits. */
+#ifndef KC_IG_KB
+#define KC_IG_KB 64
+#endif
 
 static int isa_forced = -1; /* -1: not forced */
 

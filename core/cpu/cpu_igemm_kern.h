@@ -7,10 +7,11 @@
  *   V_ZERO(), V_BCAST(x), V_LOAD(p), V_MLOAD(m, p), V_FMA(a, b, c),
  *   V_MSTORE(p, m, v), V_MUL(a, b), V_ADD(a, b), V_MASK(n)
  *
- * One tile computes C[0..MR) x [0..NV*VW) =
+ * One tile call computes C[0..MR) x [0..NV*VW) =
  *   beta C + sum_k a[abase[k] + aoff[i]] * b[k*ldb + j]
- * with the accumulators in registers and k in increasing order, so every
- * element of C has one fixed summation order. */
+ * with the accumulators in registers and k in increasing order; igemm below
+ * calls it once per block of KC_IG_KB steps of k, so every element of C has
+ * one fixed summation order. */
 
 static inline __attribute__((always_inline)) void
 ISA(tile)(const int MR, const int NV, const int STRIDED, int kc, const float *a, const int *aoff,
@@ -112,7 +113,15 @@ static const ISA(tile_fn) ISA(tiles)[2][4][KC_IG_MR_MAX] = {
 
 /* Tasks are (column block, row tile) pairs; threads take chunks of them as
  * they come free, so a thread the OS delays holds up only its chunk. Every
- * task writes its own tile of C, so who runs it does not change the bits. */
+ * task writes its own tile of C, so who runs it does not change the bits.
+ *
+ * A task sums k in blocks of KC_IG_KB: the tile sums each block from zero
+ * and adds it to C (beta 1 after the first block), block after block. One
+ * running sum over a long reduction (a dense layer's 1600 inputs) carries
+ * several times the rounding error of this two-level sum, since every late
+ * term lands on a large partial sum. The registers have no room for a second
+ * set of accumulators; C, which the task owns and keeps in L1, costs one
+ * load-add-store per block. The blocks depend on k alone. */
 static void ISA(igemm)(const kc_cpu_igemm_args *g, int nt) {
     const int nr = 4 * VW;
     int blocks = (g->n + nr - 1) / nr;
@@ -145,11 +154,18 @@ static void ISA(igemm)(const kc_cpu_igemm_args *g, int nt) {
             int cols = g->n - j0 < nr ? g->n - j0 : nr;
             MASK last = V_MASK(cols - (nv - 1) * VW);
             int strided = g->aoff == NULL;
-            ISA(tiles)
-            [strided][nv - 1][rows - 1](g->k, strided ? g->a + (long)i0 * g->rs : g->a,
-                                        strided ? NULL : g->aoff + i0, g->abase, g->rs, g->cs,
-                                        g->b + j0, g->ldb, g->beta, g->c + (long)i0 * g->ldc + j0,
-                                        g->ldc, last);
+            ISA(tile_fn) fn = ISA(tiles)[strided][nv - 1][rows - 1];
+            const float *a = strided ? g->a + (long)i0 * g->rs : g->a;
+            const int *aoff = strided ? NULL : g->aoff + i0;
+            float *c = g->c + (long)i0 * g->ldc + j0;
+            int k0 = 0;
+            do { /* once at least: with k 0 the tile still writes beta C */
+                int kb = g->k - k0 < KC_IG_KB ? g->k - k0 : KC_IG_KB;
+                fn(kb, strided ? a + k0 * g->cs : a, aoff, strided ? NULL : g->abase + k0, g->rs,
+                   g->cs, g->b + (long)k0 * g->ldb + j0, g->ldb, k0 ? 1.0f : g->beta, c, g->ldc,
+                   last);
+                k0 += kb;
+            } while (k0 < g->k);
         }
     }
 }

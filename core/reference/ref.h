@@ -5,6 +5,7 @@
 #define KC_REF_H
 
 #include "core/backend.h"
+#include "core/cpu/host.h"
 
 void kc_ref_act_forward(kc_act act, float alpha, const float *x, float *y, size_t n);
 void kc_ref_act_backward(kc_act act, float alpha, const float *x, const float *y, const float *dy,
@@ -45,11 +46,17 @@ void kc_ref_adamax_update(float *w, const float *g, float *m, float *u, size_t n
                           float one_minus_b1, float b2, float one_minus_b1_power, float eps);
 void kc_ref_nadam_update(float *w, const float *g, float *m, float *v, size_t n,
                          const kc_nadam_coef *c);
-void kc_ref_lion_update(float *w, const float *g, float *m, size_t n, float lr, float b1,
-                        float b2);
+void kc_ref_lion_update(float *w, const float *g, float *m, size_t n, float lr, float b1, float b2);
 double kc_ref_sum_squares(const float *x, size_t n);
 void kc_ref_scale_div(const float *x, float *y, float a, float b, size_t n);
 void kc_ref_clip(const float *x, float *y, float lo, float hi, size_t n);
 void kc_ref_weight_decay(float *w, float wd, float lr, size_t n);
+
+/* The primitives of core/backend.h on host pointers (ref_math.c). */
+void kc_ref_unary(kc_unary_op op, float a, const float *x, float *y, size_t n);
+void kc_ref_binary(kc_binary_op op, const kc_bcast *g, const float *a, const float *b, float *y);
+void kc_ref_select(const float *cond, const float *a, const float *b, float *y, size_t n);
+void kc_ref_reduce(kc_reduce_op op, const kc_reduce_desc *g, float alpha, const float *x,
+                   float beta, float *y);
 
 #endif

@@ -16,13 +16,14 @@ static int activation_build(kc_layer *l, kc_error *e) {
     return KC_OK;
 }
 
-static void activation_forward(kc_layer *l, const kc_exec *ex, const float *x, float *y) {
-    kc_layer_copy(ex->be, y, x, (size_t)kc_shape_numel(&l->in_shape) * (size_t)ex->batch);
+static int activation_forward(kc_layer *l, const kc_exec *ex, kc_buf x, kc_buf y) {
+    return kc_layer_copy(ex->dev, y, x, (size_t)kc_shape_numel(&l->in_shape) * (size_t)ex->batch);
 }
 
-static void activation_backward(kc_layer *l, const kc_exec *ex, const float *x, const float *y,
-                                const float *dy, float *dx) {
-    if (dx) kc_layer_copy(ex->be, dx, dy, (size_t)kc_shape_numel(&l->in_shape) * (size_t)ex->batch);
+static int activation_backward(kc_layer *l, const kc_exec *ex, kc_buf x, kc_buf y, kc_buf dy,
+                               kc_buf dx) {
+    if (!kc_buf_ok(dx)) return kc_device_status(ex->dev);
+    return kc_layer_copy(ex->dev, dx, dy, (size_t)kc_shape_numel(&l->in_shape) * (size_t)ex->batch);
 }
 
 const kc_layer_class kc_activation_class = {

@@ -34,12 +34,12 @@ int kc_layer_fail(const kc_layer *l, kc_error *e, const char *fmt, ...)
 
 /* Should backward write this parameter's gradient? */
 static inline int kc_layer_wants_grad(const kc_layer *l, const kc_param *p) {
-    return p->grad != NULL && l->trainable && p->trainable;
+    return kc_buf_ok(p->grad) && l->trainable && p->trainable;
 }
 
 /* y = x on the device, skipped when the buffers are the same. */
-static inline void kc_layer_copy(const kc_backend *be, float *y, const float *x, size_t n) {
-    if (y != x) be->copy(y, x, n * sizeof(float));
+static inline int kc_layer_copy(kc_device *d, kc_buf y, kc_buf x, size_t n) {
+    return kc_copy(d, y, x, n * sizeof(float));
 }
 
 #endif

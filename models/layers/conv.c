@@ -122,29 +122,31 @@ static kc_conv2d_desc conv_desc(const kc_layer *l, int batch) {
     return d;
 }
 
-static size_t conv_workspace(const kc_layer *l, int max_batch, const kc_backend *be) {
+static size_t conv_workspace(const kc_layer *l, int max_batch, const kc_device *dev) {
     kc_conv2d_desc d = conv_desc(l, max_batch);
-    return be->conv2d_workspace(&d);
+    return kc_conv2d_workspace(dev, &d);
 }
 
-static void conv_forward(kc_layer *l, const kc_exec *ex, const float *x, float *y) {
+static int conv_forward(kc_layer *l, const kc_exec *ex, kc_buf x, kc_buf y) {
     const conv_state *s = l->state;
+    kc_device *dev = ex->dev;
     kc_conv2d_desc d = conv_desc(l, ex->batch);
-    ex->be->conv2d_forward(&d, x, l->params[0].value, y, ex->ws);
-    if (s->use_bias) ex->be->bias_add(y, l->params[1].value, d.n * d.oh * d.ow, d.oc);
+    int rc = kc_conv2d_forward(dev, &d, x, l->params[0].value, y, ex->ws);
+    if (!rc && s->use_bias) rc = kc_bias_add(dev, y, l->params[1].value, d.n * d.oh * d.ow, d.oc);
+    return rc;
 }
 
-static void conv_backward(kc_layer *l, const kc_exec *ex, const float *x, const float *y,
-                          const float *dy, float *dx) {
+static int conv_backward(kc_layer *l, const kc_exec *ex, kc_buf x, kc_buf y, kc_buf dy, kc_buf dx) {
     const conv_state *s = l->state;
-    const kc_backend *be = ex->be;
+    kc_device *dev = ex->dev;
     kc_conv2d_desc d = conv_desc(l, ex->batch);
     float beta = ex->accumulate ? 1.0f : 0.0f;
     kc_param *w = &l->params[0];
-    if (kc_layer_wants_grad(l, w)) be->conv2d_backward_filter(&d, x, dy, w->grad, beta, ex->ws);
+    if (kc_layer_wants_grad(l, w)) kc_conv2d_backward_filter(dev, &d, x, dy, w->grad, beta, ex->ws);
     if (s->use_bias && kc_layer_wants_grad(l, &l->params[1]))
-        be->bias_grad(l->params[1].grad, dy, d.n * d.oh * d.ow, d.oc, beta);
-    if (dx) be->conv2d_backward_data(&d, dy, w->value, dx, ex->ws);
+        kc_bias_grad(dev, l->params[1].grad, dy, d.n * d.oh * d.ow, d.oc, beta);
+    if (kc_buf_ok(dx)) kc_conv2d_backward_data(dev, &d, dy, w->value, dx, ex->ws);
+    return kc_device_status(dev);
 }
 
 static int64_t conv_flops(const kc_layer *l) {

@@ -60,26 +60,30 @@ static int dense_build(kc_layer *l, kc_error *e) {
     return rc;
 }
 
-static void dense_forward(kc_layer *l, const kc_exec *ex, const float *x, float *y) {
+static int dense_forward(kc_layer *l, const kc_exec *ex, kc_buf x, kc_buf y) {
     const dense_state *s = l->state;
+    kc_device *d = ex->dev;
     int rows = (int)(s->rows * ex->batch), in = (int)s->in, units = s->units;
-    ex->be->gemm(0, 0, rows, units, in, 1.0f, x, in, l->params[0].value, units, 0.0f, y, units);
-    if (s->use_bias) ex->be->bias_add(y, l->params[1].value, rows, units);
+    int rc =
+        kc_gemm(d, 0, 0, rows, units, in, 1.0f, x, in, l->params[0].value, units, 0.0f, y, units);
+    if (!rc && s->use_bias) rc = kc_bias_add(d, y, l->params[1].value, rows, units);
+    return rc;
 }
 
-static void dense_backward(kc_layer *l, const kc_exec *ex, const float *x, const float *y,
-                           const float *dy, float *dx) {
+static int dense_backward(kc_layer *l, const kc_exec *ex, kc_buf x, kc_buf y, kc_buf dy,
+                          kc_buf dx) {
     const dense_state *s = l->state;
-    const kc_backend *be = ex->be;
+    kc_device *d = ex->dev;
     int rows = (int)(s->rows * ex->batch), in = (int)s->in, units = s->units;
     float beta = ex->accumulate ? 1.0f : 0.0f;
     kc_param *w = &l->params[0];
     if (kc_layer_wants_grad(l, w)) /* dW = x^T dy */
-        be->gemm(1, 0, in, units, rows, 1.0f, x, in, dy, units, beta, w->grad, units);
+        kc_gemm(d, 1, 0, in, units, rows, 1.0f, x, in, dy, units, beta, w->grad, units);
     if (s->use_bias && kc_layer_wants_grad(l, &l->params[1]))
-        be->bias_grad(l->params[1].grad, dy, rows, units, beta);
-    if (dx) /* dx = dy W^T */
-        be->gemm(0, 1, rows, in, units, 1.0f, dy, units, w->value, units, 0.0f, dx, in);
+        kc_bias_grad(d, l->params[1].grad, dy, rows, units, beta);
+    if (kc_buf_ok(dx)) /* dx = dy W^T */
+        kc_gemm(d, 0, 1, rows, in, units, 1.0f, dy, units, w->value, units, 0.0f, dx, in);
+    return kc_device_status(d);
 }
 
 static int64_t dense_flops(const kc_layer *l) {

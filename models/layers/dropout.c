@@ -36,7 +36,7 @@ static int dropout_build(kc_layer *l, kc_error *e) {
 }
 
 /* The mask of the last training forward, kept for backward. */
-static size_t dropout_buffer(const kc_layer *l, int max_batch, const kc_backend *be) {
+static size_t dropout_buffer(const kc_layer *l, int max_batch, const kc_device *d) {
     return (size_t)kc_shape_numel(&l->in_shape) * (size_t)max_batch * sizeof(float);
 }
 
@@ -45,26 +45,21 @@ static int dropout_active(const kc_layer *l, const kc_exec *ex) {
     return ex->training && s->rate > 0.0;
 }
 
-static void dropout_forward(kc_layer *l, const kc_exec *ex, const float *x, float *y) {
+static int dropout_forward(kc_layer *l, const kc_exec *ex, kc_buf x, kc_buf y) {
     const dropout_state *s = l->state;
     size_t n = (size_t)kc_shape_numel(&l->in_shape) * (size_t)ex->batch;
-    if (!dropout_active(l, ex)) {
-        kc_layer_copy(ex->be, y, x, n);
-        return;
-    }
+    if (!dropout_active(l, ex)) return kc_layer_copy(ex->dev, y, x, n);
     uint64_t seed = s->has_seed ? (uint64_t)s->seed : ex->seed;
     uint64_t stream = kc_rng_stream("dropout", (uint64_t)l->index, ex->step);
-    ex->be->dropout_forward(x, y, (float *)l->buf, n, (float)s->rate, seed, stream);
+    return kc_dropout_forward(ex->dev, x, y, l->buf, n, (float)s->rate, seed, stream);
 }
 
-static void dropout_backward(kc_layer *l, const kc_exec *ex, const float *x, const float *y,
-                             const float *dy, float *dx) {
-    if (!dx) return;
+static int dropout_backward(kc_layer *l, const kc_exec *ex, kc_buf x, kc_buf y, kc_buf dy,
+                            kc_buf dx) {
+    if (!kc_buf_ok(dx)) return kc_device_status(ex->dev);
     size_t n = (size_t)kc_shape_numel(&l->in_shape) * (size_t)ex->batch;
-    if (dropout_active(l, ex))
-        ex->be->mul(dy, (const float *)l->buf, dx, n);
-    else
-        kc_layer_copy(ex->be, dx, dy, n);
+    if (dropout_active(l, ex)) return kc_mul(ex->dev, dy, l->buf, dx, n);
+    return kc_layer_copy(ex->dev, dx, dy, n);
 }
 
 const kc_layer_class kc_dropout_class = {

@@ -2,13 +2,12 @@
  * Maximum, Minimum over inputs of one shape; Concatenate along an axis; Dot
  * (batch_dot along a pair of axes, optionally of L2-normalized inputs).
  *
- * Everything runs on backend ops. Maximum and Minimum keep, per input after
+ * Everything runs on device ops. Maximum and Minimum keep, per input after
  * the first, the 0/1 mask of where that input won the running fold (Keras
  * folds left to right and a tie keeps the earlier value, which is where
- * TensorFlow sends the gradient too); with the mask the result is assembled
- * from products by 0 and 1, so it is exactly the larger (smaller) input. */
+ * TensorFlow sends the gradient too); the value and the gradient are selected
+ * with the mask, so the result is exactly the larger (smaller) input. */
 #include <limits.h>
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -51,173 +50,164 @@ static int64_t elementwise_flops(const kc_layer *l) {
     return kc_shape_numel(&l->out_shape) * (l->ninputs > 1 ? l->ninputs - 1 : 1);
 }
 
-static void add_forward(kc_layer *l, const kc_exec *ex, const float *const *x, float *y) {
+static int add_forward(kc_layer *l, const kc_exec *ex, const kc_buf *x, kc_buf y) {
+    kc_device *d = ex->dev;
     size_t n = numel_of(&l->out_shape, ex->batch);
-    kc_layer_copy(ex->be, y, x[0], n);
+    kc_layer_copy(d, y, x[0], n);
     for (int i = 1; i < l->ninputs; i++)
-        ex->be->axpy(1.0f, x[i], y, n);
+        kc_axpy(d, 1.0f, x[i], y, n);
+    return kc_device_status(d);
 }
 
-static void add_backward(kc_layer *l, const kc_exec *ex, const float *const *x, const float *y,
-                         const float *dy, float *const *dx) {
+static int add_backward(kc_layer *l, const kc_exec *ex, const kc_buf *x, kc_buf y, kc_buf dy,
+                        const kc_buf *dx) {
     size_t n = numel_of(&l->out_shape, ex->batch);
     for (int i = 0; i < l->ninputs; i++)
-        if (dx[i]) kc_layer_copy(ex->be, dx[i], dy, n);
+        if (kc_buf_ok(dx[i])) kc_layer_copy(ex->dev, dx[i], dy, n);
+    return kc_device_status(ex->dev);
 }
 
-static void subtract_forward(kc_layer *l, const kc_exec *ex, const float *const *x, float *y) {
+static int subtract_forward(kc_layer *l, const kc_exec *ex, const kc_buf *x, kc_buf y) {
     size_t n = numel_of(&l->out_shape, ex->batch);
-    kc_layer_copy(ex->be, y, x[0], n);
-    ex->be->axpy(-1.0f, x[1], y, n);
+    kc_layer_copy(ex->dev, y, x[0], n);
+    return kc_axpy(ex->dev, -1.0f, x[1], y, n);
 }
 
-static void subtract_backward(kc_layer *l, const kc_exec *ex, const float *const *x, const float *y,
-                              const float *dy, float *const *dx) {
+static int subtract_backward(kc_layer *l, const kc_exec *ex, const kc_buf *x, kc_buf y, kc_buf dy,
+                             const kc_buf *dx) {
     size_t n = numel_of(&l->out_shape, ex->batch);
-    if (dx[0]) kc_layer_copy(ex->be, dx[0], dy, n);
-    if (dx[1]) {
-        kc_layer_copy(ex->be, dx[1], dy, n);
-        ex->be->scale(dx[1], -1.0f, n);
-    }
+    if (kc_buf_ok(dx[0])) kc_layer_copy(ex->dev, dx[0], dy, n);
+    if (kc_buf_ok(dx[1])) kc_unary(ex->dev, KC_UN_MUL, -1.0f, dy, dx[1], n);
+    return kc_device_status(ex->dev);
 }
 
-static void average_forward(kc_layer *l, const kc_exec *ex, const float *const *x, float *y) {
+static int average_forward(kc_layer *l, const kc_exec *ex, const kc_buf *x, kc_buf y) {
     add_forward(l, ex, x, y);
-    ex->be->scale(y, 1.0f / (float)l->ninputs, numel_of(&l->out_shape, ex->batch));
+    return kc_scale(ex->dev, y, 1.0f / (float)l->ninputs, numel_of(&l->out_shape, ex->batch));
 }
 
-static void average_backward(kc_layer *l, const kc_exec *ex, const float *const *x, const float *y,
-                             const float *dy, float *const *dx) {
+static int average_backward(kc_layer *l, const kc_exec *ex, const kc_buf *x, kc_buf y, kc_buf dy,
+                            const kc_buf *dx) {
     size_t n = numel_of(&l->out_shape, ex->batch);
     for (int i = 0; i < l->ninputs; i++)
-        if (dx[i]) {
-            kc_layer_copy(ex->be, dx[i], dy, n);
-            ex->be->scale(dx[i], 1.0f / (float)l->ninputs, n);
-        }
+        if (kc_buf_ok(dx[i])) kc_unary(ex->dev, KC_UN_MUL, 1.0f / (float)l->ninputs, dy, dx[i], n);
+    return kc_device_status(ex->dev);
 }
 
 /* Running products go through the workspace so no op reads and writes one buffer. */
-static size_t multiply_workspace(const kc_layer *l, int max_batch, const kc_backend *be) {
+static size_t multiply_workspace(const kc_layer *l, int max_batch, const kc_device *d) {
     return l->ninputs > 2 ? numel_of(&l->out_shape, max_batch) * sizeof(float) : 0;
 }
 
 /* out = prod of x[i] over i != skip (skip = -1: all), in input order. */
-static void product(const kc_layer *l, const kc_exec *ex, const float *const *x, int skip,
-                    float *out, size_t n) {
-    float *tmp = ex->ws;
+static int product(const kc_layer *l, const kc_exec *ex, const kc_buf *x, int skip, kc_buf out,
+                   size_t n) {
+    kc_device *d = ex->dev;
+    kc_buf tmp = ex->ws;
     int first = skip == 0 ? 1 : 0, count = l->ninputs - (skip >= 0);
-    if (count == 1) {
-        kc_layer_copy(ex->be, out, x[first], n);
-        return;
-    }
+    if (count == 1) return kc_layer_copy(d, out, x[first], n);
     /* alternate between tmp and out so that the last product lands in out */
     int left = count - 1; /* multiplications still to do */
-    const float *acc = x[first];
+    kc_buf acc = x[first];
     for (int i = first + 1; i < l->ninputs; i++) {
         if (i == skip) continue;
-        float *dst = (left % 2 == 1) ? out : tmp;
-        ex->be->mul(acc, x[i], dst, n);
+        kc_buf dst = (left % 2 == 1) ? out : tmp;
+        kc_mul(d, acc, x[i], dst, n);
         acc = dst;
         left--;
     }
+    return kc_device_status(d);
 }
 
-static void multiply_forward(kc_layer *l, const kc_exec *ex, const float *const *x, float *y) {
-    product(l, ex, x, -1, y, numel_of(&l->out_shape, ex->batch));
+static int multiply_forward(kc_layer *l, const kc_exec *ex, const kc_buf *x, kc_buf y) {
+    return product(l, ex, x, -1, y, numel_of(&l->out_shape, ex->batch));
 }
 
-static void multiply_backward(kc_layer *l, const kc_exec *ex, const float *const *x, const float *y,
-                              const float *dy, float *const *dx) {
+static int multiply_backward(kc_layer *l, const kc_exec *ex, const kc_buf *x, kc_buf y, kc_buf dy,
+                             const kc_buf *dx) {
+    kc_device *d = ex->dev;
     size_t n = numel_of(&l->out_shape, ex->batch);
     for (int i = 0; i < l->ninputs; i++) {
-        if (!dx[i]) continue;
+        if (!kc_buf_ok(dx[i])) continue;
         if (l->ninputs == 1) {
-            kc_layer_copy(ex->be, dx[i], dy, n);
+            kc_layer_copy(d, dx[i], dy, n);
             continue;
         }
         /* dx_i = dy * prod_{j != i} x_j; with two inputs the product is x_other itself */
         if (l->ninputs == 2) {
-            ex->be->mul(dy, x[1 - i], dx[i], n);
+            kc_mul(d, dy, x[1 - i], dx[i], n);
             continue;
         }
-        float *others = (float *)ex->ws + n;
+        kc_buf others = kc_buf_f(ex->ws, n);
         product(l, ex, x, i, others, n);
-        ex->be->mul(dy, others, dx[i], n);
+        kc_mul(d, dy, others, dx[i], n);
     }
+    return kc_device_status(d);
 }
 
-static size_t multiply_backward_workspace(const kc_layer *l, int max_batch, const kc_backend *be) {
+static size_t multiply_backward_workspace(const kc_layer *l, int max_batch, const kc_device *d) {
     return l->ninputs > 2 ? 2 * numel_of(&l->out_shape, max_batch) * sizeof(float) : 0;
 }
 
 /* Maximum / Minimum: the per-node buffer holds ninputs - 1 masks. */
-static size_t extreme_buffer(const kc_layer *l, int max_batch, const kc_backend *be) {
+static size_t extreme_buffer(const kc_layer *l, int max_batch, const kc_device *d) {
     return (size_t)(l->ninputs - 1) * numel_of(&l->out_shape, max_batch) * sizeof(float);
 }
 
-static size_t extreme_workspace(const kc_layer *l, int max_batch, const kc_backend *be) {
-    return l->ninputs > 1 ? 3 * numel_of(&l->out_shape, max_batch) * sizeof(float) : 0;
+/* backward's running gradient and a buffer of zeros */
+static size_t extreme_workspace(const kc_layer *l, int max_batch, const kc_device *d) {
+    return l->ninputs > 1 ? 2 * numel_of(&l->out_shape, max_batch) * sizeof(float) : 0;
 }
 
-static void extreme_forward(kc_layer *l, const kc_exec *ex, const float *const *x, float *y,
-                            int is_max) {
-    const kc_backend *be = ex->be;
+static kc_buf extreme_mask(const kc_layer *l, int i, size_t n) {
+    return kc_buf_f(l->buf, (size_t)(i - 1) * n);
+}
+
+static int extreme_forward(kc_layer *l, const kc_exec *ex, const kc_buf *x, kc_buf y,
+                           kc_binary_op beats) {
+    kc_device *d = ex->dev;
     size_t n = numel_of(&l->out_shape, ex->batch);
-    kc_layer_copy(be, y, x[0], n);
-    if (l->ninputs == 1) return;
-    float *diff = ex->ws, *ones = diff + n, *part = ones + n;
-    be->fill(ones, 1.0f, n);
+    kc_layer_copy(d, y, x[0], n);
     for (int i = 1; i < l->ninputs; i++) {
-        float *mask = (float *)l->buf + (size_t)(i - 1) * n;
-        /* mask = 1 where x_i beats the running value strictly */
-        if (is_max) {
-            kc_layer_copy(be, diff, x[i], n);
-            be->axpy(-1.0f, y, diff, n);
-        } else {
-            kc_layer_copy(be, diff, y, n);
-            be->axpy(-1.0f, x[i], diff, n);
-        }
-        be->act_backward(KC_ACT_RELU, 0.0f, diff, diff, ones, mask, n);
-        /* y = y * (1 - mask) + x_i * mask, each term exact */
-        kc_layer_copy(be, diff, ones, n);
-        be->axpy(-1.0f, mask, diff, n);
-        be->mul(y, diff, part, n);
-        be->mul(x[i], mask, y, n);
-        be->axpy(1.0f, part, y, n);
+        kc_buf mask = extreme_mask(l, i, n);
+        kc_binary_n(d, beats, x[i], y, mask, n); /* strictly: a tie keeps the running value */
+        kc_select(d, mask, x[i], y, y, n);
     }
+    return kc_device_status(d);
 }
 
-static void extreme_backward(kc_layer *l, const kc_exec *ex, const float *const *x, const float *y,
-                             const float *dy, float *const *dx) {
-    const kc_backend *be = ex->be;
+static int extreme_backward(kc_layer *l, const kc_exec *ex, const kc_buf *x, kc_buf y, kc_buf dy,
+                            const kc_buf *dx) {
+    kc_device *d = ex->dev;
     size_t n = numel_of(&l->out_shape, ex->batch);
     if (l->ninputs == 1) {
-        if (dx[0]) kc_layer_copy(be, dx[0], dy, n);
-        return;
+        if (kc_buf_ok(dx[0])) kc_layer_copy(d, dx[0], dy, n);
+        return kc_device_status(d);
     }
-    float *g = ex->ws, *part = g + n;
-    kc_layer_copy(be, g, dy, n);
+    kc_buf g = ex->ws, zeros = kc_buf_f(ex->ws, n);
+    kc_layer_copy(d, g, dy, n);
+    kc_fill(d, zeros, 0.0f, n);
     /* unwind the fold: input i takes g where it won, the running value keeps the rest */
     for (int i = l->ninputs - 1; i >= 1; i--) {
-        const float *mask = (const float *)l->buf + (size_t)(i - 1) * n;
-        float *dst = dx[i] ? dx[i] : part;
-        be->mul(g, mask, dst, n);
-        be->axpy(-1.0f, dst, g, n);
+        kc_buf mask = extreme_mask(l, i, n);
+        if (kc_buf_ok(dx[i])) kc_select(d, mask, g, zeros, dx[i], n);
+        kc_select(d, mask, zeros, g, g, n);
     }
-    if (dx[0]) kc_layer_copy(be, dx[0], g, n);
+    if (kc_buf_ok(dx[0])) kc_layer_copy(d, dx[0], g, n);
+    return kc_device_status(d);
 }
 
-static void maximum_forward(kc_layer *l, const kc_exec *ex, const float *const *x, float *y) {
-    extreme_forward(l, ex, x, y, 1);
+static int maximum_forward(kc_layer *l, const kc_exec *ex, const kc_buf *x, kc_buf y) {
+    return extreme_forward(l, ex, x, y, KC_BIN_GT);
 }
 
-static void minimum_forward(kc_layer *l, const kc_exec *ex, const float *const *x, float *y) {
-    extreme_forward(l, ex, x, y, 0);
+static int minimum_forward(kc_layer *l, const kc_exec *ex, const kc_buf *x, kc_buf y) {
+    return extreme_forward(l, ex, x, y, KC_BIN_LT);
 }
 
-static size_t max_of_workspace(const kc_layer *l, int max_batch, const kc_backend *be) {
-    size_t a = multiply_workspace(l, max_batch, be),
-           b = multiply_backward_workspace(l, max_batch, be);
+static size_t max_of_workspace(const kc_layer *l, int max_batch, const kc_device *d) {
+    size_t a = multiply_workspace(l, max_batch, d),
+           b = multiply_backward_workspace(l, max_batch, d);
     return a > b ? a : b;
 }
 
@@ -308,37 +298,28 @@ static int concat_build(kc_layer *l, kc_error *e) {
 }
 
 /* Each output row of `total` values is the inputs' rows side by side. */
-static void concat_forward(kc_layer *l, const kc_exec *ex, const float *const *x, float *y) {
+static int concat_forward(kc_layer *l, const kc_exec *ex, const kc_buf *x, kc_buf y) {
     const concat_state *s = l->state;
-    int64_t rows = s->outer * ex->batch, off = 0;
+    size_t rows = (size_t)(s->outer * ex->batch), off = 0;
     for (int i = 0; i < l->ninputs; i++) {
-        size_t bytes = (size_t)s->inner[i] * sizeof(float);
-        if (rows == 1 || s->inner[i] == s->total) {
-            ex->be->copy(y + off, x[i], (size_t)rows * bytes);
-        } else {
-            for (int64_t r = 0; r < rows; r++)
-                ex->be->copy(y + r * s->total + off, x[i] + r * s->inner[i], bytes);
-        }
-        off += s->inner[i];
+        size_t cols = (size_t)s->inner[i];
+        kc_copy2d(ex->dev, kc_buf_f(y, off), (size_t)s->total, x[i], cols, rows, cols);
+        off += cols;
     }
+    return kc_device_status(ex->dev);
 }
 
-static void concat_backward(kc_layer *l, const kc_exec *ex, const float *const *x, const float *y,
-                            const float *dy, float *const *dx) {
+static int concat_backward(kc_layer *l, const kc_exec *ex, const kc_buf *x, kc_buf y, kc_buf dy,
+                           const kc_buf *dx) {
     const concat_state *s = l->state;
-    int64_t rows = s->outer * ex->batch, off = 0;
+    size_t rows = (size_t)(s->outer * ex->batch), off = 0;
     for (int i = 0; i < l->ninputs; i++) {
-        size_t bytes = (size_t)s->inner[i] * sizeof(float);
-        if (dx[i]) {
-            if (rows == 1 || s->inner[i] == s->total) {
-                ex->be->copy(dx[i], dy + off, (size_t)rows * bytes);
-            } else {
-                for (int64_t r = 0; r < rows; r++)
-                    ex->be->copy(dx[i] + r * s->inner[i], dy + r * s->total + off, bytes);
-            }
-        }
-        off += s->inner[i];
+        size_t cols = (size_t)s->inner[i];
+        if (kc_buf_ok(dx[i]))
+            kc_copy2d(ex->dev, dx[i], cols, kc_buf_f(dy, off), (size_t)s->total, rows, cols);
+        off += cols;
     }
+    return kc_device_status(ex->dev);
 }
 
 const kc_layer_class kc_concatenate_class = {
@@ -368,6 +349,8 @@ typedef struct dot_state {
 } dot_state;
 
 #define DOT_EPSILON 1e-7 /* Keras's backend.epsilon(): the norm's lower bound */
+/* where Keras clamps the inverse norm: 1 / epsilon in float32 */
+#define DOT_INV_MAX ((float)(1.0 / DOT_EPSILON))
 
 static int dot_configure(kc_layer *l, kc_args *a, kc_error *e) {
     dot_state *s = l->state;
@@ -434,7 +417,7 @@ static int64_t dot_vectors(const dot_view *v) {
 }
 
 /* Normalized inputs and their inverse norms, kept for backward. */
-static size_t dot_buffer(const kc_layer *l, int max_batch, const kc_backend *be) {
+static size_t dot_buffer(const kc_layer *l, int max_batch, const kc_device *d) {
     const dot_state *s = l->state;
     if (!s->normalize) return 0;
     size_t per = 0;
@@ -443,140 +426,148 @@ static size_t dot_buffer(const kc_layer *l, int max_batch, const kc_backend *be)
     return per * (size_t)max_batch * sizeof(float);
 }
 
-static size_t dot_host_workspace(const kc_layer *l, int max_batch) {
+/* Backward through the normalization: a product per element, then a
+ * projection and a mask per vector. */
+static size_t dot_workspace(const kc_layer *l, int max_batch, const kc_device *d) {
     const dot_state *s = l->state;
     if (!s->normalize) return 0;
     size_t most = 0;
     for (int t = 0; t < 2; t++) {
-        size_t need = 2 * (size_t)kc_shape_numel(&l->in_shapes[t]) + (size_t)dot_vectors(&s->v[t]);
+        size_t need = (size_t)kc_shape_numel(&l->in_shapes[t]) + 2 * (size_t)dot_vectors(&s->v[t]);
         if (need > most) most = need;
     }
     return most * (size_t)max_batch * sizeof(float);
 }
 
 /* Where input t's normalized copy and inverse norms live in the node buffer. */
-static float *dot_norm_copy(const kc_layer *l, int t, int batch) {
+static kc_buf dot_norm_copy(const kc_layer *l, int t, int batch) {
     const dot_state *s = l->state;
-    float *p = l->buf;
-    if (t == 1)
-        p += (size_t)(kc_shape_numel(&l->in_shapes[0]) + dot_vectors(&s->v[0])) * (size_t)batch;
-    return p;
+    size_t skip = t == 1 ? (size_t)(kc_shape_numel(&l->in_shapes[0]) + dot_vectors(&s->v[0])) : 0;
+    return kc_buf_f(l->buf, skip * (size_t)batch);
 }
 
-/* Keras's normalize: x * min(rsqrt(sum x^2), 1 / epsilon) along the axis, done on
- * the host like the losses (the backend has no reduction to a square root). */
-static void dot_normalize(const kc_layer *l, const kc_exec *ex, int t, const float *x, float *xn,
-                          float *inv_dev) {
-    const dot_state *s = l->state;
-    const dot_view *v = &s->v[t];
-    size_t n = numel_of(&l->in_shapes[t], ex->batch);
-    int64_t vecs = dot_vectors(v) * ex->batch;
-    float *h = ex->host_ws, *inv = h + n;
-    ex->be->download(h, x, n * sizeof(float));
-    for (int64_t q = 0; q < vecs; q++) {
-        int64_t i = q / v->post, j = q % v->post; /* i runs over samples x pre */
-        float *base = h + i * v->k * v->post + j;
-        double ss = 0;
-        for (int64_t c = 0; c < v->k; c++)
-            ss += (double)base[c * v->post] * base[c * v->post];
-        double r = ss > 0 ? 1.0 / sqrt(ss) : INFINITY;
-        if (r > 1.0 / DOT_EPSILON) r = 1.0 / DOT_EPSILON;
-        inv[q] = (float)r;
-        for (int64_t c = 0; c < v->k; c++)
-            base[c * v->post] = (float)(base[c * v->post] * r);
-    }
-    ex->be->upload(xn, h, n * sizeof(float));
-    ex->be->upload(inv_dev, inv, (size_t)vecs * sizeof(float));
+static kc_buf dot_inv_norms(const kc_layer *l, int t, int batch) {
+    return kc_buf_f(dot_norm_copy(l, t, batch), numel_of(&l->in_shapes[t], batch));
 }
 
-/* The gradient through the normalization, in place on dx (holding d/d(normalized x)). */
-static void dot_normalize_backward(const kc_layer *l, const kc_exec *ex, int t, const float *xn,
-                                   const float *inv_dev, float *dx) {
+/* Input t as (samples x pre, k, post): the reduction over k ... */
+static kc_reduce_desc dot_axis(const dot_view *v, int batch) {
+    kc_reduce_desc g = {v->pre * batch, v->k, v->post};
+    return g;
+}
+
+/* ... and its per-vector values, (samples x pre, 1, post), spread back over k. */
+static int dot_spread(kc_device *d, const dot_view *v, int batch, kc_bcast *g) {
+    const int64_t full[3] = {v->pre * batch, v->k, v->post}, vec[3] = {v->pre * batch, 1, v->post};
+    int rc = kc_bcast_make(g, full, 3, vec, 3, NULL);
+    if (rc) return kc_device_fail(d, rc, "Dot: the norms of an input cannot be broadcast");
+    return kc_device_status(d);
+}
+
+/* Keras's normalize: x * min(rsqrt(sum x^2), 1 / epsilon) along the axis. */
+static int dot_normalize(const kc_layer *l, const kc_exec *ex, int t, kc_buf x) {
     const dot_state *s = l->state;
     const dot_view *v = &s->v[t];
+    kc_device *d = ex->dev;
+    kc_buf xn = dot_norm_copy(l, t, ex->batch), inv = dot_inv_norms(l, t, ex->batch);
+    size_t vecs = (size_t)dot_vectors(v) * (size_t)ex->batch;
+    kc_reduce_desc axis = dot_axis(v, ex->batch);
+    kc_bcast g;
+    int rc = dot_spread(d, v, ex->batch, &g);
+    if (rc) return rc;
+    kc_reduce(d, KC_RED_SUMSQ, &axis, 1.0f, x, 0.0f, inv);
+    kc_unary(d, KC_UN_RSQRT, 0.0f, inv, inv, vecs);
+    kc_unary(d, KC_UN_MIN, DOT_INV_MAX, inv, inv, vecs);
+    return kc_binary(d, KC_BIN_MUL, &g, x, inv, xn);
+}
+
+/* The gradient through the normalization, in place on dx (holding d/d(normalized x)):
+ * inv (dx - xn sum(xn dx)) per vector, and inv dx where the clamp held, since
+ * the map is linear there. */
+static int dot_normalize_backward(const kc_layer *l, const kc_exec *ex, int t, kc_buf dx) {
+    const dot_state *s = l->state;
+    const dot_view *v = &s->v[t];
+    kc_device *d = ex->dev;
+    kc_buf xn = dot_norm_copy(l, t, ex->batch), inv = dot_inv_norms(l, t, ex->batch);
     size_t n = numel_of(&l->in_shapes[t], ex->batch);
-    int64_t vecs = dot_vectors(v) * ex->batch;
-    float *hx = ex->host_ws, *hg = hx + n, *inv = hg + n;
-    ex->be->download(hx, xn, n * sizeof(float));
-    ex->be->download(hg, dx, n * sizeof(float));
-    ex->be->download(inv, inv_dev, (size_t)vecs * sizeof(float));
-    for (int64_t q = 0; q < vecs; q++) {
-        int64_t i = q / v->post, j = q % v->post;
-        const float *xb = hx + i * v->k * v->post + j;
-        float *gb = hg + i * v->k * v->post + j;
-        double r = inv[q];
-        if (r >= 1.0 / DOT_EPSILON) { /* the clamp is linear: y = x / epsilon */
-            for (int64_t c = 0; c < v->k; c++)
-                gb[c * v->post] = (float)(gb[c * v->post] * r);
-            continue;
-        }
-        double proj = 0;
-        for (int64_t c = 0; c < v->k; c++)
-            proj += (double)xb[c * v->post] * gb[c * v->post];
-        for (int64_t c = 0; c < v->k; c++)
-            gb[c * v->post] = (float)(r * (gb[c * v->post] - xb[c * v->post] * proj));
-    }
-    ex->be->upload(dx, hg, n * sizeof(float));
+    size_t vecs = (size_t)dot_vectors(v) * (size_t)ex->batch;
+    kc_buf prod = ex->ws, proj = kc_buf_f(ex->ws, n), unclamped = kc_buf_f(proj, vecs);
+    kc_reduce_desc axis = dot_axis(v, ex->batch);
+    kc_bcast g;
+    int rc = dot_spread(d, v, ex->batch, &g);
+    if (rc) return rc;
+    kc_mul(d, xn, dx, prod, n);
+    kc_reduce(d, KC_RED_SUM, &axis, 1.0f, prod, 0.0f, proj);
+    /* unclamped is 1 where the clamp did not hold, and its zeros blank the projection */
+    kc_unary(d, KC_UN_LT, DOT_INV_MAX, inv, unclamped, vecs);
+    kc_select(d, unclamped, proj, unclamped, proj, vecs);
+    kc_binary(d, KC_BIN_MUL, &g, xn, proj, prod);
+    kc_binary_n(d, KC_BIN_SUB, dx, prod, dx, n);
+    return kc_binary(d, KC_BIN_MUL, &g, dx, inv, dx);
 }
 
 /* out (m x n per sample) = sum over the contracted axis, block by block:
- * rows i*post0 + j, columns i2*post1 + j2. */
-static void dot_forward(kc_layer *l, const kc_exec *ex, const float *const *x, float *y) {
+ * rows i*post0 + j, columns i2*post1 + j2; one batched product per block
+ * over the samples. */
+static int dot_forward(kc_layer *l, const kc_exec *ex, const kc_buf *x, kc_buf y) {
     const dot_state *s = l->state;
     const dot_view *a = &s->v[0], *b = &s->v[1];
-    const float *in[2] = {x[0], x[1]};
+    kc_device *d = ex->dev;
+    kc_buf in[2] = {x[0], x[1]};
     if (s->normalize)
         for (int t = 0; t < 2; t++) {
-            float *xn = dot_norm_copy(l, t, ex->batch);
-            float *inv = xn + numel_of(&l->in_shapes[t], ex->batch);
-            dot_normalize(l, ex, t, x[t], xn, inv);
-            in[t] = xn;
+            dot_normalize(l, ex, t, x[t]);
+            in[t] = dot_norm_copy(l, t, ex->batch);
         }
-    int64_t na = kc_shape_numel(&l->in_shapes[0]), nb = kc_shape_numel(&l->in_shapes[1]);
-    int64_t no = kc_shape_numel(&l->out_shape);
-    for (int smp = 0; smp < ex->batch; smp++)
-        for (int64_t i = 0; i < a->pre; i++)
-            for (int64_t i2 = 0; i2 < b->pre; i2++)
-                ex->be->gemm(1, 0, (int)a->post, (int)b->post, (int)a->k, 1.0f,
-                             in[0] + smp * na + i * a->k * a->post, (int)a->post,
-                             in[1] + smp * nb + i2 * b->k * b->post, (int)b->post, 0.0f,
-                             y + smp * no + i * a->post * s->n + i2 * b->post, (int)s->n);
+    size_t na = (size_t)kc_shape_numel(&l->in_shapes[0]),
+           nb = (size_t)kc_shape_numel(&l->in_shapes[1]);
+    size_t no = (size_t)kc_shape_numel(&l->out_shape);
+    for (int64_t i = 0; i < a->pre; i++)
+        for (int64_t i2 = 0; i2 < b->pre; i2++)
+            kc_gemm_batched(d, 1, 0, (int)a->post, (int)b->post, (int)a->k, 1.0f,
+                            kc_buf_f(in[0], (size_t)(i * a->k * a->post)), (int)a->post, na,
+                            kc_buf_f(in[1], (size_t)(i2 * b->k * b->post)), (int)b->post, nb, 0.0f,
+                            kc_buf_f(y, (size_t)(i * a->post * s->n + i2 * b->post)), (int)s->n, no,
+                            ex->batch);
+    return kc_device_status(d);
 }
 
-static void dot_backward(kc_layer *l, const kc_exec *ex, const float *const *x, const float *y,
-                         const float *dy, float *const *dx) {
+/* Block (i, i2) of dy into both input gradients; the blocks of one input
+ * gradient add up over the other input's blocks. */
+static void dot_block_backward(const kc_layer *l, const kc_exec *ex, const kc_buf *in, kc_buf dy,
+                               const kc_buf *dx, int64_t i, int64_t i2) {
     const dot_state *s = l->state;
     const dot_view *a = &s->v[0], *b = &s->v[1];
-    const float *in[2] = {x[0], x[1]};
+    kc_device *d = ex->dev;
+    size_t na = (size_t)kc_shape_numel(&l->in_shapes[0]),
+           nb = (size_t)kc_shape_numel(&l->in_shapes[1]);
+    size_t no = (size_t)kc_shape_numel(&l->out_shape);
+    size_t oa = (size_t)(i * a->k * a->post), ob = (size_t)(i2 * b->k * b->post);
+    kc_buf blk = kc_buf_f(dy, (size_t)(i * a->post * s->n + i2 * b->post));
+    if (kc_buf_ok(dx[0])) /* dA_i (k x post0) += B_i2 (k x post1) blk^T */
+        kc_gemm_batched(d, 0, 1, (int)a->k, (int)a->post, (int)b->post, 1.0f, kc_buf_f(in[1], ob),
+                        (int)b->post, nb, blk, (int)s->n, no, i2 ? 1.0f : 0.0f, kc_buf_f(dx[0], oa),
+                        (int)a->post, na, ex->batch);
+    if (kc_buf_ok(dx[1])) /* dB_i2 (k x post1) += A_i (k x post0) blk */
+        kc_gemm_batched(d, 0, 0, (int)b->k, (int)b->post, (int)a->post, 1.0f, kc_buf_f(in[0], oa),
+                        (int)a->post, na, blk, (int)s->n, no, i ? 1.0f : 0.0f, kc_buf_f(dx[1], ob),
+                        (int)b->post, nb, ex->batch);
+}
+
+static int dot_backward(kc_layer *l, const kc_exec *ex, const kc_buf *x, kc_buf y, kc_buf dy,
+                        const kc_buf *dx) {
+    const dot_state *s = l->state;
+    kc_buf in[2] = {x[0], x[1]};
     if (s->normalize)
         for (int t = 0; t < 2; t++)
             in[t] = dot_norm_copy(l, t, ex->batch);
-    int64_t na = kc_shape_numel(&l->in_shapes[0]), nb = kc_shape_numel(&l->in_shapes[1]);
-    int64_t no = kc_shape_numel(&l->out_shape);
-    for (int smp = 0; smp < ex->batch; smp++) {
-        const float *g = dy + smp * no;
-        for (int64_t i = 0; i < a->pre; i++)
-            for (int64_t i2 = 0; i2 < b->pre; i2++) {
-                const float *blk = g + i * a->post * s->n + i2 * b->post;
-                const float *xa = in[0] + smp * na + i * a->k * a->post;
-                const float *xb = in[1] + smp * nb + i2 * b->k * b->post;
-                if (dx[0]) /* dA_i (k x post0) += B_i2 (k x post1) blk^T */
-                    ex->be->gemm(0, 1, (int)a->k, (int)a->post, (int)b->post, 1.0f, xb,
-                                 (int)b->post, blk, (int)s->n, i2 ? 1.0f : 0.0f,
-                                 dx[0] + smp * na + i * a->k * a->post, (int)a->post);
-                if (dx[1]) /* dB_i2 (k x post1) += A_i (k x post0) blk */
-                    ex->be->gemm(0, 0, (int)b->k, (int)b->post, (int)a->post, 1.0f, xa,
-                                 (int)a->post, blk, (int)s->n, i ? 1.0f : 0.0f,
-                                 dx[1] + smp * nb + i2 * b->k * b->post, (int)b->post);
-            }
-    }
+    for (int64_t i = 0; i < s->v[0].pre; i++)
+        for (int64_t i2 = 0; i2 < s->v[1].pre; i2++)
+            dot_block_backward(l, ex, in, dy, dx, i, i2);
     if (s->normalize)
         for (int t = 0; t < 2; t++)
-            if (dx[t]) {
-                const float *xn = dot_norm_copy(l, t, ex->batch);
-                dot_normalize_backward(l, ex, t, xn, xn + numel_of(&l->in_shapes[t], ex->batch),
-                                       dx[t]);
-            }
+            if (kc_buf_ok(dx[t])) dot_normalize_backward(l, ex, t, dx[t]);
+    return kc_device_status(ex->dev);
 }
 
 const kc_layer_class kc_dot_class = {
@@ -585,11 +576,11 @@ const kc_layer_class kc_dot_class = {
     .state_size = sizeof(dot_state),
     .configure = dot_configure,
     .buffer_bytes = dot_buffer,
+    .workspace_bytes = dot_workspace,
     .flops = dot_flops,
     .min_inputs = 2,
     .max_inputs = 2,
     .build_n = dot_build,
     .forward_n = dot_forward,
     .backward_n = dot_backward,
-    .host_workspace_bytes = dot_host_workspace,
 };

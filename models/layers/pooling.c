@@ -75,32 +75,30 @@ static kc_pool2d_desc pool_desc(const kc_layer *l, int batch) {
 }
 
 /* The argmax of every output cell, kept for backward. */
-static size_t max_buffer(const kc_layer *l, int max_batch, const kc_backend *be) {
+static size_t max_buffer(const kc_layer *l, int max_batch, const kc_device *dev) {
     return (size_t)kc_shape_numel(&l->out_shape) * (size_t)max_batch * sizeof(int32_t);
 }
 
-static void max_forward(kc_layer *l, const kc_exec *ex, const float *x, float *y) {
+static int max_forward(kc_layer *l, const kc_exec *ex, kc_buf x, kc_buf y) {
     kc_pool2d_desc d = pool_desc(l, ex->batch);
-    ex->be->maxpool2d_forward(&d, x, y, (int32_t *)l->buf);
+    return kc_maxpool2d_forward(ex->dev, &d, x, y, l->buf);
 }
 
-static void max_backward(kc_layer *l, const kc_exec *ex, const float *x, const float *y,
-                         const float *dy, float *dx) {
-    if (!dx) return;
+static int max_backward(kc_layer *l, const kc_exec *ex, kc_buf x, kc_buf y, kc_buf dy, kc_buf dx) {
+    if (!kc_buf_ok(dx)) return kc_device_status(ex->dev);
     kc_pool2d_desc d = pool_desc(l, ex->batch);
-    ex->be->maxpool2d_backward(&d, dy, (const int32_t *)l->buf, dx);
+    return kc_maxpool2d_backward(ex->dev, &d, dy, l->buf, dx);
 }
 
-static void avg_forward(kc_layer *l, const kc_exec *ex, const float *x, float *y) {
+static int avg_forward(kc_layer *l, const kc_exec *ex, kc_buf x, kc_buf y) {
     kc_pool2d_desc d = pool_desc(l, ex->batch);
-    ex->be->avgpool2d_forward(&d, x, y);
+    return kc_avgpool2d_forward(ex->dev, &d, x, y);
 }
 
-static void avg_backward(kc_layer *l, const kc_exec *ex, const float *x, const float *y,
-                         const float *dy, float *dx) {
-    if (!dx) return;
+static int avg_backward(kc_layer *l, const kc_exec *ex, kc_buf x, kc_buf y, kc_buf dy, kc_buf dx) {
+    if (!kc_buf_ok(dx)) return kc_device_status(ex->dev);
     kc_pool2d_desc d = pool_desc(l, ex->batch);
-    ex->be->avgpool2d_backward(&d, dy, dx);
+    return kc_avgpool2d_backward(ex->dev, &d, dy, dx);
 }
 
 static const char *const max_aliases[] = {"MaxPool2D", NULL};

@@ -9,13 +9,13 @@ typedef struct reshape_state {
     int n;
 } reshape_state;
 
-static void copy_forward(kc_layer *l, const kc_exec *ex, const float *x, float *y) {
-    kc_layer_copy(ex->be, y, x, (size_t)kc_shape_numel(&l->out_shape) * (size_t)ex->batch);
+static int copy_forward(kc_layer *l, const kc_exec *ex, kc_buf x, kc_buf y) {
+    return kc_layer_copy(ex->dev, y, x, (size_t)kc_shape_numel(&l->out_shape) * (size_t)ex->batch);
 }
 
-static void copy_backward(kc_layer *l, const kc_exec *ex, const float *x, const float *y,
-                          const float *dy, float *dx) {
-    if (dx) kc_layer_copy(ex->be, dx, dy, (size_t)kc_shape_numel(&l->in_shape) * (size_t)ex->batch);
+static int copy_backward(kc_layer *l, const kc_exec *ex, kc_buf x, kc_buf y, kc_buf dy, kc_buf dx) {
+    if (!kc_buf_ok(dx)) return kc_device_status(ex->dev);
+    return kc_layer_copy(ex->dev, dx, dy, (size_t)kc_shape_numel(&l->in_shape) * (size_t)ex->batch);
 }
 
 /* ---- Flatten ---- */

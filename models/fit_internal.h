@@ -1,0 +1,20 @@
+/* What the session's files share: models/fit_data.c (data and its checks),
+ * compile.c (losses, metrics, optimizer), session.c (open and close),
+ * step.c, inference.c and fit.c (the loop). */
+#ifndef KC_FIT_INTERNAL_H
+#define KC_FIT_INTERNAL_H
+
+#include "models/step.h"
+
+/* Loads the arrays of every split `need` asks for (KC_NEED_*), with the
+ * validation data fit needs. */
+int kc_session_load_data(kc_session *s, int need, kc_error *e);
+/* Checks one split's arrays against the model's inputs and outputs. */
+int kc_session_check_split(kc_session *s, int split, kc_error *e);
+void kc_session_free_data(kc_session *s);
+
+/* The compile section: every output's loss, weight and metrics, and with
+ * `training` the optimizer (unbuilt). */
+int kc_session_compile(kc_session *s, int training, int need, kc_error *e);
+
+#endif
