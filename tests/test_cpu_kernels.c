@@ -129,7 +129,7 @@ static void igemm_case(int m, int n, int k, float beta, int threads, int strided
 START_TEST(test_igemm_shapes) {
     int levels[3], nl = simd_levels(levels);
     static const int ms[] = {1, 5, 13, 37}, ns[] = {1, 7, 16, 17, 33, 64, 65, 130};
-    static const int ks[] = {0, 1, 9, 50};
+    static const int ks[] = {0, 1, 9, 50, 127, 128, 129, 300};
     static const float betas[] = {0.0f, 1.0f, 0.5f};
     for (int l = 0; l < nl; l++) {
         kc_cpu_set_isa(levels[l]);

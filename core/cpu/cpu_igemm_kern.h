@@ -6,6 +6,8 @@
  *   MASK        the type selecting the live lanes of a partial vector
  *   V_ZERO(), V_BCAST(x), V_LOAD(p), V_MLOAD(m, p), V_FMA(a, b, c),
  *   V_MSTORE(p, m, v), V_MUL(a, b), V_ADD(a, b), V_MASK(n)
+ *   KC_IG_MR(nv)     the row height of a full tile nv vectors wide
+ *   KC_IG_UNROLL_K   an unroll pragma for the k loop, or nothing
  *
  * One tile call computes C[0..MR) x [0..NV*VW) =
  *   beta C + sum_k a[abase[k] + aoff[i]] * b[k*ldb + j]
@@ -26,6 +28,7 @@ ISA(tile)(const int MR, const int NV, const int STRIDED, int kc, const float *a,
         for (int v = 0; v < NV; v++)
             acc[i][v] = V_ZERO();
     }
+    KC_IG_UNROLL_K
     for (int k = 0; k < kc; k++) {
         const float *bk = b + (long)k * ldb;
         long o = STRIDED ? k * cs : abase[k];
