@@ -25,6 +25,25 @@ int kc_plot_history(const char *csv_path, const char *png_path, const char *titl
 int kc_cli_report(const char *verb, const kc_error *e); /* prints, returns the exit status */
 int kc_cli_usage_error(const char *verb, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* Standard output (cli/output.c). The first write error it has shown, or 0. */
+int kc_cli_stdout_error(void);
+/* Flushes it; returns the first write error, or 0. */
+int kc_cli_stdout_flush(void);
+/* A verb has told the user about the error itself: kc_cli_finish stays quiet. */
+void kc_cli_stdout_reported(void);
+/* Before exit: flushes and closes standard output; a write error that was
+ * not reported is said on stderr ("kerasc: cannot write standard output:
+ * REASON") and makes a successful status 1. Returns the exit status. */
+int kc_cli_finish(int status);
+/* Before the work: can the file `path` be written (created or replaced, its
+ * directory existing)? Removes its stale temporaries. `what` names it in
+ * messages ("--output file"). */
+int kc_cli_prepare_output(const char *path, const char *what, kc_error *e);
+/* An output location named on the command line that cannot be written is a
+ * runtime failure (status 1), as any failed write of an output file, even
+ * where the path itself is wrong; only the model file's paths (callbacks)
+ * are config errors. Returns rc with KC_ECONFIG made KC_ERUNTIME. */
+int kc_cli_output_failure(int rc, kc_error *e);
 /* Parses a non-negative integer option value. */
 int kc_cli_parse_count(const char *verb, const char *opt, const char *s, long long min,
                        long long *out);
@@ -60,8 +79,18 @@ kc_cli_progress *kc_cli_progress_new(int verbose, int epochs_line);
 void kc_cli_progress_free(kc_cli_progress *p);
 /* Also append JSON lines to path: one per epoch, and one every `every` steps when > 0. */
 int kc_cli_progress_log_json(kc_cli_progress *p, const char *path, long long every, kc_error *e);
+/* The hooks. Their `interrupted` also answers yes once a write to standard
+ * output or to the JSON log has failed, so that training stops after
+ * saving its state. */
 void kc_cli_progress_hooks(kc_cli_progress *p, kc_hooks *h);
-/* SIGINT/SIGTERM: the first sets the flag the trainer polls, a second exits 130 at once. */
+/* Closes the JSON log; the first failed write of the progress output (the
+ * JSON log, else standard output), as an error naming it. Returns 0 when
+ * every write succeeded. A standard output error returned here counts as
+ * reported (kc_cli_stdout_reported). */
+int kc_cli_progress_output_error(kc_cli_progress *p, kc_error *e);
+/* SIGINT/SIGTERM: the first sets the flag the trainer polls, a second exits
+ * 130 at once. SIGPIPE is ignored, so that a closed pipe on standard output
+ * is a write error training stops on, after saving, rather than death. */
 void kc_cli_signals_install(void);
 int kc_cli_interrupted(void);
 /* Resolves verbose "auto" (-1): 1 on a terminal, else 2 (one line per epoch). */

@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,12 +25,17 @@ int kc_cli_usage_error(const char *verb, const char *fmt, ...) {
     return 2;
 }
 
-int kc_cli_parse_count(const char *verb, const char *opt, const char *s, long long min, long long *out) {
-    char *end;
+/* The one parser of integer options: decimal digits only (no sign, space
+ * or suffix), from min to INT_MAX, since the counts they set are ints. */
+int kc_cli_parse_count(const char *verb, const char *opt, const char *s, long long min,
+                       long long *out) {
+    char *end = NULL;
     errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (!*s || *end || errno || v < min)
-        return kc_cli_usage_error(verb, "%s expects an integer >= %lld, got '%s'", opt, min, s);
+    int digits = *s >= '0' && *s <= '9';
+    long long v = digits ? strtoll(s, &end, 10) : 0;
+    if (!digits || *end || errno || v < min || v > INT_MAX)
+        return kc_cli_usage_error(verb, "%s expects an integer from %lld to %d, got '%s'", opt, min,
+                                  INT_MAX, s);
     *out = v;
     return 0;
 }

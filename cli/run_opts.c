@@ -1,8 +1,6 @@
 /* The options shared by the verbs that run a model: overrides of the fit
  * section, threads, and where to compute (--backend, --device or
  * $KERASC_DEVICE). */
-#include <errno.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,15 +11,10 @@ void kc_cli_run_opts_init(kc_run_opts *o) {
     o->device = -1;
 }
 
-/* A device index: a non-negative int. `what` is the option or variable. */
+/* A device index (kerasc --list-devices). `what` is the option or variable. */
 static int parse_device(const char *verb, const char *what, const char *s, int *out) {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (!*s || *end || errno || v < 0 || v > INT_MAX)
-        return kc_cli_usage_error(
-            verb, "%s expects a device index, an integer >= 0 (kerasc --list-devices), got '%s'",
-            what, s);
+    long long v;
+    if (kc_cli_parse_count(verb, what, s, 0, &v)) return 2;
     *out = (int)v;
     return 0;
 }

@@ -2,9 +2,11 @@
  * ("conv2d/kernel", HWIO and (in, out) layouts as Keras stores them), the
  * optimizer slots, and metadata that carries the model file itself, so a
  * checkpoint is enough to evaluate, summarise or predict. */
+#include <ctype.h>
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +14,7 @@
 
 #include "core/json.h"
 #include "core/safetensors.h"
-#include "models/step.h"
+#include "models/fit_internal.h"
 
 #define KC_CKPT_FORMAT "kerasc"
 #define KC_CKPT_VERSION "1"
@@ -264,6 +266,28 @@ int kc_checkpoint_write(const kc_session *s, const char *path, const kc_logs *lo
     return rc;
 }
 
+/* ---------------------------------------------------------- reading --- */
+
+/* A string from the file as a message may quote it: printable ASCII,
+ * anything else as \xNN, cut after `max` characters. */
+static const char *printable(const char *v, size_t max, char *buf, size_t n) {
+    size_t used = 0, i = 0;
+    for (; v[i] && i < max && used + 5 < n; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (c >= 0x20 && c < 0x7f && c != '\\')
+            buf[used++] = (char)c;
+        else
+            used += (size_t)snprintf(buf + used, n - used, "\\x%02x", c);
+    }
+    snprintf(buf + used, n - used, "%s", v[i] ? "..." : "");
+    return buf;
+}
+
+/* A metadata value, cut after 40 characters. */
+static const char *quoted(const char *v, char *buf, size_t n) {
+    return printable(v, 40, buf, n);
+}
+
 static int open_checked(const char *path, kc_st_file **f, kc_error *e) {
     int rc = kc_st_open(path, f, e);
     if (rc) return rc;
@@ -277,11 +301,15 @@ static int open_checked(const char *path, kc_st_file **f, kc_error *e) {
     }
     const char *ver = kc_st_meta(*f, "format_version");
     if (!ver || strcmp(ver, KC_CKPT_VERSION)) {
+        /* the value lives in *f: copied before it is closed */
+        char q[200], shown[210] = "none";
+        if (ver) snprintf(shown, sizeof shown, "'%s'", quoted(ver, q, sizeof q));
         kc_st_close(*f);
         *f = NULL;
         return kc_fail(e, KC_ECONFIG,
-                       "%s: checkpoint format version %s is not supported (this kerasc reads %s)",
-                       path, ver ? ver : "(none)", KC_CKPT_VERSION);
+                       "%s: checkpoint format version %s is not supported (this kerasc reads "
+                       "version %s)",
+                       path, shown, KC_CKPT_VERSION);
     }
     return KC_OK;
 }
@@ -311,6 +339,97 @@ static void add_problem(kc_strbuf *b, int *count, const char *fmt, const char *n
     (*count)++;
 }
 
+/* ---- numbers in the metadata, each checked against what it must be ---- */
+
+static int bad_meta(const char *path, const char *key, const char *v, const char *want,
+                    kc_error *e) {
+    char q[200];
+    return kc_fail(e, KC_ERUNTIME, "%s: checkpoint metadata %s = '%s' is not valid: expected %s",
+                   path, key, quoted(v, q, sizeof q), want);
+}
+
+/* Decimal digits with an optional '-', nothing else, within int64. */
+static int strict_i64(const char *v, int64_t *out) {
+    const char *p = v + (*v == '-');
+    if (*p < '0' || *p > '9') return 0;
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (errno || *end) return 0;
+    *out = x;
+    return 1;
+}
+
+static int strict_u64(const char *v, uint64_t *out) {
+    if (*v < '0' || *v > '9') return 0;
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (errno || *end) return 0;
+    *out = x;
+    return 1;
+}
+
+/* A number as "%.17g" writes it (nan and inf included), nothing around it. */
+static int strict_f64(const char *v, double *out) {
+    if (!*v || isspace((unsigned char)*v)) return 0;
+    char *end;
+    double x = strtod(v, &end);
+    if (*end || end == v) return 0;
+    *out = x;
+    return 1;
+}
+
+/* An integer key in lo..hi into *out when present; `what` says where hi
+ * comes from ("" when it is only a limit). */
+static int meta_int(kc_st_file *f, const char *path, const char *key, int64_t lo, int64_t hi,
+                    const char *what, int64_t *out, kc_error *e) {
+    const char *v = kc_st_meta(f, key);
+    if (!v) return KC_OK;
+    int64_t x;
+    if (!strict_i64(v, &x) || x < lo || x > hi) {
+        char want[200];
+        snprintf(want, sizeof want, "an integer from %lld to %lld%s", (long long)lo, (long long)hi,
+                 what);
+        return bad_meta(path, key, v, want, e);
+    }
+    *out = x;
+    return KC_OK;
+}
+
+/* A number key into *out when present; with `finite`, one that is finite
+ * and at least lo. */
+static int meta_num(kc_st_file *f, const char *path, const char *key, int finite, double lo,
+                    double *out, kc_error *e) {
+    const char *v = kc_st_meta(f, key);
+    if (!v) return KC_OK;
+    double x;
+    if (!strict_f64(v, &x) || (finite && !(isfinite(x) && x >= lo)))
+        return bad_meta(path, key, v, finite ? "a finite number, not negative" : "a number", e);
+    *out = x;
+    return KC_OK;
+}
+
+/* ---- tensors of the training state ---- */
+
+/* Exactly a (n,) vector of dtype, or an error naming the tensor; *t is NULL
+ * when the file lacks it. */
+static int state_vector(kc_st_file *f, const char *path, const char *name, kc_st_dtype dtype,
+                        size_t n, const kc_st_tensor **t, kc_error *e) {
+    *t = kc_st_find(f, name);
+    if (!*t) return KC_OK;
+    if ((*t)->dtype == dtype && (*t)->shape.rank == 1 && (uint64_t)(*t)->shape.d[0] == n)
+        return KC_OK;
+    char a[256], b[256];
+    kc_shape want = kc_shape1((int64_t)n);
+    return kc_fail(e, KC_ECONFIG,
+                   "%s: %s is %s %s, but this model and its compile settings keep %s %s; resume "
+                   "with the model and compile settings the checkpoint was written with",
+                   path, name, kc_st_dtype_name((*t)->dtype),
+                   kc_shape_str(&(*t)->shape, 0, a, sizeof a), kc_st_dtype_name(dtype),
+                   kc_shape_str(&want, 0, b, sizeof b));
+}
+
 /* The optimizer's slots, which must be the ones this optimizer has. */
 static int restore_slots(kc_session *s, kc_st_file *f, const char *path, kc_error *e) {
     kc_device *d = s->model->dev;
@@ -320,94 +439,167 @@ static int restore_slots(kc_session *s, kc_st_file *f, const char *path, kc_erro
         size_t n;
         kc_optimizer_slot(s->opt, i, &nm, &dev, &n);
         const kc_st_tensor *t = kc_st_find(f, nm);
-        if (!t || t->dtype != KC_ST_F32 || (size_t)kc_shape_numel(&t->shape) != n)
+        const char *written = kc_st_meta(f, "optimizer");
+        char q[200];
+        if (!t || t->dtype != KC_ST_F32 || t->shape.rank != 1 || (uint64_t)t->shape.d[0] != n)
             return kc_fail(e, KC_ECONFIG,
                            "%s: optimizer state '%s' is missing or has another size; the "
                            "checkpoint was written with another optimizer (%s)",
-                           path, nm, kc_st_meta(f, "optimizer") ? kc_st_meta(f, "optimizer") : "?");
+                           path, nm, written ? quoted(written, q, sizeof q) : "?");
         kc_upload(d, dev, t->data, n * sizeof(float));
     }
     return kc_device_error(d, e);
 }
 
-static int has_tensor(kc_st_file *f, const char *name, kc_st_dtype dtype, size_t n) {
-    const kc_st_tensor *t = kc_st_find(f, name);
-    return t && t->dtype == dtype && (size_t)kc_shape_numel(&t->shape) == n;
+/* The penalty sums' batch rows: the full batch, and none or a smaller last batch. */
+static int check_penalty(const kc_session *s, const double *p, const char *path, kc_error *e) {
+    double bs = (double)s->batch_size;
+    int ok = p[1] == bs && (p[3] == 0 || (p[3] >= 1 && p[3] < bs && p[3] == floor(p[3])));
+    if (ok) return KC_OK;
+    return kc_fail(e, KC_ERUNTIME,
+                   "%s: state/device_penalty counts batches of %g and %g rows; this run's batches "
+                   "have %lld rows (and a last one of fewer)",
+                   path, p[1], p[3], s->batch_size);
 }
 
 /* The epoch's running sums onto the device: raw when the file has them,
- * else from the host doubles older checkpoints kept. */
+ * else from the host doubles older checkpoints kept. Between epochs there
+ * are none to restore. */
 static int restore_running(kc_session *s, kc_st_file *f, const char *path, kc_error *e) {
-    size_t nraw = kc_session_running_floats(s), nrun = running_len(s);
-    if (has_tensor(f, "state/device_running", KC_ST_F32, nraw) &&
-        has_tensor(f, "state/device_penalty", KC_ST_F64, KC_RUNNING_PENALTY))
-        return kc_session_running_unpack(s, kc_st_find(f, "state/device_running")->data,
-                                         kc_st_find(f, "state/device_penalty")->data, e);
-    if (has_tensor(f, "state/running", KC_ST_F64, nrun)) {
-        running_copy(s, (double *)kc_st_find(f, "state/running")->data, 0);
+    if (s->batch == 0) return KC_OK;
+    const kc_st_tensor *raw, *pen, *host;
+    int rc = state_vector(f, path, "state/device_running", KC_ST_F32, kc_session_running_floats(s),
+                          &raw, e);
+    if (!rc)
+        rc = state_vector(f, path, "state/device_penalty", KC_ST_F64, KC_RUNNING_PENALTY, &pen, e);
+    if (!rc && !raw && !pen)
+        rc = state_vector(f, path, "state/running", KC_ST_F64, running_len(s), &host, e);
+    if (rc) return rc;
+    if (raw && pen) {
+        if ((rc = check_penalty(s, pen->data, path, e))) return rc;
+        return kc_session_running_unpack(s, raw->data, pen->data, e);
+    }
+    if (!raw && !pen && host) {
+        running_copy(s, (double *)host->data, 0);
         return kc_session_running_from_host(s, e);
     }
-    if (s->batch > 0)
-        return kc_fail(e, KC_ECONFIG,
-                       "%s was written mid-epoch (step %lld) but holds no running losses and "
-                       "metrics for this model's outputs and metrics; resume it with the "
-                       "compile settings it was written with",
-                       path, (long long)s->batch);
+    return kc_fail(e, KC_ECONFIG,
+                   "%s was written mid-epoch (step %lld) but holds no running losses and "
+                   "metrics for this model's outputs and metrics; resume it with the "
+                   "compile settings it was written with",
+                   path, (long long)s->batch);
+}
+
+/* Samples seen in the epoch under way: each of its batches has 1 to
+ * batch_size of them. */
+static int restore_sums(kc_session *s, kc_st_file *f, const char *path, kc_error *e) {
+    const char *key = "epoch_count";
+    int rc = meta_num(f, path, "epoch_loss_sum", 0, 0, &s->epoch_loss_sum, e);
+    if (rc || (rc = meta_num(f, path, key, 1, 0, &s->epoch_count, e))) return rc;
+    double c = s->epoch_count, most = (double)s->batch * (double)s->batch_size;
+    if (c != floor(c) || c < (double)s->batch || c > most) {
+        char want[200];
+        snprintf(want, sizeof want,
+                 "a whole number from %lld to %.17g (%lld batches of at most %lld)",
+                 (long long)s->batch, most, (long long)s->batch, s->batch_size);
+        return bad_meta(path, key, kc_st_meta(f, key), want, e);
+    }
     return KC_OK;
+}
+
+/* The monitored value of the best checkpoint so far, or "none". */
+static int restore_best(kc_session *s, kc_st_file *f, const char *path, kc_error *e) {
+    const char *v = kc_st_meta(f, "best");
+    if (!v) return KC_OK;
+    s->has_best = strcmp(v, "none") != 0;
+    s->best = 0;
+    if (s->has_best && !strict_f64(v, &s->best))
+        return bad_meta(path, "best", v, "a number or none", e);
+    return KC_OK;
+}
+
+/* Training steps in an epoch of this run. */
+static int64_t run_steps(kc_session *s) {
+    kc_feed feed;
+    kc_error ignore = {0};
+    if (!s->has_train || kc_session_feed(s, KC_SPLIT_TRAIN, &feed, &ignore)) return 0;
+    return kc_session_steps_per_epoch(s, feed.rows);
 }
 
 /* Where in the data the run was, and the epoch's running sums. */
 static int restore_position(kc_session *s, kc_st_file *f, const char *path, kc_error *e) {
     const char *v;
-    if ((v = kc_st_meta(f, "seed"))) s->seed = strtoull(v, NULL, 10);
-    if ((v = kc_st_meta(f, "batch"))) s->batch = strtoll(v, NULL, 10);
-    const char *bs = kc_st_meta(f, "batch_size");
-    if (s->batch > 0 && bs && strtoll(bs, NULL, 10) != s->batch_size)
+    if ((v = kc_st_meta(f, "seed")) && !strict_u64(v, &s->seed))
+        return bad_meta(path, "seed", v, "an integer from 0 to 18446744073709551615", e);
+    int64_t batch = 0, bsize = s->batch_size, steps = run_steps(s);
+    /* the batch size matters only mid-epoch, where it must be this run's */
+    int rc = meta_int(f, path, "batch", 0, INT64_MAX, "", &batch, e);
+    if (rc || (rc = meta_int(f, path, "batch_size", 0, INT_MAX, "", &bsize, e))) return rc;
+    if (batch > 0 && bsize != s->batch_size)
         return kc_fail(e, KC_ECONFIG,
-                       "%s was written mid-epoch with batch size %s; resume it with the same "
+                       "%s was written mid-epoch with batch size %lld; resume it with the same "
                        "batch size (this run uses %lld)",
-                       path, bs, s->batch_size);
-    if ((v = kc_st_meta(f, "epoch_loss_sum"))) s->epoch_loss_sum = strtod(v, NULL);
-    if ((v = kc_st_meta(f, "epoch_count"))) s->epoch_count = strtod(v, NULL);
-    if ((v = kc_st_meta(f, "best"))) {
-        s->has_best = strcmp(v, "none") != 0;
-        s->best = s->has_best ? strtod(v, NULL) : 0;
-    }
+                       path, (long long)bsize, s->batch_size);
+    if (batch > steps)
+        return kc_fail(e, KC_ECONFIG,
+                       "%s: checkpoint metadata batch = %lld is past the end of an epoch: this "
+                       "run's epochs have %lld steps (resume with the data and steps_per_epoch "
+                       "the checkpoint was written with)",
+                       path, (long long)batch, (long long)steps);
+    s->batch = batch;
+    if ((rc = restore_sums(s, f, path, e)) || (rc = restore_best(s, f, path, e))) return rc;
     return restore_running(s, f, path, e);
 }
 
+/* One completed epoch's logs: an object of numbers. */
+static int history_row(const kc_json *o, kc_logs *l) {
+    if (kc_json_kind_of(o) != KC_JSON_OBJECT) return 0;
+    memset(l, 0, sizeof *l);
+    for (size_t i = 0; i < kc_json_len(o); i++) {
+        if (kc_json_kind_of(kc_json_at(o, i)) != KC_JSON_NUMBER) return 0;
+        if (l->n == KC_MAX_LOGS) continue;
+        snprintf(l->keys[l->n], sizeof l->keys[0], "%s", kc_json_key_at(o, i));
+        l->vals[l->n++] = kc_json_num(kc_json_at(o, i));
+    }
+    return 1;
+}
+
+/* The logs of every completed epoch: one per epoch the checkpoint counts,
+ * kept up to this run's epochs. */
 static int restore_history(kc_session *s, const char *v, const char *path, kc_error *e) {
     kc_json *h = kc_json_parse(v, strlen(v), e);
     if (!h) return kc_error_prefix(e, "%s: history", path);
-    int n = (int)kc_json_len(h);
+    int rc = KC_OK;
+    size_t n = kc_json_len(h);
+    if (kc_json_kind_of(h) != KC_JSON_ARRAY || n != (uint64_t)s->epoch)
+        rc = kc_fail(e, KC_ERUNTIME,
+                     "%s: the checkpoint's history is not a list of the logs of its %lld "
+                     "completed epochs",
+                     path, (long long)s->epoch);
     s->nhistory = 0;
-    for (int r = 0; r < n && r < (int)s->cfg->fit.epochs; r++) {
-        const kc_json *o = kc_json_at(h, (size_t)r);
-        kc_logs *l = &s->history[s->nhistory++];
-        memset(l, 0, sizeof *l);
-        for (size_t i = 0; i < kc_json_len(o) && l->n < KC_MAX_LOGS; i++) {
-            snprintf(l->keys[l->n], sizeof l->keys[0], "%s", kc_json_key_at(o, i));
-            l->vals[l->n++] = kc_json_num(kc_json_at(o, i));
-        }
-    }
+    for (size_t r = 0; !rc && r < n && r < (size_t)s->cfg->fit.epochs; r++)
+        if (!history_row(kc_json_at(h, r), &s->history[s->nhistory++]))
+            rc = kc_fail(e, KC_ERUNTIME,
+                         "%s: the checkpoint's history entry %zu is not an object of numbers", path,
+                         r + 1);
     kc_json_free(h);
-    return KC_OK;
+    return rc;
 }
 
 /* Everything a training session needs to continue exactly where the
  * checkpoint was written. A weights-only checkpoint restores the weights and
  * starts the optimizer afresh. */
 static int restore_training(kc_session *s, kc_st_file *f, const char *path, kc_error *e) {
-    const char *it = kc_st_meta(f, "iterations");
-    if (!it) return KC_OK;
-    int rc = restore_slots(s, f, path, e);
-    if (rc) return rc;
-    kc_optimizer_set_iterations(s->opt, strtoll(it, NULL, 10));
-    const char *lr = kc_st_meta(f, "learning_rate");
-    if (lr && !kc_optimizer_has_schedule(s->opt))
-        kc_optimizer_set_learning_rate(s->opt, strtod(lr, NULL));
+    if (!kc_st_meta(f, "iterations")) return KC_OK;
+    int64_t it = 0;
+    int rc = meta_int(f, path, "iterations", 0, s->step, " (the checkpoint's step)", &it, e);
+    if (rc || (rc = restore_slots(s, f, path, e))) return rc;
+    kc_optimizer_set_iterations(s->opt, it);
+    double lr = 0;
+    const char *v = kc_st_meta(f, "learning_rate");
+    if ((rc = meta_num(f, path, "learning_rate", 1, 0, &lr, e))) return rc;
+    if (v && !kc_optimizer_has_schedule(s->opt)) kc_optimizer_set_learning_rate(s->opt, lr);
     if ((rc = restore_position(s, f, path, e))) return rc;
-    const char *v;
     if ((v = kc_st_meta(f, "history")) && s->history && (rc = restore_history(s, v, path, e)))
         return rc;
     if ((v = kc_st_meta(f, "callbacks")) && s->callbacks &&
@@ -441,9 +633,10 @@ static int check_weights(const kc_model *m, kc_st_file *f, const kc_param_ref *r
         int known = 0;
         for (int j = 0; j < np && !known; j++)
             known = !strcmp(refs[j].name, t->name);
+        char q[700];
         if (!known)
             add_problem(&problems, &nprob, "%s: in the checkpoint but not in the model%s%s",
-                        t->name, "", "");
+                        printable(t->name, 160, q, sizeof q), "", "");
     }
     int rc = KC_OK;
     if (nprob)
@@ -470,17 +663,23 @@ static int load_weights(kc_session *s, kc_st_file *f, const char *path, kc_error
     return rc ? rc : kc_device_error(m->dev, e);
 }
 
+/* The completed epochs and steps. Epochs are counted in ints. */
+static int restore_counts(kc_session *s, kc_st_file *f, const char *path, kc_error *e) {
+    int64_t epoch = 0, step = 0;
+    int rc = meta_int(f, path, "epoch", 0, INT_MAX, "", &epoch, e);
+    if (rc || (rc = meta_int(f, path, "step", 0, INT64_MAX, "", &step, e))) return rc;
+    s->epoch = epoch;
+    s->step = step;
+    return KC_OK;
+}
+
 int kc_checkpoint_load(kc_session *s, const char *path, kc_error *e) {
     kc_st_file *f;
     int rc = open_checked(path, &f, e);
     if (rc) return rc;
     /* optimizer state and training position, when this session trains */
-    if (!(rc = load_weights(s, f, path, e)) && s->opt) rc = restore_training(s, f, path, e);
-    if (!rc) {
-        const char *ep = kc_st_meta(f, "epoch"), *st = kc_st_meta(f, "step");
-        if (ep) s->epoch = strtoll(ep, NULL, 10);
-        if (st) s->step = strtoll(st, NULL, 10);
-    }
+    if (!(rc = load_weights(s, f, path, e)) && !(rc = restore_counts(s, f, path, e)) && s->opt)
+        rc = restore_training(s, f, path, e);
     kc_st_close(f);
     return rc;
 }

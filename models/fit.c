@@ -164,7 +164,6 @@ typedef struct fit_run {
 
 static int fit_init(fit_run *r, kc_session *s, const char *out_dir, const kc_hooks *h,
                     kc_error *e) {
-    const kc_fit_spec *f = &s->cfg->fit;
     memset(r, 0, sizeof *r);
     r->s = s;
     r->h = h;
@@ -172,8 +171,10 @@ static int fit_init(fit_run *r, kc_session *s, const char *out_dir, const kc_hoo
     if (rc || (rc = kc_session_feed(s, KC_SPLIT_TRAIN, &r->train, e))) return rc;
     r->n = r->train.rows;
     r->bs = s->batch_size;
-    r->full_steps = (r->n + r->bs - 1) / r->bs;
-    r->steps = f->steps_per_epoch ? f->steps_per_epoch : r->full_steps;
+    if (r->n < 1 || r->bs < 1)
+        return kc_fail(e, KC_ECONFIG, "%s: the training data has no samples", s->cfg->path);
+    r->full_steps = r->n / r->bs + (r->n % r->bs != 0);
+    r->steps = kc_session_steps_per_epoch(s, r->n);
     s->idx = malloc((size_t)(r->n ? r->n : 1) * sizeof *s->idx);
     if (!s->idx) return kc_fail(e, KC_ERUNTIME, "out of memory");
     snprintf(r->p_hist, sizeof r->p_hist, "%s/history.csv", out_dir);
@@ -323,7 +324,12 @@ static int end_epoch(fit_run *r, int64_t epoch, kc_error *e) {
 static int fit_epochs(kc_session *s, const char *out_dir, const kc_hooks *h, kc_error *e) {
     fit_run r;
     int rc = fit_init(&r, s, out_dir, h, e);
-    if (rc || (rc = kc_callbacks_train_begin(s->callbacks, &r.env, e))) return rc;
+    if (rc) return rc;
+    if (s->epoch < 0 || s->batch < 0 || s->batch > r.steps)
+        return kc_fail(e, KC_ECONFIG,
+                       "cannot continue at step %lld of epoch %lld: an epoch has %lld steps",
+                       (long long)s->batch, (long long)s->epoch + 1, (long long)r.steps);
+    if ((rc = kc_callbacks_train_begin(s->callbacks, &r.env, e))) return rc;
     for (int64_t epoch = s->epoch; epoch < s->cfg->fit.epochs && !r.stop; epoch++)
         if ((rc = fit_steps(&r, epoch, e)) || (rc = end_epoch(&r, epoch, e))) return rc;
     if ((rc = kc_callbacks_train_end(s->callbacks, &r.env, (int)s->epoch - 1, e))) return rc;

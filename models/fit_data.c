@@ -27,25 +27,26 @@ static int load_source(const kc_source_spec *src, const char *what, kc_array *x,
         named->n = i + 1;
     }
     if (rc) return kc_node_fail(e, src->node, "cannot load the %s data: %s", what, e->msg);
-    /* every array of a source holds the same samples */
-    int64_t rows = -1;
-    const char *first = NULL;
+    /* every array of a source holds the same samples, and some */
     const kc_array *all[2 + KC_DATA_MAX_ARRAYS];
-    const char *names[2 + KC_DATA_MAX_ARRAYS];
+    const char *names[2 + KC_DATA_MAX_ARRAYS], *paths[2 + KC_DATA_MAX_ARRAYS];
     int n = 0;
-    if (x->data) all[n] = x, names[n++] = "x";
-    if (y->data) all[n] = y, names[n++] = "y";
+    if (x->data)
+        all[n] = x, names[n] = "x", paths[n++] = src->csv_path ? src->csv_path : src->x_path;
+    if (y->data)
+        all[n] = y, names[n] = "y", paths[n++] = src->csv_path ? src->csv_path : src->y_path;
     for (int i = 0; i < named->n; i++)
-        all[n] = &named->arr[i], names[n++] = named->names[i];
+        all[n] = &named->arr[i], names[n] = named->names[i], paths[n++] = src->named[i].path;
     for (int i = 0; i < n; i++) {
         int64_t r = kc_array_rows(all[i]);
-        if (rows < 0) {
-            rows = r;
-            first = names[i];
-        } else if (r != rows) {
+        char sh[256];
+        if (r == 0)
+            return kc_node_fail(e, src->node, "the %s data in %s has no samples (shape %s)", what,
+                                paths[i], kc_shape_str(&all[i]->shape, 0, sh, sizeof sh));
+        if (r != kc_array_rows(all[0]))
             return kc_node_fail(e, src->node, "the %s data has %lld samples in %s but %lld in %s",
-                                what, (long long)rows, first, (long long)r, names[i]);
-        }
+                                what, (long long)kc_array_rows(all[0]), names[0], (long long)r,
+                                names[i]);
     }
     return KC_OK;
 }
@@ -211,6 +212,12 @@ int kc_session_feed(kc_session *s, int split, kc_feed *f, kc_error *e) {
                         : split == KC_SPLIT_VAL ? &s->y_val
                                                 : &s->y_test;
     return kc_feed_arrays(s, x, y, &s->named[split], what[split], f, e);
+}
+
+int64_t kc_session_steps_per_epoch(kc_session *s, int64_t rows) {
+    if (rows <= 0 || s->batch_size < 1) return 0;
+    if (s->cfg->fit.steps_per_epoch > 0) return s->cfg->fit.steps_per_epoch;
+    return rows / s->batch_size + (rows % s->batch_size != 0);
 }
 
 static const char *shape_s(const kc_shape *sh, char *buf, size_t n) {

@@ -12,6 +12,9 @@ int kc_session_load_data(kc_session *s, int need, kc_error *e);
 /* Checks one split's arrays against the model's inputs and outputs. */
 int kc_session_check_split(kc_session *s, int split, kc_error *e);
 void kc_session_free_data(kc_session *s);
+/* Training steps in an epoch over `rows` samples: fit.steps_per_epoch, else
+ * the batches that cover them once; 0 when there are none. */
+int64_t kc_session_steps_per_epoch(kc_session *s, int64_t rows);
 
 /* The compile section: every output's loss, weight and metrics, and with
  * `training` the optimizer (unbuilt). */

@@ -1,6 +1,7 @@
 /* Opening and closing a session: the device, the compile settings, the data,
  * the planned model with its initial weights, host staging, the weights the
  * optimizer and regularizers act on, and the optimizer's slots. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,19 +9,30 @@
 #include "models/fit_internal.h"
 #include "models/model_internal.h"
 
+/* n floats for each of bs samples, or NULL when that does not fit in memory. */
+static float *alloc_rows(size_t bs, int64_t n) {
+    size_t bytes;
+    if (n < 0 || __builtin_mul_overflow(bs, (size_t)n, &bytes) ||
+        __builtin_mul_overflow(bytes, sizeof(float), &bytes))
+        return NULL;
+    return malloc(bytes ? bytes : 1);
+}
+
 static int alloc_staging(kc_session *s, kc_error *e) {
     size_t bs = (size_t)s->batch_size;
     const kc_model *m = s->model;
     for (int i = 0; i < m->ninputs; i++) {
-        s->hxs[i] = malloc(bs * (size_t)kc_shape_numel(&m->inputs[i].shape) * sizeof(float));
-        if (!s->hxs[i]) return kc_fail(e, KC_ERUNTIME, "out of memory");
+        s->hxs[i] = alloc_rows(bs, kc_shape_numel(&m->inputs[i].shape));
+        if (!s->hxs[i]) return kc_fail(e, KC_ERUNTIME, "out of memory for a batch of inputs");
     }
     for (int k = 0; k < s->nouts; k++) {
         kc_session_output *o = &s->outs[k];
-        size_t out = (size_t)(o->out_rows * o->out_cols);
-        o->hy = malloc(bs * out * sizeof(float));
-        o->hpred = malloc(bs * out * sizeof(float));
-        if (!o->hy || !o->hpred) return kc_fail(e, KC_ERUNTIME, "out of memory");
+        int64_t out;
+        if (__builtin_mul_overflow(o->out_rows, (int64_t)o->out_cols, &out)) out = -1;
+        o->hy = alloc_rows(bs, out);
+        o->hpred = alloc_rows(bs, out);
+        if (!o->hy || !o->hpred)
+            return kc_fail(e, KC_ERUNTIME, "out of memory for a batch of outputs");
     }
     /* the single-output view */
     const kc_session_output *o = &s->outs[0];
@@ -158,6 +170,13 @@ int kc_session_open(kc_session *s, kc_config *cfg, const kc_run_opts *o, int nee
     s->threads = o->threads;
     s->seed = (uint64_t)(o->has_seed ? o->seed : cfg->fit.seed);
     s->batch_size = o->batch_size ? o->batch_size : cfg->fit.batch_size;
+    /* batches and epochs are counted in ints on the device and in the hooks */
+    if (s->batch_size < 1 || s->batch_size > INT_MAX)
+        return kc_fail(e, KC_ECONFIG, "%s: batch size %lld is outside 1..%d", cfg->path,
+                       s->batch_size, INT_MAX);
+    if (training && (cfg->fit.epochs < 1 || cfg->fit.epochs > INT_MAX))
+        return kc_fail(e, KC_ECONFIG, "%s: epochs %lld is outside 1..%d", cfg->path,
+                       (long long)cfg->fit.epochs, INT_MAX);
     kc_device_opts dopts = {.device = o->device, .threads = o->threads};
     int rc = kc_device_open_name(&s->dev, o->backend, &dopts, e);
     if (rc || (rc = prepare_data(s, need, training, e))) return rc;

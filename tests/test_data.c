@@ -722,6 +722,26 @@ START_TEST(npz_errors) {
     expect_error(kc_array_load(path_in("badnpy.npz"), NULL, &a, &e), &e, KC_ERUNTIME,
                  "entry bad.npy");
     free(z.p);
+    /* a deflated entry that inflates to more than its directory entry declares */
+    float v4[4] = {1, 2, 3, 4};
+    buf npy = npy_bytes(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }", v4, 16);
+    ent = (zentry){"x.npy", npy};
+    z = zip_bytes(&ent, 1, 8);
+    size_t usize_at = z.n - 22 - (46 + 5) + 24;
+    for (uint32_t declared = 0; declared <= (uint32_t)npy.n; declared += (uint32_t)npy.n - 4) {
+        z.p[usize_at] = (unsigned char)declared;
+        z.p[usize_at + 1] = (unsigned char)(declared >> 8);
+        write_file(path_in("long.npz"), z.p, z.n);
+        ck_assert_int_eq(kc_array_load(path_in("long.npz"), "x", &a, &e), KC_ERUNTIME);
+        ck_assert_ptr_null(a.data);
+        char *bytes = NULL;
+        size_t len = 0;
+        expect_error(kc_zip_read_member(path_in("long.npz"), "x.npy", 1 << 20, &bytes, &len, &e),
+                     &e, KC_ERUNTIME, "inflates to more than");
+        ck_assert_ptr_null(bytes);
+    }
+    free(z.p);
+    free(npy.p);
     /* a zip local header magic but no end record */
     write_file(path_in("truncated.npz"), "PK\x03\x04................................", 36);
     expect_error(kc_array_load(path_in("truncated.npz"), NULL, &a, &e), &e, KC_ERUNTIME,

@@ -12,17 +12,15 @@ int kc_array_alloc(kc_array *a, kc_dtype dtype, const kc_shape *shape, kc_error 
     memset(a, 0, sizeof *a);
     if (shape->rank < 1 || shape->rank > KC_MAX_RANK)
         return kc_fail(e, KC_ERUNTIME, "array rank %d is outside 1..%d", shape->rank, KC_MAX_RANK);
-    size_t esize = kc_dtype_size(dtype);
-    uint64_t n = 1;
-    for (int i = 0; i < shape->rank; i++) {
-        int64_t d = shape->d[i];
-        if (d < 0 || (d > 0 && n > (uint64_t)(SIZE_MAX / esize) / (uint64_t)d))
-            return kc_fail(e, KC_ERUNTIME, "array dimension %lld is negative or too large",
-                           (long long)d);
-        n *= (uint64_t)d;
+    size_t bytes;
+    if (!kc_shape_bytes(shape, kc_dtype_size(dtype), &bytes)) {
+        char buf[256];
+        return kc_fail(e, KC_ERUNTIME,
+                       "array shape %s has a negative dimension or more elements than memory "
+                       "can address",
+                       kc_shape_str(shape, 0, buf, sizeof buf));
     }
     /* one byte at least, so an empty array still has non-NULL data */
-    size_t bytes = (size_t)n * esize;
     void *p = calloc(bytes ? bytes : 1, 1);
     if (!p) return kc_fail(e, KC_ERUNTIME, "out of memory allocating %zu bytes", bytes);
     a->dtype = dtype;
@@ -42,10 +40,12 @@ int64_t kc_array_rows(const kc_array *a) {
 }
 
 int64_t kc_array_row_size(const kc_array *a) {
-    int64_t n = 1;
+    if (a->shape.rank < 1) return 1;
+    if (a->shape.rank > KC_MAX_RANK) return -1;
+    kc_shape row = {.rank = a->shape.rank - 1};
     for (int i = 1; i < a->shape.rank; i++)
-        n *= a->shape.d[i];
-    return n;
+        row.d[i - 1] = a->shape.d[i];
+    return kc_shape_numel(&row);
 }
 
 /* k when scale is the float nearest 1/k for an integer k >= 2, else 0. */

@@ -169,6 +169,8 @@ static int64_t read_inflate(src *s, unsigned char *p, size_t n, kc_error *e) {
 
 /* Reads up to n bytes; fewer only at the end of the data. -1 on error. */
 static int64_t src_read(src *s, void *buf, size_t n, kc_error *e) {
+    /* a zip entry delivers no more than its directory entry declares */
+    if (s->exact && n > s->max_total - s->pos) n = (size_t)(s->max_total - s->pos);
     int64_t got = s->kind == SRC_FILE ? read_file(s, buf, n, e)
                   : s->kind == SRC_GZ ? read_gz(s, buf, n, e)
                                       : read_inflate(s, buf, n, e);
@@ -206,6 +208,16 @@ static int src_finish(src *s, kc_error *e) {
                        "%s: %llu bytes of unexpected data after the array (the header's shape "
                        "does not match the data length)",
                        s->name, (unsigned long long)(s->max_total - s->pos));
+    if (s->kind == SRC_INFLATE && !s->z_end) {
+        unsigned char extra;
+        int64_t got = read_inflate(s, &extra, 1, e);
+        if (got < 0) return KC_ERUNTIME;
+        if (got > 0)
+            return kc_fail(e, KC_ERUNTIME,
+                           "%s: corrupt zip: the entry inflates to more than the %llu bytes its "
+                           "directory entry declares",
+                           s->name, (unsigned long long)s->max_total);
+    }
     if (!s->exact) {
         unsigned char extra;
         int64_t got = src_read(s, &extra, 1, e);
@@ -273,57 +285,114 @@ static float elem_to_float(const unsigned char *p, elem t) {
     }
 }
 
-/* Reads numel elements of type t into out (u8 stays bytes, the rest become
- * float32), converting in small chunks so no second full-size buffer exists. */
-static int read_elements(src *s, elem t, uint64_t numel, kc_array *out, kc_error *e) {
-    int direct = (t.kind == 'u' && t.size == 1) ||
-                 (t.kind == 'f' && t.size == 4 && t.big == host_big_endian());
-    if (direct) return src_read_exact(s, out->data, (size_t)numel * (size_t)t.size, "the data", e);
-    enum { CHUNK = 16384 };
-    unsigned char raw[CHUNK];
-    size_t per = CHUNK / (size_t)t.size;
-    float *dst = out->data;
-    for (uint64_t i = 0; i < numel;) {
-        size_t n = numel - i < per ? (size_t)(numel - i) : per;
-        int rc = src_read_exact(s, raw, n * (size_t)t.size, "the data", e);
-        if (rc) return rc;
-        for (size_t j = 0; j < n; j++)
-            dst[i + j] = elem_to_float(raw + j * (size_t)t.size, t);
-        i += n;
+static uint64_t sat_mul(uint64_t a, uint64_t b) {
+    uint64_t r;
+    return __builtin_mul_overflow(a, b, &r) ? UINT64_MAX : r;
+}
+
+/* Bytes the file stores per sample (saturating). */
+static uint64_t row_bytes(const kc_shape *shape, elem t) {
+    uint64_t n = (uint64_t)t.size;
+    for (int i = 1; i < shape->rank; i++)
+        n = sat_mul(n, (uint64_t)shape->d[i]);
+    return n;
+}
+
+static kc_dtype out_dtype(elem t) {
+    return t.kind == 'u' && t.size == 1 ? KC_DT_U8 : KC_DT_F32;
+}
+
+/* Checks the header's shape against what the source can hold and what
+ * memory can address; *numel gets its element count. */
+static int check_shape(src *s, elem t, const kc_shape *shape, uint64_t *numel, kc_error *e) {
+    uint64_t room = src_room(s), need = (uint64_t)t.size;
+    for (int i = 0; i < shape->rank; i++)
+        need = sat_mul(need, (uint64_t)shape->d[i]);
+    char buf[256];
+    kc_shape_str(shape, 0, buf, sizeof buf);
+    if (need > room) {
+        uint64_t per = row_bytes(shape, t);
+        if (s->exact)
+            return kc_fail(
+                e, KC_ERUNTIME,
+                "%s: truncated or wrong shape: the header says %lld samples but the "
+                "file holds %llu (shape %s needs %s%llu bytes of data, the file has "
+                "%llu after the header)",
+                s->name, (long long)shape->d[0], (unsigned long long)(per ? room / per : 0), buf,
+                need == UINT64_MAX ? "more than " : "",
+                (unsigned long long)(need == UINT64_MAX ? room : need), (unsigned long long)room);
+        return kc_fail(e, KC_ERUNTIME,
+                       "%s: corrupt header: shape %s is larger than the compressed file can hold",
+                       s->name, buf);
     }
+    /* a zero dim empties the array, but the others must still be addressable */
+    size_t osize = kc_dtype_size(out_dtype(t)), bytes;
+    if (!kc_shape_bytes(shape, osize > (size_t)t.size ? osize : (size_t)t.size, &bytes))
+        return kc_fail(e, KC_ERUNTIME,
+                       "%s: corrupt header: shape %s has more elements than memory can address",
+                       s->name, buf);
+    *numel = (uint64_t)kc_shape_numel(shape);
     return KC_OK;
 }
 
-/* Checks the shape against what the source can hold, then allocates. */
-static int alloc_for(src *s, elem t, const kc_shape *shape, kc_array *out, uint64_t *numel,
-                     kc_error *e) {
-    uint64_t n = 1;
-    uint64_t room = src_room(s);
-    for (int i = 0; i < shape->rank; i++) {
-        uint64_t d = (uint64_t)shape->d[i];
-        if (d && n > room / d)
-            n = room + 1; /* saturate: more than the file holds */
-        else
-            n *= d;
-    }
+/* The data ended before the header's shape was filled. */
+static int short_data(const src *s, elem t, const kc_shape *shape, uint64_t got, kc_error *e) {
     char buf[256];
-    if (n > room / (uint64_t)t.size) {
-        if (s->exact)
-            return kc_fail(e, KC_ERUNTIME,
-                           "%s: truncated or wrong shape: shape %s needs %s%llu bytes of data, "
-                           "the file has %llu after the header",
-                           s->name, kc_shape_str(shape, 0, buf, sizeof buf),
-                           n > room ? "more than " : "",
-                           (unsigned long long)(n > room ? room : n * (uint64_t)t.size),
-                           (unsigned long long)room);
-        return kc_fail(e, KC_ERUNTIME,
-                       "%s: corrupt header: shape %s is larger than the compressed file can hold",
-                       s->name, kc_shape_str(shape, 0, buf, sizeof buf));
+    uint64_t per = row_bytes(shape, t);
+    return kc_fail(e, KC_ERUNTIME,
+                   "%s: truncated: the header says %lld samples but the file holds %llu "
+                   "(shape %s, %llu bytes of data)",
+                   s->name, (long long)shape->d[0], (unsigned long long)(per ? got / per : 0),
+                   kc_shape_str(shape, 0, buf, sizeof buf), (unsigned long long)got);
+}
+
+/* Room for the bytes up to `end` of a buffer that holds at most `total`. */
+static int reserve(kc_array *out, size_t *cap, size_t end, size_t total) {
+    if (end <= *cap) return 1;
+    size_t want = *cap > total / 2 ? total : *cap * 2;
+    if (want < end) want = end;
+    void *p = realloc(out->data, want);
+    if (!p) return 0;
+    out->data = p;
+    *cap = want;
+    return 1;
+}
+
+/* The first allocation for a source whose length is only bounded: a header
+ * claiming more than the data holds costs no more than the data. */
+#define GROW_FIRST (1u << 20)
+
+/* Reads numel elements of type t into a new array of the header's shape (u8
+ * stays bytes, the rest become float32), converting in small chunks so no
+ * second full-size buffer exists. A source of exact length was checked
+ * against the header, so its array is allocated at once; a compressed one
+ * grows its array as the data arrives. */
+static int read_array(src *s, elem t, const kc_shape *shape, uint64_t numel, kc_array *out,
+                      kc_error *e) {
+    out->dtype = out_dtype(t);
+    out->shape = *shape;
+    size_t osize = kc_dtype_size(out->dtype), total = (size_t)numel * osize;
+    size_t cap = s->kind == SRC_FILE || total < GROW_FIRST ? total : GROW_FIRST;
+    if (!(out->data = malloc(cap ? cap : 1))) return src_fail(s, e, "out of memory");
+    int direct = (t.kind == 'u' && t.size == 1) ||
+                 (t.kind == 'f' && t.size == 4 && t.big == host_big_endian());
+    enum { CHUNK = 16384 };
+    unsigned char raw[CHUNK];
+    size_t per = direct ? (4u << 20) / osize : CHUNK / (size_t)t.size;
+    for (uint64_t i = 0; i < numel;) {
+        size_t n = numel - i < per ? (size_t)(numel - i) : per;
+        if (!reserve(out, &cap, (size_t)(i + n) * osize, total))
+            return src_fail(s, e, "out of memory");
+        unsigned char *dst = (unsigned char *)out->data + (size_t)i * osize;
+        int64_t got = src_read(s, direct ? dst : raw, n * (size_t)t.size, e);
+        if (got < 0) return KC_ERUNTIME;
+        if (!direct)
+            for (size_t j = 0; j < (size_t)got / (size_t)t.size; j++)
+                ((float *)dst)[j] = elem_to_float(raw + j * (size_t)t.size, t);
+        if ((size_t)got < n * (size_t)t.size)
+            return short_data(s, t, shape, i * (uint64_t)t.size + (uint64_t)got, e);
+        i += n;
     }
-    *numel = n;
-    int is_u8 = t.kind == 'u' && t.size == 1;
-    int rc = kc_array_alloc(out, is_u8 ? KC_DT_U8 : KC_DT_F32, shape, e);
-    if (rc) return kc_error_prefix(e, "%s", s->name);
     return KC_OK;
 }
 
@@ -375,8 +444,8 @@ static int idx_read(src *s, kc_array *out, kc_error *e) {
         shape.d[i] = (int64_t)load_uint(d, 4, 1);
     }
     uint64_t numel;
-    rc = alloc_for(s, t, &shape, out, &numel, e);
-    if (!rc) rc = read_elements(s, t, numel, out, e);
+    rc = check_shape(s, t, &shape, &numel, e);
+    if (!rc) rc = read_array(s, t, &shape, numel, out, e);
     if (!rc) rc = src_finish(s, e);
     return rc;
 }
@@ -600,8 +669,8 @@ static int npy_read(src *s, kc_array *out, kc_error *e) {
     if (h.shape.rank == 0)
         return src_fail(s, e, "holds a 0-dimensional scalar; an array of samples is needed");
     uint64_t numel;
-    rc = alloc_for(s, t, &h.shape, out, &numel, e);
-    if (!rc) rc = read_elements(s, t, numel, out, e);
+    rc = check_shape(s, t, &h.shape, &numel, e);
+    if (!rc) rc = read_array(s, t, &h.shape, numel, out, e);
     if (!rc) rc = src_finish(s, e);
     return rc;
 }

@@ -1,6 +1,7 @@
 /* CSV of numbers: one sample per line, an optional header, one optional label
  * column. Lines are streamed; values go straight into growing float buffers. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,9 @@ static char *trim(char *s) {
 
 static int push_field(csv_state *st, char *f, kc_error *e) {
     if (st->nfields == st->fields_cap) {
+        if (st->fields_cap > INT_MAX / 2)
+            return kc_fail(e, KC_ERUNTIME, "%s:%ld: more than %d fields on a line", st->path,
+                           st->lineno, INT_MAX / 2);
         int cap = st->fields_cap ? st->fields_cap * 2 : 16;
         char **p = realloc(st->fields, (size_t)cap * sizeof *p);
         if (!p) return kc_fail(e, KC_ERUNTIME, "%s: out of memory", st->path);
@@ -188,10 +192,15 @@ static int resolve_label(csv_state *st, const char *label, kc_error *e) {
 
 static int grow(csv_state *st, kc_error *e) {
     size_t cap = st->rows_cap ? st->rows_cap * 2 : 256;
-    size_t nfeat = (size_t)st->ncols - (st->label >= 0);
-    float *x = realloc(st->x, cap * (nfeat ? nfeat : 1) * sizeof *x);
+    size_t nfeat = (size_t)st->ncols - (st->label >= 0), xbytes, ybytes;
+    if (cap < st->rows_cap ||
+        __builtin_mul_overflow(cap, (nfeat ? nfeat : 1) * sizeof(float), &xbytes) ||
+        __builtin_mul_overflow(cap, sizeof(float), &ybytes) || xbytes > INT64_MAX)
+        return kc_fail(e, KC_ERUNTIME, "%s:%ld: more values than memory can address", st->path,
+                       st->lineno);
+    float *x = realloc(st->x, xbytes);
     if (x) st->x = x;
-    float *y = realloc(st->y, cap * sizeof *y);
+    float *y = realloc(st->y, ybytes);
     if (y) st->y = y;
     if (!x || !y) return kc_fail(e, KC_ERUNTIME, "%s: out of memory", st->path);
     st->rows_cap = cap;

@@ -39,7 +39,8 @@ int kc_array_alloc(kc_array *a, kc_dtype dtype, const kc_shape *shape, kc_error 
 void kc_array_free(kc_array *a);
 /* Samples: shape.d[0] (0 for an empty array). */
 int64_t kc_array_rows(const kc_array *a);
-/* Elements per sample: numel / shape.d[0]; 1 for rank-1 arrays. */
+/* Elements per sample: the product of shape.d[1..]; 1 for rank-1 arrays;
+ * -1 when that product overflows (no loader returns such an array). */
 int64_t kc_array_row_size(const kc_array *a);
 
 /* ---- loading ---- */

@@ -62,6 +62,8 @@ static int check_split(const kc_array *x, const kc_array *y, const char *what, c
                        x->dtype == KC_DT_U8 ? "uint8" : "float32",
                        kc_shape_str(&y->shape, 0, ys, sizeof ys),
                        y->dtype == KC_DT_U8 ? "uint8" : "float32");
+    if (x->shape.d[0] == 0)
+        return kc_fail(e, KC_ERUNTIME, "%s: the %s images and labels hold no samples", where, what);
     const uint8_t *lab = y->data;
     for (int64_t i = 0; i < y->shape.d[0]; i++)
         if (lab[i] > 9)

@@ -51,9 +51,12 @@ static int write_f32_le(FILE *f, const float *data, int64_t n) {
 int kc_npy_write(const char *path, const float *data, const kc_shape *shape, kc_error *e) {
     if (shape->rank < 0 || shape->rank > KC_MAX_RANK)
         return kc_fail(e, KC_ERUNTIME, "%s: cannot write an array of rank %d", path, shape->rank);
-    for (int i = 0; i < shape->rank; i++)
-        if (shape->d[i] < 0)
-            return kc_fail(e, KC_ERUNTIME, "%s: negative dimension in shape", path);
+    size_t bytes;
+    if (!kc_shape_bytes(shape, sizeof(float), &bytes))
+        return kc_fail(e, KC_ERUNTIME,
+                       "%s: a negative dimension in the shape, or more elements than memory can "
+                       "address",
+                       path);
     char header[512];
     size_t hlen = npy_header(shape, header, sizeof header);
     kc_atomic_file a;
