@@ -414,6 +414,5 @@ int kc_cmd_bench(int argc, char **argv) {
     free(b.idx);
     kc_session_close(&s);
     kc_config_free(cfg);
-    if (fflush(stdout) && !status) status = 1;
     return status;
 }

@@ -31,7 +31,7 @@ static int write_atomic(const char *path, const char *text, kc_error *e) {
     kc_atomic_file a;
     int rc = kc_atomic_open(&a, path, e);
     if (rc) return rc;
-    fputs(text, a.f);
+    fputs(text, a.f); /* a failed write is found by the commit */
     return kc_atomic_commit(&a, e);
 }
 
@@ -66,12 +66,12 @@ int kc_cmd_convert(int argc, char **argv) {
         return kc_cli_usage_error("convert", "the output '%s' is the input file", output);
     kc_error e = {0};
     char *text;
-    if (kc_keras_model_file(input, &text, &e)) return kc_cli_report("convert", &e);
+    if ((!to_stdout && kc_cli_prepare_output(output, "output file", &e)) ||
+        kc_keras_model_file(input, &text, &e))
+        return kc_cli_report("convert", &e);
     int rc = 0;
     if (to_stdout) {
-        fputs(text, stdout);
-        rc = fflush(stdout) ? 1 : 0;
-        if (rc) fprintf(stderr, "kerasc convert: cannot write to standard output\n");
+        fputs(text, stdout); /* kc_cli_finish checks standard output */
     } else if (write_atomic(output, text, &e)) {
         rc = kc_cli_report("convert", &e);
     }

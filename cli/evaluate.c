@@ -123,6 +123,5 @@ int kc_cmd_evaluate(int argc, char **argv) {
     }
     int status = evaluate(cfg, &a, a.weights ? a.weights : a.target, &e);
     kc_config_free(cfg);
-    if (fflush(stdout) && !status) status = 1;
-    return status;
+    return status; /* kc_cli_finish checks standard output */
 }

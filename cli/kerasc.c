@@ -48,8 +48,7 @@ static void bound_openmp_spinning(char **argv) {
     unsetenv("GOMP_SPINCOUNT"); /* could not restart: carry on as loaded */
 }
 
-int main(int argc, char **argv) {
-    bound_openmp_spinning(argv);
+static int run_verb(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
         return 2;
@@ -69,4 +68,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "kerasc: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;
+}
+
+int main(int argc, char **argv) {
+    bound_openmp_spinning(argv);
+    /* every verb's output reaches standard output, or the status says it did not */
+    return kc_cli_finish(run_verb(argc, argv));
 }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "core/atomic_file.h"
 
 extern char **environ;
 
@@ -157,19 +158,11 @@ static const char *extension(const char *path) {
 }
 
 static int write_file(const char *path, const char *text, kc_error *e) {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp-%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) return kc_fail(e, KC_ERUNTIME, "cannot write %s: %s", tmp, strerror(errno));
-    int bad = fputs(text, f) < 0;
-    bad |= fflush(f) != 0;
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path)) {
-        int err = errno;
-        unlink(tmp);
-        return kc_fail(e, KC_ERUNTIME, "cannot write %s: %s", path, strerror(err));
-    }
-    return KC_OK;
+    kc_atomic_file a;
+    int rc = kc_atomic_open(&a, path, e);
+    if (rc) return rc;
+    fputs(text, a.f); /* a failed write is found by the commit */
+    return kc_atomic_commit(&a, e);
 }
 
 /* Runs `dot -T<fmt> -o out in`, its messages collected in err. Returns the
@@ -223,14 +216,30 @@ static void dot_path_for(const char *out, char *buf, size_t n) {
     snprintf(buf + len, n - len, ".dot");
 }
 
+/* dot reads the graph from one temporary beside `out` and writes the
+ * picture into another, which is then renamed over `out`: both are named as
+ * every temporary is (core/atomic_file.h), so a killed run's are removed by
+ * the next. */
 static int render(const char *dot_text, const char *out, const char *fmt, kc_error *e) {
-    char tmp_dot[4200], tmp_out[4200], err[2048];
-    snprintf(tmp_dot, sizeof tmp_dot, "%s.tmp-%d.dot", out, (int)getpid());
-    snprintf(tmp_out, sizeof tmp_out, "%s.tmp-%d", out, (int)getpid());
-    int rc = write_file(tmp_dot, dot_text, e);
+    char err[2048];
+    kc_atomic_file src, dst;
+    int rc = kc_atomic_open(&src, out, e);
     if (rc) return rc;
-    int st = run_dot(fmt, tmp_dot, tmp_out, err, sizeof err);
-    unlink(tmp_dot);
+    if (fputs(dot_text, src.f) == EOF || fflush(src.f) != 0) {
+        int er = errno;
+        kc_atomic_abort(&src);
+        return kc_fail(e, KC_ERUNTIME, "cannot write %s: %s", out, strerror(er));
+    }
+    if ((rc = kc_atomic_open(&dst, out, e))) {
+        kc_atomic_abort(&src);
+        return rc;
+    }
+    int st = run_dot(fmt, src.tmp, dst.tmp, err, sizeof err);
+    int dot_errno = errno;
+    kc_atomic_abort(&src);
+    if (st == 0) return kc_atomic_commit(&dst, e); /* dot's file, synced and renamed */
+    kc_atomic_abort(&dst);
+    errno = dot_errno;
     if (st < 0 && errno == ENOENT) {
         char beside[4200];
         dot_path_for(out, beside, sizeof beside);
@@ -241,19 +250,9 @@ static int render(const char *dot_text, const char *out, const char *fmt, kc_err
                 beside, fmt, beside, out);
         return KC_OK;
     }
-    if (st != 0) {
-        unlink(tmp_out);
-        if (st < 0)
-            return kc_fail(e, KC_ERUNTIME, "cannot run Graphviz's dot: %s", strerror(errno));
-        return kc_fail(e, KC_ERUNTIME, "Graphviz's dot failed (status %d)%s%s", st,
-                       *err ? ": " : "", err);
-    }
-    if (rename(tmp_out, out)) {
-        int er = errno;
-        unlink(tmp_out);
-        return kc_fail(e, KC_ERUNTIME, "cannot write %s: %s", out, strerror(er));
-    }
-    return KC_OK;
+    if (st < 0) return kc_fail(e, KC_ERUNTIME, "cannot run Graphviz's dot: %s", strerror(errno));
+    return kc_fail(e, KC_ERUNTIME, "Graphviz's dot failed (status %d)%s%s", st, *err ? ": " : "",
+                   err);
 }
 
 int kc_cmd_plot(int argc, char **argv) {
@@ -298,7 +297,9 @@ int kc_cmd_plot(int argc, char **argv) {
     kc_error e = {0};
     kc_config *cfg;
     int is_ckpt;
-    if (kc_cli_load_config(argv[optind], &cfg, &is_ckpt, &e)) return kc_cli_report("plot", &e);
+    if (kc_cli_prepare_output(out, "output file", &e) ||
+        kc_cli_load_config(argv[optind], &cfg, &is_ckpt, &e))
+        return kc_cli_report("plot", &e);
     kc_strbuf dot = {0};
     int rc = kc_plot_dot(cfg->model, &po, &dot);
     if (rc)

@@ -642,7 +642,8 @@ int kc_cmd_plot_history(int argc, char **argv) {
     }
     if (!*out) return kc_cli_usage_error("plot-history", "--output needs a file name");
     kc_error e = {0};
-    if (kc_plot_history(csv, out, title, &e)) return kc_cli_report("plot-history", &e);
+    if (kc_cli_prepare_output(out, "output file", &e) || kc_plot_history(csv, out, title, &e))
+        return kc_cli_report("plot-history", &e);
     printf("wrote %s\n", out);
-    return fflush(stdout) ? 1 : 0;
+    return 0; /* kc_cli_finish checks standard output */
 }

@@ -75,16 +75,16 @@ static int fit_input(kc_session *s, int i, kc_array *x, const char *path, kc_err
     return KC_OK;
 }
 
-/* Every output side by side, one sample per row. */
-static int write_csv(FILE *f, float *const *outs, const kc_session *s, int64_t rows) {
-    for (int64_t r = 0; r < rows; r++)
+/* Every output side by side, one sample per row; stops at a write error,
+ * which the stream keeps for whoever closes it. */
+static void write_csv(FILE *f, float *const *outs, const kc_session *s, int64_t rows) {
+    for (int64_t r = 0; r < rows && !ferror(f); r++)
         for (int k = 0; k < s->nouts; k++) {
             int64_t cols = s->outs[k].out_rows * s->outs[k].out_cols;
             for (int64_t c = 0; c < cols; c++)
                 fprintf(f, "%.9g%c", outs[k][r * cols + c],
                         c + 1 == cols && k + 1 == s->nouts ? '\n' : ',');
         }
-    return fflush(f) ? 1 : 0;
 }
 
 static int write_one(const kc_session *s, int k, const float *v, int64_t rows, const char *path,
@@ -107,11 +107,8 @@ static int write_all_csv(const kc_session *s, float *const *outs, int64_t rows, 
     kc_atomic_file a;
     int rc = kc_atomic_open(&a, path, e);
     if (rc) return rc;
-    if (write_csv(a.f, outs, s, rows) != 0) {
-        kc_atomic_abort(&a);
-        return kc_fail(e, KC_ERUNTIME, "cannot write %s", path);
-    }
-    return kc_atomic_commit(&a, e);
+    write_csv(a.f, outs, s, rows);
+    return kc_atomic_commit(&a, e); /* reports a failed write */
 }
 
 typedef struct predict_args {
@@ -150,9 +147,10 @@ static int load_inputs(kc_session *s, const predict_args *a, kc_array *x, kc_err
 
 static int write_outputs(kc_session *s, const predict_args *a, float *const *outs, int64_t rows,
                          kc_error *e) {
-    if (a->noutputs == 0)
-        return write_csv(stdout, outs, s, rows) ? kc_fail(e, KC_ERUNTIME, "cannot write stdout")
-                                                : 0;
+    if (a->noutputs == 0) {
+        write_csv(stdout, outs, s, rows); /* kc_cli_finish checks standard output */
+        return KC_OK;
+    }
     if (a->noutputs == 1 && !a->outputs[0].name[0]) {
         const char *path = a->outputs[0].value;
         if (s->nouts == 1) return write_one(s, 0, outs[0], rows, path, e);
@@ -170,6 +168,15 @@ static int write_outputs(kc_session *s, const predict_args *a, float *const *out
             return kc_fail(e, KC_ECONFIG, "--output %s=...: the model has no output '%s'",
                            a->outputs[j].name, a->outputs[j].name);
         int rc = write_one(s, k, outs[k], rows, a->outputs[j].value, e);
+        if (rc) return rc;
+    }
+    return KC_OK;
+}
+
+/* Before anything runs: every --output file can be written. */
+static int check_outputs(const predict_args *a, kc_error *e) {
+    for (int j = 0; j < a->noutputs; j++) {
+        int rc = kc_cli_prepare_output(a->outputs[j].value, "--output file", e);
         if (rc) return rc;
     }
     return KC_OK;
@@ -242,8 +249,9 @@ int kc_cmd_predict(int argc, char **argv) {
     int status = 0;
     memset(&s, 0, sizeof s);
     memset(x, 0, sizeof x);
-    if (kc_checkpoint_config(ckpt, &cfg, &e) || kc_session_open(&s, cfg, &o, 0, 0, &e) ||
-        kc_checkpoint_load(&s, ckpt, &e) || load_inputs(&s, &a, x, &e)) {
+    if (check_outputs(&a, &e) || kc_checkpoint_config(ckpt, &cfg, &e) ||
+        kc_session_open(&s, cfg, &o, 0, 0, &e) || kc_checkpoint_load(&s, ckpt, &e) ||
+        load_inputs(&s, &a, x, &e)) {
         status = kc_cli_report("predict", &e);
     } else {
         const kc_array *xs[KC_MODEL_MAX_IO];

@@ -13,7 +13,10 @@
 struct kc_cli_progress {
     kc_progress bar;
     int verbose, tty, epoch_lines;
-    FILE *json;      /* --log-json */
+    FILE *json; /* --log-json */
+    const char *json_path;
+    int json_err;    /* the first failed write of the JSON log */
+    int out_err;     /* the first failed write of standard output */
     long long every; /* steps between JSON lines within an epoch; 0: per epoch only */
     int epoch;
     double last_logs; /* when the bar last asked for logs */
@@ -25,7 +28,7 @@ struct kc_cli_progress {
 
 /* One JSON object per line: {"epoch": 0, ["batch": 100,] "loss": ..., ...} */
 static void json_line(kc_cli_progress *p, int epoch, int64_t batch, const kc_logs *l) {
-    if (!p->json) return;
+    if (!p->json || p->json_err) return;
     kc_strbuf b = {0};
     kc_strbuf_printf(&b, "{\"epoch\": %d", epoch);
     if (batch >= 0) kc_strbuf_printf(&b, ", \"batch\": %lld", (long long)batch);
@@ -36,9 +39,17 @@ static void json_line(kc_cli_progress *p, int epoch, int64_t batch, const kc_log
         kc_json_write_double(&b, l->vals[i]);
     }
     kc_strbuf_puts(&b, "}\n");
-    fputs(kc_strbuf_str(&b), p->json);
-    fflush(p->json);
+    errno = 0;
+    if (b.failed)
+        p->json_err = ENOMEM;
+    else if (fputs(kc_strbuf_str(&b), p->json) == EOF || fflush(p->json) != 0)
+        p->json_err = errno ? errno : EIO;
     kc_strbuf_free(&b);
+}
+
+/* After drawing: did standard output take it? */
+static void check_stdout(kc_cli_progress *p) {
+    if (!p->out_err) p->out_err = kc_cli_stdout_error();
 }
 
 static double now_s(void) {
@@ -58,6 +69,7 @@ static void on_epoch_begin(void *ctx, int epoch, int epochs, int64_t steps) {
     if (!p->verbose) return;
     if (p->epoch_lines && epoch >= 0) kc_progress_epoch(stdout, epoch + 1, epochs, p->verbose);
     kc_progress_begin(&p->bar, stdout, steps, p->verbose, p->tty, now_s());
+    check_stdout(p);
 }
 
 /* What on_batch_end needs: the JSON lines' steps, and for the bar step 1
@@ -82,6 +94,7 @@ static void on_batch_end(void *ctx, int64_t step, int64_t steps, const kc_logs *
     const char *keys[KC_MAX_LOGS];
     keys_of(l, keys);
     kc_progress_update(&p->bar, step, keys, l->vals, l->n, now_s());
+    check_stdout(p);
 }
 
 static void on_epoch_end(void *ctx, int epoch, int64_t steps, const kc_logs *l) {
@@ -92,11 +105,14 @@ static void on_epoch_end(void *ctx, int epoch, int64_t steps, const kc_logs *l) 
     keys_of(l, keys);
     kc_progress_end(&p->bar, keys, l->vals, l->n, now_s());
     fflush(stdout);
+    check_stdout(p);
 }
 
 static void on_note(void *ctx, const char *msg) {
     kc_cli_progress *p = ctx;
-    if (p->verbose) printf("%s\n", msg);
+    if (!p->verbose) return;
+    printf("%s\n", msg);
+    check_stdout(p);
 }
 
 kc_cli_progress *kc_cli_progress_new(int verbose, int epoch_lines) {
@@ -114,16 +130,38 @@ void kc_cli_progress_free(kc_cli_progress *p) {
 }
 
 int kc_cli_progress_log_json(kc_cli_progress *p, const char *path, long long every, kc_error *e) {
+    if (!p) return kc_fail(e, KC_ERUNTIME, "out of memory");
     p->json = fopen(path, "a");
     if (!p->json)
         return kc_fail(e, KC_ERUNTIME, "cannot open %s for --log-json: %s", path, strerror(errno));
+    p->json_path = path;
     p->every = every;
     return KC_OK;
 }
 
+int kc_cli_progress_output_error(kc_cli_progress *p, kc_error *e) {
+    if (!p) return KC_OK;
+    if (p->json) {
+        errno = 0;
+        if (fclose(p->json) != 0 && !p->json_err) p->json_err = errno ? errno : EIO;
+        p->json = NULL;
+    }
+    if (p->json_err)
+        return kc_fail(e, KC_ERUNTIME, "cannot write %s (--log-json): %s", p->json_path,
+                       strerror(p->json_err));
+    check_stdout(p);
+    if (!p->out_err) return KC_OK;
+    kc_cli_stdout_reported();
+    return kc_fail(e, KC_ERUNTIME, "cannot write standard output: %s", strerror(p->out_err));
+}
+
+/* Ctrl-C, or progress output that can no longer be written: either way the
+ * trainer finishes the step, saves its state and stops. Training on while
+ * the output the user asked for is lost would spend hours unseen; the
+ * saved state resumes exactly once the output is fixed. */
 static int on_interrupted(void *ctx) {
-    (void)ctx;
-    return kc_cli_interrupted();
+    const kc_cli_progress *p = ctx;
+    return kc_cli_interrupted() || (p && (p->json_err || p->out_err));
 }
 
 void kc_cli_progress_hooks(kc_cli_progress *p, kc_hooks *h) {

@@ -1,7 +1,8 @@
 /* Ctrl-C and SIGTERM during training: the first asks the trainer to finish
  * the step, write a checkpoint and stop; a second ends the process at once.
  * Checkpoints are written to a temporary name and renamed, so stopping at
- * any moment never damages a file that already exists. */
+ * any moment never damages a file that already exists; the next run
+ * removes the temporary a stop at once leaves behind. */
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -28,6 +29,9 @@ void kc_cli_signals_install(void) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    /* a reader that goes away (kerasc train | head) is a write error, on
+     * which training saves its state and stops (cli/progress_hooks.c) */
+    signal(SIGPIPE, SIG_IGN);
 }
 
 int kc_cli_interrupted(void) {

@@ -120,15 +120,17 @@ int kc_cmd_summary(int argc, char **argv) {
     } else {
         int64_t total = kc_model_param_count(m, 0), trainable = kc_model_param_count(m, 1);
         int tty = isatty(STDOUT_FILENO);
+        /* a failed write is said by kc_cli_finish, which sees the stream's error */
         if (kc_summary_print(stdout, m->name, rows, n, four, trainable, total - trainable, -1,
-                             kc_summary_line_length(four, tty), tty && !getenv("NO_COLOR")))
+                             kc_summary_line_length(four, tty), tty && !getenv("NO_COLOR"))) {
+            fprintf(stderr, "kerasc summary: out of memory\n");
             status = 1;
+        }
     }
     for (size_t i = 0; text && i < cap; i++)
         free(text[i].connected);
     free(rows);
     free(text);
     kc_config_free(cfg);
-    if (fflush(stdout)) status = 1;
-    return status;
+    return status; /* kc_cli_finish checks standard output */
 }

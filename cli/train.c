@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "core/atomic_file.h"
 
 static const char usage[] =
     "Usage: kerasc train CONFIG [options]\n"
@@ -30,7 +31,10 @@ static const char usage[] =
     "  -h, --help            show this help\n"
     "\n"
     "Ctrl-C (or SIGTERM) finishes the current step, writes DIR/last.safetensors and\n"
-    "exits with status 130; a second Ctrl-C stops at once.\n";
+    "exits with status 130; a second Ctrl-C stops at once. When the progress output\n"
+    "(standard output, --log-json FILE) cannot be written, training stops the same\n"
+    "way and exits with status 1. Every place the run writes is checked before it\n"
+    "starts.\n";
 
 enum { O_RESUME = 300, O_LOG_JSON, O_LOG_EVERY };
 
@@ -94,13 +98,60 @@ static int parse_args(int argc, char **argv, train_args *a) {
     return 0;
 }
 
-/* fit, then the test data's figures when there is test data. */
+/* Every place the run writes, checked before anything is loaded or
+ * trained: the run directory (made when missing, when first written), the
+ * files fit writes there, the JSON log and the callbacks' files. Stale
+ * temporaries that killed runs left beside those files are removed.
+ * Status 1 for the command line's locations, 2 for a wrong path in the
+ * model file. */
+static int check_outputs(kc_config *cfg, const train_args *a, const char *out_dir, kc_error *e) {
+    static const char *const files[] = {"history.csv", "last.safetensors", "best.safetensors"};
+    int rc = kc_check_dir_writable(out_dir, "run directory", 1, e);
+    for (size_t i = 0; !rc && i < sizeof files / sizeof files[0]; i++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s", out_dir, files[i]);
+        if (!(rc = kc_check_file_writable(path, "run file", 0, 1, e))) kc_atomic_remove_stale(path);
+    }
+    if (!rc && a->log_json) rc = kc_check_file_writable(a->log_json, "--log-json file", 1, 0, e);
+    if (rc) return kc_cli_output_failure(rc, e);
+    kc_callbacks *cbs = NULL;
+    if (!(rc = kc_callbacks_parse(cfg->fit.callbacks, &cbs, e)))
+        rc = kc_callbacks_check_outputs(cbs, out_dir, e);
+    kc_callbacks_free(cbs);
+    return rc;
+}
+
+/* The progress output failed (o): said with what became of the run, whose
+ * state is on disk either way. Returns the exit status. */
+static int output_failed(int fit_rc, const kc_error *e, const kc_error *o, const char *out_dir) {
+    if (fit_rc == KC_EINTERRUPTED && !kc_cli_interrupted()) {
+        fprintf(stderr,
+                "kerasc train: %s; training stopped after saving its state (continue with "
+                "--resume %s/last.safetensors)\n",
+                o->msg, out_dir);
+        return 1;
+    }
+    if (fit_rc == KC_OK) {
+        fprintf(stderr, "kerasc train: %s (training completed and its files are saved)\n", o->msg);
+        return 1;
+    }
+    int status = kc_cli_report("train", e);
+    fprintf(stderr, "kerasc train: %s\n", o->msg);
+    return status;
+}
+
+/* fit, then the test data's figures when there is test data. A failed
+ * write of the progress output stops training after its state is saved
+ * (cli/progress_hooks.c), and the exit status is 1. */
 static int fit_and_test(kc_session *s, const char *out_dir, kc_cli_progress *p, int vb,
                         kc_error *e) {
     kc_hooks h = {0};
     kc_cli_progress_hooks(p, &h);
     kc_cli_signals_install();
-    if (kc_fit(s, out_dir, &h, e)) return kc_cli_report("train", e);
+    int rc = kc_fit(s, out_dir, &h, e);
+    kc_error o = {0};
+    if (kc_cli_progress_output_error(p, &o)) return output_failed(rc, e, &o, out_dir);
+    if (rc) return kc_cli_report("train", e);
     if (!s->has_test) return 0;
     kc_logs tl;
     if (kc_evaluate_split(s, KC_SPLIT_TEST, NULL, &tl, e)) return kc_cli_report("train", e);
@@ -110,6 +161,7 @@ static int fit_and_test(kc_session *s, const char *out_dir, kc_cli_progress *p, 
 
 /* The session (resumed from a checkpoint when asked), progress, and the run. */
 static int train(kc_config *cfg, const train_args *a, const char *out_dir, int vb, kc_error *e) {
+    if (check_outputs(cfg, a, out_dir, e)) return kc_cli_report("train", e);
     kc_session s;
     int need = KC_NEED_TRAIN | (cfg->data.dataset || cfg->data.has_test ? KC_NEED_TEST : 0);
     int status = 0;
@@ -125,7 +177,9 @@ static int train(kc_config *cfg, const train_args *a, const char *out_dir, int v
                 "--epochs)\n",
                 a->resume, (long long)s.epoch, cfg->fit.epochs);
     kc_cli_progress *p = kc_cli_progress_new(vb, 1);
-    if (a->log_json && kc_cli_progress_log_json(p, a->log_json, a->log_every, e))
+    if (!p)
+        status = kc_cli_report("train", &(kc_error){KC_ERUNTIME, "out of memory"});
+    else if (a->log_json && kc_cli_progress_log_json(p, a->log_json, a->log_every, e))
         status = kc_cli_report("train", e);
     else
         status = fit_and_test(&s, out_dir, p, vb, e);
@@ -152,6 +206,5 @@ int kc_cmd_train(int argc, char **argv) {
         snprintf(out_dir, sizeof out_dir, "runs/%s", cfg->run_name);
     int status = train(cfg, &a, out_dir, kc_cli_verbose(cfg->fit.verbose), &e);
     kc_config_free(cfg);
-    if (fflush(stdout) && !status) status = 1;
-    return status;
+    return status; /* kc_cli_finish checks standard output */
 }

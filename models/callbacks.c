@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/atomic_file.h"
 #include "core/json.h"
 #include "models/args.h"
 #include "models/fit.h"
@@ -446,9 +447,88 @@ static void backup_path(const cb *x, const kc_callback_env *env, char *out, size
     snprintf(out, n, "%s/backup.safetensors", dir);
 }
 
+/* Keras makes the directories of ModelCheckpoint and BackupAndRestore files
+ * (file_utils.makedirs) when it first writes there. */
 static int ensure_dir(const char *dir, kc_error *e) {
-    if (mkdir(dir, 0777) && errno != EEXIST)
-        return kc_fail(e, KC_ERUNTIME, "cannot create directory %s: %s", dir, strerror(errno));
+    return kc_mkdir_p(dir, e);
+}
+
+/* The directory part of path, or "" when it has none. */
+static void dir_of(const char *path, char *out, size_t n) {
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(out, n, "%s", "");
+    else
+        snprintf(out, n, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+}
+
+/* The names a ModelCheckpoint filepath can produce, as an fnmatch pattern:
+ * every {field} any text, {{ and }} the braces themselves. */
+static void template_glob(const char *t, char *out, size_t n) {
+    size_t used = 0;
+    for (const char *p = t; *p && used + 3 < n; p++) {
+        if ((p[0] == '{' || p[0] == '}') && p[1] == p[0]) {
+            out[used++] = *p++;
+        } else if (*p == '{') {
+            const char *close = strchr(p, '}');
+            if (!close) break;
+            out[used++] = '*';
+            p = close;
+        } else {
+            if (strchr("*?[]\\", *p)) out[used++] = '\\';
+            out[used++] = *p;
+        }
+    }
+    out[used] = 0;
+}
+
+/* ModelCheckpoint: its directory (made when missing) takes new files; stale
+ * temporaries of the files it writes there are removed. A directory named
+ * by the template itself is checked from its fixed part. */
+static int check_checkpoint_outputs(const cb *x, const kc_callback_env *env, kc_error *e) {
+    char path[4600], dir[4600], glob[4600];
+    resolve_path(env, x->filepath, path, sizeof path);
+    /* the last '/' before any {field} */
+    size_t fixed = strcspn(path, "{");
+    const char *slash = NULL;
+    for (size_t i = 0; i < fixed; i++)
+        if (path[i] == '/') slash = path + i;
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else
+        snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    int rc = kc_check_dir_writable(dir, "ModelCheckpoint directory", 1, e);
+    const char *name = slash ? slash + 1 : path;
+    if (rc || strchr(name, '/')) return rc;
+    template_glob(name, glob, sizeof glob);
+    char target[9300];
+    snprintf(target, sizeof target, "%s/%s", dir, glob);
+    kc_atomic_remove_stale(target);
+    return KC_OK;
+}
+
+int kc_callbacks_check_outputs(const kc_callbacks *c, const char *out_dir, kc_error *e) {
+    kc_callback_env env = {.out_dir = out_dir};
+    for (int i = 0; c && i < c->n; i++) {
+        const cb *x = &c->items[i];
+        char path[4600], dir[4096];
+        int rc = KC_OK;
+        if (x->kind == CB_CHECKPOINT) {
+            rc = check_checkpoint_outputs(x, &env, e);
+        } else if (x->kind == CB_CSV_LOGGER) {
+            /* Keras opens the file as it is: its directory must exist,
+             * unless it is the run directory, which kerasc makes */
+            resolve_path(&env, x->filename, path, sizeof path);
+            int in_run_dir = !strchr(x->filename, '/');
+            rc = kc_check_file_writable(path, "CSVLogger file", 1, in_run_dir, e);
+        } else if (x->kind == CB_BACKUP) {
+            resolve_path(&env, x->backup_dir, dir, sizeof dir);
+            rc = kc_check_dir_writable(dir, "BackupAndRestore backup_dir", 1, e);
+            backup_path(x, &env, path, sizeof path); /* DIR/backup.safetensors */
+            if (!rc) kc_atomic_remove_stale(path);
+        }
+        if (rc) return rc;
+    }
     return KC_OK;
 }
 
@@ -471,10 +551,9 @@ int kc_callbacks_train_begin(kc_callbacks *c, const kc_callback_env *env, kc_err
             x->header_done = x->append && !stat(path, &st) && st.st_size > 0;
             if (!x->append) {
                 FILE *f = fopen(path, "w");
-                if (!f)
+                if (!f || fclose(f) != 0)
                     return kc_fail(e, KC_ERUNTIME, "CSVLogger cannot write %s: %s", path,
                                    strerror(errno));
-                fclose(f);
             }
             break;
         }
@@ -544,6 +623,9 @@ static int checkpoint_save(cb *x, const kc_callback_env *env, int epoch, int64_t
     } else if (x->verbose) {
         say(env, "\nEpoch %d: saving model to %s", epoch + 1, path);
     }
+    char dir[4600];
+    dir_of(path, dir, sizeof dir);
+    if (*dir && ensure_dir(dir, e)) return e->code;
     return env->save(env->ctx, path, x->weights_only, e);
 }
 
@@ -613,6 +695,7 @@ static int csv_row(cb *x, const kc_callback_env *env, int epoch, const kc_logs *
     }
     FILE *f = fopen(path, "a");
     if (!f) return kc_fail(e, KC_ERUNTIME, "CSVLogger cannot write %s: %s", path, strerror(errno));
+    errno = 0;
     if (!x->header_done) {
         fprintf(f, "epoch");
         for (int i = 0; i < x->nkeys; i++)
@@ -630,9 +713,13 @@ static int csv_row(cb *x, const kc_callback_env *env, int epoch, const kc_logs *
             fprintf(f, "%cNA", x->separator);
     }
     fprintf(f, "\r\n");
-    int bad = fflush(f) != 0;
-    bad |= fclose(f) != 0;
-    return bad ? kc_fail(e, KC_ERUNTIME, "CSVLogger cannot write %s: %s", path, strerror(errno))
+    /* a failed write leaves its reason in errno, and what it could not
+     * write in the buffer, which the flush tries (and fails) again */
+    int err = ferror(f) ? (errno ? errno : EIO) : 0;
+    errno = 0;
+    if (fflush(f) != 0) err = errno ? errno : EIO;
+    if (fclose(f) != 0 && !err) err = errno ? errno : EIO;
+    return err ? kc_fail(e, KC_ERUNTIME, "CSVLogger cannot write %s: %s", path, strerror(err))
                : KC_OK;
 }
 

@@ -45,6 +45,13 @@ int kc_callbacks_parse(kc_node *list, kc_callbacks **out, kc_error *e);
 void kc_callbacks_free(kc_callbacks *c);
 int kc_callbacks_count(const kc_callbacks *c);
 
+/* Before training: can every file the callbacks write be written?
+ * ModelCheckpoint's and BackupAndRestore's directories (made when missing,
+ * as Keras makes them) must take new files, CSVLogger's file must open
+ * where it is (Keras does not make its directory). Relative paths are in
+ * out_dir. Stale temporaries of the checkpoints they write are removed. */
+int kc_callbacks_check_outputs(const kc_callbacks *c, const char *out_dir, kc_error *e);
+
 /* The hooks, called by the trainer. `stop` is set when a callback ends training. */
 int kc_callbacks_train_begin(kc_callbacks *c, const kc_callback_env *env, kc_error *e);
 int kc_callbacks_epoch_begin(kc_callbacks *c, const kc_callback_env *env, int epoch, kc_error *e);
