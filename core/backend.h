@@ -14,7 +14,8 @@
  * sum-of-squares reductions) and optional fused ops (conv, pooling, softmax,
  * optimizer updates, norm projection, ...). A backend leaves a fused op NULL
  * (or declines it in supports_op) and core/ops.c composes it from the
- * primitives, or reports the op as missing when no composition exists.
+ * primitives: every fused op has a composition, so the primitive core alone
+ * runs every model.
  *
  * Layers, losses and optimizers call the ops through core/ops.h, never the
  * table directly. Adding a backend means one directory core/<name>/ and one
@@ -157,6 +158,25 @@ typedef struct kc_reduce_desc {
     int64_t outer, len, inner;
 } kc_reduce_desc;
 
+/* Strided copy of 4-byte elements over an index space of up to KC_COPY_RANK
+ * axes: element (i0, i1, ...) of dims reads src[sum i_k ss[k]] and writes
+ * dst[sum i_k ds[k]] (strides in elements, >= 0; a source stride 0 repeats
+ * one value). No two elements of the index space may write the same
+ * destination element, and the source and destination ranges must not
+ * overlap, so the elements may be copied in any order. */
+#define KC_COPY_RANK 8
+typedef struct kc_copy_desc {
+    int rank; /* 1 .. KC_COPY_RANK */
+    int64_t dims[KC_COPY_RANK];
+    int64_t ss[KC_COPY_RANK], ds[KC_COPY_RANK];
+} kc_copy_desc;
+
+typedef enum kc_copy_mode {
+    KC_COPY_SET = 0, /* dst = src, bit for bit (floats or int32s) */
+    KC_COPY_ADD,     /* dst += src, float addition */
+    KC_COPY_MODE_COUNT
+} kc_copy_mode;
+
 /* Blocks of the fixed-order double sums of l1l2_penalty and sum_squares. */
 #define KC_PENALTY_BLOCKS 64
 #define KC_SUM_SQUARES_BLOCKS 64
@@ -276,6 +296,10 @@ struct kc_backend {
     /* rows blocks of `cols` 4-byte elements: dst[r ldd + j] = src[r lds + j] */
     int (*copy2d)(kc_device *d, kc_buf dst, size_t ldd, kc_buf src, size_t lds, size_t rows,
                   size_t cols);
+    /* the strided copy of kc_copy_desc; core/ops.c hands it rank >= 1, no
+     * empty axis and no axis of extent 1, with mergeable axes merged */
+    int (*copy_strided)(kc_device *d, kc_copy_mode mode, const kc_copy_desc *g, kc_buf src,
+                        kc_buf dst);
 
     /* ---- primitive math (all required) ---- */
     int (*fill)(kc_device *d, kc_buf y, float v, size_t n);
@@ -310,7 +334,7 @@ struct kc_backend {
     /* out[0] (a double) += sum of x^2, over KC_SUM_SQUARES_BLOCKS blocks as above */
     int (*sum_squares)(kc_device *d, kc_buf x, size_t n, kc_buf out);
 
-    /* ---- optional fused ops (NULL: core/ops.c composes or reports) ---- */
+    /* ---- optional fused ops (NULL: core/ops.c composes them) ---- */
     int (*mul)(kc_device *d, kc_buf a, kc_buf b, kc_buf y, size_t n); /* y = a b */
     int (*bias_add)(kc_device *d, kc_buf y, kc_buf b, int rows, int cols); /* y[r, j] += b[j] */
     /* db[j] = beta db[j] + sum_r dy[r, j] */
@@ -330,7 +354,11 @@ struct kc_backend {
     /* dw = beta dw + gradient */
     int (*conv2d_backward_filter)(kc_device *d, const kc_conv2d_desc *g, kc_buf x, kc_buf dy,
                                   kc_buf dw, float beta, kc_buf ws);
-    /* argmax (int32) receives, per output cell, the flat input index of the max */
+    /* argmax (4 bytes per output cell) carries the position of each max from
+     * forward to the backward of the same device and geometry: a backend
+     * stores the flat input index as an int32; core/ops.c's composition,
+     * built from float primitives, stores the window position (row-major,
+     * -1 for a window without real cells) as a float. */
     int (*maxpool2d_forward)(kc_device *d, const kc_pool2d_desc *g, kc_buf x, kc_buf y,
                              kc_buf argmax);
     int (*maxpool2d_backward)(kc_device *d, const kc_pool2d_desc *g, kc_buf dy, kc_buf argmax,

@@ -23,7 +23,8 @@ void kc_device_reset_traffic(kc_device *d);
 
 /* Does the backend run op itself (1), or does core/ops.c compose it (0)? */
 int kc_supports_op(const kc_device *d, kc_op op, const void *desc);
-/* Can op run at all on d (natively or composed)? */
+/* Can op run at all on d (natively or composed)? Every kc_op can: each has a
+ * composition from the primitive core. */
 int kc_op_available(const kc_device *d, kc_op op, const void *desc);
 
 /* Numpy broadcasting of shapes a (rank ra) and b (rank rb) into g; y's shape
@@ -48,6 +49,10 @@ int kc_synchronize(kc_device *d);
 int kc_copy(kc_device *d, kc_buf dst, kc_buf src, size_t bytes);
 int kc_copy2d(kc_device *d, kc_buf dst, size_t ldd, kc_buf src, size_t lds, size_t rows,
               size_t cols);
+/* The strided copy of kc_copy_desc (core/backend.h). An axis of extent 0
+ * copies nothing; a rank, mode, extent or stride outside the contract, or
+ * offsets that overflow, fail with KC_ECONFIG. */
+int kc_copy_strided(kc_device *d, kc_copy_mode mode, const kc_copy_desc *g, kc_buf src, kc_buf dst);
 
 /* ---- primitives ---- */
 int kc_fill(kc_device *d, kc_buf y, float v, size_t n);
@@ -114,8 +119,11 @@ int kc_lion_update(kc_device *d, kc_buf w, kc_buf g, kc_buf m, size_t n, float l
                    float b2);
 
 /* The compositions themselves, callable directly so tests can hold each
- * fused op against its composition on every backend. Each returns KC_ECONFIG
- * (with a message) for ops that have no composition. */
+ * fused op against its composition on every backend. They take the fused
+ * op's arguments and keep their temporaries in the device's scratch; the
+ * convolutions ignore ws (kc_conv2d_workspace is 0 when they run). The
+ * max pooling pair passes window positions in argmax (core/backend.h), so
+ * its backward reads only what its own forward wrote. */
 int kc_fallback_mul(kc_device *d, kc_buf a, kc_buf b, kc_buf y, size_t n);
 int kc_fallback_bias_add(kc_device *d, kc_buf y, kc_buf b, int rows, int cols);
 int kc_fallback_bias_grad(kc_device *d, kc_buf db, kc_buf dy, int rows, int cols, float beta);
@@ -124,15 +132,41 @@ int kc_fallback_gemm_batched(kc_device *d, int ta, int tb, int m, int n, int k, 
                              float beta, kc_buf c, int ldc, size_t sc, int batch);
 int kc_fallback_softmax_forward(kc_device *d, kc_buf x, kc_buf y, int rows, int cols);
 int kc_fallback_softmax_backward(kc_device *d, kc_buf y, kc_buf dy, kc_buf dx, int rows, int cols);
+int kc_fallback_conv2d_forward(kc_device *d, const kc_conv2d_desc *g, kc_buf x, kc_buf w, kc_buf y,
+                               kc_buf ws);
+int kc_fallback_conv2d_backward_data(kc_device *d, const kc_conv2d_desc *g, kc_buf dy, kc_buf w,
+                                     kc_buf dx, kc_buf ws);
+int kc_fallback_conv2d_backward_filter(kc_device *d, const kc_conv2d_desc *g, kc_buf x, kc_buf dy,
+                                       kc_buf dw, float beta, kc_buf ws);
+int kc_fallback_maxpool2d_forward(kc_device *d, const kc_pool2d_desc *g, kc_buf x, kc_buf y,
+                                  kc_buf argmax);
+int kc_fallback_maxpool2d_backward(kc_device *d, const kc_pool2d_desc *g, kc_buf dy, kc_buf argmax,
+                                   kc_buf dx);
+int kc_fallback_avgpool2d_forward(kc_device *d, const kc_pool2d_desc *g, kc_buf x, kc_buf y);
+int kc_fallback_avgpool2d_backward(kc_device *d, const kc_pool2d_desc *g, kc_buf dy, kc_buf dx);
+int kc_fallback_norm_rescale(kc_device *d, kc_buf w, const int64_t *dims, int rank, unsigned reduce,
+                             float lo, float hi, float rate, float eps);
 int kc_fallback_scale_div(kc_device *d, kc_buf x, kc_buf y, float a, float b, size_t n);
 int kc_fallback_clip(kc_device *d, kc_buf x, kc_buf y, float lo, float hi, size_t n);
 int kc_fallback_weight_decay(kc_device *d, kc_buf w, float wd, float lr, size_t n);
 int kc_fallback_sgd_update(kc_device *d, kc_buf w, kc_buf g, kc_buf v, size_t n, float lr,
                            float momentum, int nesterov);
+int kc_fallback_rmsprop_update(kc_device *d, kc_buf w, kc_buf g, kc_buf ms, kc_buf mg, kc_buf mom,
+                               size_t n, float lr, float rho, float one_minus_rho, float momentum,
+                               float eps, int centered);
 int kc_fallback_adam_update(kc_device *d, kc_buf w, kc_buf g, kc_buf m, kc_buf v, kc_buf vhat,
                             size_t n, float alpha, float one_minus_b1, float one_minus_b2,
                             float eps, int amsgrad);
 int kc_fallback_adagrad_update(kc_device *d, kc_buf w, kc_buf g, kc_buf acc, size_t n, float lr,
                                float eps);
+int kc_fallback_adadelta_update(kc_device *d, kc_buf w, kc_buf g, kc_buf ag, kc_buf ad, size_t n,
+                                float lr, float rho, float one_minus_rho, float eps);
+int kc_fallback_adamax_update(kc_device *d, kc_buf w, kc_buf g, kc_buf m, kc_buf u, size_t n,
+                              float lr, float one_minus_b1, float b2, float one_minus_b1_power,
+                              float eps);
+int kc_fallback_nadam_update(kc_device *d, kc_buf w, kc_buf g, kc_buf m, kc_buf v, size_t n,
+                             const kc_nadam_coef *c);
+int kc_fallback_lion_update(kc_device *d, kc_buf w, kc_buf g, kc_buf m, size_t n, float lr,
+                            float b1, float b2);
 
 #endif

@@ -6,16 +6,22 @@
  * that fits the op: the same values where each element is one correctly
  * rounded float operation or a selection, the same bits where the cpu backend
  * repeats the reference's float operations in the reference's order, a few
- * ulps or a relative bound elsewhere. Each fused op that core/ops.c can
- * compose is held against its composition on every backend, and test-only
+ * ulps or a relative bound elsewhere. Every fused op is held against its
+ * composition from the primitive core on every backend, and test-only
  * tables (the cpu backend with fused slots removed or declined) show that
- * ops.c then composes, or reports an op it cannot compose. The registry,
- * broadcasting geometry, sticky device errors and traffic counters are
- * checked directly; small cases against hand-computed values and the op
- * gradients against central finite differences, on every backend. */
+ * ops.c then composes it, down to a small CNN trained on the primitives
+ * alone. The registry, broadcasting geometry, sticky device errors and
+ * traffic counters are checked directly; small cases against hand-computed
+ * values and the op gradients against central finite differences, on every
+ * backend, from the ops and from their compositions. */
 #include "core/backend.h"
 #include "core/ops.h"
 #include "core/rng.h"
+#include "models/config.h"
+#include "models/losses.h"
+#include "models/model.h"
+#include "models/optimizers.h"
+#include "models/regularizers.h"
 #include "tests/convcase.h"
 #include "tests/devices.h"
 #include "tests/testutil.h"
@@ -258,7 +264,8 @@ START_TEST(test_registry) {
         used += (size_t)snprintf(want + used, sizeof want - used, "%s%s", i ? ", " : "", be->name);
         /* the primitive core every backend fills */
         ck_assert_msg(be->open && be->close && be->list_devices, "%s: lifetime slots", be->name);
-        ck_assert_msg(be->alloc && be->free && be->upload && be->download && be->copy && be->copy2d,
+        ck_assert_msg(be->alloc && be->free && be->upload && be->download && be->copy &&
+                          be->copy2d && be->copy_strided,
                       "%s: memory slots", be->name);
         ck_assert_msg(be->fill && be->scale && be->axpy && be->unary && be->binary && be->select &&
                           be->reduce && be->gemm,
@@ -609,6 +616,107 @@ START_TEST(test_copy2d) {
             free(got);
         }
         free(src), free(dst0), free(want);
+    }
+}
+END_TEST
+
+/* The strided copy on the host, element by element. */
+static void copy_strided_host(kc_copy_mode mode, const kc_copy_desc *g, const float *src,
+                              float *dst) {
+    int64_t idx[KC_COPY_RANK] = {0}, total = 1;
+    for (int k = 0; k < g->rank; k++)
+        total *= g->dims[k];
+    for (int64_t t = 0; t < total; t++) {
+        int64_t so = 0, dof = 0;
+        for (int k = 0; k < g->rank; k++)
+            so += idx[k] * g->ss[k], dof += idx[k] * g->ds[k];
+        if (mode == KC_COPY_ADD)
+            dst[dof] += src[so];
+        else
+            memcpy(&dst[dof], &src[so], sizeof(float));
+        for (int k = g->rank - 1; k >= 0 && ++idx[k] == g->dims[k]; k--)
+            idx[k] = 0;
+    }
+}
+
+/* Floats one past the last element a side of the copy reaches. */
+static size_t copy_reach(const kc_copy_desc *g, int dst) {
+    size_t r = 1;
+    for (int k = 0; k < g->rank; k++)
+        r += (size_t)(g->dims[k] - 1) * (size_t)(dst ? g->ds[k] : g->ss[k]);
+    return r;
+}
+
+/* Gathers (im2col), scatters (col2im), transposes, broadcasts from a stride
+ * 0, every rank up to KC_COPY_RANK, axes the dispatcher merges or drops, and
+ * runs long enough for threads; elements the copy does not reach keep their
+ * values. SET moves bits (NaN payloads, -0, denormals, int32s). */
+START_TEST(test_copy_strided) {
+    static const kc_copy_desc cases[] = {
+        {1, {1000}, {3}, {2}},
+        {2, {7, 13}, {1, 7}, {13, 1}},                            /* transpose */
+        {4, {2, 3, 4, 5}, {120, 20, 2, 1}, {60, 20, 5, 1}},       /* a tap of im2col */
+        {4, {2, 3, 4, 5}, {60, 20, 5, 1}, {130, 40, 9, 1}},       /* its col2im */
+        {2, {4, 6}, {0, 0}, {6, 1}},                              /* one value, repeated */
+        {3, {3, 4, 5}, {20, 5, 1}, {40, 10, 2}},                  /* merges to one axis */
+        {5, {2, 1, 3, 1, 4}, {1, 99, 2, 7, 6}, {12, 5, 4, 3, 1}}, /* unit axes */
+        {8, {2, 2, 3, 1, 2, 2, 1, 3}, {1, 2, 4, 0, 12, 24, 0, 48}, {144, 72, 24, 0, 12, 6, 0, 2}},
+        {2, {300, 129}, {131, 1}, {1, 300}},  /* threads */
+        {3, {5, 0, 7}, {1, 1, 1}, {1, 1, 1}}, /* empty */
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
+        for (int mode = 0; mode < KC_COPY_MODE_COUNT; mode++) {
+            const kc_copy_desc *g = &cases[k];
+            size_t ns = copy_reach(g, 0), nd = copy_reach(g, 1);
+            float *src = random_host(ns, -4, 4, 30 + k), *dst0 = random_host(nd, -1, 1, 40 + k);
+            if (mode == KC_COPY_SET && ns >= 4) {
+                const uint32_t odd[4] = {0x7fa00001u, 0x80000000u, 0x00000001u, 123456789u};
+                memcpy(src, odd, sizeof odd);
+            }
+            float *want = copy_host(dst0, nd);
+            copy_strided_host((kc_copy_mode)mode, g, src, want);
+            KC_FOR_EACH_DEVICE(d) {
+                dbuf ds = dput(d, src, ns), dd = dput(d, dst0, nd);
+                ck_assert_int_eq(kc_copy_strided(d, (kc_copy_mode)mode, g, ds.at, dd.at), KC_OK);
+                float *got = dtake("copy_strided", &dd);
+                char what[48];
+                snprintf(what, sizeof what, "copy_strided case %zu, mode %d", k, mode);
+                /* each element is moved or is one float addition */
+                compare(what, d, got, want, nd, mode == KC_COPY_SET ? BITS : SAME);
+                if (mode == KC_COPY_SET) /* NaN payloads too */
+                    for (size_t i = 0; i < nd; i++)
+                        expect(!memcmp(&got[i], &want[i], sizeof(float)), "%s on %s: bits of [%zu]",
+                               what, d->name, i);
+                dfree(&ds);
+                free(got);
+            }
+            free(src), free(dst0), free(want);
+        }
+}
+END_TEST
+
+/* Geometries outside the contract are refused by name, before the backend. */
+START_TEST(test_copy_strided_refused) {
+    const kc_copy_desc bad[] = {
+        {0, {1}, {1}, {1}},
+        {KC_COPY_RANK + 1, {1}, {1}, {1}},
+        {2, {2, -1}, {1, 1}, {1, 1}},
+        {2, {2, 2}, {-1, 1}, {2, 1}},
+        {1, {INT64_MAX / 2}, {8}, {1}},
+    };
+    KC_FOR_EACH_DEVICE(d) {
+        kc_buf b = kc_test_alloc(d, 64);
+        for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+            ck_assert_int_eq(kc_copy_strided(d, KC_COPY_SET, &bad[k], b, kc_buf_f(b, 8)),
+                             KC_ECONFIG);
+            ck_assert_msg(strstr(d->err.msg, "strided copy"), "%s", d->err.msg);
+            kc_device_clear_error(d);
+        }
+        kc_copy_desc one = {1, {4}, {1}, {1}};
+        ck_assert_int_eq(kc_copy_strided(d, (kc_copy_mode)7, &one, b, kc_buf_f(b, 8)), KC_ECONFIG);
+        ck_assert_msg(strstr(d->err.msg, "unknown mode"), "%s", d->err.msg);
+        kc_device_clear_error(d);
+        kc_free(d, &b);
     }
 }
 END_TEST
@@ -1604,12 +1712,18 @@ static size_t pool_y_size(const kc_pool2d_desc *d) {
     return (size_t)d->n * d->oh * d->ow * d->c;
 }
 
+/* While set, the run_* helpers of conv, pooling and the norm projection call
+ * core/ops.c's compositions (kc_fallback_*) instead of the ops. */
+static int composed_ops;
+
 static void run_conv_forward(kc_device *d, const kc_conv2d_desc *g, const float *x, const float *w,
                              float *y) {
     dbuf dx = dput(d, x, conv_x_size(g)), dw = dput(d, w, conv_w_size(g));
     dbuf dy = dnan(d, conv_y_size(g));
     kc_buf ws = conv_ws(d, g);
-    ck_assert_int_eq(kc_conv2d_forward(d, g, dx.at, dw.at, dy.at, ws), KC_OK);
+    int rc = composed_ops ? kc_fallback_conv2d_forward(d, g, dx.at, dw.at, dy.at, ws)
+                          : kc_conv2d_forward(d, g, dx.at, dw.at, dy.at, ws);
+    ck_assert_int_eq(rc, KC_OK);
     dget("conv2d_forward", &dy, y);
     dfree(&dx), dfree(&dw), dfree(&dy);
     kc_free(d, &ws);
@@ -1621,7 +1735,9 @@ static void run_conv_backward_data(kc_device *d, const kc_conv2d_desc *g, const 
     dbuf d_dy = dput(d, dy, conv_y_size(g)), d_w = dput(d, w, conv_w_size(g));
     dbuf d_dx = dnan(d, conv_x_size(g));
     kc_buf ws = conv_ws(d, g);
-    ck_assert_int_eq(kc_conv2d_backward_data(d, g, d_dy.at, d_w.at, d_dx.at, ws), KC_OK);
+    int rc = composed_ops ? kc_fallback_conv2d_backward_data(d, g, d_dy.at, d_w.at, d_dx.at, ws)
+                          : kc_conv2d_backward_data(d, g, d_dy.at, d_w.at, d_dx.at, ws);
+    ck_assert_int_eq(rc, KC_OK);
     dget("conv2d_backward_data", &d_dx, dx);
     dfree(&d_dy), dfree(&d_w), dfree(&d_dx);
     kc_free(d, &ws);
@@ -1633,7 +1749,10 @@ static void run_conv_backward_filter(kc_device *d, const kc_conv2d_desc *g, cons
     dbuf d_x = dput(d, x, conv_x_size(g)), d_dy = dput(d, dy, conv_y_size(g));
     dbuf d_dw = dput(d, dw, conv_w_size(g));
     kc_buf ws = conv_ws(d, g);
-    ck_assert_int_eq(kc_conv2d_backward_filter(d, g, d_x.at, d_dy.at, d_dw.at, beta, ws), KC_OK);
+    int rc = composed_ops
+                 ? kc_fallback_conv2d_backward_filter(d, g, d_x.at, d_dy.at, d_dw.at, beta, ws)
+                 : kc_conv2d_backward_filter(d, g, d_x.at, d_dy.at, d_dw.at, beta, ws);
+    ck_assert_int_eq(rc, KC_OK);
     dget("conv2d_backward_filter", &d_dw, dw);
     dfree(&d_x), dfree(&d_dy), dfree(&d_dw);
     kc_free(d, &ws);
@@ -1743,7 +1862,9 @@ static void run_maxpool_forward(kc_device *d, const kc_pool2d_desc *g, const flo
                                 int32_t *argmax) {
     size_t ny = pool_y_size(g);
     dbuf d_x = dput(d, x, pool_x_size(g)), d_y = dnan(d, ny), d_arg = dput(d, NULL, ny);
-    ck_assert_int_eq(kc_maxpool2d_forward(d, g, d_x.at, d_y.at, d_arg.at), KC_OK);
+    int rc = composed_ops ? kc_fallback_maxpool2d_forward(d, g, d_x.at, d_y.at, d_arg.at)
+                          : kc_maxpool2d_forward(d, g, d_x.at, d_y.at, d_arg.at);
+    ck_assert_int_eq(rc, KC_OK);
     dget("maxpool2d_forward", &d_y, y);
     dget("maxpool2d_forward argmax", &d_arg, argmax);
     dfree(&d_x), dfree(&d_y), dfree(&d_arg);
@@ -1753,14 +1874,18 @@ static void run_maxpool_backward(kc_device *d, const kc_pool2d_desc *g, const fl
                                  const int32_t *argmax, float *dx) {
     size_t ny = pool_y_size(g), nx = pool_x_size(g);
     dbuf d_dy = dput(d, dy, ny), d_dx = dnan(d, nx), d_arg = dput_i32(d, argmax, ny);
-    ck_assert_int_eq(kc_maxpool2d_backward(d, g, d_dy.at, d_arg.at, d_dx.at), KC_OK);
+    int rc = composed_ops ? kc_fallback_maxpool2d_backward(d, g, d_dy.at, d_arg.at, d_dx.at)
+                          : kc_maxpool2d_backward(d, g, d_dy.at, d_arg.at, d_dx.at);
+    ck_assert_int_eq(rc, KC_OK);
     dget("maxpool2d_backward", &d_dx, dx);
     dfree(&d_dy), dfree(&d_dx), dfree(&d_arg);
 }
 
 static void run_avgpool_forward(kc_device *d, const kc_pool2d_desc *g, const float *x, float *y) {
     dbuf d_x = dput(d, x, pool_x_size(g)), d_y = dnan(d, pool_y_size(g));
-    ck_assert_int_eq(kc_avgpool2d_forward(d, g, d_x.at, d_y.at), KC_OK);
+    int rc = composed_ops ? kc_fallback_avgpool2d_forward(d, g, d_x.at, d_y.at)
+                          : kc_avgpool2d_forward(d, g, d_x.at, d_y.at);
+    ck_assert_int_eq(rc, KC_OK);
     dget("avgpool2d_forward", &d_y, y);
     dfree(&d_x), dfree(&d_y);
 }
@@ -1768,7 +1893,9 @@ static void run_avgpool_forward(kc_device *d, const kc_pool2d_desc *g, const flo
 static void run_avgpool_backward(kc_device *d, const kc_pool2d_desc *g, const float *dy,
                                  float *dx) {
     dbuf d_dy = dput(d, dy, pool_y_size(g)), d_dx = dnan(d, pool_x_size(g));
-    ck_assert_int_eq(kc_avgpool2d_backward(d, g, d_dy.at, d_dx.at), KC_OK);
+    int rc = composed_ops ? kc_fallback_avgpool2d_backward(d, g, d_dy.at, d_dx.at)
+                          : kc_avgpool2d_backward(d, g, d_dy.at, d_dx.at);
+    ck_assert_int_eq(rc, KC_OK);
     dget("avgpool2d_backward", &d_dx, dx);
     dfree(&d_dy), dfree(&d_dx);
 }
@@ -1916,8 +2043,7 @@ static const opt_case opt_cases[] = {
 #define N_OPT (sizeof opt_cases / sizeof opt_cases[0])
 
 /* Runs steps updates with fresh random gradients; out holds w then 4 slot
- * arrays (unused ones stay zero). `composed` runs core/ops.c's composition
- * where it has one (SGD, Adam). */
+ * arrays (unused ones stay zero). `composed` runs core/ops.c's composition. */
 static void run_optimizer(kc_device *d, const opt_case *oc, size_t n, int steps, float *out,
                           int composed) {
     float *w0 = random_host(n, -1, 1, 90);
@@ -1935,9 +2061,13 @@ static void run_optimizer(kc_device *d, const opt_case *oc, size_t n, int steps,
             else
                 kc_sgd_update(d, s[0].at, g.at, v, n, oc->lr, oc->p1, (int)oc->p2);
         } else if (oc->kind == OPT_RMSPROP) {
-            kc_rmsprop_update(d, s[0].at, g.at, s[1].at, oc->flag ? s[2].at : KC_BUF_NULL,
-                              oc->p2 > 0 ? s[3].at : KC_BUF_NULL, n, oc->lr, oc->p1, 1.0f - oc->p1,
-                              oc->p2, 1e-7f, oc->flag);
+            kc_buf mg = oc->flag ? s[2].at : KC_BUF_NULL, mom = oc->p2 > 0 ? s[3].at : KC_BUF_NULL;
+            if (composed)
+                kc_fallback_rmsprop_update(d, s[0].at, g.at, s[1].at, mg, mom, n, oc->lr, oc->p1,
+                                           1.0f - oc->p1, oc->p2, 1e-7f, oc->flag);
+            else
+                kc_rmsprop_update(d, s[0].at, g.at, s[1].at, mg, mom, n, oc->lr, oc->p1,
+                                  1.0f - oc->p1, oc->p2, 1e-7f, oc->flag);
         } else {
             float alpha =
                 oc->lr * sqrtf(1.0f - powf(oc->p2, (float)t)) / (1.0f - powf(oc->p1, (float)t));
@@ -2014,24 +2144,26 @@ static void run_optimizer2(kc_device *d, int kind, size_t n, int steps,
         kc_nadam_coef c;
         switch (kind) {
         case OPT2_ADAGRAD:
-            if (composed)
-                kc_fallback_adagrad_update(d, s[0].at, g.at, s[1].at, n, 0.01f, 1e-7f);
-            else
-                kc_adagrad_update(d, s[0].at, g.at, s[1].at, n, 0.01f, 1e-7f);
+            (composed ? kc_fallback_adagrad_update : kc_adagrad_update)(d, s[0].at, g.at, s[1].at,
+                                                                        n, 0.01f, 1e-7f);
             break;
         case OPT2_ADADELTA:
-            kc_adadelta_update(d, s[0].at, g.at, s[1].at, s[2].at, n, 1.0f, 0.95f, 0.05f, 1e-7f);
+            (composed ? kc_fallback_adadelta_update : kc_adadelta_update)(
+                d, s[0].at, g.at, s[1].at, s[2].at, n, 1.0f, 0.95f, 0.05f, 1e-7f);
             break;
         case OPT2_ADAMAX:
-            kc_adamax_update(d, s[0].at, g.at, s[1].at, s[2].at, n, 0.002f, 0.1f, 0.999f,
-                             1.0f - powf(0.9f, (float)t), 1e-7f);
+            (composed ? kc_fallback_adamax_update
+                      : kc_adamax_update)(d, s[0].at, g.at, s[1].at, s[2].at, n, 0.002f, 0.1f,
+                                          0.999f, 1.0f - powf(0.9f, (float)t), 1e-7f);
             break;
         case OPT2_NADAM:
             nadam_coef_at(t, &prod, &c);
-            kc_nadam_update(d, s[0].at, g.at, s[1].at, s[2].at, n, &c);
+            (composed ? kc_fallback_nadam_update : kc_nadam_update)(d, s[0].at, g.at, s[1].at,
+                                                                    s[2].at, n, &c);
             break;
         default:
-            kc_lion_update(d, s[0].at, g.at, s[1].at, n, 0.001f, 0.9f, 0.99f);
+            (composed ? kc_fallback_lion_update : kc_lion_update)(d, s[0].at, g.at, s[1].at, n,
+                                                                  0.001f, 0.9f, 0.99f);
             break;
         }
         float *gd = dtake("optimizer gradient", &g);
@@ -2202,34 +2334,51 @@ static void run_norm(kc_device *d, float *w, const int64_t *dims, int rank, unsi
     for (int a = 0; a < rank; a++)
         n *= (size_t)dims[a];
     dbuf dw = dput(d, w, n);
-    ck_assert_int_eq(kc_norm_rescale(d, dw.at, dims, rank, reduce, lo, hi, rate, 1e-7f), KC_OK);
+    int rc = composed_ops
+                 ? kc_fallback_norm_rescale(d, dw.at, dims, rank, reduce, lo, hi, rate, 1e-7f)
+                 : kc_norm_rescale(d, dw.at, dims, rank, reduce, lo, hi, rate, 1e-7f);
+    ck_assert_int_eq(rc, KC_OK);
     dget("norm_rescale", &dw, w);
     dfree(&dw);
 }
 
+typedef struct norm_case {
+    int rank;
+    int64_t dims[5];
+    unsigned reduce;
+} norm_case;
+
+static const norm_case norm_cases[] = {
+    {2, {300, 70}, 1u},          /* Dense kernel, axis 0 */
+    {2, {300, 70}, 2u},          /* axis 1 */
+    {2, {300, 70}, 3u},          /* the whole matrix */
+    {2, {300, 70}, 0u},          /* every value alone */
+    {3, {5, 50, 129}, 2u},       /* (outer, span, inner) */
+    {4, {3, 3, 16, 33}, 7u},     /* Conv2D kernel, axes [0, 1, 2] */
+    {4, {3, 3, 16, 33}, 5u},     /* axes [0, 2]: no single span */
+    {4, {3, 1, 16, 33}, 5u},     /* ... unless the gap has size 1 */
+    {5, {2, 3, 4, 5, 3}, 0x15u}, /* axes [0, 2, 4]: three spans around two gaps */
+    {1, {1}, 1u},                /* one value */
+    {1, {7}, 1u},
+};
+#define N_NORM (sizeof norm_cases / sizeof norm_cases[0])
+
+/* lo, hi, rate: MaxNorm(0.5), MinMaxNorm(0.9, 1.1, 0.3), UnitNorm */
+static const float norm_bounds[][3] = {{0.0f, 0.5f, 1.0f}, {0.9f, 1.1f, 0.3f}, {1.0f, 1.0f, 1.0f}};
+
+static size_t norm_size(const norm_case *c) {
+    size_t n = 1;
+    for (int a = 0; a < c->rank; a++)
+        n *= (size_t)c->dims[a];
+    return n;
+}
+
 START_TEST(test_norm_rescale_match) {
-    static const struct {
-        int rank;
-        int64_t dims[4];
-        unsigned reduce;
-    } cases[] = {
-        {2, {300, 70}, 1u},      /* Dense kernel, axis 0 */
-        {2, {300, 70}, 2u},      /* axis 1 */
-        {2, {300, 70}, 3u},      /* the whole matrix */
-        {2, {300, 70}, 0u},      /* every value alone */
-        {3, {5, 50, 129}, 2u},   /* (outer, span, inner) */
-        {4, {3, 3, 16, 33}, 7u}, /* Conv2D kernel, axes [0, 1, 2] */
-        {4, {3, 3, 16, 33}, 5u}, /* axes [0, 2]: no single span */
-        {4, {3, 1, 16, 33}, 5u}, /* ... unless the gap has size 1 */
-        {1, {1}, 1u},            /* one value */
-        {1, {7}, 1u},
-    };
-    float bounds[][3] = {{0.0f, 0.5f, 1.0f}, {0.9f, 1.1f, 0.3f}, {1.0f, 1.0f, 1.0f}};
+    const norm_case *cases = norm_cases;
+    const float(*bounds)[3] = norm_bounds;
     kc_device *ref = kc_test_reference();
-    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
-        size_t n = 1;
-        for (int a = 0; a < cases[k].rank; a++)
-            n *= (size_t)cases[k].dims[a];
+    for (size_t k = 0; k < N_NORM; k++) {
+        size_t n = norm_size(&cases[k]);
         float *w = random_host(n, -1, 1, 410 + k);
         for (int b = 0; b < 3; b++) {
             float *wr = copy_host(w, n), *wc = host(n), *w1 = host(n);
@@ -2372,17 +2521,19 @@ START_TEST(test_fused_match_compositions) {
 
             /* the updates, a few steps each */
             float *u = host(5 * n), *v = host(5 * n);
-            for (size_t c = 0; c < N_OPT; c++) {
-                if (opt_cases[c].kind == OPT_RMSPROP) continue; /* no composition */
+            char what[64];
+            for (size_t c = 0; c < N_OPT; c++) { /* every option of SGD, RMSprop, Adam */
                 run_optimizer(d, &opt_cases[c], n, 3, u, 0);
                 run_optimizer(d, &opt_cases[c], n, 3, v, 1);
-                char what[64];
                 snprintf(what, sizeof what, "optimizer case %zu against its composition", c);
                 compare(what, d, u, v, 5 * n, OPT_TOL);
             }
-            run_optimizer2(d, OPT2_ADAGRAD, n, 3, u, 0);
-            run_optimizer2(d, OPT2_ADAGRAD, n, 3, v, 1);
-            compare("adagrad against its composition", d, u, v, 3 * n, OPT_TOL);
+            for (int k = 0; k < OPT2_COUNT; k++) {
+                run_optimizer2(d, k, n, 3, u, 0);
+                run_optimizer2(d, k, n, 3, v, 1);
+                snprintf(what, sizeof what, "optimizer kind %d against its composition", k);
+                compare(what, d, u, v, 3 * n, OPT_TOL);
+            }
             free(u), free(v);
         }
         /* bias_add, bias_grad */
@@ -2439,6 +2590,112 @@ START_TEST(test_fused_match_compositions) {
                     close_to(1e-7, 1e-5));
             free(x), free(dy), free(y), free(yc), free(dx), free(dxc);
         }
+    }
+}
+END_TEST
+
+/* A composed max pool's window position (a float in argmax) as the flat
+ * input index the ops store; -1 stays -1. */
+static int32_t window_to_flat(const kc_pool2d_desc *d, size_t o, int32_t bits) {
+    float k;
+    memcpy(&k, &bits, sizeof k);
+    if (k < 0) return -1;
+    long c = (long)(o % (size_t)d->c), t = (long)(o / (size_t)d->c);
+    long ox = t % d->ow, oy = (t / d->ow) % d->oh, n = t / d->ow / d->oh;
+    long iy = oy * d->sh - d->pad_t + (long)k / d->pw, ix = ox * d->sw - d->pad_l + (long)k % d->pw;
+    return (int32_t)(((n * d->h + iy) * d->w + ix) * d->c + c);
+}
+
+static void conv_against_composition(kc_device *dev, const conv_case *cc) {
+    kc_conv2d_desc d = conv_desc(*cc);
+    size_t nx = conv_x_size(&d), ny = conv_y_size(&d), nw = conv_w_size(&d);
+    float *x = random_host(nx, -1, 1, 560), *w = random_host(nw, -1, 1, 561);
+    float *g = random_host(ny, -1, 1, 562), *w0 = random_host(nw, -1, 1, 563);
+    float *y[2], *dx[2], *dw_acc[2], *dw_new[2];
+    for (int e = 0; e < 2; e++) {
+        y[e] = host(ny), dx[e] = host(nx), dw_acc[e] = host(nw), dw_new[e] = host(nw);
+        composed_ops = e;
+        conv_results(dev, &d, x, w, g, w0, y[e], dx[e], dw_acc[e], dw_new[e]);
+    }
+    composed_ops = 0;
+    char what[160];
+    snprintf(what, sizeof what, "conv %dx%dx%dx%d k%dx%d s%d,%d d%d,%d against its composition",
+             d.n, d.h, d.w, d.c, d.kh, d.kw, d.sh, d.sw, d.dh, d.dw);
+    compare(what, dev, y[1], y[0], ny, close_to(1e-5 * max_abs(y[0], ny), 1e-4));
+    compare(what, dev, dx[1], dx[0], nx, close_to(1e-5 * max_abs(dx[0], nx), 1e-4));
+    compare(what, dev, dw_acc[1], dw_acc[0], nw, close_to(1e-5 * max_abs(dw_acc[0], nw), 1e-4));
+    compare(what, dev, dw_new[1], dw_new[0], nw, close_to(1e-5 * max_abs(dw_new[0], nw), 1e-4));
+    free(x), free(w), free(g), free(w0);
+    for (int e = 0; e < 2; e++)
+        free(y[e]), free(dx[e]), free(dw_acc[e]), free(dw_new[e]);
+}
+
+/* Each side's backward reads the argmax its own forward wrote. */
+static void pool_against_composition(kc_device *dev, const pool_case *pc, int ties) {
+    kc_pool2d_desc d = pool_desc(*pc);
+    size_t nx = pool_x_size(&d), ny = pool_y_size(&d);
+    float *x = pool_inputs(nx, ties, 570), *g = random_host(ny, -1, 1, 571);
+    float *y[2], *dx[2], *ay[2], *adx[2];
+    int32_t *arg[2];
+    for (int e = 0; e < 2; e++) {
+        y[e] = host(ny), dx[e] = host(nx), ay[e] = host(ny), adx[e] = host(nx);
+        arg[e] = calloc(ny, sizeof(int32_t));
+        composed_ops = e;
+        run_maxpool_forward(dev, &d, x, y[e], arg[e]);
+        run_maxpool_backward(dev, &d, g, arg[e], dx[e]);
+        run_avgpool_forward(dev, &d, x, ay[e]);
+        run_avgpool_backward(dev, &d, g, adx[e]);
+    }
+    composed_ops = 0;
+    for (size_t i = 0; i < ny; i++)
+        expect(window_to_flat(&d, i, arg[1][i]) == arg[0][i],
+               "composed maxpool on %s%s: output %zu picks %d, the op %d", dev->name,
+               ties ? " (ties)" : "", i, window_to_flat(&d, i, arg[1][i]), arg[0][i]);
+    compare("maxpool forward against its composition", dev, y[1], y[0], ny, SAME);
+    compare("maxpool backward against its composition", dev, dx[1], dx[0], nx,
+            close_to(1e-6, 1e-6));
+    compare("avgpool forward against its composition", dev, ay[1], ay[0], ny, close_to(1e-6, 1e-6));
+    compare("avgpool backward against its composition", dev, adx[1], adx[0], nx,
+            close_to(1e-6, 1e-6));
+    free(x), free(g);
+    for (int e = 0; e < 2; e++)
+        free(y[e]), free(dx[e]), free(ay[e]), free(adx[e]), free(arg[e]);
+}
+
+static void norm_against_composition(kc_device *dev) {
+    for (size_t k = 0; k < N_NORM; k++) {
+        const norm_case *c = &norm_cases[k];
+        size_t n = norm_size(c);
+        float *w = random_host(n, -1, 1, 580 + k);
+        for (int b = 0; b < 3; b++) {
+            float *p = copy_host(w, n), *q = copy_host(w, n);
+            const float *lhr = norm_bounds[b];
+            run_norm(dev, p, c->dims, c->rank, c->reduce, lhr[0], lhr[1], lhr[2]);
+            composed_ops = 1;
+            run_norm(dev, q, c->dims, c->rank, c->reduce, lhr[0], lhr[1], lhr[2]);
+            composed_ops = 0;
+            char what[80];
+            snprintf(what, sizeof what, "norm_rescale case %zu, bounds %d against its composition",
+                     k, b);
+            compare(what, dev, q, p, n, close_to(1e-7, 1e-6));
+            free(p), free(q);
+        }
+        free(w);
+    }
+}
+
+/* Convolution, pooling and the norm projection against their compositions
+ * on every backend, over the conformance geometries: strides, dilation,
+ * "same" and "valid", odd sizes, batch and channels above 1, and pools with
+ * ties everywhere, where the composition must pick the op's cell. */
+START_TEST(test_conv_pool_norm_match_compositions) {
+    KC_FOR_EACH_DEVICE(d) {
+        for (size_t i = 0; i < N_CONV; i++)
+            conv_against_composition(d, &conv_cases[i]);
+        for (size_t i = 0; i < N_POOL; i++)
+            for (int ties = 0; ties < 2; ties++)
+                pool_against_composition(d, &pool_cases[i], ties);
+        norm_against_composition(d);
     }
 }
 END_TEST
@@ -2547,28 +2804,74 @@ static void make_test_tables(void) {
     picky_be.conv2d_forward = kc_cpu_backend.conv2d_forward ? picky_conv_forward : NULL;
 }
 
-static int composable(kc_op op) {
-    switch (op) {
-    case KC_OP_MUL:
-    case KC_OP_BIAS_ADD:
-    case KC_OP_BIAS_GRAD:
-    case KC_OP_GEMM_BATCHED:
-    case KC_OP_SOFTMAX:
-    case KC_OP_SCALE_DIV:
-    case KC_OP_CLIP:
-    case KC_OP_WEIGHT_DECAY:
-    case KC_OP_SGD:
-    case KC_OP_ADAM:
-    case KC_OP_ADAGRAD:
-        return 1;
-    default:
-        return 0;
+/* The results of a device's ops in one run, or of the compositions on another
+ * device (composed_ops): conv (forward, both backwards), pools, norms. */
+static void lean_conv_pool_norm(kc_device *lean, kc_device *cpu) {
+    conv_case cc[] = {conv_cases[1], conv_cases[2], conv_cases[3], conv_cases[4], conv_cases[7]};
+    for (size_t k = 0; k < sizeof cc / sizeof cc[0]; k++) {
+        kc_conv2d_desc d = conv_desc(cc[k]);
+        ck_assert_uint_eq(kc_conv2d_workspace(lean, &d), 0);
+        size_t nx = conv_x_size(&d), ny = conv_y_size(&d), nw = conv_w_size(&d);
+        float *x = random_host(nx, -1, 1, 620), *w = random_host(nw, -1, 1, 621);
+        float *g = random_host(ny, -1, 1, 622), *w0 = random_host(nw, -1, 1, 623);
+        float *r[2][4];
+        for (int e = 0; e < 2; e++) {
+            r[e][0] = host(ny), r[e][1] = host(nx), r[e][2] = host(nw), r[e][3] = host(nw);
+            composed_ops = e;
+            conv_results(e ? cpu : lean, &d, x, w, g, w0, r[e][0], r[e][1], r[e][2], r[e][3]);
+        }
+        composed_ops = 0;
+        compare("conv forward, composed", lean, r[0][0], r[1][0], ny, BITS);
+        compare("conv backward data, composed", lean, r[0][1], r[1][1], nx, BITS);
+        compare("conv backward filter, composed", lean, r[0][2], r[1][2], nw, BITS);
+        compare("conv backward filter (beta 0), composed", lean, r[0][3], r[1][3], nw, BITS);
+        free(x), free(w), free(g), free(w0);
+        for (int e = 0; e < 2; e++)
+            for (int i = 0; i < 4; i++)
+                free(r[e][i]);
+    }
+    for (size_t k = 0; k < N_POOL; k++) {
+        kc_pool2d_desc d = pool_desc(pool_cases[k]);
+        size_t nx = pool_x_size(&d), ny = pool_y_size(&d);
+        float *x = pool_inputs(nx, 1, 624), *g = random_host(ny, -1, 1, 625);
+        float *r[2][4];
+        int32_t *arg[2] = {calloc(ny, 4), calloc(ny, 4)};
+        for (int e = 0; e < 2; e++) {
+            kc_device *dev = e ? cpu : lean;
+            r[e][0] = host(ny), r[e][1] = host(nx), r[e][2] = host(ny), r[e][3] = host(nx);
+            composed_ops = e;
+            run_maxpool_forward(dev, &d, x, r[e][0], arg[e]);
+            run_maxpool_backward(dev, &d, g, arg[e], r[e][1]);
+            run_avgpool_forward(dev, &d, x, r[e][2]);
+            run_avgpool_backward(dev, &d, g, r[e][3]);
+        }
+        composed_ops = 0;
+        compare_i32("maxpool argmax, composed", lean, arg[0], arg[1], ny);
+        compare("maxpool, composed", lean, r[0][0], r[1][0], ny, BITS);
+        compare("maxpool backward, composed", lean, r[0][1], r[1][1], nx, BITS);
+        compare("avgpool, composed", lean, r[0][2], r[1][2], ny, BITS);
+        compare("avgpool backward, composed", lean, r[0][3], r[1][3], nx, BITS);
+        free(x), free(g), free(arg[0]), free(arg[1]);
+        for (int e = 0; e < 2; e++)
+            for (int i = 0; i < 4; i++)
+                free(r[e][i]);
+    }
+    for (size_t k = 0; k < N_NORM; k++) {
+        size_t n = norm_size(&norm_cases[k]);
+        float *p = random_host(n, -1, 1, 626), *q = copy_host(p, n);
+        const norm_case *c = &norm_cases[k];
+        run_norm(lean, p, c->dims, c->rank, c->reduce, 0.0f, 0.5f, 1.0f);
+        composed_ops = 1;
+        run_norm(cpu, q, c->dims, c->rank, c->reduce, 0.0f, 0.5f, 1.0f);
+        composed_ops = 0;
+        compare("norm_rescale, composed", lean, p, q, n, BITS);
+        free(p), free(q);
     }
 }
 
-/* A backend without fused ops runs every composable op through core/ops.c's
+/* A backend without fused ops runs every one of them through core/ops.c's
  * composition, with the results the composition gives on the cpu backend
- * itself, and reports the others by name. */
+ * itself. */
 START_TEST(test_missing_ops_are_composed) {
     make_test_tables();
     kc_device lean, *cpu = kc_test_device_named("cpu", 0);
@@ -2577,8 +2880,9 @@ START_TEST(test_missing_ops_are_composed) {
     ck_assert_msg(kc_device_open(&lean, &lean_be, NULL, &e) == KC_OK, "%s", e.msg);
     for (int op = 0; op < KC_OP_COUNT; op++) {
         ck_assert_msg(!kc_supports_op(&lean, (kc_op)op, NULL), "cpu-lean supports op %d", op);
-        ck_assert_int_eq(kc_op_available(&lean, (kc_op)op, NULL), composable((kc_op)op));
+        ck_assert_msg(kc_op_available(&lean, (kc_op)op, NULL), "op %d is not available", op);
     }
+    ck_assert(!kc_op_available(&lean, KC_OP_COUNT, NULL));
     size_t n = 1001;
     float *a = random_host(n, -2, 2, 600), *b = random_host(n, -2, 2, 601);
     float *p = host(5 * n), *q = host(5 * n);
@@ -2628,47 +2932,29 @@ START_TEST(test_missing_ops_are_composed) {
         compare("gemm_batched, composed", &lean, r1, r2, ba.nc, BITS);
         free(x), free(w), free(c0), free(r1), free(r2);
     }
-    /* the updates */
+    /* the updates, every option */
     for (size_t c = 0; c < N_OPT; c++) {
-        if (opt_cases[c].kind == OPT_RMSPROP) continue;
         run_optimizer(&lean, &opt_cases[c], n, 3, p, 0);
         run_optimizer(cpu, &opt_cases[c], n, 3, q, 1);
         compare("update, composed", &lean, p, q, 5 * n, BITS);
     }
-    run_optimizer2(&lean, OPT2_ADAGRAD, n, 3, p, 0);
-    run_optimizer2(cpu, OPT2_ADAGRAD, n, 3, q, 1);
-    compare("adagrad, composed", &lean, p, q, 3 * n, BITS);
+    for (int k = 0; k < OPT2_COUNT; k++) {
+        run_optimizer2(&lean, k, n, 3, p, 0);
+        run_optimizer2(cpu, k, n, 3, q, 1);
+        compare("update (more optimizers), composed", &lean, p, q, 3 * n, BITS);
+    }
+    lean_conv_pool_norm(&lean, cpu);
     ck_assert_int_eq(kc_device_status(&lean), KC_OK);
 
-    /* an op without a composition is reported, and the failure sticks */
-    kc_conv2d_desc g = conv_desc(conv_cases[0]);
-    ck_assert_uint_eq(kc_conv2d_workspace(&lean, &g), 0);
+    /* a primitive failing inside a composition fails the op, and the failure sticks */
     kc_buf x = kc_test_alloc(&lean, 64 * 4);
-    int rc = kc_conv2d_forward(&lean, &g, x, x, x, KC_BUF_NULL);
-    ck_assert_int_eq(rc, KC_ECONFIG);
-    ck_assert_str_eq(lean.err.msg,
-                     "the cpu-lean backend does not implement conv2d, and it has no composition");
-    ck_assert_int_eq(kc_mul(&lean, x, x, x, 4), KC_ECONFIG);
-    kc_device_clear_error(&lean);
     kc_pool2d_desc pd = {
         .n = 1, .h = 2, .w = 2, .c = 1, .ph = 2, .pw = 2, .sh = 2, .sw = 2, .oh = 1, .ow = 1};
-    ck_assert_int_eq(kc_maxpool2d_forward(&lean, &pd, x, x, x), KC_ECONFIG);
-    ck_assert_msg(strstr(lean.err.msg, "maxpool2d"), "%s", lean.err.msg);
-    kc_device_clear_error(&lean);
-    ck_assert_int_eq(kc_avgpool2d_backward(&lean, &pd, x, x), KC_ECONFIG);
-    ck_assert_msg(strstr(lean.err.msg, "avgpool2d"), "%s", lean.err.msg);
-    kc_device_clear_error(&lean);
-    const int64_t dims[] = {4};
-    ck_assert_int_eq(kc_norm_rescale(&lean, x, dims, 1, 1u, 0, 1, 1, 1e-7f), KC_ECONFIG);
-    ck_assert_msg(strstr(lean.err.msg, "norm_rescale"), "%s", lean.err.msg);
-    kc_device_clear_error(&lean);
-    ck_assert_int_eq(kc_rmsprop_update(&lean, x, x, x, KC_BUF_NULL, KC_BUF_NULL, 4, 0.1f, 0.9f,
-                                       0.1f, 0, 1e-7f, 0),
-                     KC_ECONFIG);
-    ck_assert_msg(strstr(lean.err.msg, "rmsprop_update"), "%s", lean.err.msg);
-    kc_device_clear_error(&lean);
-    ck_assert_int_eq(kc_lion_update(&lean, x, x, x, 4, 0.1f, 0.9f, 0.99f), KC_ECONFIG);
-    ck_assert_msg(strstr(lean.err.msg, "lion_update"), "%s", lean.err.msg);
+    fail_fill = 1;
+    ck_assert_int_eq(kc_maxpool2d_forward(&lean, &pd, x, kc_buf_f(x, 8), kc_buf_f(x, 16)),
+                     KC_ERUNTIME);
+    ck_assert_str_eq(lean.err.msg, "cpu-lean backend: fill failed");
+    ck_assert_int_eq(kc_mul(&lean, x, x, x, 4), KC_ERUNTIME);
     kc_device_clear_error(&lean);
 
     /* a slot that fails without a message gets one from core/ops.c */
@@ -2683,7 +2969,7 @@ START_TEST(test_missing_ops_are_composed) {
 END_TEST
 
 /* supports_op declining an op (for every geometry, or for some) sends it to
- * the composition, or reports it, without calling the slot. */
+ * the composition without calling the slot. */
 START_TEST(test_declined_ops_are_composed) {
     make_test_tables();
     memset(native_calls, 0, sizeof native_calls);
@@ -2725,11 +3011,12 @@ START_TEST(test_declined_ops_are_composed) {
     ck_assert_int_eq(native_calls[KC_OP_ADAM], 0);
     ck_assert_int_eq(kc_device_status(&picky), KC_OK);
 
-    /* declined by geometry: a 3x3 conv runs natively, a 5x3 one has no composition */
+    /* declined by geometry: a 3x3 conv runs natively, a 5x3 one is composed */
     if (picky_be.conv2d_forward) {
         kc_conv2d_desc small = conv_desc(conv_cases[1]), large = conv_desc(conv_cases[6]);
         ck_assert(kc_supports_op(&picky, KC_OP_CONV2D, &small));
-        ck_assert(!kc_op_available(&picky, KC_OP_CONV2D, &large));
+        ck_assert(!kc_supports_op(&picky, KC_OP_CONV2D, &large));
+        ck_assert(kc_op_available(&picky, KC_OP_CONV2D, &large));
         ck_assert_uint_eq(kc_conv2d_workspace(&picky, &large), 0);
         size_t nx = conv_x_size(&small), nw = conv_w_size(&small), ny = conv_y_size(&small);
         float *x = random_host(nx, -1, 1, 612), *w = random_host(nw, -1, 1, 613);
@@ -2738,19 +3025,116 @@ START_TEST(test_declined_ops_are_composed) {
         run_conv_forward(cpu, &small, x, w, want);
         compare("conv on cpu-picky", &picky, y, want, ny, BITS);
         ck_assert_int_eq(native_calls[KC_OP_CONV2D], 1);
-        kc_buf big_buf = kc_test_alloc(&picky, 4 * conv_x_size(&large) + 4 * conv_y_size(&large));
-        int rc = kc_conv2d_forward(&picky, &large, big_buf, big_buf, big_buf, KC_BUF_NULL);
-        ck_assert_int_eq(rc, KC_ECONFIG);
-        ck_assert_str_eq(picky.err.msg,
-                         "the cpu-picky backend does not implement conv2d, and it has no "
-                         "composition");
+        free(x), free(w), free(y), free(want);
+        nx = conv_x_size(&large), nw = conv_w_size(&large), ny = conv_y_size(&large);
+        x = random_host(nx, -1, 1, 614), w = random_host(nw, -1, 1, 615);
+        y = host(ny), want = host(ny);
+        run_conv_forward(&picky, &large, x, w, y);
+        run_conv_forward(cpu, &large, x, w, want);
+        compare("declined conv on cpu-picky", &picky, y, want, ny,
+                close_to(1e-5 * max_abs(want, ny), 1e-4));
         ck_assert_int_eq(native_calls[KC_OP_CONV2D], 1);
-        kc_device_clear_error(&picky);
-        kc_free(&picky, &big_buf);
+        ck_assert_int_eq(kc_device_status(&picky), KC_OK);
         free(x), free(w), free(y), free(want);
     }
     kc_device_close(&picky);
     free(a), free(b), free(p), free(q);
+}
+END_TEST
+
+/* ------------------------------------------------- a model on cpu-lean */
+
+/* A small CNN with both poolings, "same" and "valid", a stride, and norm
+ * constraints on two axis layouts. */
+static const char *lean_cnn =
+    "model:\n"
+    "  layers:\n"
+    "    - Input: {shape: [9, 8, 2]}\n"
+    "    - Conv2D: {filters: 4, kernel_size: 3, padding: same, activation: relu,"
+    " kernel_constraint: {MaxNorm: {max_value: 0.6, axis: [0, 2]}}}\n"
+    "    - MaxPooling2D: {pool_size: 2, padding: same}\n"
+    "    - Conv2D: {filters: 3, kernel_size: [2, 3], strides: [1, 2], activation: tanh}\n"
+    "    - AveragePooling2D: {pool_size: 2, strides: 1, padding: same}\n"
+    "    - Flatten\n"
+    "    - Dense: {units: 3, activation: softmax, kernel_constraint: max_norm}\n";
+
+/* Every weight after `steps` training steps of an optimizer on device d:
+ * forward, sparse crossentropy on the host, backward, update, constraints. */
+static float *train_lean_cnn(kc_device *d, kc_optimizer_kind kind, int steps, size_t *nv) {
+    kc_error e = {0};
+    kc_config *cfg = NULL;
+    ck_assert_msg(kc_config_parse_text("t.yaml", ".", lean_cnn, strlen(lean_cnn), &cfg, &e) == 0,
+                  "%s", e.msg);
+    kc_model *m = cfg->model;
+    const int n = 4;
+    ck_assert_msg(kc_model_plan(m, d, n, 1, &e) == 0, "%s", e.msg);
+    ck_assert_msg(kc_model_init_weights(m, 5, &e) == 0, "%s", e.msg);
+    kc_loss loss;
+    ck_assert_int_eq(kc_loss_init(&loss, "sparse_categorical_crossentropy", &e), 0);
+    int in = (int)kc_shape_numel(&m->input_shape),
+        out = (int)kc_shape_numel(kc_model_output_shape(m));
+    float *x = random_host((size_t)(n * in), -1, 1, 700), *y = host((size_t)n);
+    float *pred = host((size_t)(n * out)), *grad = host((size_t)(n * out));
+    for (int i = 0; i < n; i++)
+        y[i] = (float)(i % out);
+    kc_test_put(d, m->x, x, sizeof(float) * (size_t)(n * in));
+    kc_optimizer_config oc;
+    kc_optimizer_config_default(kind, &oc);
+    oc.learning_rate = 0.01;
+    kc_optimizer *opt;
+    ck_assert_msg(kc_optimizer_create(&oc, &opt, &e) == 0, "%s", e.msg);
+    kc_param_ref refs[16];
+    int np = kc_model_params(m, refs, 16);
+    size_t sizes[16];
+    const char *names[16];
+    kc_buf w[16], g[16];
+    kc_param *ps[16];
+    for (int i = 0; i < np; i++) {
+        sizes[i] = (size_t)kc_shape_numel(&refs[i].param->shape);
+        names[i] = refs[i].name;
+        w[i] = refs[i].param->value, g[i] = refs[i].param->grad, ps[i] = refs[i].param;
+    }
+    ck_assert_msg(kc_optimizer_build(opt, d, np, sizes, names, &e) == 0, "%s", e.msg);
+    for (int t = 0; t < steps; t++) {
+        kc_exec ex = {.dev = d, .batch = n, .training = 1, .seed = 3, .step = (uint64_t)t};
+        ck_assert_int_eq(kc_model_forward(m, &ex), KC_OK);
+        kc_test_get(d, pred, m->z[m->nlayers - 1], sizeof(float) * (size_t)(n * out));
+        kc_loss_compute(&loss, pred, y, n, out, 1, NULL, grad);
+        kc_test_put(d, kc_model_dy(m), grad, sizeof(float) * (size_t)(n * out));
+        ck_assert_int_eq(kc_model_backward(m, &ex, 1), KC_OK);
+        ck_assert_int_eq(kc_optimizer_step(opt, w, g), KC_OK);
+        ck_assert_int_eq(kc_constraints_apply(d, ps, np), KC_OK);
+    }
+    *nv = (size_t)m->nvalues;
+    float *v = kc_test_fetch(d, m->values, *nv);
+    kc_test_ok(d, "training the CNN");
+    kc_optimizer_free(opt);
+    kc_config_free(cfg);
+    free(x), free(y), free(pred), free(grad);
+    return v;
+}
+
+/* The CNN trained a few steps with only the primitive core (every conv,
+ * pooling, constraint and update composed) ends where the cpu backend's
+ * fused ops take it. */
+START_TEST(test_lean_cnn_trains_like_cpu) {
+    make_test_tables();
+    kc_device lean, *cpu = kc_test_device_named("cpu", 0);
+    ck_assert_ptr_nonnull(cpu);
+    kc_error e = {0};
+    ck_assert_msg(kc_device_open(&lean, &lean_be, NULL, &e) == KC_OK, "%s", e.msg);
+    const kc_optimizer_kind kinds[] = {KC_OPTIMIZER_NADAM, KC_OPTIMIZER_RMSPROP};
+    for (int k = 0; k < 2; k++) {
+        size_t na, nb;
+        float *a = train_lean_cnn(&lean, kinds[k], 4, &na),
+              *b = train_lean_cnn(cpu, kinds[k], 4, &nb);
+        ck_assert_uint_eq(na, nb);
+        compare("CNN weights after training on cpu-lean", &lean, a, b, na, close_to(1e-5, 1e-5));
+        float *w0 = train_lean_cnn(cpu, kinds[k], 0, &nb);
+        ck_assert_msg(memcmp(w0, b, nb * sizeof(float)) != 0, "training moved no weight");
+        free(a), free(b), free(w0);
+    }
+    kc_device_close(&lean);
 }
 END_TEST
 
@@ -2759,14 +3143,14 @@ END_TEST
 /* x = 1..16 as a 4x4 image; kernel [[1,2,0],[0,1,-1],[3,0,1]]; each output
  * is the window sum by hand, e.g. valid (0,0) = 1+4+6-7+27+11 = 42 and each
  * step right adds sum(w) = 7, each step down adds 4*7. */
-START_TEST(test_conv_by_hand) {
+static void conv_by_hand(kc_device *dev) {
     float x[16], w[9] = {1, 2, 0, 0, 1, -1, 3, 0, 1};
     for (int i = 0; i < 16; i++)
         x[i] = (float)(i + 1);
     const float valid[4] = {42, 49, 70, 77};
     const float same[16] = {5, 21, 25, 25, 11, 42, 49, 52, 23, 70, 77, 80, 17, 28, 31, 51};
     const float same_s2[4] = {42, 52, 28, 51}; /* padding 0 top/left, 1 bottom/right */
-    KC_FOR_EACH_DEVICE(dev) {
+    {
         float y[16];
         kc_conv2d_desc d = conv_desc((conv_case){1, 4, 4, 1, 3, 3, 1, 1, 1, 1, 1, 0});
         run_conv_forward(dev, &d, x, w, y);
@@ -2795,23 +3179,34 @@ START_TEST(test_conv_by_hand) {
         ck_assert_float_eq_tol(dw[8], 11 + 12 + 15 + 16, 1e-5);
     }
 }
+
+/* The same values from the ops and from their compositions. */
+START_TEST(test_conv_by_hand) {
+    KC_FOR_EACH_DEVICE(dev) {
+        for (composed_ops = 0; composed_ops < 2; composed_ops++)
+            conv_by_hand(dev);
+        composed_ops = 0;
+    }
+}
 END_TEST
 
 /* 3x3 image [[1,5,2],[7,3,9],[4,8,6]], pool 2x2 stride 2 "same": windows
  * overhang one row and column; only real cells count. */
-START_TEST(test_pool_by_hand) {
+static void pool_by_hand(kc_device *dev) {
     const float x[9] = {1, 5, 2, 7, 3, 9, 4, 8, 6};
-    KC_FOR_EACH_DEVICE(dev) {
+    {
         kc_pool2d_desc d = pool_desc((pool_case){1, 3, 3, 1, 2, 2, 2, 2, 1});
         ck_assert_int_eq(d.oh, 2);
         ck_assert_int_eq(d.pad_t, 0);
         float y[9], dx[9];
-        int32_t arg[4];
+        int32_t arg[4], flat[4];
         run_maxpool_forward(dev, &d, x, y, arg);
         const float want_max[4] = {7, 9, 8, 6};
         const int32_t want_arg[4] = {3, 5, 7, 8};
         compare("maxpool", dev, y, want_max, 4, SAME);
-        compare_i32("maxpool argmax", dev, arg, want_arg, 4);
+        for (size_t i = 0; i < 4; i++) /* a composition stores window positions */
+            flat[i] = composed_ops ? window_to_flat(&d, i, arg[i]) : arg[i];
+        compare_i32("maxpool argmax", dev, flat, want_arg, 4);
         const float g[4] = {1, 2, 3, 4};
         run_maxpool_backward(dev, &d, g, arg, dx);
         const float want_dx[9] = {0, 0, 0, 1, 0, 2, 0, 3, 4};
@@ -2831,6 +3226,15 @@ START_TEST(test_pool_by_hand) {
         ck_assert_float_eq_tol(y[0], (1 + 5 + 7 + 3) / 4.0f, 1e-6);
         ck_assert_float_eq_tol(y[4], 45 / 9.0f, 1e-6);
         ck_assert_float_eq_tol(y[5], (5 + 2 + 3 + 9 + 8 + 6) / 6.0f, 1e-6);
+    }
+}
+
+/* The same values from the ops and from their compositions. */
+START_TEST(test_pool_by_hand) {
+    KC_FOR_EACH_DEVICE(dev) {
+        for (composed_ops = 0; composed_ops < 2; composed_ops++)
+            pool_by_hand(dev);
+        composed_ops = 0;
     }
 }
 END_TEST
@@ -3163,7 +3567,8 @@ START_TEST(test_conv2d_gradients) {
         {1, 5, 5, 1, 2, 2, 2, 1, 1, 1, 1, 0},
         {2, 6, 5, 2, 3, 3, 2, 2, 2, 1, 1, 0},
     };
-    KC_FOR_EACH_DEVICE(dev) {
+    KC_FOR_EACH_DEVICE(dev) /* the ops, then their compositions */
+    for (composed_ops = 0; composed_ops < 2; composed_ops++)
         for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
             conv_ctx c = {.dev = dev, .d = conv_desc(cases[k])};
             size_t nx = conv_x_size(&c.d), ny = conv_y_size(&c.d), nw = conv_w_size(&c.d);
@@ -3172,11 +3577,13 @@ START_TEST(test_conv2d_gradients) {
             float *dx = host(nx), *dw = host(nw);
             run_conv_backward_data(dev, &c.d, c.r, c.w, dx);
             run_conv_backward_filter(dev, &c.d, c.x, c.r, dw, 0.0f);
-            check_numeric_grad("conv2d data", dev, c.x, dx, nx, 1e-2f, conv_loss, &c, 1e-4, 1e-3);
-            check_numeric_grad("conv2d filter", dev, c.w, dw, nw, 1e-2f, conv_loss, &c, 1e-4, 1e-3);
+            check_numeric_grad(composed_ops ? "composed conv2d data" : "conv2d data", dev, c.x, dx,
+                               nx, 1e-2f, conv_loss, &c, 1e-4, 1e-3);
+            check_numeric_grad(composed_ops ? "composed conv2d filter" : "conv2d filter", dev, c.w,
+                               dw, nw, 1e-2f, conv_loss, &c, 1e-4, 1e-3);
             free(c.x), free(c.w), free(c.r), free(c.y), free(dx), free(dw);
         }
-    }
+    composed_ops = 0;
 }
 END_TEST
 
@@ -3203,7 +3610,8 @@ START_TEST(test_pool_gradients) {
         {1, 6, 7, 3, 3, 3, 2, 2, 0},
         {1, 5, 4, 2, 3, 2, 1, 1, 1},
     };
-    KC_FOR_EACH_DEVICE(dev) {
+    KC_FOR_EACH_DEVICE(dev) /* the ops, then their compositions */
+    for (composed_ops = 0; composed_ops < 2; composed_ops++)
         for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
             for (int max = 0; max < 2; max++) {
                 pool_ctx c = {.dev = dev, .d = pool_desc(cases[k]), .max = max};
@@ -3218,11 +3626,13 @@ START_TEST(test_pool_gradients) {
                 } else {
                     run_avgpool_backward(dev, &c.d, c.r, dx);
                 }
-                check_numeric_grad(max ? "maxpool" : "avgpool", dev, c.x, dx, nx, 1e-2f, pool_loss,
-                                   &c, 1e-4, 1e-3);
+                static const char *const names[2][2] = {{"avgpool", "maxpool"},
+                                                        {"composed avgpool", "composed maxpool"}};
+                check_numeric_grad(names[composed_ops][max], dev, c.x, dx, nx, 1e-2f, pool_loss, &c,
+                                   1e-4, 1e-3);
                 free(c.x), free(c.r), free(c.y), free(c.arg), free(dx);
             }
-    }
+    composed_ops = 0;
 }
 END_TEST
 
@@ -3302,12 +3712,15 @@ int main(void) {
     tcase_add_test(reg, test_traffic);
     tcase_add_test(reg, test_missing_ops_are_composed);
     tcase_add_test(reg, test_declined_ops_are_composed);
+    tcase_add_test(reg, test_lean_cnn_trains_like_cpu);
     suite_add_tcase(s, reg);
 
     TCase *conf = tcase_create("conformance");
     tcase_set_timeout(conf, 600);
     tcase_add_test(conf, test_memory);
     tcase_add_test(conf, test_copy2d);
+    tcase_add_test(conf, test_copy_strided);
+    tcase_add_test(conf, test_copy_strided_refused);
     tcase_add_test(conf, test_elementwise);
     tcase_add_test(conf, test_unary);
     tcase_add_test(conf, test_binary);
@@ -3335,6 +3748,7 @@ int main(void) {
     TCase *comp = tcase_create("compositions");
     tcase_set_timeout(comp, 600);
     tcase_add_test(comp, test_fused_match_compositions);
+    tcase_add_test(comp, test_conv_pool_norm_match_compositions);
     suite_add_tcase(s, comp);
 
     TCase *hand = tcase_create("by_hand");

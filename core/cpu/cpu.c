@@ -229,6 +229,13 @@ static int cpu_copy2d(kc_device *d, kc_buf dst, size_t ldd, kc_buf src, size_t l
     return KC_OK;
 }
 
+static int cpu_copy_strided(kc_device *d, kc_copy_mode mode, const kc_copy_desc *g, kc_buf src,
+                            kc_buf dst) {
+    use(d);
+    kc_cpu_copy_strided(mode, g, kc_host_ptr(src), kc_host_ptr(dst));
+    return KC_OK;
+}
+
 /* ---------------------------------------------------------- primitives --- */
 
 #define F kc_host_f
@@ -524,6 +531,7 @@ const kc_backend kc_cpu_backend = {
     .download = kc_host_download,
     .copy = kc_host_copy,
     .copy2d = cpu_copy2d,
+    .copy_strided = cpu_copy_strided,
     .fill = cpu_fill,
     .scale = cpu_scale,
     .axpy = cpu_axpy,

@@ -1,6 +1,6 @@
-/* The cpu backend's elementwise math, select and reductions. Each output
- * element is computed by one thread with the same float expression whatever
- * the split, so results do not depend on the thread count; the sums follow
+/* The cpu backend's elementwise math, select, strided copies and reductions.
+ * Each output element is computed by one thread with the same float
+ * expression whatever the split, so results do not depend on the thread count; the sums follow
  * the lane order of core/cpu/host.h in double, as the reference backend
  * does, so they match it bit for bit. `omp simd` marks the loops that GCC's
  * -O2 cost model would leave scalar; an output may be its input at the same
@@ -250,6 +250,56 @@ void kc_cpu_binary(kc_binary_op op, const kc_bcast *g, const float *a, const flo
 
 void kc_cpu_select(const float *cond, const float *a, const float *b, float *y, size_t n) {
     MAP(n, CHEAP, y[i] = cond[i] != 0.0f ? a[i] : b[i]);
+}
+
+/* ------------------------------------------------------- strided copy --- */
+
+/* One run along the last axis: n elements, source stride a, destination
+ * stride b; SET moves the four bytes as they are. */
+static void copy_row(kc_copy_mode mode, const char *restrict src, int64_t a, char *restrict dst,
+                     int64_t b, int64_t n) {
+    if (mode == KC_COPY_SET) {
+        if (a == 1 && b == 1) {
+            memcpy(dst, src, (size_t)n * 4);
+            return;
+        }
+        for (int64_t i = 0; i < n; i++)
+            memcpy(dst + i * b * 4, src + i * a * 4, 4);
+        return;
+    }
+    const float *restrict x = (const float *)src;
+    float *restrict y = (float *)dst;
+    if (a == 1 && b == 1) {
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++)
+            y[i] += x[i];
+        return;
+    }
+    for (int64_t i = 0; i < n; i++)
+        y[i * b] += x[i * a];
+}
+
+/* Threads take runs of the last axis; no two runs write the same element
+ * (the contract of kc_copy_desc), so the split does not change the result. */
+void kc_cpu_copy_strided(kc_copy_mode mode, const kc_copy_desc *g, const void *src, void *dst) {
+    int r = g->rank;
+    int64_t rows = 1, len = g->dims[r - 1];
+    for (int k = 0; k < r - 1; k++)
+        rows *= g->dims[k];
+    int nt = kc_cpu_threads();
+    int par = rows > 1 && (double)rows * len >= CHEAP && nt > 1;
+#pragma omp parallel for schedule(static) num_threads(nt) if (par)
+    for (int64_t row = 0; row < rows; row++) {
+        int64_t t = row, so = 0, dof = 0;
+        for (int k = r - 2; k >= 0; k--) {
+            int64_t i = t % g->dims[k];
+            t /= g->dims[k];
+            so += i * g->ss[k];
+            dof += i * g->ds[k];
+        }
+        copy_row(mode, (const char *)src + so * 4, g->ss[r - 1], (char *)dst + dof * 4,
+                 g->ds[r - 1], len);
+    }
 }
 
 /* ------------------------------------------------------------- reduce --- */

@@ -22,6 +22,7 @@
     X(binary)                                                                                      \
     X(select)                                                                                      \
     X(copy2d)                                                                                      \
+    X(copy_strided)                                                                                \
     X(scale2d)                                                                                     \
     X(reduce_item)                                                                                 \
     X(reduce_group)                                                                                \
@@ -157,6 +158,8 @@ int kc_ocl_binary(kc_device *d, kc_binary_op op, const kc_bcast *g, kc_buf a, kc
 int kc_ocl_select(kc_device *d, kc_buf cond, kc_buf a, kc_buf b, kc_buf y, size_t n);
 int kc_ocl_copy2d(kc_device *d, kc_buf dst, size_t ldd, kc_buf src, size_t lds, size_t rows,
                   size_t cols);
+int kc_ocl_copy_strided(kc_device *d, kc_copy_mode mode, const kc_copy_desc *g, kc_buf src,
+                        kc_buf dst);
 int kc_ocl_scale2d(kc_device *d, kc_buf y, size_t ld, size_t rows, size_t cols, float beta);
 
 int kc_ocl_reduce(kc_device *d, kc_reduce_op op, const kc_reduce_desc *g, float alpha, kc_buf x,

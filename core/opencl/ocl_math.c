@@ -114,3 +114,28 @@ int kc_ocl_scale2d(kc_device *d, kc_buf y, size_t ld, size_t rows, size_t cols, 
     kc_ocl_f32(&c, beta);
     return kc_ocl_run(&c, rows * cols);
 }
+
+/* The geometry as three 8-vectors (axes beyond the rank unused). */
+int kc_ocl_copy_strided(kc_device *d, kc_copy_mode mode, const kc_copy_desc *g, kc_buf src,
+                        kc_buf dst) {
+    if (g->rank < 1 || g->rank > KC_COPY_RANK)
+        return kc_device_fail(d, KC_ECONFIG, "opencl: strided copy rank %d out of range", g->rank);
+    cl_ulong8 dims = {{0}}, ss = {{0}}, ds = {{0}};
+    size_t n = 1;
+    for (int k = 0; k < g->rank; k++) {
+        dims.s[k] = (cl_ulong)g->dims[k];
+        ss.s[k] = (cl_ulong)g->ss[k];
+        ds.s[k] = (cl_ulong)g->ds[k];
+        n *= (size_t)g->dims[k];
+    }
+    kc_ocl_call c = kc_ocl_begin(d, KC_OCL_K_copy_strided);
+    kc_ocl_i32(&c, (int)mode);
+    kc_ocl_buf(&c, dst);
+    kc_ocl_buf(&c, src);
+    kc_ocl_i32(&c, g->rank);
+    kc_ocl_raw(&c, sizeof dims, &dims);
+    kc_ocl_raw(&c, sizeof ss, &ss);
+    kc_ocl_raw(&c, sizeof ds, &ds);
+    kc_ocl_u64(&c, n);
+    return kc_ocl_run(&c, n);
+}

@@ -3,8 +3,8 @@
  * contraction off, so a + b * c rounds twice as it does in the host's C.
  * `real` is double where the device has cl_khr_fp64 (sums and transcendental
  * functions then round once to float, as the reference backend's do) and
- * float elsewhere. The enum constants (UN_*, BIN_*, RED_*, ACT_*) are defined
- * by the host from core/backend.h when it builds the program. */
+ * float elsewhere. The enum constants (UN_*, BIN_*, RED_*, ACT_*, COPY_*)
+ * are defined by the host from core/backend.h when it builds the program. */
 #include "core/opencl/ocl.h"
 
 /* Source text written as code: the C preprocessor turns it into one string
@@ -205,6 +205,34 @@ const char kc_ocl_src_math[] = KC_CL(
         FOR_EACH(i, rows * cols) {
             ulong r = i / cols, j = i - r * cols;
             dst[r * ldd + j] = src[r * lds + j];
+        }
+    }
+
+    /* The strided copy of kc_copy_desc: SET moves the four bytes as they are
+     * (floats or int32s), ADD adds floats. Element i of the index space is
+     * split into its indices from the last axis up. */
+    __kernel void k_copy_strided(int mode, __global uint *dst, ulong dsto, __global const uint *src,
+                                 ulong srco, int rank, ulong8 dims8, ulong8 ss8, ulong8 ds8,
+                                 ulong n) {
+        dst += dsto;
+        src += srco;
+        ulong dims[8], ss[8], ds[8];
+        vstore8(dims8, 0, dims);
+        vstore8(ss8, 0, ss);
+        vstore8(ds8, 0, ds);
+        FOR_EACH(i, n) {
+            ulong t = i, so = 0, dof = 0;
+            for (int k = rank - 1; k >= 0; k--) {
+                ulong q = t / dims[k];
+                ulong ik = t - q * dims[k];
+                so += ik * ss[k];
+                dof += ik * ds[k];
+                t = q;
+            }
+            if (mode == COPY_ADD)
+                dst[dof] = as_uint(as_float(dst[dof]) + as_float(src[so]));
+            else
+                dst[dof] = src[so];
         }
     }
 

@@ -56,6 +56,7 @@ void kc_ref_weight_decay(float *w, float wd, float lr, size_t n);
 void kc_ref_unary(kc_unary_op op, float a, const float *x, float *y, size_t n);
 void kc_ref_binary(kc_binary_op op, const kc_bcast *g, const float *a, const float *b, float *y);
 void kc_ref_select(const float *cond, const float *a, const float *b, float *y, size_t n);
+void kc_ref_copy_strided(kc_copy_mode mode, const kc_copy_desc *g, const void *src, void *dst);
 void kc_ref_reduce(kc_reduce_op op, const kc_reduce_desc *g, float alpha, const float *x,
                    float beta, float *y);
 

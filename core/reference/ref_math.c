@@ -1,10 +1,11 @@
-/* Reference elementwise math, select and reductions: one element at a time,
- * in double where a function is evaluated or a sum taken (the one rounding to
+/* Reference elementwise math, select, strided copies and reductions: one
+ * element at a time, in double where a function is evaluated or a sum taken (the one rounding to
  * float is then the only error; for + - * / and sqrt of floats that equals
  * the float operation), sums in the lane order of core/cpu/host.h. */
 #include "core/reference/ref.h"
 
 #include <math.h>
+#include <string.h>
 
 /* NaN wins in max and min, unlike fmax. */
 static float max_nan(float u, float v) {
@@ -135,6 +136,36 @@ void kc_ref_binary(kc_binary_op op, const kc_bcast *g, const float *a, const flo
 void kc_ref_select(const float *cond, const float *a, const float *b, float *y, size_t n) {
     for (size_t i = 0; i < n; i++)
         y[i] = cond[i] != 0.0f ? a[i] : b[i];
+}
+
+/* Every element of the index space in row-major order; SET moves the four
+ * bytes as they are, ADD adds floats. */
+void kc_ref_copy_strided(kc_copy_mode mode, const kc_copy_desc *g, const void *src, void *dst) {
+    int64_t idx[KC_COPY_RANK] = {0}, total = 1;
+    for (int k = 0; k < g->rank; k++)
+        total *= g->dims[k];
+    const char *from = src;
+    char *to = dst;
+    for (int64_t t = 0; t < total; t++) {
+        int64_t so = 0, dof = 0;
+        for (int k = 0; k < g->rank; k++) {
+            so += idx[k] * g->ss[k];
+            dof += idx[k] * g->ds[k];
+        }
+        if (mode == KC_COPY_ADD) {
+            float a, b;
+            memcpy(&a, from + so * 4, 4);
+            memcpy(&b, to + dof * 4, 4);
+            b += a;
+            memcpy(to + dof * 4, &b, 4);
+        } else {
+            memcpy(to + dof * 4, from + so * 4, 4);
+        }
+        for (int k = g->rank - 1; k >= 0; k--) {
+            if (++idx[k] < g->dims[k]) break;
+            idx[k] = 0;
+        }
+    }
 }
 
 #define LANES KC_HOST_REDUCE_LANES

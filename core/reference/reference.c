@@ -142,6 +142,12 @@ static int ref_select(kc_device *d, kc_buf cond, kc_buf a, kc_buf b, kc_buf y, s
     return KC_OK;
 }
 
+static int ref_copy_strided(kc_device *d, kc_copy_mode mode, const kc_copy_desc *g, kc_buf src,
+                            kc_buf dst) {
+    kc_ref_copy_strided(mode, g, kc_host_ptr(src), kc_host_ptr(dst));
+    return KC_OK;
+}
+
 static int ref_reduce(kc_device *d, kc_reduce_op op, const kc_reduce_desc *g, float alpha, kc_buf x,
                       float beta, kc_buf y) {
     kc_ref_reduce(op, g, alpha, F(x), beta, F(y));
@@ -355,6 +361,7 @@ const kc_backend kc_reference_backend = {
     .download = kc_host_download,
     .copy = kc_host_copy,
     .copy2d = kc_host_copy2d,
+    .copy_strided = ref_copy_strided,
     .fill = ref_fill,
     .scale = ref_scale,
     .axpy = ref_axpy,
