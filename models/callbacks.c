@@ -1,6 +1,7 @@
 #include "models/callbacks.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -645,9 +646,12 @@ int kc_callbacks_batch_end(kc_callbacks *c, const kc_callback_env *env, int epoc
                            const kc_logs *logs, int *stop, kc_error *e) {
     static const kc_logs none;
     if (!logs) logs = &none;
+    int first = KC_OK;
+    kc_error later;
     for (int i = 0; c && i < c->n; i++) {
         cb *x = &c->items[i];
         int rc = KC_OK;
+        if (first) e = &later; /* the first failure is the one reported */
         if (x->kind == CB_TERMINATE_ON_NAN) {
             double loss;
             if (find_log(logs, "loss", &loss) && !isfinite(loss)) {
@@ -668,9 +672,9 @@ int kc_callbacks_batch_end(kc_callbacks *c, const kc_callback_env *env, int epoc
                 }
             }
         }
-        if (rc) return rc;
+        if (rc && !first) first = rc;
     }
-    return KC_OK;
+    return first;
 }
 
 static int csv_row(cb *x, const kc_callback_env *env, int epoch, const kc_logs *logs, kc_error *e) {
@@ -696,12 +700,12 @@ static int csv_row(cb *x, const kc_callback_env *env, int epoch, const kc_logs *
     FILE *f = fopen(path, "a");
     if (!f) return kc_fail(e, KC_ERUNTIME, "CSVLogger cannot write %s: %s", path, strerror(errno));
     errno = 0;
-    if (!x->header_done) {
+    int header = !x->header_done;
+    if (header) {
         fprintf(f, "epoch");
         for (int i = 0; i < x->nkeys; i++)
             fprintf(f, "%c%s", x->separator, x->keys[i]);
         fprintf(f, "\r\n");
-        x->header_done = 1;
     }
     fprintf(f, "%d", epoch);
     for (int i = 0; i < x->nkeys; i++) {
@@ -719,8 +723,9 @@ static int csv_row(cb *x, const kc_callback_env *env, int epoch, const kc_logs *
     errno = 0;
     if (fflush(f) != 0) err = errno ? errno : EIO;
     if (fclose(f) != 0 && !err) err = errno ? errno : EIO;
-    return err ? kc_fail(e, KC_ERUNTIME, "CSVLogger cannot write %s: %s", path, strerror(err))
-               : KC_OK;
+    if (err) return kc_fail(e, KC_ERUNTIME, "CSVLogger cannot write %s: %s", path, strerror(err));
+    if (header) x->header_done = 1; /* else the next row tries the header again */
+    return KC_OK;
 }
 
 static void logs_put(kc_logs *l, const char *key, double v) {
@@ -806,9 +811,12 @@ int kc_callbacks_epoch_end(kc_callbacks *c, const kc_callback_env *env, int epoc
                            int *stop, kc_error *e) {
     /* the learning rate in effect this epoch is logged before anything changes it */
     if (kc_callbacks_log_lr(c)) logs_put(logs, "learning_rate", (float)env->get_lr(env->ctx));
+    int first = KC_OK;
+    kc_error later;
     for (int i = 0; c && i < c->n; i++) {
         cb *x = &c->items[i];
         int rc = KC_OK;
+        if (first) e = &later; /* the first failure is the one reported */
         switch (x->kind) {
         case CB_CHECKPOINT:
             if (!x->save_freq) rc = checkpoint_save(x, env, epoch, 0, logs, e);
@@ -834,9 +842,9 @@ int kc_callbacks_epoch_end(kc_callbacks *c, const kc_callback_env *env, int epoc
         default:
             break;
         }
-        if (rc) return rc;
+        if (rc && !first) first = rc;
     }
-    return KC_OK;
+    return first;
 }
 
 int kc_callbacks_train_end(kc_callbacks *c, const kc_callback_env *env, int last_epoch,
@@ -886,18 +894,91 @@ char *kc_callbacks_state(const kc_callbacks *c) {
     return kc_strbuf_take(&b);
 }
 
-static int json_ll(const kc_json *o, const char *key, long long *out) {
-    int64_t v;
+/* A value of a callback's saved state as a message shows it: a number as
+ * written (cut after 40 characters), anything else by its kind. */
+static const char *state_shown(const kc_json *j, char *buf, size_t n) {
+    const char *t = kc_json_num_text(j);
+    if (!t) return kc_json_kind_name(kc_json_kind_of(j));
+    snprintf(buf, n, "%.40s%s", t, strlen(t) > 40 ? "..." : "");
+    return buf;
+}
+
+static int bad_state(int i, const cb *x, const char *key, const kc_json *j, const char *want,
+                     kc_error *e) {
+    char b[64];
+    return kc_fail(e, KC_ERUNTIME,
+                   "checkpoint metadata callbacks: callback %d (%s) %s = %s is not valid: "
+                   "expected %s",
+                   i + 1, cb_names[x->kind], key, state_shown(j, b, sizeof b), want);
+}
+
+/* An integer of callback i's state in lo..hi into *out; a key the state
+ * lacks leaves *out as it is. */
+static int state_int(const kc_json *o, int i, const cb *x, const char *key, int64_t lo, int64_t hi,
+                     long long *out, kc_error *e) {
     const kc_json *j = kc_json_get(o, key);
-    if (!j || kc_json_int64(j, &v)) return -1;
-    *out = v;
-    return 0;
+    if (!j) return KC_OK;
+    int64_t v;
+    if (kc_json_kind_of(j) == KC_JSON_NUMBER && !kc_json_int64(j, &v) && v >= lo && v <= hi) {
+        *out = v;
+        return KC_OK;
+    }
+    char want[128];
+    snprintf(want, sizeof want, "an integer from %lld to %lld", (long long)lo, (long long)hi);
+    return bad_state(i, x, key, j, want, e);
+}
+
+static int state_flag(const kc_json *o, int i, const cb *x, const char *key, int *out,
+                      kc_error *e) {
+    long long v = *out;
+    int rc = state_int(o, i, x, key, 0, 1, &v, e);
+    *out = (int)v;
+    return rc;
+}
+
+/* An int of the state: an epoch index, never negative. */
+static int state_epoch(const kc_json *o, int i, const cb *x, const char *key, int *out,
+                       kc_error *e) {
+    long long v = *out;
+    int rc = state_int(o, i, x, key, 0, INT_MAX, &v, e);
+    *out = (int)v;
+    return rc;
+}
+
+/* Callback i's state, each value checked against what the callback can
+ * reach: counts of epochs within an int, the cooldown within its setting,
+ * batches short of the largest count (fit compares them with the steps
+ * trained), mode -1 (min), 0 (auto) or +1 (max). */
+static int restore_one(cb *x, const kc_json *o, int i, kc_error *e) {
+    int rc = state_flag(o, i, x, "has_best", &x->has_best, e);
+    const kc_json *best = kc_json_get(o, "best");
+    if (!rc && best && kc_json_kind_of(best) != KC_JSON_NUMBER)
+        rc = bad_state(i, x, "best", best, "a number", e);
+    if (rc) return rc;
+    if (best) x->best = kc_json_num(best);
+    long long mode = x->mode;
+    if ((rc = state_int(o, i, x, "wait", 0, INT_MAX, &x->wait, e)) ||
+        (rc = state_epoch(o, i, x, "best_epoch", &x->best_epoch, e)) ||
+        (rc = state_epoch(o, i, x, "stopped_epoch", &x->stopped_epoch, e)) ||
+        (rc = state_int(o, i, x, "cooldown_counter", 0, x->cooldown, &x->cooldown_counter, e)) ||
+        (rc = state_int(o, i, x, "batches_seen", 0, INT64_MAX - 1, &x->batches_seen, e)) ||
+        (rc = state_flag(o, i, x, "header_done", &x->header_done, e)) ||
+        (rc = state_int(o, i, x, "mode", -1, 1, &mode, e)))
+        return rc;
+    if (mode) x->mode = (int)mode; /* 0: the model file's mode, resolved at train begin */
+    return KC_OK;
 }
 
 int kc_callbacks_restore(kc_callbacks *c, const char *text, kc_error *e) {
     kc_json *j = kc_json_parse(text, strlen(text), e);
     if (!j) return kc_error_prefix(e, "callback state in the checkpoint");
     int rc = KC_OK;
+    if (kc_json_kind_of(j) != KC_JSON_ARRAY) {
+        rc = kc_fail(e, KC_ERUNTIME,
+                     "checkpoint metadata callbacks is %s, not a list of callback states",
+                     kc_json_kind_name(kc_json_kind_of(j)));
+        goto done;
+    }
     if ((int)kc_json_len(j) != kc_callbacks_count(c)) {
         rc = kc_fail(e, KC_ECONFIG,
                      "the checkpoint was written with %zu callbacks but the model file now has %d; "
@@ -906,27 +987,30 @@ int kc_callbacks_restore(kc_callbacks *c, const char *text, kc_error *e) {
                      kc_json_len(j), kc_callbacks_count(c));
         goto done;
     }
-    for (int i = 0; i < c->n; i++) {
+    for (int i = 0; !rc && i < c->n; i++) {
         cb *x = &c->items[i];
         const kc_json *o = kc_json_at(j, (size_t)i);
         const char *kind = kc_json_str(kc_json_get(o, "kind"));
-        if (!kind || strcmp(kind, cb_names[x->kind])) {
+        if (!kind || strcmp(kind, cb_names[x->kind]))
             rc = kc_fail(e, KC_ECONFIG, "callback %d was %s in the checkpoint and is %s now", i + 1,
                          kind ? kind : "?", cb_names[x->kind]);
-            goto done;
-        }
-        long long v;
-        if (!json_ll(o, "has_best", &v)) x->has_best = (int)v;
-        x->best = kc_json_num(kc_json_get(o, "best"));
-        if (!json_ll(o, "wait", &v)) x->wait = v;
-        if (!json_ll(o, "best_epoch", &v)) x->best_epoch = (int)v;
-        if (!json_ll(o, "stopped_epoch", &v)) x->stopped_epoch = (int)v;
-        if (!json_ll(o, "cooldown_counter", &v)) x->cooldown_counter = v;
-        if (!json_ll(o, "batches_seen", &v)) x->batches_seen = v;
-        if (!json_ll(o, "header_done", &v)) x->header_done = (int)v;
-        if (!json_ll(o, "mode", &v) && v) x->mode = (int)v;
+        else
+            rc = restore_one(x, o, i, e);
     }
 done:
     kc_json_free(j);
     return rc;
+}
+
+int kc_callbacks_check_progress(const kc_callbacks *c, int64_t steps, kc_error *e) {
+    for (int i = 0; c && i < c->n; i++) {
+        const cb *x = &c->items[i];
+        if (x->batches_seen > steps)
+            return kc_fail(e, KC_ERUNTIME,
+                           "the callback state of the checkpoint resumed from is not valid: "
+                           "callback %d (%s) batches_seen = %lld is more than the %lld steps "
+                           "trained so far",
+                           i + 1, cb_names[x->kind], x->batches_seen, (long long)steps);
+    }
+    return KC_OK;
 }

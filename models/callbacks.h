@@ -52,7 +52,11 @@ int kc_callbacks_count(const kc_callbacks *c);
  * out_dir. Stale temporaries of the checkpoints they write are removed. */
 int kc_callbacks_check_outputs(const kc_callbacks *c, const char *out_dir, kc_error *e);
 
-/* The hooks, called by the trainer. `stop` is set when a callback ends training. */
+/* The hooks, called by the trainer. `stop` is set when a callback ends
+ * training. A callback that fails at a batch's or an epoch's end does not
+ * keep the others from acting on it: all of them run, and the first
+ * failure is returned, so that the state the trainer then saves has every
+ * callback's view of that batch or epoch. */
 int kc_callbacks_train_begin(kc_callbacks *c, const kc_callback_env *env, kc_error *e);
 int kc_callbacks_epoch_begin(kc_callbacks *c, const kc_callback_env *env, int epoch, kc_error *e);
 /* Does some callback read the logs of batch `batch` (from 0) of the epoch in
@@ -70,9 +74,14 @@ int kc_callbacks_train_end(kc_callbacks *c, const kc_callback_env *env, int last
 /* Does any callback log the learning rate (ReduceLROnPlateau, LearningRateScheduler)? */
 int kc_callbacks_log_lr(const kc_callbacks *c);
 
-/* State for exact resume: a JSON object; restore accepts what state wrote. */
+/* State for exact resume: a JSON list, one object per callback. restore
+ * accepts what state wrote, and refuses (naming the callback, the key and
+ * the value) any value the callback could not have reached. */
 char *kc_callbacks_state(const kc_callbacks *c);
 int kc_callbacks_restore(kc_callbacks *c, const char *json, kc_error *e);
+/* After a restore: no callback counts more batches than the run's `steps`
+ * training steps so far. */
+int kc_callbacks_check_progress(const kc_callbacks *c, int64_t steps, kc_error *e);
 
 /* Python str.format for checkpoint paths: "{epoch:02d}-{val_loss:.2f}" with
  * epoch (1-based) and the logged values. Unknown keys and bad specs fail. */

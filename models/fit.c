@@ -1,12 +1,10 @@
 /* kc_fit: epochs of training steps (models/step.c) from the session's
  * position, validation, the history file, checkpoints, callbacks and
  * interruption. */
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "core/atomic_file.h"
 #include "core/rng.h"
@@ -23,24 +21,6 @@ static void permutation(int64_t *p, int64_t n, uint64_t seed, int64_t epoch, int
         p[i] = p[j];
         p[j] = t;
     }
-}
-
-static int mkdir_p(const char *dir, kc_error *e) {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", dir);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(buf, 0777) && errno != EEXIST)
-            return kc_fail(e, KC_ERUNTIME, "cannot create directory %s: %s", buf, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0777) && errno != EEXIST)
-        return kc_fail(e, KC_ERUNTIME, "cannot create directory %s: %s", buf, strerror(errno));
-    struct stat st;
-    if (stat(buf, &st) || !S_ISDIR(st.st_mode))
-        return kc_fail(e, KC_ERUNTIME, "%s exists and is not a directory", buf);
-    return KC_OK;
 }
 
 /* The whole history, rewritten atomically each epoch (Keras CSVLogger's columns:
@@ -167,7 +147,7 @@ static int fit_init(fit_run *r, kc_session *s, const char *out_dir, const kc_hoo
     memset(r, 0, sizeof *r);
     r->s = s;
     r->h = h;
-    int rc = mkdir_p(out_dir, e);
+    int rc = kc_mkdir_p(out_dir, e);
     if (rc || (rc = kc_session_feed(s, KC_SPLIT_TRAIN, &r->train, e))) return rc;
     r->n = r->train.rows;
     r->bs = s->batch_size;
@@ -185,16 +165,44 @@ static int fit_init(fit_run *r, kc_session *s, const char *out_dir, const kc_hoo
     return KC_OK;
 }
 
+/* What the interrupted hook's nonzero value says stopped the run: a
+ * request (Ctrl-C, SIGTERM), or output the caller can no longer write
+ * (its progress, its log), after which training on would go unseen. */
+enum { STOP_REQUESTED = 1, STOP_OUTPUT_FAILED = 2 };
+
 static int interrupted(const fit_run *r) {
-    return r->h && r->h->interrupted && r->h->interrupted(r->h->ctx);
+    return r->h && r->h->interrupted ? r->h->interrupted(r->h->ctx) : 0;
 }
 
-/* Says where the run stopped and fails with KC_EINTERRUPTED. */
-static int stop_interrupted(fit_run *r, const char *where, kc_error *e) {
+/* Says where the run stopped, and why (`cause`, interrupted()'s value), and
+ * fails with KC_EINTERRUPTED. */
+static int stop_interrupted(fit_run *r, int cause, const char *where, kc_error *e) {
     char msg[4400];
+    if (cause == STOP_OUTPUT_FAILED) {
+        snprintf(msg, sizeof msg,
+                 "\nTraining stopped after %s: its output could not be written; saved %s", where,
+                 r->p_last);
+        env_print(r->s, msg);
+        return kc_fail(e, KC_EINTERRUPTED,
+                       "the output could not be written; training stopped after saving its state "
+                       "(continue with --resume %s)",
+                       r->p_last);
+    }
     snprintf(msg, sizeof msg, "\nInterrupted after %s; saved %s", where, r->p_last);
     env_print(r->s, msg);
     return kc_fail(e, KC_EINTERRUPTED, "interrupted; resume with --resume %s", r->p_last);
+}
+
+/* A callback failed with rc (e says why): the state was saved for --resume
+ * unless `save` holds why it could not be. Returns rc. */
+static int callback_stopped(const fit_run *r, int rc, const kc_error *save, kc_error *e) {
+    char why[sizeof e->msg];
+    snprintf(why, sizeof why, "%s", e->msg);
+    if (save)
+        return kc_fail(e, rc, "%s; training stopped, and its state could not be saved: %s", why,
+                       save->msg);
+    return kc_fail(e, rc, "%s; training stopped after saving its state (continue with --resume %s)",
+                   why, r->p_last);
 }
 
 /* The running logs of the epoch, read from the device once per step at most. */
@@ -240,13 +248,20 @@ static int fit_batch(fit_run *r, int64_t epoch, int64_t b, int64_t *perm_pass, k
     if (cb_logs && (rc = read_batch_logs(s, &bl, e))) return rc;
     rc = kc_callbacks_batch_end(s->callbacks, &r->env, (int)epoch, b, cb_logs ? &bl.l : NULL,
                                 &r->stop, e);
-    if (rc || !interrupted(r)) return rc;
-    if ((rc = read_batch_logs(s, &bl, e)) || (rc = kc_checkpoint_save(s, r->p_last, &bl.l, e)))
-        return rc;
+    int cause = rc ? 0 : interrupted(r);
+    if (!rc && !cause) return KC_OK;
+    /* a failed callback or a stop: the step's state is saved first */
+    kc_error se = {0};
+    int unsaved = read_batch_logs(s, &bl, &se) || kc_checkpoint_save(s, r->p_last, &bl.l, &se);
+    if (rc) return callback_stopped(r, rc, unsaved ? &se : NULL, e);
+    if (unsaved) {
+        *e = se;
+        return se.code;
+    }
     char where[100];
     snprintf(where, sizeof where, "step %lld of epoch %lld", (long long)(b + 1),
              (long long)(epoch + 1));
-    return stop_interrupted(r, where, e);
+    return stop_interrupted(r, cause, where, e);
 }
 
 static int fit_steps(fit_run *r, int64_t epoch, kc_error *e) {
@@ -309,16 +324,21 @@ static int end_epoch(fit_run *r, int64_t epoch, kc_error *e) {
     s->batch = 0;
     if (s->nhistory < (int)epochs) s->history[s->nhistory++] = logs;
     /* user callbacks first: what they log (learning_rate) reaches the
-     * progress line and the history, as in Keras */
-    if ((rc = kc_callbacks_epoch_end(s->callbacks, &r->env, (int)epoch, &logs, &r->stop, e)))
-        return rc;
+     * progress line and the history, as in Keras; when one fails, the
+     * epoch is still shown and saved, and training stops */
+    int cb_rc = kc_callbacks_epoch_end(s->callbacks, &r->env, (int)epoch, &logs, &r->stop, e);
     s->history[s->nhistory - 1] = logs;
     if (r->h && r->h->epoch_end) r->h->epoch_end(r->h->ctx, (int)epoch, r->steps, &logs);
+    if (cb_rc) {
+        kc_error se = {0};
+        return callback_stopped(r, cb_rc, save_epoch(r, &logs, &se) ? &se : NULL, e);
+    }
     if ((rc = save_epoch(r, &logs, e))) return rc;
-    if (!interrupted(r) || epoch + 1 >= epochs) return KC_OK;
+    int cause = interrupted(r);
+    if (!cause || epoch + 1 >= epochs) return KC_OK;
     char where[64];
     snprintf(where, sizeof where, "epoch %lld", (long long)(epoch + 1));
-    return stop_interrupted(r, where, e);
+    return stop_interrupted(r, cause, where, e);
 }
 
 static int fit_epochs(kc_session *s, const char *out_dir, const kc_hooks *h, kc_error *e) {
@@ -329,7 +349,10 @@ static int fit_epochs(kc_session *s, const char *out_dir, const kc_hooks *h, kc_
         return kc_fail(e, KC_ECONFIG,
                        "cannot continue at step %lld of epoch %lld: an epoch has %lld steps",
                        (long long)s->batch, (long long)s->epoch + 1, (long long)r.steps);
-    if ((rc = kc_callbacks_train_begin(s->callbacks, &r.env, e))) return rc;
+    /* a resumed callback state (--resume, BackupAndRestore) must fit the steps trained */
+    if ((rc = kc_callbacks_train_begin(s->callbacks, &r.env, e)) ||
+        (rc = kc_callbacks_check_progress(s->callbacks, s->step, e)))
+        return rc;
     for (int64_t epoch = s->epoch; epoch < s->cfg->fit.epochs && !r.stop; epoch++)
         if ((rc = fit_steps(&r, epoch, e)) || (rc = end_epoch(&r, epoch, e))) return rc;
     if ((rc = kc_callbacks_train_end(s->callbacks, &r.env, (int)s->epoch - 1, e))) return rc;

@@ -14,6 +14,7 @@
 #include "clitest.h"
 #include "core/atomic_file.h"
 #include "core/safetensors.h"
+#include "models/fit.h"
 
 static const char *cfg_text = "model:\n"
                               "  name: faults\n"
@@ -615,6 +616,160 @@ START_TEST(training_to_a_full_output_saves_and_stops) {
 }
 END_TEST
 
+/* ---------------------------------------------- callbacks that fail --- */
+
+static const char *meta_of(const char *ckpt, const char *key, char *out, size_t n) {
+    kc_st_file *f;
+    kc_error e = {0};
+    ck_assert_msg(kc_st_open(path_in(ckpt), &f, &e) == 0, "%s", e.msg);
+    const char *v = kc_st_meta(f, key);
+    ck_assert_msg(v != NULL, "%s has no %s", ckpt, key);
+    snprintf(out, n, "%s", v);
+    kc_st_close(f);
+    return out;
+}
+
+/* A CSVLogger whose file takes nothing fails at the end of epoch 1: the
+ * epoch is saved all the same, and the run resumes from it exactly. */
+START_TEST(failed_callback_at_epoch_end_saves_the_state) {
+    if (!have_dev_full) {
+        fprintf(stderr, "test_faults: SKIPPED failing CSVLogger: no /dev/full\n");
+        return;
+    }
+    write_cfg_with("csv.yaml", "  callbacks: [{CSVLogger: {filename: /dev/full}}]\n");
+    int st = run("train csv.yaml --output v --epochs 2 --threads 1");
+    assert_clean_failure(st, "CSVLogger cannot write /dev/full");
+    ck_assert_int_eq(st, 1);
+    ck_assert_msg(strstr(err_buf, "training stopped after saving its state (continue with "
+                                  "--resume v/last.safetensors)"),
+                  "%s", err_buf);
+    ck_assert_ptr_nonnull(strstr(out_buf, "Epoch 1/2"));
+    ck_assert_ptr_null(strstr(out_buf, "Epoch 2/2"));
+    char v[64];
+    ck_assert_str_eq(meta_of("v/last.safetensors", "epoch", v, sizeof v), "1");
+    ck_assert_str_eq(meta_of("v/last.safetensors", "batch", v, sizeof v), "0");
+    ck_assert(file_exists("v/best.safetensors"));
+    char hist[4096];
+    slurp(path_in("v/history.csv"), hist, sizeof hist);
+    ck_assert_msg(!strncmp(hist, "epoch,", 6) && strstr(hist, "\n0,") && !strstr(hist, "\n1,"),
+                  "%s", hist);
+    /* the same callbacks, with a file that takes the rows */
+    write_cfg_with("csv_ok.yaml", "  callbacks: [{CSVLogger: {filename: log.csv}}]\n");
+    st = run("train csv_ok.yaml --output v --epochs 2 --threads 1 --resume v/last.safetensors");
+    ck_assert_msg(st == 0, "%s", err_buf);
+    ck_assert_int_eq(run("train f.yaml --output ref --epochs 2 --threads 1"), 0);
+    assert_same_weights("ref/last.safetensors", "v/last.safetensors");
+}
+END_TEST
+
+/* A ModelCheckpoint whose name needs a value that step logs lack fails at
+ * its first save (step 2): that step is saved, and the run resumes there. */
+START_TEST(failed_callback_mid_epoch_saves_the_step) {
+    write_cfg_with("mid.yaml", "  callbacks: [{ModelCheckpoint: {filepath: "
+                               "'ck-{val_loss:.2f}.safetensors', save_freq: 2}}]\n");
+    int st = run("train mid.yaml --output m --epochs 2 --threads 1");
+    assert_clean_failure(st, "val_loss");
+    ck_assert_msg(strstr(err_buf, "training stopped after saving its state (continue with "
+                                  "--resume m/last.safetensors)"),
+                  "%s", err_buf);
+    char v[64];
+    ck_assert_str_eq(meta_of("m/last.safetensors", "step", v, sizeof v), "2");
+    ck_assert_str_eq(meta_of("m/last.safetensors", "batch", v, sizeof v), "2");
+    ck_assert_str_eq(meta_of("m/last.safetensors", "epoch", v, sizeof v), "0");
+    write_cfg_with("mid_ok.yaml", "  callbacks: [{ModelCheckpoint: {filepath: "
+                                  "'ck-{batch}.safetensors', save_freq: 2}}]\n");
+    st = run("train mid_ok.yaml --output m --epochs 2 --threads 1 --resume m/last.safetensors");
+    ck_assert_msg(st == 0, "%s", err_buf);
+    ck_assert(file_exists("m/ck-4.safetensors"));
+    ck_assert_int_eq(run("train f.yaml --output ref --epochs 2 --threads 1"), 0);
+    assert_same_weights("ref/last.safetensors", "m/last.safetensors");
+}
+END_TEST
+
+/* ------------------------------------------ the trainer, in process --- */
+
+/* f.yaml as a training session. */
+static void open_f(kc_session *s, kc_config **cfg) {
+    kc_error e = {0};
+    ck_assert_msg(kc_config_load(path_in("f.yaml"), cfg, &e) == 0, "%s", e.msg);
+    kc_run_opts o = {.threads = 1};
+    ck_assert_msg(kc_session_open(s, *cfg, &o, KC_NEED_TRAIN, 1, &e) == 0, "%s", e.msg);
+}
+
+typedef struct stop_hooks {
+    int cause; /* what interrupted() answers */
+    char notes[8192];
+} stop_hooks;
+
+static int answer_stop(void *ctx) {
+    return ((stop_hooks *)ctx)->cause;
+}
+
+static void keep_note(void *ctx, const char *msg) {
+    stop_hooks *h = ctx;
+    size_t used = strlen(h->notes);
+    snprintf(h->notes + used, sizeof h->notes - used, "%s\n", msg);
+}
+
+/* Stops after the first step with `cause`; returns the notes and e. */
+static void fit_stopped_by(int cause, stop_hooks *sh, kc_error *e) {
+    kc_session s;
+    kc_config *cfg;
+    open_f(&s, &cfg);
+    memset(sh, 0, sizeof *sh);
+    sh->cause = cause;
+    kc_hooks h = {.ctx = sh, .note = keep_note, .interrupted = answer_stop};
+    ck_assert_int_eq(kc_fit(&s, path_in("st"), &h, e), KC_EINTERRUPTED);
+    kc_session_close(&s);
+    kc_config_free(cfg);
+    ck_assert(file_exists("st/last.safetensors"));
+}
+
+START_TEST(stop_messages_follow_the_cause) {
+    stop_hooks sh;
+    kc_error e = {0};
+    fit_stopped_by(1, &sh, &e);
+    ck_assert_msg(strstr(sh.notes, "Interrupted after step 1 of epoch 1; saved "), "%s", sh.notes);
+    ck_assert_msg(strstr(e.msg, "interrupted; resume with --resume "), "%s", e.msg);
+    /* output that can no longer be written is no interruption */
+    fit_stopped_by(2, &sh, &e);
+    ck_assert_msg(strstr(sh.notes, "Training stopped after step 1 of epoch 1: its output could "
+                                   "not be written; saved "),
+                  "%s", sh.notes);
+    ck_assert_msg(!strstr(sh.notes, "Interrupted"), "%s", sh.notes);
+    ck_assert_msg(strstr(e.msg, "training stopped after saving its state (continue with "
+                                "--resume "),
+                  "%s", e.msg);
+    ck_assert_msg(!strstr(e.msg, "interrupted"), "%s", e.msg);
+}
+END_TEST
+
+/* A run directory path past PATH_MAX is refused whole: no directory made
+ * from a cut-down name. */
+START_TEST(run_directory_path_too_long) {
+    size_t n = 4200, used = 0;
+    char *long_dir = malloc(n + 300);
+    used = (size_t)snprintf(long_dir, n + 300, "%s/long", dir);
+    while (used < n)
+        used += (size_t)snprintf(long_dir + used, n + 300 - used, "/%0200d", 7);
+    ck_assert_uint_gt(strlen(long_dir), 4096);
+    kc_session s;
+    kc_config *cfg;
+    open_f(&s, &cfg);
+    kc_error e = {0};
+    int rc = kc_fit(&s, long_dir, NULL, &e);
+    kc_session_close(&s);
+    kc_config_free(cfg);
+    free(long_dir);
+    ck_assert_msg(rc == KC_ECONFIG, "rc %d: %s", rc, e.msg);
+    ck_assert_msg(strstr(e.msg, "path too long"), "%s", e.msg);
+    char head[64];
+    snprintf(head, sizeof head, "%.40s", path_in("long"));
+    ck_assert_msg(strstr(e.msg, head), "the message does not show the path: %s", e.msg);
+    ck_assert_msg(!file_exists("long"), "a directory was made from the cut-down path");
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("faults");
     TCase *t = tcase_create("faults");
@@ -627,6 +782,10 @@ int main(void) {
     tcase_add_test(t, damaged_checkpoints_fail_cleanly);
     tcase_add_test(t, full_standard_output_is_an_error);
     tcase_add_test(t, training_to_a_full_output_saves_and_stops);
+    tcase_add_test(t, failed_callback_at_epoch_end_saves_the_state);
+    tcase_add_test(t, failed_callback_mid_epoch_saves_the_step);
+    tcase_add_test(t, stop_messages_follow_the_cause);
+    tcase_add_test(t, run_directory_path_too_long);
     suite_add_tcase(s, t);
     return kc_test_run(s);
 }

@@ -293,6 +293,112 @@ START_TEST(format_version_is_named) {
 }
 END_TEST
 
+/* ------------------------------------------------------ callback state --- */
+
+static const char *cb_fit = "fit:\n"
+                            "  epochs: 2\n"
+                            "  batch_size: 8\n"
+                            "  seed: 3\n"
+                            "  callbacks:\n"
+                            "    - EarlyStopping: {monitor: loss, patience: 5}\n"
+                            "    - ReduceLROnPlateau: {monitor: loss, cooldown: 2}\n"
+                            "    - ModelCheckpoint: {filepath: 'ck-{batch}.safetensors', "
+                            "save_freq: 3}\n"
+                            "    - CSVLogger: {filename: log.csv}\n";
+
+/* small_cfg with the callbacks above. */
+static void write_cb_cfg(void) {
+    char cfg[2048];
+    const char *fit = strstr(small_cfg, "fit:");
+    ck_assert_ptr_nonnull(fit);
+    snprintf(cfg, sizeof cfg, "%.*s%s", (int)(fit - small_cfg), small_cfg, cb_fit);
+    write_file("hc.yaml", cfg);
+}
+
+/* The callback state `state` with callback `nth`'s (from 1) value of key
+ * set to `value`. */
+static void state_set(const char *state, int nth, const char *key, const char *value, char *out,
+                      size_t n) {
+    const char *at = state;
+    for (int i = 0; i < nth; i++) {
+        at = strstr(i ? at + 1 : at, "{\"kind\"");
+        ck_assert_ptr_nonnull(at);
+    }
+    char field[64];
+    snprintf(field, sizeof field, "\"%s\": ", key);
+    const char *v = strstr(at, field);
+    ck_assert_ptr_nonnull(v);
+    v += strlen(field);
+    const char *end = v + strcspn(v, ",}");
+    snprintf(out, n, "%.*s%s%s", (int)(v - state), state, value, end);
+}
+
+/* Resuming hc.yaml from base/last.safetensors with callback nth's key set
+ * to value fails with status 1, naming the file, the key and the value. */
+static void state_fails(const char *state, int nth, const char *key, const char *value,
+                        const char *needle) {
+    char edited[4096], want[256];
+    state_set(state, nth, key, value, edited, sizeof edited);
+    rewrite("base/last.safetensors", "bad.safetensors", &EDIT1("callbacks", edited));
+    int st = run("train hc.yaml --output r --threads 1 --resume bad.safetensors");
+    ck_assert_msg(st == 1, "%s = %s: status %d: %s", key, value, st, err_buf);
+    ck_assert_msg(!strstr(err_buf, "runtime error") && !strstr(err_buf, "Sanitizer"), "%s",
+                  err_buf);
+    ck_assert_msg(strstr(err_buf, "bad.safetensors"), "no file name: %s", err_buf);
+    snprintf(want, sizeof want, "%s = %s", key, needle ? needle : value);
+    ck_assert_msg(strstr(err_buf, want), "no '%s' in: %s", want, err_buf);
+    ck_assert(!file_exists("r/last.safetensors"));
+}
+
+START_TEST(resume_callback_state_is_validated) {
+    write_cb_cfg();
+    int st = run("train hc.yaml --output base --epochs 1 --threads 1");
+    ck_assert_msg(st == 0, "%s", err_buf);
+    kc_st_file *f;
+    kc_error e = {0};
+    ck_assert_msg(kc_st_open(path_in("base/last.safetensors"), &f, &e) == 0, "%s", e.msg);
+    char state[4096];
+    snprintf(state, sizeof state, "%s", kc_st_meta(f, "callbacks"));
+    kc_st_close(f);
+    ck_assert_msg(strstr(state, "\"batches_seen\": 8"), "%s", state);
+    /* once an overflow at the next batch's (batches_seen + 1) % save_freq */
+    state_fails(state, 3, "batches_seen", "9223372036854775807", NULL);
+    ck_assert_ptr_nonnull(strstr(err_buf, "ModelCheckpoint"));
+    state_fails(state, 3, "batches_seen", "-1", NULL);
+    state_fails(state, 1, "wait", "-3", NULL);
+    state_fails(state, 1, "wait", "2147483648", NULL);
+    /* once cut to an int */
+    state_fails(state, 1, "best_epoch", "4294967296", NULL);
+    state_fails(state, 1, "stopped_epoch", "\"7\"", "a string");
+    state_fails(state, 2, "cooldown_counter", "3", NULL);
+    ck_assert_msg(strstr(err_buf, "from 0 to 2"), "%s", err_buf);
+    state_fails(state, 4, "header_done", "2", NULL);
+    state_fails(state, 1, "mode", "5", NULL);
+    state_fails(state, 1, "has_best", "1.5", NULL);
+    state_fails(state, 1, "best", "null", "null");
+    /* within its range, but more batches than the 8 steps trained */
+    char edited[4096];
+    state_set(state, 3, "batches_seen", "9223372036854775806", edited, sizeof edited);
+    rewrite("base/last.safetensors", "bad.safetensors", &EDIT1("callbacks", edited));
+    st = run("train hc.yaml --output r --threads 1 --resume bad.safetensors");
+    ck_assert_msg(st == 1, "status %d: %s", st, err_buf);
+    ck_assert_msg(strstr(err_buf, "batches_seen = 9223372036854775806 is more than the 8 steps"),
+                  "%s", err_buf);
+    ck_assert(!file_exists("r/last.safetensors"));
+    rewrite("base/last.safetensors", "bad.safetensors", &EDIT1("callbacks", "{}"));
+    ck_assert_int_eq(run("train hc.yaml --output r --threads 1 --resume bad.safetensors"), 1);
+    ck_assert_msg(strstr(err_buf, "bad.safetensors") && strstr(err_buf, "not a list"), "%s",
+                  err_buf);
+    /* the state as written resumes */
+    rewrite("base/last.safetensors", "good.safetensors", &EDIT1("callbacks", state));
+    st = run("train hc.yaml --output ok --threads 1 --resume good.safetensors");
+    ck_assert_msg(st == 0, "%s", err_buf);
+    /* the 9th batch seen is the epoch's first: the count went on from 8 */
+    ck_assert(file_exists("ok/ck-1.safetensors"));
+    ck_assert(!file_exists("ok/ck-3.safetensors"));
+}
+END_TEST
+
 /* A stack of 300 Dense layers: 600 weights in every list a checkpoint keeps. */
 START_TEST(deep_model_checkpoints) {
     int layers = 300;
@@ -597,6 +703,7 @@ int main(void) {
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_add_test(t, resume_metadata_is_validated);
     tcase_add_test(t, resume_state_tensors_are_validated);
+    tcase_add_test(t, resume_callback_state_is_validated);
     tcase_add_test(t, checkpoint_numbers_for_inference);
     tcase_add_test(t, format_version_is_named);
     tcase_add_test(t, deep_model_checkpoints);
