@@ -161,7 +161,8 @@ int kc_cli_progress_output_error(kc_cli_progress *p, kc_error *e) {
  * saved state resumes exactly once the output is fixed. */
 static int on_interrupted(void *ctx) {
     const kc_cli_progress *p = ctx;
-    return kc_cli_interrupted() || (p && (p->json_err || p->out_err));
+    if (kc_cli_interrupted()) return KC_STOP_REQUESTED;
+    return p && (p->json_err || p->out_err) ? KC_STOP_OUTPUT_FAILED : 0;
 }
 
 void kc_cli_progress_hooks(kc_cli_progress *p, kc_hooks *h) {

@@ -664,10 +664,14 @@ static int load_weights(kc_session *s, kc_st_file *f, const char *path, kc_error
 }
 
 /* The completed epochs and steps. Epochs are counted in ints. */
+/* Steps a run can count: far beyond any real run, and far enough below
+ * INT64_MAX that step + steps_per_epoch * epochs cannot overflow. */
+#define KC_CKPT_MAX_STEP (INT64_C(1) << 61)
+
 static int restore_counts(kc_session *s, kc_st_file *f, const char *path, kc_error *e) {
     int64_t epoch = 0, step = 0;
     int rc = meta_int(f, path, "epoch", 0, INT_MAX, "", &epoch, e);
-    if (rc || (rc = meta_int(f, path, "step", 0, INT64_MAX, "", &step, e))) return rc;
+    if (rc || (rc = meta_int(f, path, "step", 0, KC_CKPT_MAX_STEP, "", &step, e))) return rc;
     s->epoch = epoch;
     s->step = step;
     return KC_OK;

@@ -168,7 +168,6 @@ static int fit_init(fit_run *r, kc_session *s, const char *out_dir, const kc_hoo
 /* What the interrupted hook's nonzero value says stopped the run: a
  * request (Ctrl-C, SIGTERM), or output the caller can no longer write
  * (its progress, its log), after which training on would go unseen. */
-enum { STOP_REQUESTED = 1, STOP_OUTPUT_FAILED = 2 };
 
 static int interrupted(const fit_run *r) {
     return r->h && r->h->interrupted ? r->h->interrupted(r->h->ctx) : 0;
@@ -178,7 +177,7 @@ static int interrupted(const fit_run *r) {
  * fails with KC_EINTERRUPTED. */
 static int stop_interrupted(fit_run *r, int cause, const char *where, kc_error *e) {
     char msg[4400];
-    if (cause == STOP_OUTPUT_FAILED) {
+    if (cause == KC_STOP_OUTPUT_FAILED) {
         snprintf(msg, sizeof msg,
                  "\nTraining stopped after %s: its output could not be written; saved %s", where,
                  r->p_last);

@@ -42,6 +42,8 @@ typedef struct kc_logs {
     double vals[KC_MAX_LOGS];
 } kc_logs;
 
+enum { KC_STOP_REQUESTED = 1, KC_STOP_OUTPUT_FAILED = 2 };
+
 typedef struct kc_hooks {
     void *ctx;
     void (*epoch_begin)(void *ctx, int epoch, int epochs, int64_t steps);
@@ -55,6 +57,8 @@ typedef struct kc_hooks {
     void (*note)(void *ctx, const char *msg); /* e.g. where checkpoints went */
     /* Polled after every training step: nonzero finishes the step, writes a
      * checkpoint and makes kc_fit return KC_EINTERRUPTED. */
+    /* KC_STOP_REQUESTED (Ctrl-C, SIGTERM) or KC_STOP_OUTPUT_FAILED (the run's
+     * output can no longer be written) to stop after saving; 0 to go on. */
     int (*interrupted)(void *ctx);
 } kc_hooks;
 

@@ -606,6 +606,8 @@ START_TEST(training_to_a_full_output_saves_and_stops) {
     ck_assert_int_eq(st, 1);
     ck_assert_ptr_nonnull(strstr(out_buf, "Epoch 1/3"));
     ck_assert_ptr_null(strstr(out_buf, "Epoch 2/3"));
+    ck_assert_msg(strstr(out_buf, "could not be written"), "%s", out_buf);
+    ck_assert_ptr_null(strstr(out_buf, "Interrupted"));
     ck_assert(file_exists("u/last.safetensors"));
 
     /* a CSVLogger file that takes nothing ends the run with its name */

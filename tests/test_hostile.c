@@ -181,6 +181,8 @@ START_TEST(resume_metadata_is_validated) {
     resume_fails(&EDIT1("iterations", "-7"), 1, "iterations = '-7'", NULL);
     resume_fails(&EDIT1("iterations", "100"), 1, "iterations = '100'", "step");
     resume_fails(&EDIT1("step", "8 steps"), 1, "step = '8 steps'", NULL);
+    /* a step count the next training step would overflow */
+    resume_fails(&EDIT1("step", "9223372036854775807"), 1, "step = '9223372036854775807'", NULL);
     resume_fails(&EDIT1("epoch", "99999999999"), 1, "epoch = '99999999999'", NULL);
     resume_fails(&EDIT1("seed", "-1"), 1, "seed = '-1'", NULL);
     resume_fails(&EDIT1("seed", " 5"), 1, "seed = ' 5'", NULL);
