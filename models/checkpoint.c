@@ -344,6 +344,9 @@ static void add_problem(kc_strbuf *b, int *count, const char *fmt, const char *n
 static int bad_meta(const char *path, const char *key, const char *v, const char *want,
                     kc_error *e) {
     char q[200];
+    if (!v)
+        return kc_fail(e, KC_ERUNTIME, "%s: checkpoint metadata %s is missing: expected %s", path,
+                       key, want);
     return kc_fail(e, KC_ERUNTIME, "%s: checkpoint metadata %s = '%s' is not valid: expected %s",
                    path, key, quoted(v, q, sizeof q), want);
 }
@@ -577,11 +580,15 @@ static int restore_history(kc_session *s, const char *v, const char *path, kc_er
                      "completed epochs",
                      path, (long long)s->epoch);
     s->nhistory = 0;
-    for (size_t r = 0; !rc && r < n && r < (size_t)s->cfg->fit.epochs; r++)
-        if (!history_row(kc_json_at(h, r), &s->history[s->nhistory++]))
+    for (size_t r = 0; !rc && r < n && r < (size_t)s->cfg->fit.epochs; r++) {
+        kc_logs row;
+        if (!history_row(kc_json_at(h, r), &row))
             rc = kc_fail(e, KC_ERUNTIME,
                          "%s: the checkpoint's history entry %zu is not an object of numbers", path,
                          r + 1);
+        else if (!kc_session_history_push(s, &row))
+            rc = kc_fail(e, KC_ERUNTIME, "%s: out of memory for the history", path);
+    }
     kc_json_free(h);
     return rc;
 }

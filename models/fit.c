@@ -321,7 +321,9 @@ static int end_epoch(fit_run *r, int64_t epoch, kc_error *e) {
     s->epoch_loss_sum = s->epoch_count = 0;
     s->epoch = epoch + 1;
     s->batch = 0;
-    if (s->nhistory < (int)epochs) s->history[s->nhistory++] = logs;
+    if (s->nhistory < (int)epochs && !kc_session_history_push(s, &logs))
+        return kc_fail(e, KC_ERUNTIME, "out of memory for the history of epoch %lld",
+                       (long long)epoch + 1);
     /* user callbacks first: what they log (learning_rate) reaches the
      * progress line and the history, as in Keras; when one fails, the
      * epoch is still shown and saved, and training stops */

@@ -135,8 +135,8 @@ typedef struct kc_session {
      * samples (as last read from the device) */
     double epoch_loss_sum, epoch_count;
     /* the rest of what a resumed run needs to continue exactly */
-    kc_logs *history; /* logs of the completed epochs (capacity fit.epochs) */
-    int nhistory;
+    kc_logs *history; /* logs of the completed epochs, at most fit.epochs */
+    int nhistory, history_cap;
     int has_best; /* the best checkpoint's monitored value so far */
     double best;
     kc_callbacks *callbacks;

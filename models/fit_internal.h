@@ -15,6 +15,10 @@ void kc_session_free_data(kc_session *s);
 /* Training steps in an epoch over `rows` samples: fit.steps_per_epoch, else
  * the batches that cover them once; 0 when there are none. */
 int64_t kc_session_steps_per_epoch(kc_session *s, int64_t rows);
+/* Appends an epoch's logs to the history (grown as epochs complete, never
+ * past fit.epochs: a run of a million epochs reserves nothing up front).
+ * Returns the slot, or NULL when out of memory or full. */
+kc_logs *kc_session_history_push(kc_session *s, const kc_logs *l);
 
 /* The compile section: every output's loss, weight and metrics, and with
  * `training` the optimizer (unbuilt). */

@@ -137,9 +137,26 @@ static int prepare_training(kc_session *s, kc_error *e) {
             e, s->cfg->fit.callbacks,
             "ReduceLROnPlateau and LearningRateScheduler set the learning rate, "
             "but the optimizer's learning_rate is a schedule; use one or the other");
-    s->history = calloc((size_t)s->cfg->fit.epochs, sizeof *s->history);
+    /* room for the first epochs; kc_session_history_push grows it */
+    s->nhistory = 0;
+    s->history_cap = s->cfg->fit.epochs < 16 ? s->cfg->fit.epochs : 16;
+    s->history = calloc((size_t)(s->history_cap ? s->history_cap : 1), sizeof *s->history);
     if (!s->history) return kc_fail(e, KC_ERUNTIME, "out of memory");
     return KC_OK;
+}
+
+kc_logs *kc_session_history_push(kc_session *s, const kc_logs *l) {
+    if (s->nhistory >= s->cfg->fit.epochs) return NULL;
+    if (s->nhistory == s->history_cap) {
+        int cap =
+            s->history_cap > s->cfg->fit.epochs / 2 ? s->cfg->fit.epochs : s->history_cap * 2 + 1;
+        kc_logs *h = realloc(s->history, (size_t)cap * sizeof *h);
+        if (!h) return NULL;
+        s->history = h;
+        s->history_cap = cap;
+    }
+    s->history[s->nhistory] = *l;
+    return &s->history[s->nhistory++];
 }
 
 /* The compile settings and the data, checked against the model. */

@@ -191,8 +191,12 @@ static int resolve_label(csv_state *st, const char *label, kc_error *e) {
 }
 
 static int grow(csv_state *st, kc_error *e) {
-    size_t cap = st->rows_cap ? st->rows_cap * 2 : 256;
     size_t nfeat = (size_t)st->ncols - (st->label >= 0), xbytes, ybytes;
+    /* the first block holds at most 256 rows or 1 MiB of values; after that
+     * the buffer doubles with what was read, so it stays within a few times
+     * the text's size however wide one line claims to be */
+    size_t first = (1u << 18) / (nfeat ? nfeat : 1);
+    size_t cap = st->rows_cap ? st->rows_cap * 2 : first < 1 ? 1 : first > 256 ? 256 : first;
     if (cap < st->rows_cap ||
         __builtin_mul_overflow(cap, (nfeat ? nfeat : 1) * sizeof(float), &xbytes) ||
         __builtin_mul_overflow(cap, sizeof(float), &ybytes) || xbytes > INT64_MAX)
