@@ -34,7 +34,7 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all check test sanitize deps clean bench format
+.PHONY: all check test sanitize deps clean bench format fuzz fuzz-build
 all: kerasc
 
 kerasc: $(BUILD)/libkerasc.a $(BUILD)/cli/kerasc.o
@@ -54,6 +54,23 @@ $(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(BUILD)/libkerasc.a
 
 -include $(LIB_OBJ:.o=.d) $(BUILD)/cli/kerasc.d
 
+# The fuzz harnesses (tests/fuzz/README.md). The replay suite links each one
+# under its own name and, like libFuzzer's -malloc_limit_mb, refuses any
+# single allocation over its limit (the link wraps the allocators).
+FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_HDR   := $(wildcard tests/fuzz/*.h)
+FUZZ_REPLAY_OBJ := $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz/replay_%.o)
+FUZZ_WRAP  := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=aligned_alloc
+
+$(BUILD)/tests/fuzz/replay_%.o: tests/fuzz/fuzz_%.c $(FUZZ_HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DKC_FUZZ_REPLAY -DLLVMFuzzerTestOneInput=kc_fuzz_$* -c -o $@ $<
+
+$(BUILD)/tests/test_fuzz_replay: tests/test_fuzz_replay.c $(wildcard tests/*.h) $(FUZZ_REPLAY_OBJ) \
+    $(BUILD)/libkerasc.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(FUZZ_WRAP) -o $@ $< $(FUZZ_REPLAY_OBJ) $(BUILD)/libkerasc.a $(CHECK_LIBS) $(LDLIBS)
+
 # Unit suites, then the command-line suite against the freshly built binary,
 # then the same suites again under AddressSanitizer + UndefinedBehaviorSanitizer.
 test: kerasc $(TEST_BIN)
@@ -71,11 +88,45 @@ test-san: $(BUILD)/libkerasc.a $(BUILD)/cli/kerasc.o $(TEST_BIN)
 	@set -e; for t in $(TEST_BIN); do echo "== [asan+ubsan] $$t"; \
 	  KERASC=$(CURDIR)/$(BUILD)/kerasc KERASC_SRC=$(CURDIR) KERASC_QUICK=1 ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/core/opencl/lsan.supp UBSAN_OPTIONS=print_stacktrace=1 $$t; done
 
+# clang with its sanitizer and libFuzzer runtimes (libclang-rt-dev) and
+# OpenMP (libomp-dev) is for make fuzz; both are only recommended by clang.
 deps:
 	@SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	$$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends \
 	  build-essential pkg-config libyaml-dev libopenblas-dev zlib1g-dev libpng-dev libcairo2-dev check graphviz \
-	  dataset-fashion-mnist ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo libclblast-dev
+	  dataset-fashion-mnist ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo libclblast-dev \
+	  clang libclang-rt-dev libomp-dev
+
+# Coverage-guided fuzzing: every harness built with clang's libFuzzer under
+# ASan+UBSan in $(FUZZ_BUILD), then run for FUZZ_SECONDS each on a copy of its
+# seeds (tests/fuzz/run.sh prints the table; crashes land in
+# $(FUZZ_BUILD)/fuzz/crashes/NAME/ and fail the target).
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+# Kernels written with GCC's target pragmas, which clang ignores: these stay
+# with the native compiler, uninstrumented (clang's libomp serves their
+# GOMP calls).
+FUZZ_NATIVE  := core/cpu/cpu_igemm.c core/cpu/cpu_simd.c
+fuzz:
+	$(MAKE) BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) FUZZ_NATIVE_CC=$(CC) \
+	    WARN="-Wall -Wextra -Wno-unused-parameter -Wno-unknown-warning-option -Wno-pass-failed" \
+	    OPT="-O1 -g -march=x86-64-v2 -fsanitize=fuzzer-no-link $(FUZZ_SAN)" fuzz-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_NAMES)
+
+fuzz-build: $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
+
+ifdef FUZZ_NATIVE_CC
+$(FUZZ_NATIVE:%.c=$(BUILD)/%.o): $(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_NATIVE_CC) $(CSTD) -O2 -g -march=x86-64-v2 -fno-math-errno -fopenmp -I. $(PKG_CFLAGS) \
+	    -MMD -MP -c -o $@ $<
+endif
+
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_HDR) $(BUILD)/libkerasc.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $< $(BUILD)/libkerasc.a $(LDLIBS)
 
 # kerasc against PyTorch (and Keras when importable) on Fashion-MNIST: see tests/bench/bench.py.
 PYTHON ?= python3
@@ -83,7 +134,7 @@ bench: kerasc
 	KERASC=$(CURDIR)/kerasc $(PYTHON) tests/bench/bench.py
 
 format:
-	clang-format -i $(wildcard cli/*.[ch] core/*.[ch] core/*/*.[ch] models/*.[ch] models/*/*.[ch] tests/*.[ch])
+	clang-format -i $(wildcard cli/*.[ch] core/*.[ch] core/*/*.[ch] models/*.[ch] models/*/*.[ch] tests/*.[ch] tests/fuzz/*.[ch])
 
 clean:
-	rm -rf build build-san kerasc
+	rm -rf build build-san build-fuzz kerasc

@@ -1014,25 +1014,72 @@ static int plain_ok(const char *s) {
     return 1;
 }
 
+/* Length of the UTF-8 sequence at p and its code point; 0 when the bytes
+ * there are not one (names come from the JSON parser, which lets only valid
+ * UTF-8 through, but a file name need not be). */
+static size_t utf8_next(const unsigned char *p, unsigned *cp) {
+    static const unsigned min[5] = {0, 0, 0x80, 0x800, 0x10000};
+    size_t len = p[0] < 0x80 ? 1 : (p[0] & 0xE0) == 0xC0 ? 2 : (p[0] & 0xF0) == 0xE0 ? 3 : 4;
+    if ((p[0] & 0xC0) == 0x80 || (p[0] & 0xF8) == 0xF8) return 0;
+    unsigned c = len == 1 ? p[0] : p[0] & (0x7Fu >> len);
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xC0) != 0x80) return 0;
+        c = c << 6 | (p[i] & 0x3Fu);
+    }
+    if (c < min[len] || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) return 0;
+    *cp = c;
+    return len;
+}
+
+/* Characters a YAML reader refuses (control characters, U+FFFE, U+FFFF) or
+ * reads as a line break inside a quoted scalar (U+0085, U+2028, U+2029),
+ * and the byte order mark. */
+static int yaml_unprintable(unsigned cp) {
+    return cp < 0x20 || cp == 0x7F || (cp >= 0x80 && cp <= 0x9F) || cp == 0x2028 || cp == 0x2029 ||
+           cp == 0xFEFF || cp == 0xFFFE || cp == 0xFFFF;
+}
+
 static void put_str(kc_strbuf *b, const char *s, int quoted) {
     if (!quoted || plain_ok(s)) {
         kc_strbuf_puts(b, s);
         return;
     }
     kc_strbuf_putc(b, '"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            kc_strbuf_printf(b, "\\%c", *p);
-        else if (*p == '\n')
-            kc_strbuf_puts(b, "\\n");
-        else if (*p == '\t')
-            kc_strbuf_puts(b, "\\t");
-        else if (*p < 0x20 || *p == 0x7f)
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        unsigned cp = 0;
+        size_t k = utf8_next(p, &cp);
+        if (!k) {
             kc_strbuf_printf(b, "\\x%02x", *p);
-        else
-            kc_strbuf_putc(b, (char)*p);
+            k = 1;
+        } else if (cp == '"' || cp == '\\') {
+            kc_strbuf_printf(b, "\\%c", (char)cp);
+        } else if (cp == '\n') {
+            kc_strbuf_puts(b, "\\n");
+        } else if (cp == '\t') {
+            kc_strbuf_puts(b, "\\t");
+        } else if (yaml_unprintable(cp)) {
+            kc_strbuf_printf(b, cp <= 0xFF ? "\\x%02x" : "\\u%04x", cp);
+        } else {
+            kc_strbuf_append(b, (const char *)p, k);
+        }
+        p += k;
     }
     kc_strbuf_putc(b, '"');
+}
+
+/* Text inside a comment: what a YAML reader could not take there becomes '?'. */
+static void put_comment_text(kc_strbuf *b, const char *s) {
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        unsigned cp = 0;
+        size_t k = utf8_next(p, &cp);
+        if (!k || yaml_unprintable(cp)) {
+            kc_strbuf_putc(b, '?');
+            k = k ? k : 1;
+        } else {
+            kc_strbuf_append(b, (const char *)p, k);
+        }
+        p += k;
+    }
 }
 
 static void put_flow(kc_strbuf *b, const kc_node *n) {
@@ -1329,9 +1376,11 @@ static void put_skeleton(kc_strbuf *b, const kx_model *m) {
     kc_strbuf_puts(b, "\n# compile:\n#   optimizer: adam\n");
     if (m->noutputs > 1) {
         kc_strbuf_puts(b, "#   loss: {");
-        for (int i = 0; i < m->noutputs; i++)
-            kc_strbuf_printf(b, "%s%s: sparse_categorical_crossentropy", i ? ", " : "",
-                             m->outputs[i]);
+        for (int i = 0; i < m->noutputs; i++) {
+            kc_strbuf_puts(b, i ? ", " : "");
+            put_str(b, m->outputs[i], 1);
+            kc_strbuf_puts(b, ": sparse_categorical_crossentropy");
+        }
         kc_strbuf_puts(b, "}\n");
     } else {
         kc_strbuf_puts(b, "#   loss: sparse_categorical_crossentropy\n");
@@ -1343,15 +1392,20 @@ static void put_skeleton(kc_strbuf *b, const kx_model *m) {
         const char *sep = "";
         for (int i = 0; i < m->nentries; i++)
             if (m->entries[i].cls && !strcmp(m->entries[i].cls, "Input")) {
-                kc_strbuf_printf(b, "%s%s: x", sep, m->entries[i].name);
+                kc_strbuf_puts(b, sep);
+                put_str(b, m->entries[i].name, 1);
+                kc_strbuf_puts(b, ": x");
                 sep = ", ";
             }
         kc_strbuf_puts(b, "}\n");
     }
     if (m->noutputs > 1) {
         kc_strbuf_puts(b, "#   targets: {");
-        for (int i = 0; i < m->noutputs; i++)
-            kc_strbuf_printf(b, "%s%s: y", i ? ", " : "", m->outputs[i]);
+        for (int i = 0; i < m->noutputs; i++) {
+            kc_strbuf_puts(b, i ? ", " : "");
+            put_str(b, m->outputs[i], 1);
+            kc_strbuf_puts(b, ": y");
+        }
         kc_strbuf_puts(b, "}\n");
     }
     kc_strbuf_puts(b, "#   reshape: ");
@@ -1361,7 +1415,10 @@ static void put_skeleton(kc_strbuf *b, const kx_model *m) {
         const kx_entry *en = &m->entries[i];
         if (!en->cls || strcmp(en->cls, "Input")) continue;
         kc_strbuf_puts(b, sep);
-        if (nin > 1) kc_strbuf_printf(b, "%s: ", en->name);
+        if (nin > 1) {
+            put_str(b, en->name, 1);
+            kc_strbuf_puts(b, ": ");
+        }
         put_shape(b, en);
         sep = ", ";
     }
@@ -1380,10 +1437,11 @@ int kc_keras_model_file(const char *path, char **text, kc_error *e) {
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
     kc_strbuf b = {0};
-    kc_strbuf_printf(&b,
-                     "# The %s %s model in %s, as a kerasc model file.\n"
-                     "# Fill in the compile, data and fit sections below to train it.\n\n",
-                     m.keras_format, m.functional ? "functional" : "Sequential", base);
+    kc_strbuf_printf(&b, "# The %s %s model in ", m.keras_format,
+                     m.functional ? "functional" : "Sequential");
+    put_comment_text(&b, base);
+    kc_strbuf_puts(&b, ", as a kerasc model file.\n"
+                       "# Fill in the compile, data and fit sections below to train it.\n\n");
     put_model(&b, &m);
     put_skeleton(&b, &m);
     release(&x, root, &m);

@@ -32,7 +32,8 @@ static void node_free(kc_node *n) {
     if (!n) return;
     /* a map being built may hold a key still waiting for its value (used = 1) */
     size_t count = n->kind == KC_NODE_MAP ? 2 * n->n + (size_t)n->used : n->n;
-    for (size_t i = 0; i < count; i++) node_free(n->items[i]);
+    for (size_t i = 0; i < count; i++)
+        node_free(n->items[i]);
     free(n->items);
     free(n->str);
     free(n);
@@ -129,7 +130,8 @@ static int build_node(builder *b, yaml_event_t *ev, kc_node **out, int depth) {
         break;
     }
     case YAML_ALIAS_EVENT:
-        return kc_fail(b->e, KC_ECONFIG, "%s:%zu:%zu: YAML aliases (*name) are not supported; write the value out",
+        return kc_fail(b->e, KC_ECONFIG,
+                       "%s:%zu:%zu: YAML aliases (*name) are not supported; write the value out",
                        b->file, ev->start_mark.line + 1, ev->start_mark.column + 1);
     default:
         return kc_fail(b->e, KC_ECONFIG, "%s:%zu:%zu: unexpected YAML event", b->file,
@@ -147,7 +149,8 @@ static int check_duplicates(kc_node *n, kc_error *e) {
         for (size_t i = 0; i < n->n; i++)
             for (size_t j = 0; j < i; j++)
                 if (!strcmp(kc_map_key(n, i)->str, kc_map_key(n, j)->str))
-                    return kc_node_fail(e, kc_map_key(n, i), "duplicate key '%s' (first given at line %d)",
+                    return kc_node_fail(e, kc_map_key(n, i),
+                                        "duplicate key '%s' (first given at line %d)",
                                         kc_map_key(n, i)->str, kc_map_key(n, j)->line);
         for (size_t i = 0; i < n->n; i++) {
             int rc = check_duplicates(kc_map_val(n, i), e);
@@ -207,8 +210,10 @@ int kc_doc_parse(kc_doc **out, const char *file, const char *text, size_t len, k
     yaml_parser_delete(&b.parser);
     if (!rc && d->root) rc = check_duplicates(d->root, e);
     if (!rc && (!d->root || d->root->kind != KC_NODE_MAP)) {
-        rc = d->root ? kc_node_fail(e, d->root, "the file must be a mapping of sections (model:, compile:, ...), not %s",
-                                    kc_node_kind_name(d->root))
+        rc = d->root ? kc_node_fail(
+                           e, d->root,
+                           "the file must be a mapping of sections (model:, compile:, ...), not %s",
+                           kc_node_kind_name(d->root))
                      : kc_fail(e, KC_ECONFIG, "%s:1:1: the file is empty", d->file);
     }
     if (rc) {
@@ -297,8 +302,8 @@ const char *kc_node_kind_name(const kc_node *n) {
 int kc_node_is_null(const kc_node *n) {
     if (!n) return 1;
     if (n->kind != KC_NODE_SCALAR || n->quoted) return 0;
-    return !*n->str || !strcmp(n->str, "~") || !strcmp(n->str, "null") ||
-           !strcmp(n->str, "Null") || !strcmp(n->str, "NULL") || !strcmp(n->str, "None");
+    return !*n->str || !strcmp(n->str, "~") || !strcmp(n->str, "null") || !strcmp(n->str, "Null") ||
+           !strcmp(n->str, "NULL") || !strcmp(n->str, "None");
 }
 
 static int describe_scalar(const kc_node *n, char *buf, size_t len) {
@@ -347,10 +352,10 @@ int kc_node_float(const kc_node *n, double *out, kc_error *e) {
                 *out = v;
                 return KC_OK;
             }
-            if (*end == '/') { /* a fraction such as 1/255 */
+            if (*end == '/' && isfinite(v)) { /* a fraction such as 1/255 */
                 char *end2;
                 double den = strtod(end + 1, &end2);
-                if (end2 != end + 1 && !*end2 && den != 0 && isfinite(den)) {
+                if (end2 != end + 1 && !*end2 && den != 0 && isfinite(den) && isfinite(v / den)) {
                     *out = v / den;
                     return KC_OK;
                 }
@@ -382,7 +387,8 @@ static size_t edit_distance(const char *a, const char *b) {
     size_t la = strlen(a), lb = strlen(b);
     if (la > 64 || lb > 64) return (size_t)-1;
     size_t row[65];
-    for (size_t j = 0; j <= lb; j++) row[j] = j;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
     for (size_t i = 1; i <= la; i++) {
         size_t prev = row[0];
         row[0] = i;
@@ -433,14 +439,17 @@ int kc_map_check_unused(kc_node *map, const char *where, const char *const *know
         kc_node *k = kc_map_key(map, i);
         if (k->used) continue;
         size_t nk = 0;
-        while (known && known[nk]) nk++;
+        while (known && known[nk])
+            nk++;
         const char *near = kc_closest(k->str, known, nk);
         if (near)
-            return kc_node_fail(e, k, "unknown key '%s' in %s (did you mean '%s'?)", k->str, where, near);
+            return kc_node_fail(e, k, "unknown key '%s' in %s (did you mean '%s'?)", k->str, where,
+                                near);
         char list[768] = "";
         size_t used = 0;
         for (size_t j = 0; j < nk && used < sizeof list - 64; j++)
-            used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", j ? ", " : "", known[j]);
+            used +=
+                (size_t)snprintf(list + used, sizeof list - used, "%s%s", j ? ", " : "", known[j]);
         return kc_node_fail(e, k, "unknown key '%s' in %s (valid keys: %s)", k->str, where,
                             nk ? list : "none");
     }
