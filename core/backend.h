@@ -68,15 +68,19 @@ typedef enum kc_act {
     KC_ACT_SIGMOID,
     KC_ACT_TANH,
     KC_ACT_SOFTMAX, /* over the last axis; act_forward/act_backward do not take it */
-    KC_ACT_ELU,         /* alpha (Keras default 1.0) */
+    KC_ACT_ELU,     /* alpha (Keras default 1.0) */
     KC_ACT_SELU,
     KC_ACT_SOFTPLUS,
     KC_ACT_SOFTSIGN,
-    KC_ACT_SWISH,       /* x * sigmoid(x), also "silu" */
-    KC_ACT_GELU,        /* erf form: 0.5 x (1 + erf(x / sqrt 2)) */
-    KC_ACT_LEAKY_RELU,  /* alpha = negative slope (Keras 3 default 0.2) */
-    KC_ACT_HARD_SIGMOID,/* Keras 3: clip(x / 6 + 0.5, 0, 1) */
+    KC_ACT_SWISH,        /* x * sigmoid(x), also "silu" */
+    KC_ACT_GELU,         /* erf form: 0.5 x (1 + erf(x / sqrt 2)) */
+    KC_ACT_LEAKY_RELU,   /* alpha = negative slope (Keras 3 default 0.2) */
+    KC_ACT_HARD_SIGMOID, /* Keras 3: clip(x / 6 + 0.5, 0, 1) */
     KC_ACT_EXPONENTIAL,
+    KC_ACT_RELU6,       /* min(max(x, 0), 6) */
+    KC_ACT_HARD_SILU,   /* x relu6(x + 3) / 6, also "hard_swish" */
+    KC_ACT_MISH,        /* x tanh(softplus(x)) */
+    KC_ACT_LOG_SOFTMAX, /* over the last axis; like SOFTMAX, not for act_forward/act_backward */
     KC_ACT_COUNT
 } kc_act;
 
@@ -84,29 +88,29 @@ typedef enum kc_act {
 typedef enum kc_unary {
     KC_UN_NEG = 0, /* -x */
     KC_UN_ABS,
-    KC_UN_SIGN,    /* -1, +-0 (the zero's sign kept), 1; NaN stays NaN */
+    KC_UN_SIGN, /* -1, +-0 (the zero's sign kept), 1; NaN stays NaN */
     KC_UN_SQUARE,
     KC_UN_SQRT,
-    KC_UN_RSQRT,   /* 1 / sqrt(x) */
-    KC_UN_RECIP,   /* 1 / x */
+    KC_UN_RSQRT, /* 1 / sqrt(x) */
+    KC_UN_RECIP, /* 1 / x */
     KC_UN_EXP,
     KC_UN_LOG,
     KC_UN_LOG1P,
     KC_UN_TANH,
     KC_UN_SIGMOID,
     KC_UN_FLOOR,
-    KC_UN_ADD,     /* x + a */
-    KC_UN_MUL,     /* x a */
-    KC_UN_DIV,     /* x / a */
-    KC_UN_RSUB,    /* a - x */
-    KC_UN_POW,     /* x^a (powf) */
-    KC_UN_MAX,     /* max(x, a); NaN if x or a is NaN */
-    KC_UN_MIN,     /* min(x, a); NaN if x or a is NaN */
-    KC_UN_GT,      /* x > a */
-    KC_UN_GE,      /* x >= a */
-    KC_UN_LT,      /* x < a */
-    KC_UN_LE,      /* x <= a */
-    KC_UN_EQ,      /* x == a */
+    KC_UN_ADD,  /* x + a */
+    KC_UN_MUL,  /* x a */
+    KC_UN_DIV,  /* x / a */
+    KC_UN_RSUB, /* a - x */
+    KC_UN_POW,  /* x^a (powf) */
+    KC_UN_MAX,  /* max(x, a); NaN if x or a is NaN */
+    KC_UN_MIN,  /* min(x, a); NaN if x or a is NaN */
+    KC_UN_GT,   /* x > a */
+    KC_UN_GE,   /* x >= a */
+    KC_UN_LT,   /* x < a */
+    KC_UN_LE,   /* x <= a */
+    KC_UN_EQ,   /* x == a */
     KC_UN_COUNT
 } kc_unary_op;
 
@@ -146,9 +150,9 @@ typedef struct kc_bcast {
 typedef enum kc_reduce {
     KC_RED_SUM = 0,
     KC_RED_MEAN,
-    KC_RED_MAX,    /* NaN wins */
+    KC_RED_MAX, /* NaN wins */
     KC_RED_MIN,
-    KC_RED_SUMSQ,  /* sum of squares */
+    KC_RED_SUMSQ, /* sum of squares */
     KC_RED_SUMABS,
     KC_RED_ARGMAX, /* index of the first maximum, as a float */
     KC_RED_COUNT
@@ -197,8 +201,8 @@ typedef struct kc_conv2d_desc {
  * only real cells: max ignores padding, average divides by the real count. */
 typedef struct kc_pool2d_desc {
     int n, h, w, c;
-    int ph, pw;       /* pool size */
-    int sh, sw;       /* strides */
+    int ph, pw; /* pool size */
+    int sh, sw; /* strides */
     int pad_t, pad_l;
     int oh, ow;
 } kc_pool2d_desc;
@@ -221,9 +225,9 @@ typedef enum kc_op {
     KC_OP_BIAS_ADD,
     KC_OP_BIAS_GRAD,
     KC_OP_GEMM_BATCHED,
-    KC_OP_SOFTMAX,          /* forward and backward */
-    KC_OP_CONV2D,           /* workspace, forward, both backwards */
-    KC_OP_MAXPOOL2D,        /* forward and backward */
+    KC_OP_SOFTMAX,   /* forward and backward */
+    KC_OP_CONV2D,    /* workspace, forward, both backwards */
+    KC_OP_MAXPOOL2D, /* forward and backward */
     KC_OP_AVGPOOL2D,
     KC_OP_NORM_RESCALE,
     KC_OP_SCALE_DIV,
@@ -237,6 +241,7 @@ typedef enum kc_op {
     KC_OP_ADAMAX,
     KC_OP_NADAM,
     KC_OP_LION,
+    KC_OP_DEPTHWISE_CONV2D, /* forward, both backwards */
     KC_OP_COUNT
 } kc_op;
 
@@ -255,10 +260,10 @@ typedef struct kc_device_opts {
  * host and device since the counters were last reset. */
 typedef struct kc_device {
     const kc_backend *be;
-    void *impl;      /* the backend's own state */
-    int index;       /* the device chosen */
+    void *impl; /* the backend's own state */
+    int index;  /* the device chosen */
     int threads;
-    char name[160];  /* "cpu", "opencl:0 (pthread-skylake ...)" */
+    char name[160]; /* "cpu", "opencl:0 (pthread-skylake ...)" */
     kc_error err;
     uint64_t bytes_up, bytes_down; /* host -> device, device -> host */
     uint64_t transfers;
@@ -303,9 +308,10 @@ struct kc_backend {
 
     /* ---- primitive math (all required) ---- */
     int (*fill)(kc_device *d, kc_buf y, float v, size_t n);
-    int (*scale)(kc_device *d, kc_buf y, float a, size_t n);            /* y *= a */
-    int (*axpy)(kc_device *d, float a, kc_buf x, kc_buf y, size_t n);   /* y += a x */
-    int (*unary)(kc_device *d, kc_unary_op op, float a, kc_buf x, kc_buf y, size_t n); /* y may be x */
+    int (*scale)(kc_device *d, kc_buf y, float a, size_t n);          /* y *= a */
+    int (*axpy)(kc_device *d, float a, kc_buf x, kc_buf y, size_t n); /* y += a x */
+    int (*unary)(kc_device *d, kc_unary_op op, float a, kc_buf x, kc_buf y,
+                 size_t n); /* y may be x */
     /* y may be a or b where that operand is not broadcast */
     int (*binary)(kc_device *d, kc_binary_op op, const kc_bcast *g, kc_buf a, kc_buf b, kc_buf y);
     /* y = cond != 0 ? a : b; y may alias any input */
@@ -329,13 +335,12 @@ struct kc_backend {
      * elements, each in order, then over the block sums in order, so every
      * backend and thread count gives the same bits. When g is not null, adds
      * the gradient: g += l1 sign(x) + (2 l2) x, with sign(0) = 0. */
-    int (*l1l2_penalty)(kc_device *d, kc_buf x, kc_buf g, size_t n, float l1, float l2,
-                        kc_buf out);
+    int (*l1l2_penalty)(kc_device *d, kc_buf x, kc_buf g, size_t n, float l1, float l2, kc_buf out);
     /* out[0] (a double) += sum of x^2, over KC_SUM_SQUARES_BLOCKS blocks as above */
     int (*sum_squares)(kc_device *d, kc_buf x, size_t n, kc_buf out);
 
     /* ---- optional fused ops (NULL: core/ops.c composes them) ---- */
-    int (*mul)(kc_device *d, kc_buf a, kc_buf b, kc_buf y, size_t n); /* y = a b */
+    int (*mul)(kc_device *d, kc_buf a, kc_buf b, kc_buf y, size_t n);      /* y = a b */
     int (*bias_add)(kc_device *d, kc_buf y, kc_buf b, int rows, int cols); /* y[r, j] += b[j] */
     /* db[j] = beta db[j] + sum_r dy[r, j] */
     int (*bias_grad)(kc_device *d, kc_buf db, kc_buf dy, int rows, int cols, float beta);
@@ -418,6 +423,26 @@ struct kc_backend {
     /* w -= lr sign(m b1 + g (1 - b1)); m = m b2 + g (1 - b2), with 1 - b in float32 */
     int (*lion_update)(kc_device *d, kc_buf w, kc_buf g, kc_buf m, size_t n, float lr, float b1,
                        float b2);
+
+    /* ---- random normals (required) ----
+     * y[i] = mean + stddev z_i, z_i = kc_rng_normal(seed, stream, i) (core/rng.h):
+     * the same numbers on every backend, to the rounding of log and cos. */
+    int (*rng_normal)(kc_device *d, kc_buf y, size_t n, float mean, float stddev, uint64_t seed,
+                      uint64_t stream);
+
+    /* ---- depthwise convolution (optional, fused) ----
+     * The geometry of kc_conv2d_desc with oc = c * m (m the depth multiplier)
+     * and a kernel of shape (kh, kw, c, m): input channel c feeds outputs
+     * c*m .. c*m + m - 1 alone,
+     * out[n,oy,ox,c*m+j] = sum_{ky,kx} x[n, oy*sh + ky*dh - pad_t, ox*sw + kx*dw - pad_l, c]
+     *                                  * w[ky,kx,c,j]          (out-of-range x reads as 0)
+     * No workspace. backward_data overwrites dx; backward_filter: dw = beta dw + gradient. */
+    int (*depthwise_conv2d_forward)(kc_device *d, const kc_conv2d_desc *g, kc_buf x, kc_buf w,
+                                    kc_buf y);
+    int (*depthwise_conv2d_backward_data)(kc_device *d, const kc_conv2d_desc *g, kc_buf dy,
+                                          kc_buf w, kc_buf dx);
+    int (*depthwise_conv2d_backward_filter)(kc_device *d, const kc_conv2d_desc *g, kc_buf x,
+                                            kc_buf dy, kc_buf dw, float beta);
 };
 
 /* ------------------------------------------------------------ registry --- */

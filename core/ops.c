@@ -62,29 +62,52 @@ static int checked(kc_device *d, int rc, const char *op) {
 
 static int slot_present(const kc_backend *be, kc_op op) {
     switch (op) {
-    case KC_OP_MUL: return be->mul != NULL;
-    case KC_OP_BIAS_ADD: return be->bias_add != NULL;
-    case KC_OP_BIAS_GRAD: return be->bias_grad != NULL;
-    case KC_OP_GEMM_BATCHED: return be->gemm_batched != NULL;
-    case KC_OP_SOFTMAX: return be->softmax_forward && be->softmax_backward;
+    case KC_OP_MUL:
+        return be->mul != NULL;
+    case KC_OP_BIAS_ADD:
+        return be->bias_add != NULL;
+    case KC_OP_BIAS_GRAD:
+        return be->bias_grad != NULL;
+    case KC_OP_GEMM_BATCHED:
+        return be->gemm_batched != NULL;
+    case KC_OP_SOFTMAX:
+        return be->softmax_forward && be->softmax_backward;
     case KC_OP_CONV2D:
         return be->conv2d_workspace && be->conv2d_forward && be->conv2d_backward_data &&
                be->conv2d_backward_filter;
-    case KC_OP_MAXPOOL2D: return be->maxpool2d_forward && be->maxpool2d_backward;
-    case KC_OP_AVGPOOL2D: return be->avgpool2d_forward && be->avgpool2d_backward;
-    case KC_OP_NORM_RESCALE: return be->norm_rescale != NULL;
-    case KC_OP_SCALE_DIV: return be->scale_div != NULL;
-    case KC_OP_CLIP: return be->clip != NULL;
-    case KC_OP_WEIGHT_DECAY: return be->weight_decay != NULL;
-    case KC_OP_SGD: return be->sgd_update != NULL;
-    case KC_OP_RMSPROP: return be->rmsprop_update != NULL;
-    case KC_OP_ADAM: return be->adam_update != NULL;
-    case KC_OP_ADAGRAD: return be->adagrad_update != NULL;
-    case KC_OP_ADADELTA: return be->adadelta_update != NULL;
-    case KC_OP_ADAMAX: return be->adamax_update != NULL;
-    case KC_OP_NADAM: return be->nadam_update != NULL;
-    case KC_OP_LION: return be->lion_update != NULL;
-    case KC_OP_COUNT: break;
+    case KC_OP_MAXPOOL2D:
+        return be->maxpool2d_forward && be->maxpool2d_backward;
+    case KC_OP_AVGPOOL2D:
+        return be->avgpool2d_forward && be->avgpool2d_backward;
+    case KC_OP_NORM_RESCALE:
+        return be->norm_rescale != NULL;
+    case KC_OP_SCALE_DIV:
+        return be->scale_div != NULL;
+    case KC_OP_CLIP:
+        return be->clip != NULL;
+    case KC_OP_WEIGHT_DECAY:
+        return be->weight_decay != NULL;
+    case KC_OP_SGD:
+        return be->sgd_update != NULL;
+    case KC_OP_RMSPROP:
+        return be->rmsprop_update != NULL;
+    case KC_OP_ADAM:
+        return be->adam_update != NULL;
+    case KC_OP_ADAGRAD:
+        return be->adagrad_update != NULL;
+    case KC_OP_ADADELTA:
+        return be->adadelta_update != NULL;
+    case KC_OP_ADAMAX:
+        return be->adamax_update != NULL;
+    case KC_OP_NADAM:
+        return be->nadam_update != NULL;
+    case KC_OP_LION:
+        return be->lion_update != NULL;
+    case KC_OP_DEPTHWISE_CONV2D:
+        return be->depthwise_conv2d_forward && be->depthwise_conv2d_backward_data &&
+               be->depthwise_conv2d_backward_filter;
+    case KC_OP_COUNT:
+        break;
     }
     return 0;
 }
@@ -1325,4 +1348,242 @@ int kc_lion_update(kc_device *d, kc_buf w, kc_buf g, kc_buf m, size_t n, float l
                    float b2) {
     if (!n) return d->err.code;
     CALL_FUSED(KC_OP_LION, NULL, lion_update, kc_fallback_lion_update, w, g, m, n, lr, b1, b2);
+}
+
+/* ------------------------------- random normals, softmax over an axis --- */
+
+int kc_rng_normal_fill(kc_device *d, kc_buf y, size_t n, float mean, float stddev, uint64_t seed,
+                       uint64_t stream) {
+    if (!n) return d->err.code;
+    CALL(rng_normal, y, n, mean, stddev, seed, stream);
+}
+
+/* x viewed as (outer, len, inner), and the per-(outer, inner) row statistic */
+static int axis_bcast(kc_device *d, const kc_reduce_desc *g, kc_bcast *bc) {
+    int64_t a[3] = {g->outer, g->len, g->inner}, b[3] = {g->outer, 1, g->inner};
+    if (kc_bcast_make(bc, a, 3, b, 3, NULL))
+        return kc_device_fail(d, KC_ECONFIG, "softmax geometry %lld x %lld x %lld",
+                              (long long)g->outer, (long long)g->len, (long long)g->inner);
+    return KC_OK;
+}
+
+static int axis_sizes(kc_device *d, const kc_reduce_desc *g, size_t *n, size_t *rows) {
+    size_t on;
+    if (g->outer < 0 || g->len < 0 || g->inner < 0 ||
+        __builtin_mul_overflow((size_t)g->outer, (size_t)g->inner, rows) ||
+        __builtin_mul_overflow(*rows, (size_t)g->len, &on) || on > SIZE_MAX / 8 - *rows * 2)
+        return kc_device_fail(d, KC_ECONFIG, "softmax geometry overflows");
+    *n = on;
+    return KC_OK;
+}
+
+/* y = x - max - log(sum exp(x - max)) (log) or exp(x - max) / sum (not log) */
+int kc_softmax_axis_forward(kc_device *d, int log, const kc_reduce_desc *g, kc_buf x, kc_buf y) {
+    size_t n, rows;
+    if (d->err.code || axis_sizes(d, g, &n, &rows) || !n) return d->err.code;
+    if (!log && g->inner == 1 && g->outer <= 0x7fffffff && g->len <= 0x7fffffff)
+        return kc_softmax_forward(d, x, y, (int)g->outer, (int)g->len);
+    kc_bcast bc;
+    kc_buf t;
+    if (axis_bcast(d, g, &bc) || scratch(d, n + 2 * rows, &t)) return d->err.code;
+    kc_buf m = kc_buf_f(t, n), s = kc_buf_f(t, n + rows);
+    kc_reduce(d, KC_RED_MAX, g, 1.0f, x, 0.0f, m);
+    kc_binary(d, KC_BIN_SUB, &bc, x, m, t);
+    kc_unary(d, KC_UN_EXP, 0.0f, t, t, n);
+    kc_reduce(d, KC_RED_SUM, g, 1.0f, t, 0.0f, s);
+    if (!log) return kc_binary(d, KC_BIN_DIV, &bc, t, s, y);
+    kc_unary(d, KC_UN_LOG, 0.0f, s, s, rows);
+    kc_binary_n(d, KC_BIN_ADD, m, s, m, rows);
+    return kc_binary(d, KC_BIN_SUB, &bc, x, m, y);
+}
+
+/* dx = y (dy - sum(dy y)) (softmax) or dy - exp(y) sum(dy) (log softmax) */
+int kc_softmax_axis_backward(kc_device *d, int log, const kc_reduce_desc *g, kc_buf y, kc_buf dy,
+                             kc_buf dx) {
+    size_t n, rows;
+    if (d->err.code || axis_sizes(d, g, &n, &rows) || !n) return d->err.code;
+    if (!log && g->inner == 1 && g->outer <= 0x7fffffff && g->len <= 0x7fffffff)
+        return kc_softmax_backward(d, y, dy, dx, (int)g->outer, (int)g->len);
+    kc_bcast bc;
+    kc_buf t;
+    if (axis_bcast(d, g, &bc) || scratch(d, n + rows, &t)) return d->err.code;
+    kc_buf s = kc_buf_f(t, n);
+    if (!log) {
+        kc_binary_n(d, KC_BIN_MUL, dy, y, t, n);
+        kc_reduce(d, KC_RED_SUM, g, 1.0f, t, 0.0f, s);
+        kc_binary(d, KC_BIN_SUB, &bc, dy, s, t);
+        return kc_binary_n(d, KC_BIN_MUL, y, t, dx, n);
+    }
+    kc_reduce(d, KC_RED_SUM, g, 1.0f, dy, 0.0f, s);
+    kc_unary(d, KC_UN_EXP, 0.0f, y, t, n);
+    kc_binary(d, KC_BIN_MUL, &bc, t, s, t);
+    return kc_binary_n(d, KC_BIN_SUB, dy, t, dx, n);
+}
+
+/* ------------------------------------------------ depthwise convolution --- */
+
+/* Per kernel tap, a chunk of images is one product of views:
+ *   P (rows, c)     the tap's view of x (zero where it reads padding)
+ *   T (rows, c, m)  P broadcast against the tap's (c, m) slice of w or
+ *                   against dy
+ * forward adds T into y, backward data reduces T over m and adds the tap's
+ * view back into dx, backward filter reduces T over the rows into the tap's
+ * slice of dw; taps and chunks run in a fixed order. */
+
+typedef struct dw_plan {
+    int64_t m, pixels;
+    int chunk;
+} dw_plan;
+
+static int dw_extents_ok(const kc_conv2d_desc *g) {
+    return conv_extents_ok(g) && g->oc % g->c == 0;
+}
+
+static int dw_plan_make(kc_device *d, const kc_conv2d_desc *g, dw_plan *p) {
+    p->m = g->oc / g->c;
+    p->pixels = (int64_t)g->oh * g->ow;
+    size_t per_image = (size_t)p->pixels * (size_t)g->c * (size_t)(p->m + 1);
+    if ((int64_t)g->n * g->h * g->w * g->oc > INT64_MAX / 8 || per_image > SIZE_MAX / 8)
+        return kc_device_fail(d, KC_ECONFIG, "depthwise conv2d composition: too large");
+    size_t fit = COMPOSE_CHUNK_FLOATS / per_image;
+    p->chunk = fit < 1 ? 1 : fit > (size_t)g->n ? g->n : (int)fit;
+    return KC_OK;
+}
+
+/* P = tap t's view of images [0, nb) of x (to_p), or img += that view of P. */
+static int dw_move(kc_device *d, const kc_conv2d_desc *g, const dw_plan *p, int nb, const tap *t,
+                   kc_buf img, kc_buf pm, int to_p) {
+    int64_t c = g->c, w = g->w;
+    const int64_t is[4] = {(int64_t)g->h * w * c, g->sh * w * c, g->sw * c, 1};
+    const int64_t ps[4] = {p->pixels * c, g->ow * c, c, 1};
+    kc_buf at_img = kc_buf_f(img, (size_t)((t->iy0 * w + t->ix0) * c));
+    kc_buf at_p = kc_buf_f(pm, (size_t)((t->oy0 * g->ow + t->ox0) * c));
+    if (to_p) {
+        if (!tap_full(t, g->oh, g->ow)) kc_fill(d, pm, 0.0f, (size_t)nb * (size_t)(p->pixels * c));
+        kc_copy_desc m = tap_copy(nb, t, c, is, ps);
+        return kc_copy_strided(d, KC_COPY_SET, &m, at_img, at_p);
+    }
+    kc_copy_desc m = tap_copy(nb, t, c, ps, is);
+    return kc_copy_strided(d, KC_COPY_ADD, &m, at_p, at_img);
+}
+
+/* (rows, c, m) = a * b, numpy broadcasting: a is (rows, c, 1) or (rows, c, m)
+ * (a_full), b is (c, m) or (rows, c, m) (b_full). */
+static int dw_product(kc_device *d, int64_t rows, int64_t c, int64_t m, int a_full, int b_full,
+                      kc_buf a, kc_buf b, kc_buf y) {
+    const int64_t sa[3] = {rows, c, a_full ? m : 1}, sb[3] = {rows, c, m};
+    kc_bcast bc;
+    if (kc_bcast_make(&bc, sa, 3, b_full ? sb : sb + 1, b_full ? 3 : 2, NULL))
+        return kc_device_fail(d, KC_ECONFIG, "depthwise conv2d composition: bad geometry");
+    return kc_binary(d, KC_BIN_MUL, &bc, a, b, y);
+}
+
+static int dw_scratch(kc_device *d, const kc_conv2d_desc *g, dw_plan *p, kc_buf *pm, kc_buf *tm) {
+    if (dw_plan_make(d, g, p)) return d->err.code;
+    size_t pf = (size_t)p->chunk * (size_t)p->pixels * (size_t)g->c;
+    if (scratch(d, pf * (size_t)(p->m + 1), pm)) return d->err.code;
+    *tm = kc_buf_f(*pm, pf);
+    return KC_OK;
+}
+
+int kc_fallback_depthwise_conv2d_forward(kc_device *d, const kc_conv2d_desc *g, kc_buf x, kc_buf w,
+                                         kc_buf y) {
+    if (!dw_extents_ok(g)) return kc_fill(d, y, 0.0f, extent4(g->n, g->oh, g->ow, g->oc));
+    dw_plan p;
+    kc_buf pm, tm;
+    if (dw_scratch(d, g, &p, &pm, &tm)) return d->err.code;
+    int64_t c = g->c, m = p.m;
+    kc_fill(d, y, 0.0f, extent4(g->n, g->oh, g->ow, g->oc));
+    for (int i = 0; i < g->n; i += p.chunk) {
+        int nb = g->n - i < p.chunk ? g->n - i : p.chunk;
+        int64_t rows = nb * p.pixels;
+        kc_buf yi = kc_buf_f(y, (size_t)i * (size_t)p.pixels * g->oc);
+        for (int ky = 0; ky < g->kh; ky++)
+            for (int kx = 0; kx < g->kw; kx++) {
+                tap t = conv_tap(g, ky, kx);
+                if (tap_empty(&t)) continue;
+                dw_move(d, g, &p, nb, &t, kc_buf_f(x, (size_t)i * image_floats(g)), pm, 1);
+                kc_buf wt = kc_buf_f(w, (size_t)(ky * g->kw + kx) * (size_t)g->oc);
+                dw_product(d, rows, c, m, 0, 0, pm, wt, tm);
+                kc_axpy(d, 1.0f, tm, yi, (size_t)(rows * g->oc));
+            }
+    }
+    return d->err.code;
+}
+
+int kc_fallback_depthwise_conv2d_backward_data(kc_device *d, const kc_conv2d_desc *g, kc_buf dy,
+                                               kc_buf w, kc_buf dx) {
+    if (!dw_extents_ok(g)) return kc_fill(d, dx, 0.0f, extent4(g->n, g->h, g->w, g->c));
+    dw_plan p;
+    kc_buf pm, tm;
+    if (dw_scratch(d, g, &p, &pm, &tm)) return d->err.code;
+    int64_t c = g->c, m = p.m;
+    kc_fill(d, dx, 0.0f, (size_t)g->n * image_floats(g));
+    for (int i = 0; i < g->n; i += p.chunk) {
+        int nb = g->n - i < p.chunk ? g->n - i : p.chunk;
+        int64_t rows = nb * p.pixels;
+        kc_buf dyi = kc_buf_f(dy, (size_t)i * (size_t)p.pixels * g->oc);
+        kc_reduce_desc over_m = {rows * c, m, 1};
+        for (int ky = 0; ky < g->kh; ky++)
+            for (int kx = 0; kx < g->kw; kx++) {
+                tap t = conv_tap(g, ky, kx);
+                if (tap_empty(&t)) continue;
+                kc_buf wt = kc_buf_f(w, (size_t)(ky * g->kw + kx) * (size_t)g->oc);
+                dw_product(d, rows, c, m, 1, 0, dyi, wt, tm);
+                kc_reduce(d, KC_RED_SUM, &over_m, 1.0f, tm, 0.0f, pm);
+                dw_move(d, g, &p, nb, &t, kc_buf_f(dx, (size_t)i * image_floats(g)), pm, 0);
+            }
+    }
+    return d->err.code;
+}
+
+int kc_fallback_depthwise_conv2d_backward_filter(kc_device *d, const kc_conv2d_desc *g, kc_buf x,
+                                                 kc_buf dy, kc_buf dw, float beta) {
+    size_t nw = extent4(g->kh, g->kw, g->oc, 1);
+    if (!dw_extents_ok(g))
+        return beta == 0.0f   ? kc_fill(d, dw, 0.0f, nw)
+               : beta != 1.0f ? kc_scale(d, dw, beta, nw)
+                              : d->err.code;
+    dw_plan p;
+    kc_buf pm, tm;
+    if (dw_scratch(d, g, &p, &pm, &tm)) return d->err.code;
+    int64_t c = g->c, m = p.m;
+    for (int i = 0; i < g->n; i += p.chunk) {
+        int nb = g->n - i < p.chunk ? g->n - i : p.chunk;
+        int64_t rows = nb * p.pixels;
+        kc_buf dyi = kc_buf_f(dy, (size_t)i * (size_t)p.pixels * g->oc);
+        kc_reduce_desc over_rows = {1, rows, c * m};
+        for (int ky = 0; ky < g->kh; ky++)
+            for (int kx = 0; kx < g->kw; kx++) {
+                kc_buf wt = kc_buf_f(dw, (size_t)(ky * g->kw + kx) * (size_t)g->oc);
+                tap t = conv_tap(g, ky, kx);
+                float b = i ? 1.0f : beta;
+                if (tap_empty(&t)) { /* this tap reads only padding */
+                    if (b != 1.0f) kc_scale(d, wt, b, (size_t)g->oc);
+                    continue;
+                }
+                dw_move(d, g, &p, nb, &t, kc_buf_f(x, (size_t)i * image_floats(g)), pm, 1);
+                dw_product(d, rows, c, m, 0, 1, pm, dyi, tm);
+                kc_reduce(d, KC_RED_SUM, &over_rows, 1.0f, tm, b, wt);
+            }
+    }
+    return d->err.code;
+}
+
+int kc_depthwise_conv2d_forward(kc_device *d, const kc_conv2d_desc *g, kc_buf x, kc_buf w,
+                                kc_buf y) {
+    CALL_FUSED(KC_OP_DEPTHWISE_CONV2D, g, depthwise_conv2d_forward,
+               kc_fallback_depthwise_conv2d_forward, g, x, w, y);
+}
+
+int kc_depthwise_conv2d_backward_data(kc_device *d, const kc_conv2d_desc *g, kc_buf dy, kc_buf w,
+                                      kc_buf dx) {
+    CALL_FUSED(KC_OP_DEPTHWISE_CONV2D, g, depthwise_conv2d_backward_data,
+               kc_fallback_depthwise_conv2d_backward_data, g, dy, w, dx);
+}
+
+int kc_depthwise_conv2d_backward_filter(kc_device *d, const kc_conv2d_desc *g, kc_buf x, kc_buf dy,
+                                        kc_buf dw, float beta) {
+    CALL_FUSED(KC_OP_DEPTHWISE_CONV2D, g, depthwise_conv2d_backward_filter,
+               kc_fallback_depthwise_conv2d_backward_filter, g, x, dy, dw, beta);
 }

@@ -68,8 +68,8 @@ int kc_reduce(kc_device *d, kc_reduce_op op, const kc_reduce_desc *g, float alph
 int kc_gemm(kc_device *d, int ta, int tb, int m, int n, int k, float alpha, kc_buf a, int lda,
             kc_buf b, int ldb, float beta, kc_buf c, int ldc);
 int kc_act_forward(kc_device *d, kc_act act, float alpha, kc_buf x, kc_buf y, size_t n);
-int kc_act_backward(kc_device *d, kc_act act, float alpha, kc_buf x, kc_buf y, kc_buf dy,
-                    kc_buf dx, size_t n);
+int kc_act_backward(kc_device *d, kc_act act, float alpha, kc_buf x, kc_buf y, kc_buf dy, kc_buf dx,
+                    size_t n);
 int kc_dropout_forward(kc_device *d, kc_buf x, kc_buf y, kc_buf mask, size_t n, float rate,
                        uint64_t seed, uint64_t stream);
 int kc_l1l2_penalty(kc_device *d, kc_buf x, kc_buf g, size_t n, float l1, float l2, kc_buf out);
@@ -89,8 +89,8 @@ int kc_conv2d_forward(kc_device *d, const kc_conv2d_desc *g, kc_buf x, kc_buf w,
                       kc_buf ws);
 int kc_conv2d_backward_data(kc_device *d, const kc_conv2d_desc *g, kc_buf dy, kc_buf w, kc_buf dx,
                             kc_buf ws);
-int kc_conv2d_backward_filter(kc_device *d, const kc_conv2d_desc *g, kc_buf x, kc_buf dy,
-                              kc_buf dw, float beta, kc_buf ws);
+int kc_conv2d_backward_filter(kc_device *d, const kc_conv2d_desc *g, kc_buf x, kc_buf dy, kc_buf dw,
+                              float beta, kc_buf ws);
 int kc_maxpool2d_forward(kc_device *d, const kc_pool2d_desc *g, kc_buf x, kc_buf y, kc_buf argmax);
 int kc_maxpool2d_backward(kc_device *d, const kc_pool2d_desc *g, kc_buf dy, kc_buf argmax,
                           kc_buf dx);
@@ -118,6 +118,17 @@ int kc_nadam_update(kc_device *d, kc_buf w, kc_buf g, kc_buf m, kc_buf v, size_t
 int kc_lion_update(kc_device *d, kc_buf w, kc_buf g, kc_buf m, size_t n, float lr, float b1,
                    float b2);
 
+/* ---- random normals, softmax over any axis ----
+ * y[i] = mean + stddev kc_rng_normal(seed, stream, i), on every backend. */
+int kc_rng_normal_fill(kc_device *d, kc_buf y, size_t n, float mean, float stddev, uint64_t seed,
+                       uint64_t stream);
+/* Softmax (log 0) or log-softmax (log 1) of x viewed as (outer, len, inner)
+ * over its middle axis; softmax over the last axis runs the fused op. The
+ * backward takes the forward's output y; dx may be dy. */
+int kc_softmax_axis_forward(kc_device *d, int log, const kc_reduce_desc *g, kc_buf x, kc_buf y);
+int kc_softmax_axis_backward(kc_device *d, int log, const kc_reduce_desc *g, kc_buf y, kc_buf dy,
+                             kc_buf dx);
+
 /* The compositions themselves, callable directly so tests can hold each
  * fused op against its composition on every backend. They take the fused
  * op's arguments and keep their temporaries in the device's scratch; the
@@ -128,8 +139,8 @@ int kc_fallback_mul(kc_device *d, kc_buf a, kc_buf b, kc_buf y, size_t n);
 int kc_fallback_bias_add(kc_device *d, kc_buf y, kc_buf b, int rows, int cols);
 int kc_fallback_bias_grad(kc_device *d, kc_buf db, kc_buf dy, int rows, int cols, float beta);
 int kc_fallback_gemm_batched(kc_device *d, int ta, int tb, int m, int n, int k, float alpha,
-                             kc_buf a, int lda, size_t sa, kc_buf b, int ldb, size_t sb,
-                             float beta, kc_buf c, int ldc, size_t sc, int batch);
+                             kc_buf a, int lda, size_t sa, kc_buf b, int ldb, size_t sb, float beta,
+                             kc_buf c, int ldc, size_t sc, int batch);
 int kc_fallback_softmax_forward(kc_device *d, kc_buf x, kc_buf y, int rows, int cols);
 int kc_fallback_softmax_backward(kc_device *d, kc_buf y, kc_buf dy, kc_buf dx, int rows, int cols);
 int kc_fallback_conv2d_forward(kc_device *d, const kc_conv2d_desc *g, kc_buf x, kc_buf w, kc_buf y,
@@ -168,5 +179,20 @@ int kc_fallback_nadam_update(kc_device *d, kc_buf w, kc_buf g, kc_buf m, kc_buf 
                              const kc_nadam_coef *c);
 int kc_fallback_lion_update(kc_device *d, kc_buf w, kc_buf g, kc_buf m, size_t n, float lr,
                             float b1, float b2);
+
+/* ---- depthwise convolution (core/backend.h: oc = c * multiplier, kernel
+ * (kh, kw, c, multiplier)), fused or composed, and its composition ---- */
+int kc_depthwise_conv2d_forward(kc_device *d, const kc_conv2d_desc *g, kc_buf x, kc_buf w,
+                                kc_buf y);
+int kc_depthwise_conv2d_backward_data(kc_device *d, const kc_conv2d_desc *g, kc_buf dy, kc_buf w,
+                                      kc_buf dx);
+int kc_depthwise_conv2d_backward_filter(kc_device *d, const kc_conv2d_desc *g, kc_buf x, kc_buf dy,
+                                        kc_buf dw, float beta);
+int kc_fallback_depthwise_conv2d_forward(kc_device *d, const kc_conv2d_desc *g, kc_buf x, kc_buf w,
+                                         kc_buf y);
+int kc_fallback_depthwise_conv2d_backward_data(kc_device *d, const kc_conv2d_desc *g, kc_buf dy,
+                                               kc_buf w, kc_buf dx);
+int kc_fallback_depthwise_conv2d_backward_filter(kc_device *d, const kc_conv2d_desc *g, kc_buf x,
+                                                 kc_buf dy, kc_buf dw, float beta);
 
 #endif

@@ -11,7 +11,9 @@ typedef struct act_entry {
 } act_entry;
 
 /* Keras 3 semantics: leaky_relu's negative slope is 0.2 and elu's alpha 1.0;
- * swish is Keras 3's alias of silu. */
+ * swish is Keras 3's alias of silu and hard_swish of hard_silu; gelu is the
+ * exact (erf) form, Keras 3's default approximate=False; hard_sigmoid is
+ * relu6(x + 3) / 6. softmax and log_softmax run over the last axis. */
 static const act_entry table[] = {
     {"linear", KC_ACT_LINEAR, 0.0f},
     {"relu", KC_ACT_RELU, 0.0f},
@@ -28,20 +30,26 @@ static const act_entry table[] = {
     {"leaky_relu", KC_ACT_LEAKY_RELU, 0.2f},
     {"hard_sigmoid", KC_ACT_HARD_SIGMOID, 0.0f},
     {"exponential", KC_ACT_EXPONENTIAL, 0.0f},
+    {"relu6", KC_ACT_RELU6, 0.0f},
+    {"hard_silu", KC_ACT_HARD_SILU, 0.0f},
+    {"hard_swish", KC_ACT_HARD_SILU, 0.0f},
+    {"mish", KC_ACT_MISH, 0.0f},
+    {"log_softmax", KC_ACT_LOG_SOFTMAX, 0.0f},
 };
 #define NTABLE (sizeof table / sizeof table[0])
 
 const char *const kc_activation_names[] = {
-    "linear",   "relu",  "sigmoid", "tanh", "softmax",    "elu",          "selu",        "softplus",
-    "softsign", "swish", "silu",    "gelu", "leaky_relu", "hard_sigmoid", "exponential", NULL,
+    "linear",      "relu",     "sigmoid",   "tanh",       "softmax", "elu",         "selu",
+    "softplus",    "softsign", "swish",     "silu",       "gelu",    "leaky_relu",  "hard_sigmoid",
+    "exponential", "relu6",    "hard_silu", "hard_swish", "mish",    "log_softmax", NULL,
 };
 
 /* Names Keras 3 knows that kerasc has no kernel for: these get a "not
  * supported yet" answer instead of "unknown". */
 static const char *const keras_only[] = {
-    "relu6",       "celu",      "squareplus",     "soft_shrink", "sparse_plus", "glu",
-    "tanh_shrink", "threshold", "sparse_sigmoid", "hard_silu",   "hard_swish",  "hard_tanh",
-    "hard_shrink", "mish",      "log_softmax",    "log_sigmoid", "sparsemax",   NULL,
+    "celu",      "squareplus",     "soft_shrink", "sparse_plus", "glu",         "tanh_shrink",
+    "threshold", "sparse_sigmoid", "hard_tanh",   "hard_shrink", "log_sigmoid", "sparsemax",
+    NULL,
 };
 
 static const act_entry *lookup(const char *name) {
@@ -106,6 +114,7 @@ int kc_args_activation(kc_args *a, const char *key, const char *def, kc_activati
 
 const char *kc_activation_name(kc_act act) {
     if (act == KC_ACT_SWISH) return "silu"; /* what Keras 3 serializes */
+    if (act == KC_ACT_HARD_SILU) return "hard_silu";
     for (size_t i = 0; i < NTABLE; i++)
         if (table[i].act == act) return table[i].name;
     return "unknown";
@@ -119,6 +128,8 @@ int kc_activation_forward(kc_device *d, const kc_activation *a, kc_buf x, kc_buf
         return kc_copy(d, y, x, n * sizeof(float));
     case KC_ACT_SOFTMAX:
         return kc_softmax_forward(d, x, y, rows, cols);
+    case KC_ACT_LOG_SOFTMAX:
+        return kc_softmax_axis_forward(d, 1, &(kc_reduce_desc){rows, cols, 1}, x, y);
     default:
         return kc_act_forward(d, a->act, a->alpha, x, y, n);
     }
@@ -132,6 +143,8 @@ int kc_activation_backward(kc_device *d, const kc_activation *a, kc_buf x, kc_bu
         return kc_copy(d, dx, dy, n * sizeof(float));
     case KC_ACT_SOFTMAX:
         return kc_softmax_backward(d, y, dy, dx, rows, cols);
+    case KC_ACT_LOG_SOFTMAX:
+        return kc_softmax_axis_backward(d, 1, &(kc_reduce_desc){rows, cols, 1}, y, dy, dx);
     default:
         return kc_act_backward(d, a->act, a->alpha, x, y, dy, dx, n);
     }

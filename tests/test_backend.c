@@ -273,6 +273,7 @@ START_TEST(test_registry) {
         ck_assert_msg(be->act_forward && be->act_backward && be->dropout_forward &&
                           be->l1l2_penalty && be->sum_squares,
                       "%s: activation, dropout and penalty slots", be->name);
+        ck_assert_msg(be->rng_normal, "%s: random normal slot", be->name);
     }
     ck_assert_str_eq(kc_backend_names(), want);
     ck_assert_ptr_null(kc_backend_by_name("gpu"));
@@ -1567,6 +1568,9 @@ static const act_case act_cases[] = {
     {KC_ACT_LEAKY_RELU, 0.01f, "leaky_relu(0.01)"},
     {KC_ACT_HARD_SIGMOID, 0, "hard_sigmoid"},
     {KC_ACT_EXPONENTIAL, 0, "exponential"},
+    {KC_ACT_RELU6, 0, "relu6"},
+    {KC_ACT_HARD_SILU, 0, "hard_silu"},
+    {KC_ACT_MISH, 0, "mish"},
 };
 #define N_ACT (sizeof act_cases / sizeof act_cases[0])
 
@@ -2016,6 +2020,45 @@ START_TEST(test_dropout) {
         ck_assert_close((double)differ / n, 0.5, 0.02, 0);
     }
     free(x), free(y), free(m1), free(m2);
+}
+END_TEST
+
+/* ----------------------------------------------------- random normals */
+
+static void run_rng_normal(kc_device *d, float *y, size_t n, float mean, float stddev,
+                           uint64_t seed, uint64_t stream) {
+    dbuf d_y = dnan(d, n);
+    ck_assert_int_eq(kc_rng_normal_fill(d, d_y.at, n, mean, stddev, seed, stream), KC_OK);
+    dget("rng_normal", &d_y, y);
+    dfree(&d_y);
+}
+
+START_TEST(test_rng_normal) {
+    size_t n = big(100003, 20011);
+    kc_device *ref = kc_test_reference();
+    float *want = host(n), *got = host(n);
+    run_rng_normal(ref, want, n, 0.5f, 2.0f, 99, 5);
+    double s = 0, s2 = 0;
+    for (size_t i = 0; i < n; i++) {
+        expect(want[i] == (float)(0.5 + 2.0 * kc_rng_normal(99, 5, i)), "normal[%zu]", i);
+        s += want[i], s2 += (double)want[i] * want[i];
+    }
+    double mean = s / n, var = s2 / n - mean * mean;
+    ck_assert_close(mean, 0.5, 0.05, 0);
+    ck_assert_close(var, 4.0, 0.2, 0);
+    KC_FOR_EACH_TESTED_DEVICE(d) {
+        /* a function of (seed, stream, index), to the rounding of log and cos */
+        run_rng_normal(d, got, n, 0.5f, 2.0f, 99, 5);
+        compare("rng_normal", d, got, want, n, close_to(1e-5, 1e-5));
+    }
+    KC_FOR_EACH_DEVICE(d) {
+        run_rng_normal(d, got, n, 0.5f, 2.0f, 99, 6);
+        size_t same = 0;
+        for (size_t i = 0; i < n; i++)
+            same += got[i] == want[i];
+        ck_assert_msg(same < n / 100, "%s: another stream repeats %zu of %zu", d->name, same, n);
+    }
+    free(want), free(got);
 }
 END_TEST
 
@@ -2791,6 +2834,9 @@ static void make_test_tables(void) {
     lean_be.adamax_update = NULL;
     lean_be.nadam_update = NULL;
     lean_be.lion_update = NULL;
+    lean_be.depthwise_conv2d_forward = NULL;
+    lean_be.depthwise_conv2d_backward_data = NULL;
+    lean_be.depthwise_conv2d_backward_filter = NULL;
 
     picky_be = kc_cpu_backend;
     picky_be.name = "cpu-picky";
@@ -3247,6 +3293,12 @@ typedef struct act_point {
 
 /* Values from the formulas in KERAS.md section 5, evaluated in double. */
 static const act_point act_points[] = {
+    {KC_ACT_RELU6, 0, 7, 6, 0},
+    {KC_ACT_RELU6, 0, 2.5f, 2.5, 1},
+    {KC_ACT_HARD_SILU, 0, 1.5f, 1.125, 1.0},
+    {KC_ACT_HARD_SILU, 0, -4, 0, 0},
+    {KC_ACT_MISH, 0, 1, 0.8650983882673103, 1.0490362200997922},
+    {KC_ACT_MISH, 0, -2, -0.2525014826957089, -0.1083550924203939},
     {KC_ACT_LINEAR, 0, -1.5f, -1.5, 1},
     {KC_ACT_RELU, 0, -1, 0, 0},
     {KC_ACT_RELU, 0, 2, 2, 1},
@@ -3702,6 +3754,72 @@ START_TEST(test_softmax_gradients) {
 }
 END_TEST
 
+/* ---- depthwise convolution: every backend, fused and composed, against
+ * the reference; the lean table's composition against the cpu's, bit for bit */
+
+static const kc_conv2d_desc dw_cases[] = {
+    /* n h w c kh kw oc sh sw dh dw pad_t pad_l oh ow */
+    {2, 5, 6, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 5, 6}, {2, 7, 6, 3, 3, 3, 6, 2, 2, 1, 1, 0, 0, 3, 2},
+    {1, 6, 7, 2, 3, 3, 4, 1, 1, 2, 2, 2, 2, 6, 7}, {3, 4, 5, 5, 3, 2, 15, 2, 1, 1, 1, 1, 0, 2, 5},
+    {1, 3, 3, 4, 5, 5, 4, 1, 1, 1, 1, 2, 2, 3, 3},
+};
+
+/* y, dx, dw (beta 0.5 over w0) of g on d, natively or composed. */
+static void dw_results(kc_device *d, const kc_conv2d_desc *g, int composed, const float *x,
+                       const float *w, const float *dy, const float *w0, float *y, float *dx,
+                       float *dw) {
+    size_t nx = (size_t)g->n * g->h * g->w * g->c, ny = (size_t)g->n * g->oh * g->ow * g->oc;
+    size_t nw = (size_t)g->kh * g->kw * g->oc;
+    dbuf bx = dput(d, x, nx), bw = dput(d, w, nw), bg = dput(d, dy, ny), bw0 = dput(d, w0, nw);
+    dbuf by = dnan(d, ny), bdx = dnan(d, nx);
+    if (composed) {
+        kc_fallback_depthwise_conv2d_forward(d, g, bx.at, bw.at, by.at);
+        kc_fallback_depthwise_conv2d_backward_data(d, g, bg.at, bw.at, bdx.at);
+        kc_fallback_depthwise_conv2d_backward_filter(d, g, bx.at, bg.at, bw0.at, 0.5f);
+    } else {
+        kc_depthwise_conv2d_forward(d, g, bx.at, bw.at, by.at);
+        kc_depthwise_conv2d_backward_data(d, g, bg.at, bw.at, bdx.at);
+        kc_depthwise_conv2d_backward_filter(d, g, bx.at, bg.at, bw0.at, 0.5f);
+    }
+    dget("depthwise forward", &by, y), dget("depthwise backward data", &bdx, dx);
+    dget("depthwise backward filter", &bw0, dw);
+    dfree(&bx), dfree(&bw), dfree(&bg), dfree(&bw0), dfree(&by), dfree(&bdx);
+}
+
+START_TEST(test_depthwise_conv2d) {
+    make_test_tables();
+    kc_device lean, *ref = kc_test_reference(), *cpu = kc_test_device_named("cpu", 0);
+    kc_error e = {0};
+    ck_assert_msg(kc_device_open(&lean, &lean_be, NULL, &e) == KC_OK, "%s", e.msg);
+    for (size_t k = 0; k < sizeof dw_cases / sizeof dw_cases[0]; k++) {
+        const kc_conv2d_desc *g = &dw_cases[k];
+        size_t nx = (size_t)g->n * g->h * g->w * g->c, ny = (size_t)g->n * g->oh * g->ow * g->oc;
+        size_t nw = (size_t)g->kh * g->kw * g->oc;
+        float *x = random_host(nx, -1, 1, 700), *w = random_host(nw, -1, 1, 701);
+        float *dy = random_host(ny, -1, 1, 702), *w0 = random_host(nw, -1, 1, 703);
+        float *r[3] = {host(ny), host(nx), host(nw)}, *o[3] = {host(ny), host(nx), host(nw)};
+        dw_results(ref, g, 0, x, w, dy, w0, r[0], r[1], r[2]);
+        KC_FOR_EACH_TESTED_DEVICE(d) {
+            for (int composed = 0; composed < 2; composed++) {
+                dw_results(d, g, composed, x, w, dy, w0, o[0], o[1], o[2]);
+                compare("depthwise forward", d, o[0], r[0], ny, close_to(1e-5, 1e-5));
+                compare("depthwise backward data", d, o[1], r[1], nx, close_to(1e-5, 1e-5));
+                compare("depthwise backward filter", d, o[2], r[2], nw, close_to(1e-5, 1e-5));
+            }
+        }
+        dw_results(&lean, g, 0, x, w, dy, w0, r[0], r[1], r[2]);
+        dw_results(cpu, g, 1, x, w, dy, w0, o[0], o[1], o[2]);
+        compare("depthwise forward, composed", &lean, r[0], o[0], ny, BITS);
+        compare("depthwise backward data, composed", &lean, r[1], o[1], nx, BITS);
+        compare("depthwise backward filter, composed", &lean, r[2], o[2], nw, BITS);
+        free(x), free(w), free(dy), free(w0);
+        for (int i = 0; i < 3; i++)
+            free(r[i]), free(o[i]);
+    }
+    kc_device_close(&lean);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("backend");
     TCase *reg = tcase_create("registry");
@@ -3736,6 +3854,7 @@ int main(void) {
     tcase_add_test(conf, test_conv2d_without_workspace);
     tcase_add_test(conf, test_pooling);
     tcase_add_test(conf, test_dropout);
+    tcase_add_test(conf, test_rng_normal);
     tcase_add_test(conf, test_optimizers_match);
     tcase_add_test(conf, test_more_optimizers_match);
     tcase_add_test(conf, test_clip_decay_match);
@@ -3749,6 +3868,7 @@ int main(void) {
     tcase_set_timeout(comp, 600);
     tcase_add_test(comp, test_fused_match_compositions);
     tcase_add_test(comp, test_conv_pool_norm_match_compositions);
+    tcase_add_test(comp, test_depthwise_conv2d);
     suite_add_tcase(s, comp);
 
     TCase *hand = tcase_create("by_hand");

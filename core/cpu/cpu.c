@@ -311,6 +311,18 @@ static int cpu_dropout_forward(kc_device *d, kc_buf x, kc_buf y, kc_buf mask, si
     return KC_OK;
 }
 
+/* the same expression as the reference backend's, so the same bits */
+static int cpu_rng_normal(kc_device *d, kc_buf y, size_t n, float mean, float stddev, uint64_t seed,
+                          uint64_t stream) {
+    use(d);
+    float *v = F(y);
+    int nt = kc_cpu_threads();
+#pragma omp parallel for schedule(static) num_threads(nt) if (n >= KC_CPU_PAR_MIN / 16)
+    for (size_t i = 0; i < n; i++)
+        v[i] = (float)((double)mean + (double)stddev * kc_rng_normal(seed, stream, i));
+    return KC_OK;
+}
+
 static int no_output(kc_device *d, const char *op) {
     return kc_device_fail(d, KC_ECONFIG, "cpu backend: %s without an output buffer", op);
 }
@@ -518,6 +530,29 @@ static int cpu_lion_update(kc_device *d, kc_buf w, kc_buf g, kc_buf m, size_t n,
     return KC_OK;
 }
 
+static int cpu_depthwise_forward(kc_device *d, const kc_conv2d_desc *g, kc_buf x, kc_buf w,
+                                 kc_buf y) {
+    use(d);
+    kc_cpu_depthwise_conv2d_forward(g, F(x), F(w), F(y));
+    return KC_OK;
+}
+
+static int cpu_depthwise_backward_data(kc_device *d, const kc_conv2d_desc *g, kc_buf dy, kc_buf w,
+                                       kc_buf dx) {
+    use(d);
+    kc_cpu_depthwise_conv2d_backward_data(g, F(dy), F(w), F(dx));
+    return KC_OK;
+}
+
+static int cpu_depthwise_backward_filter(kc_device *d, const kc_conv2d_desc *g, kc_buf x, kc_buf dy,
+                                         kc_buf dw, float beta) {
+    use(d);
+    if (kc_cpu_depthwise_conv2d_backward_filter(g, F(x), F(dy), F(dw), beta))
+        return kc_device_fail(d, KC_ERUNTIME,
+                              "cpu backend: out of memory for a depthwise filter gradient");
+    return KC_OK;
+}
+
 const kc_backend kc_cpu_backend = {
     .name = "cpu",
     .description = cpu_description,
@@ -571,4 +606,8 @@ const kc_backend kc_cpu_backend = {
     .adamax_update = cpu_adamax_update,
     .nadam_update = cpu_nadam_update,
     .lion_update = cpu_lion_update,
+    .rng_normal = cpu_rng_normal,
+    .depthwise_conv2d_forward = cpu_depthwise_forward,
+    .depthwise_conv2d_backward_data = cpu_depthwise_backward_data,
+    .depthwise_conv2d_backward_filter = cpu_depthwise_backward_filter,
 };

@@ -117,4 +117,14 @@ void kc_cpu_copy_strided(kc_copy_mode mode, const kc_copy_desc *g, const void *s
 void kc_cpu_reduce(kc_reduce_op op, const kc_reduce_desc *g, float alpha, const float *x,
                    float beta, float *y);
 
+/* Depthwise convolution (core/backend.h): direct loops, no workspace. The
+ * filter gradient returns -1 (dw untouched for some taps) when it cannot
+ * allocate its per-tap sums, else 0. */
+void kc_cpu_depthwise_conv2d_forward(const kc_conv2d_desc *d, const float *x, const float *w,
+                                     float *y);
+void kc_cpu_depthwise_conv2d_backward_data(const kc_conv2d_desc *d, const float *dy, const float *w,
+                                           float *dx);
+int kc_cpu_depthwise_conv2d_backward_filter(const kc_conv2d_desc *d, const float *x,
+                                            const float *dy, float *dw, float beta);
+
 #endif

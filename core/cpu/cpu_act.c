@@ -41,6 +41,20 @@ static inline float hard_sigmoidf(float x) {
     return v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v);
 }
 
+static inline float relu6f(float x) {
+    return x > 0.0f ? (x < 6.0f ? x : 6.0f) : 0.0f;
+}
+
+/* relu6(x + 3) / 6 + x relu6'(x + 3) / 6 */
+static inline float hard_silu_slope(float x) {
+    return x <= -3.0f ? 0.0f : (x >= 3.0f ? 1.0f : (2.0f * x + 3.0f) / 6.0f);
+}
+
+static inline float mish_slope(float x) {
+    float t = tanhf(softplusf(x));
+    return t + x * (1.0f - t * t) * sigmoidf(x);
+}
+
 /* 1 + erf(x/sqrt2) written as erfc(-x/sqrt2), which keeps its relative
  * accuracy for negative x instead of cancelling. */
 static inline float geluf(float x) {
@@ -91,6 +105,15 @@ void kc_cpu_act_forward(kc_act act, float a, const float *x, float *y, size_t n)
         break;
     case KC_ACT_EXPONENTIAL:
         CPU_MAP(n, COSTLY, y[i] = expf(x[i]));
+        break;
+    case KC_ACT_RELU6:
+        CPU_MAP(n, CHEAP, y[i] = relu6f(x[i]));
+        break;
+    case KC_ACT_HARD_SILU:
+        CPU_MAP(n, CHEAP, y[i] = x[i] * relu6f(x[i] + 3.0f) / 6.0f);
+        break;
+    case KC_ACT_MISH:
+        CPU_MAP(n, COSTLY, y[i] = x[i] * tanhf(softplusf(x[i])));
         break;
     default:
         CPU_MAP(n, CHEAP, y[i] = x[i]);
@@ -147,6 +170,15 @@ void kc_cpu_act_backward(kc_act act, float a, const float *x, const float *y, co
         break;
     case KC_ACT_EXPONENTIAL:
         CPU_MAP(n, CHEAP, dx[i] = dy[i] * y[i]);
+        break;
+    case KC_ACT_RELU6:
+        CPU_MAP(n, CHEAP, dx[i] = (x[i] > 0.0f && x[i] < 6.0f) ? dy[i] : 0.0f);
+        break;
+    case KC_ACT_HARD_SILU:
+        CPU_MAP(n, CHEAP, dx[i] = dy[i] * hard_silu_slope(x[i]));
+        break;
+    case KC_ACT_MISH:
+        CPU_MAP(n, COSTLY, dx[i] = dy[i] * mish_slope(x[i]));
         break;
     default:
         CPU_MAP(n, CHEAP, dx[i] = dy[i]);

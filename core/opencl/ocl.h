@@ -52,7 +52,11 @@
     X(adadelta)                                                                                    \
     X(adamax)                                                                                      \
     X(nadam)                                                                                       \
-    X(lion)
+    X(lion)                                                                                        \
+    X(rng_normal)                                                                                  \
+    X(dw_forward)                                                                                  \
+    X(dw_data)                                                                                     \
+    X(dw_filter)
 
 enum {
 #define KC_OCL_ENUM(name) KC_OCL_K_##name,
@@ -187,6 +191,12 @@ int kc_ocl_conv2d_backward_data(kc_device *d, const kc_conv2d_desc *g, kc_buf dy
                                 kc_buf dx, kc_buf ws);
 int kc_ocl_conv2d_backward_filter(kc_device *d, const kc_conv2d_desc *g, kc_buf x, kc_buf dy,
                                   kc_buf dw, float beta, kc_buf ws);
+/* depthwise convolution (core/backend.h): direct gather kernels */
+int kc_ocl_depthwise_forward(kc_device *d, const kc_conv2d_desc *g, kc_buf x, kc_buf w, kc_buf y);
+int kc_ocl_depthwise_backward_data(kc_device *d, const kc_conv2d_desc *g, kc_buf dy, kc_buf w,
+                                   kc_buf dx);
+int kc_ocl_depthwise_backward_filter(kc_device *d, const kc_conv2d_desc *g, kc_buf x, kc_buf dy,
+                                     kc_buf dw, float beta);
 
 int kc_ocl_maxpool2d_forward(kc_device *d, const kc_pool2d_desc *g, kc_buf x, kc_buf y,
                              kc_buf argmax);
@@ -215,5 +225,7 @@ int kc_ocl_nadam_update(kc_device *d, kc_buf w, kc_buf g, kc_buf m, kc_buf v, si
                         const kc_nadam_coef *c);
 int kc_ocl_lion_update(kc_device *d, kc_buf w, kc_buf g, kc_buf m, size_t n, float lr, float b1,
                        float b2);
+int kc_ocl_rng_normal(kc_device *d, kc_buf y, size_t n, float mean, float stddev, uint64_t seed,
+                      uint64_t stream);
 
 #endif

@@ -62,3 +62,15 @@ int kc_ocl_bias_add(kc_device *d, kc_buf y, kc_buf b, int rows, int cols) {
     kc_ocl_i32(&c, cols);
     return kc_ocl_run(&c, n);
 }
+
+int kc_ocl_rng_normal(kc_device *d, kc_buf y, size_t n, float mean, float stddev, uint64_t seed,
+                      uint64_t stream) {
+    kc_ocl_call c = kc_ocl_begin(d, KC_OCL_K_rng_normal);
+    kc_ocl_buf(&c, y);
+    kc_ocl_u64(&c, n);
+    kc_ocl_f32(&c, mean);
+    kc_ocl_f32(&c, stddev);
+    kc_ocl_u64(&c, seed);
+    kc_ocl_u64(&c, stream);
+    return kc_ocl_run(&c, n);
+}

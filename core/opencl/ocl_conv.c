@@ -223,3 +223,41 @@ int kc_ocl_conv2d_backward_filter(kc_device *d, const kc_conv2d_desc *g, kc_buf 
     kc_reduce_desc sum = {1, (int64_t)done, (int64_t)(k * g->oc)};
     return kc_ocl_reduce(d, KC_RED_SUM, &sum, 1.0f, part, beta, dw);
 }
+
+/* ---- depthwise convolution: direct gather kernels, one work-item per
+ * output, input or kernel element (no workspace, no products) ---- */
+
+static int dw_launch(kc_device *d, int kernel, const kc_conv2d_desc *g, kc_buf a, kc_buf b,
+                     kc_buf out, size_t total, const float *beta) {
+    size_t in = (size_t)g->n * g->h * g->w * g->c, o = (size_t)g->n * g->oh * g->ow * g->oc;
+    if (g->n < 0 || g->c <= 0 || g->oc % g->c || in > UINT32_MAX || o > UINT32_MAX)
+        return kc_device_fail(d, KC_ECONFIG,
+                              "opencl: depthwise conv2d tensors beyond 2^32 elements");
+    if (!total) return KC_OK;
+    cl_int16 geo = geometry(g);
+    kc_ocl_call c = kc_ocl_begin(d, kernel);
+    kc_ocl_buf(&c, a);
+    kc_ocl_buf(&c, b);
+    kc_ocl_buf(&c, out);
+    kc_ocl_raw(&c, sizeof geo, &geo);
+    if (beta) kc_ocl_f32(&c, *beta);
+    kc_ocl_i32(&c, (int)total);
+    return kc_ocl_run(&c, total);
+}
+
+int kc_ocl_depthwise_forward(kc_device *d, const kc_conv2d_desc *g, kc_buf x, kc_buf w, kc_buf y) {
+    size_t n = g->n > 0 ? (size_t)g->n * g->oh * g->ow * g->oc : 0;
+    return dw_launch(d, KC_OCL_K_dw_forward, g, x, w, y, n, NULL);
+}
+
+int kc_ocl_depthwise_backward_data(kc_device *d, const kc_conv2d_desc *g, kc_buf dy, kc_buf w,
+                                   kc_buf dx) {
+    size_t n = g->n > 0 ? (size_t)g->n * g->h * g->w * g->c : 0;
+    return dw_launch(d, KC_OCL_K_dw_data, g, dy, w, dx, n, NULL);
+}
+
+int kc_ocl_depthwise_backward_filter(kc_device *d, const kc_conv2d_desc *g, kc_buf x, kc_buf dy,
+                                     kc_buf dw, float beta) {
+    size_t n = (size_t)g->kh * g->kw * g->oc;
+    return dw_launch(d, KC_OCL_K_dw_filter, g, x, dy, dw, n, &beta);
+}

@@ -40,6 +40,12 @@ const char kc_ocl_src_nn[] = KC_CL(
             return fmin(fmax(x / (real)6 + R(0.5), (real)0), (real)1);
         case ACT_EXPONENTIAL:
             return exp(x);
+        case ACT_RELU6:
+            return fmin(fmax(x, (real)0), (real)6);
+        case ACT_HARD_SILU:
+            return x * fmin(fmax(x + (real)3, (real)0), (real)6) / (real)6;
+        case ACT_MISH:
+            return x * tanh(fmax(x, (real)0) + log1p(exp(-fabs(x))));
         }
         return x;
     }
@@ -89,6 +95,15 @@ const char kc_ocl_src_nn[] = KC_CL(
             return (x > (real)-3 && x < (real)3) ? (real)1 / (real)6 : (real)0;
         case ACT_EXPONENTIAL:
             return exp(x);
+        case ACT_RELU6:
+            return (x > (real)0 && x < (real)6) ? (real)1 : (real)0;
+        case ACT_HARD_SILU:
+            return x <= (real)-3 ? (real)0
+                                 : (x >= (real)3 ? (real)1 : ((real)2 * x + (real)3) / (real)6);
+        case ACT_MISH: {
+            real t = tanh(fmax(x, (real)0) + log1p(exp(-fabs(x))));
+            return t + x * ((real)1 - t * t) * sigmoid_r(x);
+        }
         }
         return (real)1;
     }
@@ -127,9 +142,9 @@ const char kc_ocl_src_nn[] = KC_CL(
         }
     }
 
-    /* ---- dropout: Philox-4x32-10 exactly as core/rng.c ---- */
+    /* ---- Philox-4x32-10 exactly as core/rng.c, and dropout ---- */
 
-    float rng_uniform(ulong seed, ulong stream, ulong index) {
+    void philox4(ulong seed, ulong stream, ulong index, uint *out) {
         uint c0 = (uint)stream, c1 = (uint)(stream >> 32), c2 = (uint)index,
              c3 = (uint)(index >> 32);
         uint k0 = (uint)seed, k1 = (uint)(seed >> 32);
@@ -146,7 +161,16 @@ const char kc_ocl_src_nn[] = KC_CL(
             c2 = r2;
             c3 = lo0;
         }
-        return (float)(c0 >> 8) * (1.0f / 16777216.0f);
+        out[0] = c0;
+        out[1] = c1;
+        out[2] = c2;
+        out[3] = c3;
+    }
+
+    float rng_uniform(ulong seed, ulong stream, ulong index) {
+        uint r[4];
+        philox4(seed, stream, index, r);
+        return (float)(r[0] >> 8) * (1.0f / 16777216.0f);
     }
 
     __kernel void k_dropout_forward(__global const float *x, ulong xo, __global float *y, ulong yo,
@@ -159,6 +183,23 @@ const char kc_ocl_src_nn[] = KC_CL(
             float m = rng_uniform(seed, stream, i) >= rate ? keep_scale : 0.0f;
             mask[i] = m;
             y[i] = x[i] * m;
+        }
+    }
+
+    /* ---- random normals: Box-Muller on one Philox block, as core/rng.c ---- */
+
+    __kernel void k_rng_normal(__global float *y, ulong yo, ulong n, float mean, float stddev,
+                               ulong seed, ulong stream) {
+        y += yo;
+        FOR_EACH(i, n) {
+            uint r[4];
+            philox4(seed, stream, i, r);
+            ulong a = ((ulong)r[0] << 21) | (ulong)(r[1] >> 11);
+            ulong b = ((ulong)r[2] << 21) | (ulong)(r[3] >> 11);
+            real u1 = ((real)a + (real)1) / R(9007199254740992.0);
+            real u2 = (real)b / R(9007199254740992.0);
+            float z = (float)(sqrt((real)-2 * log(u1)) * cos(R(6.283185307179586) * u2));
+            y[i] = (float)((real)mean + (real)stddev * (real)z);
         }
     }
 
@@ -463,6 +504,90 @@ const char kc_ocl_src_fp64[] = KC_CL(
             if (l2 != 0.0f) add += (double)l2 * q;
         }
         out[oo] += add;
+    }
+
+    /* ---- depthwise convolution: oc = c * m, kernel (kh, kw, c, m); every
+     * element a gather of its own sum, taps in (ky, kx) order ---- */
+
+    __kernel void k_dw_forward(__global const float *x, ulong xo, __global const float *w, ulong wo,
+                               __global float *y, ulong yo, int16 g, uint total) {
+        x += xo;
+        w += wo;
+        y += yo;
+        uint C = g.s3, KH = g.s4, KW = g.s5, OC = g.s6, OH = g.sd, OW = g.se, M = OC / C;
+        FOR_EACH(t, (ulong)total) {
+            uint u = (uint)t, o = u % OC;
+            u /= OC;
+            uint ox = u % OW;
+            u /= OW;
+            uint oy = u % OH, n = u / OH;
+            float s = 0.0f;
+            for (uint ky = 0; ky < KH; ky++) {
+                int iy = (int)oy * g.s7 + (int)ky * g.s9 - g.sb;
+                if (iy < 0 || iy >= g.s1) continue;
+                for (uint kx = 0; kx < KW; kx++) {
+                    int ix = (int)ox * g.s8 + (int)kx * g.sa - g.sc;
+                    if (ix < 0 || ix >= g.s2) continue;
+                    s += x[(((ulong)n * g.s1 + iy) * g.s2 + ix) * C + o / M] *
+                         w[(ky * KW + kx) * OC + o];
+                }
+            }
+            y[t] = s;
+        }
+    }
+
+    __kernel void k_dw_data(__global const float *dy, ulong dyo, __global const float *w, ulong wo,
+                            __global float *dx, ulong dxo, int16 g, uint total) {
+        dy += dyo;
+        w += wo;
+        dx += dxo;
+        uint C = g.s3, KH = g.s4, KW = g.s5, OC = g.s6, OH = g.sd, OW = g.se, M = OC / C;
+        FOR_EACH(t, (ulong)total) {
+            uint u = (uint)t, c = u % C;
+            u /= C;
+            uint ix = u % (uint)g.s2;
+            u /= (uint)g.s2;
+            uint iy = u % (uint)g.s1, n = u / (uint)g.s1;
+            float s = 0.0f;
+            for (uint ky = 0; ky < KH; ky++) {
+                int oy = tap_source((int)iy, (int)ky, g.s7, g.s9, g.sb, (int)OH);
+                if (oy < 0) continue;
+                for (uint kx = 0; kx < KW; kx++) {
+                    int ox = tap_source((int)ix, (int)kx, g.s8, g.sa, g.sc, (int)OW);
+                    if (ox < 0) continue;
+                    ulong at = (((ulong)n * OH + (uint)oy) * OW + (uint)ox) * OC + c * M;
+                    for (uint j = 0; j < M; j++)
+                        s += dy[at + j] * w[(ky * KW + kx) * OC + c * M + j];
+                }
+            }
+            dx[t] = s;
+        }
+    }
+
+    /* One work-item per kernel element: its sum over every output pixel. */
+    __kernel void k_dw_filter(__global const float *x, ulong xo, __global const float *dy,
+                              ulong dyo, __global float *dw, ulong dwo, int16 g, float beta,
+                              uint total) {
+        x += xo;
+        dy += dyo;
+        dw += dwo;
+        uint C = g.s3, KW = g.s5, OC = g.s6, OH = g.sd, OW = g.se, M = OC / C;
+        FOR_EACH(t, (ulong)total) {
+            uint o = (uint)t % OC, tap = (uint)t / OC, ky = tap / KW, kx = tap % KW;
+            float s = 0.0f;
+            for (uint n = 0; n < (uint)g.s0; n++)
+                for (uint oy = 0; oy < OH; oy++) {
+                    int iy = (int)oy * g.s7 + (int)ky * g.s9 - g.sb;
+                    if (iy < 0 || iy >= g.s1) continue;
+                    for (uint ox = 0; ox < OW; ox++) {
+                        int ix = (int)ox * g.s8 + (int)kx * g.sa - g.sc;
+                        if (ix < 0 || ix >= g.s2) continue;
+                        s += x[(((ulong)n * g.s1 + iy) * g.s2 + ix) * C + o / M] *
+                             dy[(((ulong)n * OH + oy) * OW + ox) * OC + o];
+                    }
+                }
+            dw[t] = beta == 0.0f ? s : beta * dw[t] + s;
+        }
     }
 
 );

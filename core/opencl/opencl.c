@@ -162,6 +162,9 @@ static const struct {
     {"ACT_LEAKY_RELU", KC_ACT_LEAKY_RELU},
     {"ACT_HARD_SIGMOID", KC_ACT_HARD_SIGMOID},
     {"ACT_EXPONENTIAL", KC_ACT_EXPONENTIAL},
+    {"ACT_RELU6", KC_ACT_RELU6},
+    {"ACT_HARD_SILU", KC_ACT_HARD_SILU},
+    {"ACT_MISH", KC_ACT_MISH},
 };
 
 #define NCONST (sizeof constants / sizeof constants[0])
@@ -501,4 +504,8 @@ const kc_backend kc_opencl_backend = {
     .adamax_update = kc_ocl_adamax_update,
     .nadam_update = kc_ocl_nadam_update,
     .lion_update = kc_ocl_lion_update,
+    .rng_normal = kc_ocl_rng_normal,
+    .depthwise_conv2d_forward = kc_ocl_depthwise_forward,
+    .depthwise_conv2d_backward_data = kc_ocl_depthwise_backward_data,
+    .depthwise_conv2d_backward_filter = kc_ocl_depthwise_backward_filter,
 };

@@ -60,4 +60,12 @@ void kc_ref_copy_strided(kc_copy_mode mode, const kc_copy_desc *g, const void *s
 void kc_ref_reduce(kc_reduce_op op, const kc_reduce_desc *g, float alpha, const float *x,
                    float beta, float *y);
 
+/* depthwise convolution (core/backend.h): oc = c * m, kernel (kh, kw, c, m) */
+void kc_ref_depthwise_conv2d_forward(const kc_conv2d_desc *d, const float *x, const float *w,
+                                     float *y);
+void kc_ref_depthwise_conv2d_backward_data(const kc_conv2d_desc *d, const float *dy, const float *w,
+                                           float *dx);
+void kc_ref_depthwise_conv2d_backward_filter(const kc_conv2d_desc *d, const float *x,
+                                             const float *dy, float *dw, float beta);
+
 #endif

@@ -47,6 +47,12 @@ static double act_value(kc_act act, double a, double x) {
         return fmin(fmax(x / 6.0 + 0.5, 0.0), 1.0);
     case KC_ACT_EXPONENTIAL:
         return exp(x);
+    case KC_ACT_RELU6:
+        return fmin(fmax(x, 0.0), 6.0);
+    case KC_ACT_HARD_SILU:
+        return x * fmin(fmax(x + 3.0, 0.0), 6.0) / 6.0;
+    case KC_ACT_MISH:
+        return x * tanh(softplus(x));
     default:
         return x;
     }
@@ -86,6 +92,14 @@ static double act_slope(kc_act act, double a, double x) {
         return (x > -3.0 && x < 3.0) ? 1.0 / 6.0 : 0.0;
     case KC_ACT_EXPONENTIAL:
         return exp(x);
+    case KC_ACT_RELU6:
+        return (x > 0.0 && x < 6.0) ? 1.0 : 0.0;
+    case KC_ACT_HARD_SILU: /* relu6(x + 3) / 6 + x relu6'(x + 3) / 6 */
+        return x <= -3.0 ? 0.0 : (x >= 3.0 ? 1.0 : (2.0 * x + 3.0) / 6.0);
+    case KC_ACT_MISH: {
+        double t = tanh(softplus(x));
+        return t + x * (1.0 - t * t) * sigmoid(x);
+    }
     default:
         return 1.0;
     }

@@ -195,3 +195,83 @@ void kc_ref_avgpool2d_backward(const kc_pool2d_desc *d, const float *dy, float *
                     dx[nhwc(n, iy, ix, c, d->h, d->w, d->c)] = (float)s;
                 }
 }
+
+/* ---- depthwise convolution: oc = c * m, kernel (kh, kw, c, m) ---- */
+
+static size_t dw_index(const kc_conv2d_desc *d, int ky, int kx, int o) {
+    return ((size_t)ky * d->kw + kx) * d->oc + o;
+}
+
+void kc_ref_depthwise_conv2d_forward(const kc_conv2d_desc *d, const float *x, const float *w,
+                                     float *y) {
+    int m = d->oc / d->c;
+    for (int n = 0; n < d->n; n++)
+        for (int oy = 0; oy < d->oh; oy++)
+            for (int ox = 0; ox < d->ow; ox++)
+                for (int o = 0; o < d->oc; o++) {
+                    double s = 0;
+                    for (int ky = 0; ky < d->kh; ky++) {
+                        int iy = oy * d->sh + ky * d->dh - d->pad_t;
+                        if (iy < 0 || iy >= d->h) continue;
+                        for (int kx = 0; kx < d->kw; kx++) {
+                            int ix = ox * d->sw + kx * d->dw - d->pad_l;
+                            if (ix < 0 || ix >= d->w) continue;
+                            s += (double)x[nhwc(n, iy, ix, o / m, d->h, d->w, d->c)] *
+                                 w[dw_index(d, ky, kx, o)];
+                        }
+                    }
+                    y[nhwc(n, oy, ox, o, d->oh, d->ow, d->oc)] = (float)s;
+                }
+}
+
+static double dw_data_at(const kc_conv2d_desc *d, const float *dy, const float *w, int n, int iy,
+                         int ix, int c) {
+    int m = d->oc / d->c;
+    double s = 0;
+    for (int ky = 0; ky < d->kh; ky++) {
+        int oy = tap_source(iy, ky, d->sh, d->dh, d->pad_t, d->oh);
+        if (oy < 0) continue;
+        for (int kx = 0; kx < d->kw; kx++) {
+            int ox = tap_source(ix, kx, d->sw, d->dw, d->pad_l, d->ow);
+            if (ox < 0) continue;
+            for (int j = 0; j < m; j++)
+                s += (double)dy[nhwc(n, oy, ox, c * m + j, d->oh, d->ow, d->oc)] *
+                     w[dw_index(d, ky, kx, c * m + j)];
+        }
+    }
+    return s;
+}
+
+void kc_ref_depthwise_conv2d_backward_data(const kc_conv2d_desc *d, const float *dy, const float *w,
+                                           float *dx) {
+    for (int n = 0; n < d->n; n++)
+        for (int iy = 0; iy < d->h; iy++)
+            for (int ix = 0; ix < d->w; ix++)
+                for (int c = 0; c < d->c; c++)
+                    dx[nhwc(n, iy, ix, c, d->h, d->w, d->c)] =
+                        (float)dw_data_at(d, dy, w, n, iy, ix, c);
+}
+
+void kc_ref_depthwise_conv2d_backward_filter(const kc_conv2d_desc *d, const float *x,
+                                             const float *dy, float *dw, float beta) {
+    int m = d->oc / d->c;
+    for (int ky = 0; ky < d->kh; ky++)
+        for (int kx = 0; kx < d->kw; kx++)
+            for (int o = 0; o < d->oc; o++) {
+                double s = 0;
+                for (int n = 0; n < d->n; n++)
+                    for (int oy = 0; oy < d->oh; oy++) {
+                        int iy = oy * d->sh + ky * d->dh - d->pad_t;
+                        if (iy < 0 || iy >= d->h) continue;
+                        for (int ox = 0; ox < d->ow; ox++) {
+                            int ix = ox * d->sw + kx * d->dw - d->pad_l;
+                            if (ix < 0 || ix >= d->w) continue;
+                            s += (double)x[nhwc(n, iy, ix, o / m, d->h, d->w, d->c)] *
+                                 dy[nhwc(n, oy, ox, o, d->oh, d->ow, d->oc)];
+                        }
+                    }
+                float *t = &dw[dw_index(d, ky, kx, o)];
+                double prev = beta == 0.0f ? 0.0 : (double)beta * *t;
+                *t = (float)(prev + s);
+            }
+}

@@ -177,6 +177,14 @@ static int ref_dropout_forward(kc_device *d, kc_buf x, kc_buf y, kc_buf mask, si
     return KC_OK;
 }
 
+static int ref_rng_normal(kc_device *d, kc_buf y, size_t n, float mean, float stddev, uint64_t seed,
+                          uint64_t stream) {
+    float *v = F(y);
+    for (size_t i = 0; i < n; i++)
+        v[i] = (float)((double)mean + (double)stddev * kc_rng_normal(seed, stream, i));
+    return KC_OK;
+}
+
 static int no_output(kc_device *d, const char *op) {
     return kc_device_fail(d, KC_ECONFIG, "reference backend: %s without an output buffer", op);
 }
@@ -348,6 +356,24 @@ static int ref_lion_update(kc_device *d, kc_buf w, kc_buf g, kc_buf m, size_t n,
     return KC_OK;
 }
 
+static int ref_depthwise_forward(kc_device *d, const kc_conv2d_desc *g, kc_buf x, kc_buf w,
+                                 kc_buf y) {
+    kc_ref_depthwise_conv2d_forward(g, F(x), F(w), F(y));
+    return KC_OK;
+}
+
+static int ref_depthwise_backward_data(kc_device *d, const kc_conv2d_desc *g, kc_buf dy, kc_buf w,
+                                       kc_buf dx) {
+    kc_ref_depthwise_conv2d_backward_data(g, F(dy), F(w), F(dx));
+    return KC_OK;
+}
+
+static int ref_depthwise_backward_filter(kc_device *d, const kc_conv2d_desc *g, kc_buf x, kc_buf dy,
+                                         kc_buf dw, float beta) {
+    kc_ref_depthwise_conv2d_backward_filter(g, F(x), F(dy), F(dw), beta);
+    return KC_OK;
+}
+
 const kc_backend kc_reference_backend = {
     .name = "reference",
     .description = ref_description,
@@ -401,4 +427,8 @@ const kc_backend kc_reference_backend = {
     .adamax_update = ref_adamax_update,
     .nadam_update = ref_nadam_update,
     .lion_update = ref_lion_update,
+    .rng_normal = ref_rng_normal,
+    .depthwise_conv2d_forward = ref_depthwise_forward,
+    .depthwise_conv2d_backward_data = ref_depthwise_backward_data,
+    .depthwise_conv2d_backward_filter = ref_depthwise_backward_filter,
 };

@@ -1,4 +1,4 @@
-/* Conv2D over NHWC inputs with an HWIO kernel (Keras's layout). */
+/* Conv2D over NHWC inputs with an HWIO kernel (Keras's layout), groups included. */
 #include <limits.h>
 #include <stdio.h>
 
@@ -9,6 +9,7 @@ typedef struct conv_state {
     int k[2], stride[2], dilation[2];
     int same;
     int use_bias;
+    int groups;
     kc_initializer kernel_init, bias_init;
     kc_weight_opts kernel_opts, bias_opts;
     kc_conv2d_desc d; /* per-sample geometry; n is set per call */
@@ -18,19 +19,16 @@ static const char *const conv_unsupported[] = {
     "lora_rank", "lora_alpha", "dora_rank", "dora_alpha", NULL,
 };
 
-static int conv_groups(kc_args *a, int filters, kc_error *e) {
+static int conv_groups(kc_args *a, int filters, int *out, kc_error *e) {
     long long groups;
-    int rc = kc_args_int(a, "groups", 0, 1, 1, LLONG_MAX, &groups, e);
+    int rc = kc_args_int(a, "groups", 0, 1, 1, INT_MAX, &groups, e);
     if (rc) return rc;
     if (filters % groups != 0)
         return kc_node_fail(e, kc_args_node(a, "groups"),
-                            "%s: the number of filters (%d) must be divisible by groups (%lld)",
-                            a->owner, filters, groups);
-    if (groups != 1)
-        return kc_node_fail(e, kc_args_node(a, "groups"),
-                            "%s argument 'groups': grouped convolution (groups=%lld) is not "
-                            "supported yet by kerasc (use groups: 1)",
-                            a->owner, groups);
+                            "%s: the number of filters must be evenly divisible by the number "
+                            "of groups (got groups=%lld, filters=%d)",
+                            a->owner, groups, filters);
+    *out = (int)groups;
     return KC_OK;
 }
 
@@ -48,7 +46,7 @@ static int conv_configure(kc_layer *l, kc_args *a, kc_error *e) {
     if (!rc) rc = kc_layer_padding(a, &s->same, e);
     if (!rc) rc = kc_layer_data_format(a, e);
     if (!rc) rc = kc_args_int_tuple(a, "dilation_rate", 2, 0, ones, 1, INT_MAX, s->dilation, e);
-    if (!rc) rc = conv_groups(a, s->filters, e);
+    if (!rc) rc = conv_groups(a, s->filters, &s->groups, e);
     if (!rc) rc = kc_args_activation(a, "activation", "linear", &l->activation, e);
     if (!rc) rc = kc_args_bool(a, "use_bias", 1, &s->use_bias, e);
     if (!rc)
@@ -89,6 +87,11 @@ static int conv_build(kc_layer *l, kc_error *e) {
                              kc_shape_str(&l->out_shape, 1, ob, sizeof ob));
     if (in->d[0] > INT_MAX || in->d[1] > INT_MAX || in->d[2] > INT_MAX)
         return kc_layer_fail(l, e, "input %s is too large", kc_shape_str(in, 1, ib, sizeof ib));
+    if (in->d[2] % s->groups != 0)
+        return kc_layer_fail(l, e,
+                             "the number of input channels must be evenly divisible by the "
+                             "number of groups: groups=%d, but the input %s has %lld channels",
+                             s->groups, kc_shape_str(in, 1, ib, sizeof ib), (long long)in->d[2]);
     kc_conv2d_desc *d = &s->d;
     d->n = 1;
     d->h = (int)in->d[0];
@@ -105,8 +108,8 @@ static int conv_build(kc_layer *l, kc_error *e) {
     d->ow = (int)ow;
     d->pad_t = kc_window_pad_before(in->d[0], oh, d->kh, d->sh, d->dh, s->same);
     d->pad_l = kc_window_pad_before(in->d[1], ow, d->kw, d->sw, d->dw, s->same);
-    kc_param *k =
-        kc_layer_add_param(l, "kernel", kc_shape4(d->kh, d->kw, d->c, d->oc), &s->kernel_init, 1);
+    kc_param *k = kc_layer_add_param(l, "kernel", kc_shape4(d->kh, d->kw, d->c / s->groups, d->oc),
+                                     &s->kernel_init, 1);
     int rc = kc_param_set_opts(k, &s->kernel_opts, l->name, e);
     if (!rc && s->use_bias) {
         kc_param *b = kc_layer_add_param(l, "bias", kc_shape1(d->oc), &s->bias_init, 1);
@@ -122,16 +125,134 @@ static kc_conv2d_desc conv_desc(const kc_layer *l, int batch) {
     return d;
 }
 
+/* How a layer runs: one convolution (groups 1), one depthwise convolution
+ * (groups == channels: channel c feeds outputs c*m .. c*m + m - 1, and the
+ * kernel (kh, kw, 1, c*m) is the depthwise kernel (kh, kw, c, m) bit for
+ * bit), or one convolution per group on dense copies of the group's
+ * channels, kernel columns and outputs (the conv op stays the only
+ * convolution every backend implements). */
+typedef enum { CONV_PLAIN, CONV_DEPTHWISE, CONV_GROUPED } conv_kind;
+
+static conv_kind conv_kind_of(const conv_state *s) {
+    return s->groups == 1 ? CONV_PLAIN : s->groups == s->d.c ? CONV_DEPTHWISE : CONV_GROUPED;
+}
+
+/* The per-group geometry and the floats of its dense copies. */
+typedef struct group_plan {
+    kc_conv2d_desc d; /* one group's convolution */
+    size_t nx, nw, ny;
+} group_plan;
+
+static group_plan group_plan_of(const conv_state *s, int batch) {
+    group_plan p = {.d = s->d};
+    p.d.n = batch;
+    p.d.c = s->d.c / s->groups;
+    p.d.oc = s->d.oc / s->groups;
+    p.nx = (size_t)batch * p.d.h * p.d.w * p.d.c;
+    p.nw = (size_t)p.d.kh * p.d.kw * p.d.c * p.d.oc;
+    p.ny = (size_t)batch * p.d.oh * p.d.ow * p.d.oc;
+    return p;
+}
+
 static size_t conv_workspace(const kc_layer *l, int max_batch, const kc_device *dev) {
+    const conv_state *s = l->state;
     kc_conv2d_desc d = conv_desc(l, max_batch);
-    return kc_conv2d_workspace(dev, &d);
+    switch (conv_kind_of(s)) {
+    case CONV_PLAIN:
+        return kc_conv2d_workspace(dev, &d);
+    case CONV_DEPTHWISE:
+        return 0;
+    case CONV_GROUPED:
+        break;
+    }
+    group_plan p = group_plan_of(s, max_batch);
+    return (p.nx + 2 * p.nw + p.ny) * sizeof(float) + kc_conv2d_workspace(dev, &p.d);
+}
+
+/* Columns [first, first + cols) of a (rows, ld) matrix <-> a dense (rows, cols) one. */
+static int columns(kc_device *dev, kc_copy_mode mode, kc_buf wide, size_t ld, size_t first,
+                   kc_buf dense, size_t rows, size_t cols, int to_dense) {
+    kc_copy_desc g = {.rank = 2, .dims = {(int64_t)rows, (int64_t)cols}};
+    int64_t w[2] = {(int64_t)ld, 1}, n[2] = {(int64_t)cols, 1};
+    for (int k = 0; k < 2; k++)
+        g.ss[k] = to_dense ? w[k] : n[k], g.ds[k] = to_dense ? n[k] : w[k];
+    kc_buf at = kc_buf_f(wide, first);
+    return to_dense ? kc_copy_strided(dev, mode, &g, at, dense)
+                    : kc_copy_strided(dev, mode, &g, dense, at);
+}
+
+typedef struct group_bufs {
+    kc_buf x, w, dw, y, ws;
+} group_bufs;
+
+static group_bufs group_bufs_of(const group_plan *p, kc_buf ws) {
+    group_bufs b;
+    b.x = ws;
+    b.w = kc_buf_f(b.x, p->nx);
+    b.dw = kc_buf_f(b.w, p->nw);
+    b.y = kc_buf_f(b.dw, p->nw);
+    b.ws = kc_buf_f(b.y, p->ny);
+    return b;
+}
+
+static int grouped_forward(kc_layer *l, const kc_exec *ex, kc_buf x, kc_buf y) {
+    const conv_state *s = l->state;
+    kc_device *dev = ex->dev;
+    group_plan p = group_plan_of(s, ex->batch);
+    group_bufs b = group_bufs_of(&p, ex->ws);
+    size_t pix_in = p.nx / p.d.c, pix_out = p.ny / p.d.oc, taps = p.nw / p.d.oc;
+    for (int g = 0; g < s->groups; g++) {
+        columns(dev, KC_COPY_SET, x, s->d.c, (size_t)g * p.d.c, b.x, pix_in, p.d.c, 1);
+        columns(dev, KC_COPY_SET, l->params[0].value, s->d.oc, (size_t)g * p.d.oc, b.w, taps,
+                p.d.oc, 1);
+        kc_conv2d_forward(dev, &p.d, b.x, b.w, b.y, b.ws);
+        columns(dev, KC_COPY_SET, y, s->d.oc, (size_t)g * p.d.oc, b.y, pix_out, p.d.oc, 0);
+    }
+    return kc_device_status(dev);
+}
+
+static int grouped_backward(kc_layer *l, const kc_exec *ex, kc_buf x, kc_buf dy, kc_buf dx) {
+    const conv_state *s = l->state;
+    kc_device *dev = ex->dev;
+    kc_param *w = &l->params[0];
+    group_plan p = group_plan_of(s, ex->batch);
+    group_bufs b = group_bufs_of(&p, ex->ws);
+    size_t pix_in = p.nx / p.d.c, pix_out = p.ny / p.d.oc, taps = p.nw / p.d.oc;
+    int want_w = kc_layer_wants_grad(l, w);
+    kc_copy_mode into_dw = ex->accumulate ? KC_COPY_ADD : KC_COPY_SET;
+    for (int g = 0; g < s->groups; g++) {
+        size_t ic = (size_t)g * p.d.c, oc = (size_t)g * p.d.oc;
+        columns(dev, KC_COPY_SET, dy, s->d.oc, oc, b.y, pix_out, p.d.oc, 1);
+        if (want_w) {
+            columns(dev, KC_COPY_SET, x, s->d.c, ic, b.x, pix_in, p.d.c, 1);
+            kc_conv2d_backward_filter(dev, &p.d, b.x, b.y, b.dw, 0.0f, b.ws);
+            columns(dev, into_dw, w->grad, s->d.oc, oc, b.dw, taps, p.d.oc, 0);
+        }
+        if (kc_buf_ok(dx)) {
+            columns(dev, KC_COPY_SET, w->value, s->d.oc, oc, b.w, taps, p.d.oc, 1);
+            kc_conv2d_backward_data(dev, &p.d, b.y, b.w, b.x, b.ws);
+            columns(dev, KC_COPY_SET, dx, s->d.c, ic, b.x, pix_in, p.d.c, 0);
+        }
+    }
+    return kc_device_status(dev);
 }
 
 static int conv_forward(kc_layer *l, const kc_exec *ex, kc_buf x, kc_buf y) {
     const conv_state *s = l->state;
     kc_device *dev = ex->dev;
     kc_conv2d_desc d = conv_desc(l, ex->batch);
-    int rc = kc_conv2d_forward(dev, &d, x, l->params[0].value, y, ex->ws);
+    int rc;
+    switch (conv_kind_of(s)) {
+    case CONV_PLAIN:
+        rc = kc_conv2d_forward(dev, &d, x, l->params[0].value, y, ex->ws);
+        break;
+    case CONV_DEPTHWISE:
+        rc = kc_depthwise_conv2d_forward(dev, &d, x, l->params[0].value, y);
+        break;
+    default:
+        rc = grouped_forward(l, ex, x, y);
+        break;
+    }
     if (!rc && s->use_bias) rc = kc_bias_add(dev, y, l->params[1].value, d.n * d.oh * d.ow, d.oc);
     return rc;
 }
@@ -142,17 +263,30 @@ static int conv_backward(kc_layer *l, const kc_exec *ex, kc_buf x, kc_buf y, kc_
     kc_conv2d_desc d = conv_desc(l, ex->batch);
     float beta = ex->accumulate ? 1.0f : 0.0f;
     kc_param *w = &l->params[0];
-    if (kc_layer_wants_grad(l, w)) kc_conv2d_backward_filter(dev, &d, x, dy, w->grad, beta, ex->ws);
     if (s->use_bias && kc_layer_wants_grad(l, &l->params[1]))
         kc_bias_grad(dev, l->params[1].grad, dy, d.n * d.oh * d.ow, d.oc, beta);
-    if (kc_buf_ok(dx)) kc_conv2d_backward_data(dev, &d, dy, w->value, dx, ex->ws);
+    switch (conv_kind_of(s)) {
+    case CONV_PLAIN:
+        if (kc_layer_wants_grad(l, w))
+            kc_conv2d_backward_filter(dev, &d, x, dy, w->grad, beta, ex->ws);
+        if (kc_buf_ok(dx)) kc_conv2d_backward_data(dev, &d, dy, w->value, dx, ex->ws);
+        break;
+    case CONV_DEPTHWISE:
+        if (kc_layer_wants_grad(l, w))
+            kc_depthwise_conv2d_backward_filter(dev, &d, x, dy, w->grad, beta);
+        if (kc_buf_ok(dx)) kc_depthwise_conv2d_backward_data(dev, &d, dy, w->value, dx);
+        break;
+    case CONV_GROUPED:
+        grouped_backward(l, ex, x, dy, dx);
+        break;
+    }
     return kc_device_status(dev);
 }
 
 static int64_t conv_flops(const kc_layer *l) {
     const conv_state *s = l->state;
     const kc_conv2d_desc *d = &s->d;
-    return 2 * (int64_t)d->oh * d->ow * d->oc * d->kh * d->kw * d->c;
+    return 2 * (int64_t)d->oh * d->ow * d->oc * d->kh * d->kw * (d->c / s->groups);
 }
 
 static const char *const conv_aliases[] = {"Convolution2D", NULL};

@@ -1,6 +1,7 @@
 /* Merge layers (Keras 3 semantics): Add, Subtract, Multiply, Average,
- * Maximum, Minimum over inputs of one shape; Concatenate along an axis; Dot
- * (batch_dot along a pair of axes, optionally of L2-normalized inputs).
+ * Maximum, Minimum over inputs that broadcast to one shape; Concatenate
+ * along an axis; Dot (batch_dot along a pair of axes, optionally of
+ * L2-normalized inputs).
  *
  * Everything runs on device ops. Maximum and Minimum keep, per input after
  * the first, the 0/1 mask of where that input won the running fold (Keras
@@ -35,14 +36,53 @@ static int merge_configure(kc_layer *l, kc_args *a, kc_error *e) {
 
 /* ---- elementwise: Add, Subtract, Multiply, Average, Maximum, Minimum ---- */
 
+/* Inputs of different shapes broadcast as Keras's Merge does: shapes align
+ * at their last axes (a shorter one gains leading 1s), and an axis of 1
+ * stretches to the other's size. An input whose shape differs from the
+ * output's is expanded into the workspace before the same-shape op runs,
+ * and its full-size gradient is summed back over the stretched axes. */
+typedef struct bcast_state {
+    int any;                                        /* some input is broadcast */
+    int rank;                                       /* of the output, per sample */
+    int expand[KC_LAYER_MAX_INPUTS];                /* input i differs from the output */
+    int64_t dims[KC_LAYER_MAX_INPUTS][KC_MAX_RANK]; /* input i padded to rank with 1s */
+} bcast_state;
+
+static int bcast_fail(kc_layer *l, kc_error *e, const kc_shape *a, const kc_shape *b) {
+    char all[1024], sa[160], sb[160];
+    shapes_str(l, all, sizeof all);
+    return kc_layer_fail(l, e, "inputs have incompatible shapes %s: received shapes %s and %s", all,
+                         kc_shape_str(a, 0, sa, sizeof sa), kc_shape_str(b, 0, sb, sizeof sb));
+}
+
+/* Keras's _compute_elemwise_op_output_shape for a pair. */
+static int bcast_pair(kc_layer *l, kc_error *e, kc_shape a, const kc_shape *b, kc_shape *out) {
+    const kc_shape *lo = a.rank >= b->rank ? b : &a, *hi = a.rank >= b->rank ? &a : b;
+    kc_shape r = *hi;
+    for (int k = 0; k < lo->rank; k++) {
+        int64_t i = hi->d[hi->rank - lo->rank + k], j = lo->d[k];
+        if (i != j && i != 1 && j != 1) return bcast_fail(l, e, hi, lo);
+        r.d[hi->rank - lo->rank + k] = i == 1 ? j : i;
+    }
+    *out = r;
+    return KC_OK;
+}
+
 static int same_shapes_build(kc_layer *l, kc_error *e) {
+    bcast_state *s = l->state;
+    kc_shape out = l->in_shapes[0];
     for (int i = 1; i < l->ninputs; i++)
-        if (!kc_shape_equal(&l->in_shapes[i], &l->in_shapes[0])) {
-            char all[1024];
-            shapes_str(l, all, sizeof all);
-            return kc_layer_fail(l, e, "inputs must all have the same shape, got %s", all);
-        }
-    l->out_shape = l->in_shapes[0];
+        if (bcast_pair(l, e, out, &l->in_shapes[i], &out)) return e->code;
+    l->out_shape = out;
+    s->rank = out.rank;
+    s->any = 0;
+    for (int i = 0; i < l->ninputs; i++) {
+        const kc_shape *in = &l->in_shapes[i];
+        s->expand[i] = !kc_shape_equal(in, &out);
+        s->any |= s->expand[i];
+        for (int k = 0; k < out.rank; k++)
+            s->dims[i][k] = k < out.rank - in->rank ? 1 : in->d[k - (out.rank - in->rank)];
+    }
     return KC_OK;
 }
 
@@ -211,19 +251,152 @@ static size_t max_of_workspace(const kc_layer *l, int max_batch, const kc_device
     return a > b ? a : b;
 }
 
+typedef int (*ew_forward_fn)(kc_layer *, const kc_exec *, const kc_buf *, kc_buf);
+typedef int (*ew_backward_fn)(kc_layer *, const kc_exec *, const kc_buf *, kc_buf, kc_buf,
+                              const kc_buf *);
+typedef size_t (*ew_workspace_fn)(const kc_layer *, int, const kc_device *);
+
+static size_t inner_floats(const kc_layer *l, int max_batch, const kc_device *d,
+                           ew_workspace_fn ws) {
+    return ws ? (ws(l, max_batch, d) + sizeof(float) - 1) / sizeof(float) : 0;
+}
+
+/* The same-shape op's scratch, then per broadcast input its expanded value
+ * and its full-size gradient, then one buffer for the reductions. */
+static size_t bcast_workspace(const kc_layer *l, int max_batch, const kc_device *d,
+                              ew_workspace_fn ws) {
+    const bcast_state *s = l->state;
+    size_t inner = inner_floats(l, max_batch, d, ws), slots = 0;
+    if (!s->any) return inner * sizeof(float);
+    for (int i = 0; i < l->ninputs; i++)
+        slots += (size_t)s->expand[i];
+    return (inner + (2 * slots + 1) * numel_of(&l->out_shape, max_batch)) * sizeof(float);
+}
+
+/* The workspace slot `k` (of size n) after the same-shape op's scratch. */
+static kc_buf bcast_slot(const kc_layer *l, const kc_exec *ex, ew_workspace_fn ws, size_t k) {
+    size_t n = numel_of(&l->out_shape, ex->batch);
+    return kc_buf_f(ex->ws, inner_floats(l, ex->batch, ex->dev, ws) + k * n);
+}
+
+/* Input i repeated over its stretched axes into dst (batch, output shape). */
+static int bcast_expand(const kc_layer *l, const kc_exec *ex, int i, kc_buf x, kc_buf dst) {
+    const bcast_state *s = l->state;
+    const kc_shape *out = &l->out_shape;
+    kc_copy_desc g = {s->rank + 1, {ex->batch}, {0}, {0}};
+    int64_t ss = 1, ds = 1;
+    for (int k = s->rank - 1; k >= 0; k--) {
+        g.dims[k + 1] = out->d[k];
+        g.ss[k + 1] = s->dims[i][k] == 1 ? 0 : ss;
+        g.ds[k + 1] = ds;
+        ss *= s->dims[i][k];
+        ds *= out->d[k];
+    }
+    g.ss[0] = ss;
+    g.ds[0] = ds;
+    return kc_copy_strided(ex->dev, KC_COPY_SET, &g, x, dst);
+}
+
+/* x with every broadcast input replaced by its expansion. */
+static void bcast_inputs(const kc_layer *l, const kc_exec *ex, ew_workspace_fn ws, const kc_buf *x,
+                         kc_buf *xs) {
+    const bcast_state *s = l->state;
+    size_t k = 0;
+    for (int i = 0; i < l->ninputs; i++) {
+        xs[i] = x[i];
+        if (!s->expand[i]) continue;
+        xs[i] = bcast_slot(l, ex, ws, k++);
+        bcast_expand(l, ex, i, x[i], xs[i]);
+    }
+}
+
+static int bcast_forward(kc_layer *l, const kc_exec *ex, const kc_buf *x, kc_buf y,
+                         ew_forward_fn fwd, ew_workspace_fn ws) {
+    const bcast_state *s = l->state;
+    if (!s->any) return fwd(l, ex, x, y);
+    kc_buf xs[KC_LAYER_MAX_INPUTS];
+    bcast_inputs(l, ex, ws, x, xs);
+    return fwd(l, ex, xs, y);
+}
+
+/* dx = g summed over input i's stretched axes, one axis at a time, between
+ * g and the spare buffer. g is overwritten. */
+static int bcast_reduce(const kc_layer *l, const kc_exec *ex, int i, kc_buf g, kc_buf spare,
+                        kc_buf dx) {
+    const bcast_state *s = l->state;
+    int64_t cur[KC_MAX_RANK + 1] = {ex->batch};
+    int last = -1;
+    for (int k = 0; k < s->rank; k++) {
+        cur[k + 1] = l->out_shape.d[k];
+        if (s->dims[i][k] == 1 && cur[k + 1] > 1) last = k;
+    }
+    if (last < 0) /* only leading axes of 1 were added */
+        return kc_layer_copy(ex->dev, dx, g, numel_of(&l->out_shape, ex->batch));
+    kc_buf src = g, tmp[2] = {spare, g};
+    int flip = 0;
+    for (int k = 0; k <= last; k++) {
+        if (s->dims[i][k] != 1 || cur[k + 1] == 1) continue;
+        kc_reduce_desc r = {1, cur[k + 1], 1};
+        for (int j = 0; j <= k; j++)
+            r.outer *= cur[j];
+        for (int j = k + 2; j <= s->rank; j++)
+            r.inner *= cur[j];
+        kc_buf dst = k == last ? dx : tmp[flip];
+        kc_reduce(ex->dev, KC_RED_SUM, &r, 1.0f, src, 0.0f, dst);
+        src = dst;
+        flip ^= 1;
+        cur[k + 1] = 1;
+    }
+    return kc_device_status(ex->dev);
+}
+
+static int bcast_backward(kc_layer *l, const kc_exec *ex, const kc_buf *x, kc_buf y, kc_buf dy,
+                          const kc_buf *dx, ew_backward_fn bwd, ew_workspace_fn ws) {
+    const bcast_state *s = l->state;
+    if (!s->any) return bwd(l, ex, x, y, dy, dx);
+    kc_buf xs[KC_LAYER_MAX_INPUTS], gs[KC_LAYER_MAX_INPUTS];
+    bcast_inputs(l, ex, ws, x, xs);
+    size_t slots = 0;
+    for (int i = 0; i < l->ninputs; i++)
+        slots += (size_t)s->expand[i];
+    size_t k = slots;
+    for (int i = 0; i < l->ninputs; i++) {
+        gs[i] = dx[i];
+        if (s->expand[i] && kc_buf_ok(dx[i])) gs[i] = bcast_slot(l, ex, ws, k);
+        k += (size_t)s->expand[i];
+    }
+    int rc = bwd(l, ex, xs, y, dy, gs);
+    if (rc) return rc;
+    kc_buf spare = bcast_slot(l, ex, ws, 2 * slots);
+    for (int i = 0; i < l->ninputs; i++)
+        if (s->expand[i] && kc_buf_ok(dx[i])) bcast_reduce(l, ex, i, gs[i], spare, dx[i]);
+    return kc_device_status(ex->dev);
+}
+
 #define ELEMENTWISE_CLASS(var, cls_name, base, min_in, max_in, fwd, bwd, buf, ws)                  \
+    static int var##_forward(kc_layer *l, const kc_exec *ex, const kc_buf *x, kc_buf y) {          \
+        return bcast_forward(l, ex, x, y, fwd, ws);                                                \
+    }                                                                                              \
+    static int var##_backward(kc_layer *l, const kc_exec *ex, const kc_buf *x, kc_buf y,           \
+                              kc_buf dy, const kc_buf *dx) {                                       \
+        return bcast_backward(l, ex, x, y, dy, dx, bwd, ws);                                       \
+    }                                                                                              \
+    static size_t var##_workspace(const kc_layer *l, int max_batch, const kc_device *d) {          \
+        return bcast_workspace(l, max_batch, d, ws);                                               \
+    }                                                                                              \
     const kc_layer_class var = {                                                                   \
         .class_name = cls_name,                                                                    \
         .base_name = base,                                                                         \
+        .state_size = sizeof(bcast_state),                                                         \
         .configure = merge_configure,                                                              \
         .buffer_bytes = buf,                                                                       \
-        .workspace_bytes = ws,                                                                     \
+        .workspace_bytes = var##_workspace,                                                        \
         .flops = elementwise_flops,                                                                \
         .min_inputs = min_in,                                                                      \
         .max_inputs = max_in,                                                                      \
         .build_n = same_shapes_build,                                                              \
-        .forward_n = fwd,                                                                          \
-        .backward_n = bwd,                                                                         \
+        .forward_n = var##_forward,                                                                \
+        .backward_n = var##_backward,                                                              \
     }
 
 ELEMENTWISE_CLASS(kc_add_class, "Add", "add", 1, 0, add_forward, add_backward, NULL, NULL);

@@ -17,6 +17,40 @@ extern const kc_layer_class kc_maximum_class;
 extern const kc_layer_class kc_minimum_class;
 extern const kc_layer_class kc_concatenate_class;
 extern const kc_layer_class kc_dot_class;
+/* activation and regularisation layers */
+extern const kc_layer_class kc_relu_class;
+extern const kc_layer_class kc_leaky_relu_class;
+extern const kc_layer_class kc_prelu_class;
+extern const kc_layer_class kc_elu_class;
+extern const kc_layer_class kc_softmax_class;
+extern const kc_layer_class kc_gaussian_noise_class;
+extern const kc_layer_class kc_gaussian_dropout_class;
+extern const kc_layer_class kc_alpha_dropout_class;
+extern const kc_layer_class kc_spatial_dropout1d_class;
+extern const kc_layer_class kc_spatial_dropout2d_class;
+extern const kc_layer_class kc_activity_regularization_class;
+
+/* shape, resize, global pooling and preprocessing layers */
+extern const kc_layer_class kc_global_average_pooling2d_class;
+extern const kc_layer_class kc_global_max_pooling2d_class;
+extern const kc_layer_class kc_zero_padding2d_class;
+extern const kc_layer_class kc_cropping2d_class;
+extern const kc_layer_class kc_up_sampling2d_class;
+extern const kc_layer_class kc_resizing_class;
+extern const kc_layer_class kc_center_crop_class;
+extern const kc_layer_class kc_rescaling_class;
+extern const kc_layer_class kc_identity_class;
+
+/* the convolution family */
+extern const kc_layer_class kc_depthwise_conv2d_class;
+extern const kc_layer_class kc_separable_conv2d_class;
+extern const kc_layer_class kc_conv2d_transpose_class;
+
+/* normalization layers */
+extern const kc_layer_class kc_batch_normalization_class;
+extern const kc_layer_class kc_layer_normalization_class;
+extern const kc_layer_class kc_group_normalization_class;
+extern const kc_layer_class kc_unit_normalization_class;
 
 const kc_layer_class *const kc_layer_classes[] = {
     &kc_dense_class,
@@ -35,5 +69,36 @@ const kc_layer_class *const kc_layer_classes[] = {
     &kc_minimum_class,
     &kc_concatenate_class,
     &kc_dot_class,
+    /* activation and regularisation layers */
+    &kc_relu_class,
+    &kc_leaky_relu_class,
+    &kc_prelu_class,
+    &kc_elu_class,
+    &kc_softmax_class,
+    &kc_gaussian_noise_class,
+    &kc_gaussian_dropout_class,
+    &kc_alpha_dropout_class,
+    &kc_spatial_dropout1d_class,
+    &kc_spatial_dropout2d_class,
+    &kc_activity_regularization_class,
+    /* shape, resize, global pooling and preprocessing layers */
+    &kc_global_average_pooling2d_class,
+    &kc_global_max_pooling2d_class,
+    &kc_zero_padding2d_class,
+    &kc_cropping2d_class,
+    &kc_up_sampling2d_class,
+    &kc_resizing_class,
+    &kc_center_crop_class,
+    &kc_rescaling_class,
+    &kc_identity_class,
+    /* the convolution family */
+    &kc_depthwise_conv2d_class,
+    &kc_separable_conv2d_class,
+    &kc_conv2d_transpose_class,
+    /* normalization layers */
+    &kc_batch_normalization_class,
+    &kc_layer_normalization_class,
+    &kc_group_normalization_class,
+    &kc_unit_normalization_class,
     NULL,
 };
