@@ -5,8 +5,8 @@
 
 enum {
     KC_OK = 0,
-    KC_ERUNTIME = 1, /* a failure while running: I/O, numerics, memory */
-    KC_ECONFIG = 2,  /* a usage or config-file error */
+    KC_ERUNTIME = 1,     /* a failure while running: I/O, numerics, memory */
+    KC_ECONFIG = 2,      /* a usage or config-file error */
     KC_EINTERRUPTED = 3, /* stopped on request (Ctrl-C) after saving a checkpoint */
 };
 

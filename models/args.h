@@ -14,9 +14,9 @@
 #define KC_ARGS_MAX_KNOWN 48
 
 typedef struct kc_args {
-    kc_node *map;        /* may be NULL: no arguments given */
-    const kc_node *where;/* node for errors about missing arguments */
-    const char *owner;   /* "Conv2D" - used in messages */
+    kc_node *map;         /* may be NULL: no arguments given */
+    const kc_node *where; /* node for errors about missing arguments */
+    const char *owner;    /* "Conv2D" - used in messages */
     const char *known[KC_ARGS_MAX_KNOWN + 1];
     int nknown;
 } kc_args;
@@ -37,8 +37,8 @@ int kc_args_float(kc_args *a, const char *key, int required, double def, double 
 int kc_args_bool(kc_args *a, const char *key, int def, int *out, kc_error *e);
 /* A string from choices (case-sensitive like Keras, but the message suggests the
  * closest); *out receives its index. */
-int kc_args_enum(kc_args *a, const char *key, const char *def, const char *const *choices,
-                 int *out, kc_error *e);
+int kc_args_enum(kc_args *a, const char *key, const char *def, const char *const *choices, int *out,
+                 kc_error *e);
 /* An int or a list of exactly n ints (Keras's kernel_size: 3 or [3, 3]), each in [min, max].
  * Absent: required -> error, else out = def. */
 int kc_args_int_tuple(kc_args *a, const char *key, int n, int required, const int *def,

@@ -11,13 +11,14 @@
 
 static const char *const top_keys[] = {"model", "compile", "data", "fit", NULL};
 static const char *const compile_keys[] = {"optimizer", "loss", "loss_weights", "metrics", NULL};
-static const char *const data_keys[] = {"dataset", "path",    "train",   "test",
-                                        "validation", "rescale", "offset", "reshape",
-                                        "one_hot", "num_classes", "inputs", "targets", NULL};
+static const char *const data_keys[] = {"dataset", "path",    "train",   "test",    "validation",
+                                        "rescale", "offset",  "reshape", "one_hot", "num_classes",
+                                        "inputs",  "targets", NULL};
 static const char *const source_keys[] = {"x", "y", "csv", "label_column", "header", NULL};
 static const char *const file_keys[] = {"path", "key", NULL};
-static const char *const fit_keys[] = {"epochs", "batch_size", "shuffle", "seed", "validation_split",
-                                       "steps_per_epoch", "verbose", "callbacks", NULL};
+static const char *const fit_keys[] = {"epochs",  "batch_size",       "shuffle",
+                                       "seed",    "validation_split", "steps_per_epoch",
+                                       "verbose", "callbacks",        NULL};
 static const char *const datasets[] = {"mnist", "fashion_mnist", NULL};
 
 static void source_free(kc_source_spec *s) {
@@ -60,7 +61,8 @@ static int want_str(kc_node *n, const char *what, kc_error *e) {
 }
 
 /* Relative paths are relative to the directory of the model file; ~ is $HOME. */
-static int resolve_path(const char *base_dir, kc_node *n, const char *what, char **out, kc_error *e) {
+static int resolve_path(const char *base_dir, kc_node *n, const char *what, char **out,
+                        kc_error *e) {
     if (want_str(n, what, e)) return e->code;
     const char *s = n->str;
     char buf[PATH_MAX];
@@ -77,7 +79,8 @@ static int resolve_path(const char *base_dir, kc_node *n, const char *what, char
 }
 
 /* `x: file.npy` or `x: {path: file.npz, key: x_train}` */
-static int parse_file(const char *base, kc_node *n, const char *what, char **path, char **key, kc_error *e) {
+static int parse_file(const char *base, kc_node *n, const char *what, char **path, char **key,
+                      kc_error *e) {
     if (n->kind == KC_NODE_MAP) {
         kc_node *p = kc_map_get(n, "path"), *k = kc_map_get(n, "key");
         if (!p) return kc_node_fail(e, n, "%s needs `path:`", what);
@@ -100,7 +103,8 @@ static int parse_named(const char *base, kc_node *map, int is_x, kc_source_spec 
         if (s->nnamed >= KC_DATA_MAX_ARRAYS)
             return kc_node_fail(e, k, "a source holds at most %d named arrays", KC_DATA_MAX_ARRAYS);
         if (!*k->str || strlen(k->str) >= sizeof s->named[0].name)
-            return kc_node_fail(e, k, "array names must be non-empty and shorter than 128 characters");
+            return kc_node_fail(e, k,
+                                "array names must be non-empty and shorter than 128 characters");
         for (int j = 0; j < s->nnamed; j++)
             if (!strcmp(s->named[j].name, k->str))
                 return kc_node_fail(e, k, "array '%s' is named twice in this source", k->str);
@@ -120,7 +124,8 @@ static int parse_side(const char *base, kc_node *n, int is_x, kc_source_spec *s,
                 : parse_file(base, n, "y", &s->y_path, &s->y_key, e);
 }
 
-static int parse_source(const char *base, kc_node *n, const char *what, kc_source_spec *s, kc_error *e) {
+static int parse_source(const char *base, kc_node *n, const char *what, kc_source_spec *s,
+                        kc_error *e) {
     s->node = n;
     s->csv_header = -1;
     if (want_map(n, what, e)) return e->code;
@@ -129,7 +134,8 @@ static int parse_source(const char *base, kc_node *n, const char *what, kc_sourc
     int rc;
     if (csv) {
         if (x || y)
-            return kc_node_fail(e, x ? x : y, "%s: give either `csv:` or `x:`/`y:`, not both", what);
+            return kc_node_fail(e, x ? x : y, "%s: give either `csv:` or `x:`/`y:`, not both",
+                                what);
         if ((rc = resolve_path(base, csv, "csv", &s->csv_path, e))) return rc;
         if (lc) {
             if ((rc = want_str(lc, "label_column", e))) return rc;
@@ -143,7 +149,9 @@ static int parse_source(const char *base, kc_node *n, const char *what, kc_sourc
         }
     } else {
         if (!x || !y) return kc_node_fail(e, n, "%s needs both `x:` and `y:` (or `csv:`)", what);
-        if (lc || hd) return kc_node_fail(e, lc ? lc : hd, "%s: label_column and header apply to `csv:` sources", what);
+        if (lc || hd)
+            return kc_node_fail(e, lc ? lc : hd,
+                                "%s: label_column and header apply to `csv:` sources", what);
         if ((rc = parse_side(base, x, 1, s, e))) return rc;
         if ((rc = parse_side(base, y, 0, s, e))) return rc;
     }
@@ -177,18 +185,23 @@ static int parse_data(const char *base, kc_node *n, kc_data_spec *d, kc_error *e
     if ((v = kc_map_get(n, "dataset"))) {
         if ((rc = want_str(v, "dataset", e))) return rc;
         int ok = 0;
-        for (int i = 0; datasets[i]; i++) ok |= !strcmp(v->str, datasets[i]);
+        for (int i = 0; datasets[i]; i++)
+            ok |= !strcmp(v->str, datasets[i]);
         if (!ok) {
             const char *near = kc_closest(v->str, datasets, 2);
-            return kc_node_fail(e, v, "unknown dataset '%s'%s%s%s (kerasc knows mnist and fashion_mnist; other data "
-                                      "goes in `train:`/`test:` as IDX, NPY, NPZ or CSV files)",
-                                v->str, near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");
+            return kc_node_fail(
+                e, v,
+                "unknown dataset '%s'%s%s%s (kerasc knows mnist and fashion_mnist; other data "
+                "goes in `train:`/`test:` as IDX, NPY, NPZ or CSV files)",
+                v->str, near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");
         }
         d->dataset = strdup(v->str);
         d->dataset_node = v;
     }
     if ((v = kc_map_get(n, "path"))) {
-        if (!d->dataset) return kc_node_fail(e, v, "`path:` locates a named dataset; add `dataset:` or use `train:`");
+        if (!d->dataset)
+            return kc_node_fail(e, v,
+                                "`path:` locates a named dataset; add `dataset:` or use `train:`");
         if ((rc = resolve_path(base, v, "path", &d->path, e))) return rc;
     }
     if ((v = kc_map_get(n, "train"))) {
@@ -231,7 +244,9 @@ static int parse_data(const char *base, kc_node *n, kc_data_spec *d, kc_error *e
         if (d->num_classes < 1) return kc_node_fail(e, v, "num_classes must be >= 1");
     }
     if (!d->dataset && !d->has_train && !d->has_test)
-        return kc_node_fail(e, n, "the data section needs `dataset:` (mnist, fashion_mnist) or `train:`/`test:` files");
+        return kc_node_fail(
+            e, n,
+            "the data section needs `dataset:` (mnist, fashion_mnist) or `train:`/`test:` files");
     return kc_map_check_unused(n, "the data section", data_keys, e);
 }
 
@@ -250,7 +265,8 @@ static void source_names(const kc_source_spec *s, char *buf, size_t n) {
     size_t used = 0;
     buf[0] = 0;
     if (s->x_path || s->csv_path) used += (size_t)snprintf(buf + used, n - used, "x");
-    if (s->y_path || s->csv_path) used += (size_t)snprintf(buf + used, n - used, "%sy", used ? ", " : "");
+    if (s->y_path || s->csv_path)
+        used += (size_t)snprintf(buf + used, n - used, "%sy", used ? ", " : "");
     for (int i = 0; i < s->nnamed && used + 4 < n; i++)
         used += (size_t)snprintf(buf + used, n - used, "%s%s", used ? ", " : "", s->named[i].name);
 }
@@ -273,8 +289,8 @@ static int check_array(const kc_data_spec *d, const char *name, const kc_node *a
                        kc_error *e) {
     if (d->dataset) {
         if (!strcmp(name, "x") || !strcmp(name, "y")) return KC_OK;
-        return kc_node_fail(e, at, "%s takes array '%s', but the dataset %s has only x and y", io, name,
-                            d->dataset);
+        return kc_node_fail(e, at, "%s takes array '%s', but the dataset %s has only x and y", io,
+                            name, d->dataset);
     }
     source_ref src[3];
     int n = present_sources(d, src);
@@ -282,8 +298,9 @@ static int check_array(const kc_data_spec *d, const char *name, const kc_node *a
         if (!source_has(src[i].s, name)) {
             char have[512];
             source_names(src[i].s, have, sizeof have);
-            return kc_node_fail(e, at, "%s takes array '%s', but data.%s (%s:%d:%d) has no such array "
-                                       "(it has: %s)",
+            return kc_node_fail(e, at,
+                                "%s takes array '%s', but data.%s (%s:%d:%d) has no such array "
+                                "(it has: %s)",
                                 io, name, src[i].what, src[i].s->node->file, src[i].s->node->line,
                                 src[i].s->node->col, have);
         }
@@ -296,7 +313,8 @@ static int named_default(const kc_data_spec *d, const char *name, int want_x) {
     int n = present_sources(d, src);
     for (int i = 0; i < n; i++)
         for (int j = 0; j < src[i].s->nnamed; j++)
-            if (!strcmp(src[i].s->named[j].name, name) && src[i].s->named[j].is_x == want_x) return 1;
+            if (!strcmp(src[i].s->named[j].name, name) && src[i].s->named[j].is_x == want_x)
+                return 1;
     return 0;
 }
 
@@ -309,16 +327,19 @@ static int check_io_keys(kc_node *map, const char *where, const char *const *nam
     for (size_t i = 0; i < map->n; i++) {
         kc_node *k = kc_map_key(map, i);
         int known = 0;
-        for (int j = 0; j < n; j++) known |= !strcmp(names[j], k->str);
+        for (int j = 0; j < n; j++)
+            known |= !strcmp(names[j], k->str);
         if (known) continue;
         char list[1024] = "";
         size_t used = 0;
         for (int j = 0; j < n && used + 4 < sizeof list; j++)
-            used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", j ? ", " : "", names[j]);
+            used +=
+                (size_t)snprintf(list + used, sizeof list - used, "%s%s", j ? ", " : "", names[j]);
         const char *near = kc_closest(k->str, names, (size_t)n);
         return kc_node_fail(e, k, "data.%s: the model has no %s '%s'%s%s%s (its %s: %s)", where,
-                            kind[0] == 'i' ? "input" : "output", k->str, near ? " (did you mean '" : "",
-                            near ? near : "", near ? "'?)" : "", kind, list);
+                            kind[0] == 'i' ? "input" : "output", k->str,
+                            near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "",
+                            kind, list);
     }
     return KC_OK;
 }
@@ -327,7 +348,8 @@ static int resolve_inputs(kc_config *c, kc_error *e) {
     kc_data_spec *d = &c->data;
     const kc_model *m = c->model;
     const char *names[KC_MODEL_MAX_IO];
-    for (int i = 0; i < m->ninputs; i++) names[i] = m->inputs[i].name;
+    for (int i = 0; i < m->ninputs; i++)
+        names[i] = m->inputs[i].name;
     kc_node *map = (kc_node *)d->inputs_node;
     int rc;
     if (map && (rc = check_io_keys(map, "inputs", names, m->ninputs, "inputs", e))) return rc;
@@ -359,7 +381,8 @@ static int resolve_targets(kc_config *c, kc_error *e) {
     kc_data_spec *d = &c->data;
     const kc_model *m = c->model;
     const char *names[KC_MODEL_MAX_IO];
-    for (int i = 0; i < m->noutputs; i++) names[i] = m->outputs[i].name;
+    for (int i = 0; i < m->noutputs; i++)
+        names[i] = m->outputs[i].name;
     kc_node *map = (kc_node *)d->targets_node;
     int rc;
     if (map && (rc = check_io_keys(map, "targets", names, m->noutputs, "outputs", e))) return rc;
@@ -391,8 +414,9 @@ static int resolve_reshape(kc_config *c, kc_error *e) {
     if (!v) return KC_OK;
     if (d->has_reshape) {
         if (m->ninputs > 1)
-            return kc_node_fail(e, v, "the model has %d inputs: give reshape per input, e.g. "
-                                      "`reshape: {%s: [...]}`",
+            return kc_node_fail(e, v,
+                                "the model has %d inputs: give reshape per input, e.g. "
+                                "`reshape: {%s: [...]}`",
                                 m->ninputs, m->inputs[0].name);
         d->inputs[0].has_reshape = 1;
         d->inputs[0].reshape = d->reshape;
@@ -400,7 +424,8 @@ static int resolve_reshape(kc_config *c, kc_error *e) {
         return KC_OK;
     }
     const char *names[KC_MODEL_MAX_IO];
-    for (int i = 0; i < m->ninputs; i++) names[i] = m->inputs[i].name;
+    for (int i = 0; i < m->ninputs; i++)
+        names[i] = m->inputs[i].name;
     int rc = check_io_keys(v, "reshape", names, m->ninputs, "inputs", e);
     for (int i = 0; i < m->ninputs && !rc; i++) {
         kc_node *r = kc_map_get(v, names[i]);
@@ -425,9 +450,11 @@ static int fit_int(kc_node *map, const char *key, long long min, long long *out,
     kc_node *v = kc_map_get(map, key);
     if (!v || kc_node_is_null(v)) return KC_OK;
     int rc = kc_node_int(v, out, e);
-    if (rc) return kc_node_fail(e, v, "fit.%s: expected an integer, got %s%s%s", key,
-                                v->kind == KC_NODE_SCALAR ? "'" : "", v->kind == KC_NODE_SCALAR ? v->str : kc_node_kind_name(v),
-                                v->kind == KC_NODE_SCALAR ? "'" : "");
+    if (rc)
+        return kc_node_fail(e, v, "fit.%s: expected an integer, got %s%s%s", key,
+                            v->kind == KC_NODE_SCALAR ? "'" : "",
+                            v->kind == KC_NODE_SCALAR ? v->str : kc_node_kind_name(v),
+                            v->kind == KC_NODE_SCALAR ? "'" : "");
     if (*out < min) return kc_node_fail(e, v, "fit.%s must be >= %lld, got %lld", key, min, *out);
     return KC_OK;
 }
@@ -450,7 +477,8 @@ static int parse_fit(kc_node *n, kc_fit_spec *f, kc_error *e) {
     if ((v = kc_map_get(n, "validation_split"))) {
         if ((rc = kc_node_float(v, &f->validation_split, e))) return rc;
         if (!(f->validation_split >= 0 && f->validation_split < 1))
-            return kc_node_fail(e, v, "fit.validation_split must be in [0, 1), got %g", f->validation_split);
+            return kc_node_fail(e, v, "fit.validation_split must be in [0, 1), got %g",
+                                f->validation_split);
         f->validation_split_node = v;
     }
     if ((v = kc_map_get(n, "verbose"))) {
@@ -458,8 +486,10 @@ static int parse_fit(kc_node *n, kc_fit_spec *f, kc_error *e) {
         if (v->kind == KC_NODE_SCALAR && !strcmp(v->str, "auto")) {
             f->verbose = -1;
         } else {
-            if ((rc = kc_node_int(v, &vb, e))) return kc_node_fail(e, v, "fit.verbose must be 0, 1, 2 or auto");
-            if (vb < 0 || vb > 2) return kc_node_fail(e, v, "fit.verbose must be 0, 1, 2 or auto, got %lld", vb);
+            if ((rc = kc_node_int(v, &vb, e)))
+                return kc_node_fail(e, v, "fit.verbose must be 0, 1, 2 or auto");
+            if (vb < 0 || vb > 2)
+                return kc_node_fail(e, v, "fit.verbose must be 0, 1, 2 or auto, got %lld", vb);
             f->verbose = (int)vb;
         }
     }
@@ -503,7 +533,8 @@ int kc_config_parse_text(const char *name, const char *base_dir, const char *tex
     stem_of(name, stem, sizeof stem);
     if ((rc = kc_model_parse(model, NULL, &c->model, e))) goto fail;
     /* runs/<model name>, or the file's name when the model is unnamed */
-    snprintf(c->run_name, sizeof c->run_name, "%s", kc_map_get(model, "name") ? c->model->name : stem);
+    snprintf(c->run_name, sizeof c->run_name, "%s",
+             kc_map_get(model, "name") ? c->model->name : stem);
 
     kc_node *compile = kc_map_get(root, "compile");
     if (compile) {

@@ -13,7 +13,7 @@
 /* An array named in an `x:`/`y:` mapping: `x: {image: a.npy, features: b.npy}`. */
 typedef struct kc_array_spec {
     char name[128];
-    int is_x;             /* under x: (rescale and offset apply to it) */
+    int is_x; /* under x: (rescale and offset apply to it) */
     char *path, *key;
     const kc_node *node;
 } kc_array_spec;
@@ -24,32 +24,32 @@ typedef struct kc_source_spec {
     const kc_node *node;
     char *x_path, *x_key; /* x file (IDX/NPY/NPZ) and NPZ key */
     char *y_path, *y_key;
-    char *csv_path;       /* or a CSV with a label column */
+    char *csv_path; /* or a CSV with a label column */
     char *label_column;
-    int csv_header;       /* -1 auto */
-    int nnamed;           /* arrays of x:/y: mappings */
+    int csv_header; /* -1 auto */
+    int nnamed;     /* arrays of x:/y: mappings */
     kc_array_spec named[KC_DATA_MAX_ARRAYS];
 } kc_source_spec;
 
 /* Which array a model input (or output) takes: `inputs: {image: x}`. */
 typedef struct kc_feed_spec {
-    char array[128];      /* "" when nothing feeds it */
-    const kc_node *node;  /* where it was chosen (NULL: by default) */
-    int has_reshape;      /* `reshape:` for this input */
+    char array[128];     /* "" when nothing feeds it */
+    const kc_node *node; /* where it was chosen (NULL: by default) */
+    int has_reshape;     /* `reshape:` for this input */
     kc_shape reshape;
     const kc_node *reshape_node;
 } kc_feed_spec;
 
 typedef struct kc_data_spec {
     const kc_node *node;
-    char *dataset;        /* "mnist", "fashion_mnist" or NULL */
+    char *dataset; /* "mnist", "fashion_mnist" or NULL */
     const kc_node *dataset_node;
-    char *path;           /* override for the dataset location */
+    char *path; /* override for the dataset location */
     int has_train, has_test, has_validation;
     kc_source_spec train, test, validation;
     int validation_is_test; /* validation: test */
     double rescale, offset;
-    int has_reshape;      /* a plain `reshape: [...]` (the single input's) */
+    int has_reshape; /* a plain `reshape: [...]` (the single input's) */
     kc_shape reshape;
     const kc_node *reshape_node;
     /* per model input / output, in the model's order: the array each takes
@@ -57,8 +57,8 @@ typedef struct kc_data_spec {
      * for the single output, the same name in x:/y: mappings) */
     kc_feed_spec inputs[KC_MODEL_MAX_IO], targets[KC_MODEL_MAX_IO];
     const kc_node *inputs_node, *targets_node;
-    int one_hot;          /* -1 auto: when the loss needs it */
-    long long num_classes;/* 0: from the model's output */
+    int one_hot;           /* -1 auto: when the loss needs it */
+    long long num_classes; /* 0: from the model's output */
 } kc_data_spec;
 
 typedef struct kc_fit_spec {
@@ -73,14 +73,14 @@ typedef struct kc_fit_spec {
 
 typedef struct kc_config {
     kc_doc *doc;
-    kc_doc *model_doc;    /* the converted Keras model when `model:` names a .json/.keras file */
+    kc_doc *model_doc; /* the converted Keras model when `model:` names a .json/.keras file */
     char *path;
-    char run_name[128];   /* runs/<run_name> */
+    char run_name[128]; /* runs/<run_name> */
     kc_model *model;
-    kc_node *optimizer;   /* may be NULL: Keras's default rmsprop */
-    kc_node *loss;        /* NULL: no loss (evaluate/train refuse); a mapping or list per output */
-    kc_node *loss_weights;/* NULL: 1 each; a number, mapping or list per output */
-    kc_node *metrics;     /* list, per-output mapping, or NULL */
+    kc_node *optimizer;    /* may be NULL: Keras's default rmsprop */
+    kc_node *loss;         /* NULL: no loss (evaluate/train refuse); a mapping or list per output */
+    kc_node *loss_weights; /* NULL: 1 each; a number, mapping or list per output */
+    kc_node *metrics;      /* list, per-output mapping, or NULL */
     kc_node *compile_node;
     kc_data_spec data;
     kc_fit_spec fit;

@@ -16,18 +16,18 @@ typedef enum kc_init_kind {
     KC_INIT_HE_NORMAL,
     KC_INIT_LECUN_UNIFORM,
     KC_INIT_LECUN_NORMAL,
-    KC_INIT_RANDOM_UNIFORM,  /* minval -0.05, maxval 0.05 */
-    KC_INIT_RANDOM_NORMAL,   /* mean 0, stddev 0.05 */
-    KC_INIT_TRUNCATED_NORMAL,/* mean 0, stddev 0.05, redraw beyond 2 sd */
+    KC_INIT_RANDOM_UNIFORM,   /* minval -0.05, maxval 0.05 */
+    KC_INIT_RANDOM_NORMAL,    /* mean 0, stddev 0.05 */
+    KC_INIT_TRUNCATED_NORMAL, /* mean 0, stddev 0.05, redraw beyond 2 sd */
     KC_INIT_ZEROS,
     KC_INIT_ONES,
-    KC_INIT_CONSTANT,        /* value 0 */
+    KC_INIT_CONSTANT, /* value 0 */
 } kc_init_kind;
 
 typedef struct kc_initializer {
     kc_init_kind kind;
-    double a, b;   /* minval/maxval, mean/stddev or value, by kind */
-    int has_seed;  /* an explicit `seed:` overrides the run's seed */
+    double a, b;  /* minval/maxval, mean/stddev or value, by kind */
+    int has_seed; /* an explicit `seed:` overrides the run's seed */
     long long seed;
 } kc_initializer;
 

@@ -66,7 +66,8 @@ int kc_layer_build_n(kc_layer *l, const kc_shape *in_shapes, int n, kc_error *e)
     if (n < lo || n > hi || n > KC_LAYER_MAX_INPUTS)
         return kc_layer_fail(l, e, "takes %d to %d inputs, got %d", lo, hi, n);
     l->ninputs = n;
-    for (int i = 0; i < n; i++) l->in_shapes[i] = in_shapes[i];
+    for (int i = 0; i < n; i++)
+        l->in_shapes[i] = in_shapes[i];
     l->in_shape = in_shapes[0];
     memset(&l->out_shape, 0, sizeof l->out_shape);
     memset(l->params, 0, sizeof l->params);

@@ -15,8 +15,8 @@
 #include <stdint.h>
 
 #include "core/backend.h"
-#include "core/ops.h"
 #include "core/error.h"
+#include "core/ops.h"
 #include "core/tensor.h"
 #include "models/activations.h"
 #include "models/args.h"
@@ -28,25 +28,25 @@
 #define KC_LAYER_MAX_INPUTS 32
 
 typedef struct kc_param {
-    const char *name;      /* "kernel", "bias" - Keras's variable names */
-    kc_shape shape;        /* Keras's layout: Dense (in, out), Conv2D (kh, kw, in, out) */
+    const char *name; /* "kernel", "bias" - Keras's variable names */
+    kc_shape shape;   /* Keras's layout: Dense (in, out), Conv2D (kh, kw, in, out) */
     kc_initializer init;
     int trainable;
     kc_regularizer regularizer; /* kernel_regularizer / bias_regularizer */
     kc_constraint constraint;   /* kernel_constraint / bias_constraint */
-    kc_buf value;          /* device memory, assigned by the model */
-    kc_buf grad;           /* device memory, assigned by the model; null when not trained */
+    kc_buf value;               /* device memory, assigned by the model */
+    kc_buf grad;                /* device memory, assigned by the model; null when not trained */
 } kc_param;
 
 /* What one forward/backward call runs with. */
 typedef struct kc_exec {
     kc_device *dev;
-    int batch;          /* samples in this call (<= the planned maximum) */
-    int training;       /* dropout on, etc. */
-    uint64_t seed;      /* the run's seed */
-    uint64_t step;      /* global training step, for per-step random streams */
-    int accumulate;     /* backward adds into param grads instead of overwriting */
-    kc_buf ws;          /* device scratch of workspace_bytes(), shared by all layers */
+    int batch;      /* samples in this call (<= the planned maximum) */
+    int training;   /* dropout on, etc. */
+    uint64_t seed;  /* the run's seed */
+    uint64_t step;  /* global training step, for per-step random streams */
+    int accumulate; /* backward adds into param grads instead of overwriting */
+    kc_buf ws;      /* device scratch of workspace_bytes(), shared by all layers */
     /* Optional, for profiling: called after each layer's forward (phase 0,
      * activation included) and backward (phase 1) with the layer's index. */
     void (*on_layer)(void *ctx, int layer, int phase);
@@ -58,25 +58,25 @@ typedef struct kc_layer_class kc_layer_class;
 
 struct kc_layer {
     const kc_layer_class *cls;
-    char name[128];          /* Keras name: user's `name:` or automatic (conv2d_1) */
-    const kc_node *node;     /* where the layer was declared, for errors */
-    int index;               /* position in the model */
+    char name[128];      /* Keras name: user's `name:` or automatic (conv2d_1) */
+    const kc_node *node; /* where the layer was declared, for errors */
+    int index;           /* position in the model */
     int trainable;
-    kc_activation activation;/* KC_ACT_LINEAR when the layer has none */
+    kc_activation activation; /* KC_ACT_LINEAR when the layer has none */
     kc_regularizer activity_regularizer;
     kc_shape in_shape, out_shape; /* in_shape is in_shapes[0] */
-    int ninputs;             /* tensors per call: 1, or several for merge layers */
+    int ninputs;                  /* tensors per call: 1, or several for merge layers */
     kc_shape in_shapes[KC_LAYER_MAX_INPUTS];
     kc_param params[KC_LAYER_MAX_PARAMS];
     int nparams;
-    void *state;             /* cls->state_size bytes, zeroed: the class's own fields */
-    kc_buf buf;              /* buffer_bytes() of device memory kept from forward to backward */
+    void *state; /* cls->state_size bytes, zeroed: the class's own fields */
+    kc_buf buf;  /* buffer_bytes() of device memory kept from forward to backward */
 };
 
 struct kc_layer_class {
-    const char *class_name;      /* "Conv2D" */
-    const char *base_name;       /* "conv2d": automatic names are base_name, base_name_1, ... */
-    const char *const *aliases;  /* other accepted class names (NULL-terminated) or NULL */
+    const char *class_name;     /* "Conv2D" */
+    const char *base_name;      /* "conv2d": automatic names are base_name, base_name_1, ... */
+    const char *const *aliases; /* other accepted class names (NULL-terminated) or NULL */
     size_t state_size;
     /* Reads the class's arguments (common ones - name, trainable, dtype,
      * input_shape - are read by the model). Sets l->activation if the class
@@ -120,8 +120,8 @@ const kc_layer_class *kc_layer_class_find(const char *name);
 
 /* Creates a layer of class `cls`, reading class arguments from `args` (which
  * the caller finishes). Name and index are set by the caller. */
-int kc_layer_create(const kc_layer_class *cls, kc_args *args, const kc_node *where,
-                    kc_layer **out, kc_error *e);
+int kc_layer_create(const kc_layer_class *cls, kc_args *args, const kc_node *where, kc_layer **out,
+                    kc_error *e);
 /* Sets in_shape and calls build. */
 int kc_layer_build(kc_layer *l, const kc_shape *in_shape, kc_error *e);
 /* Sets in_shapes[0 .. n) and builds: build_n for multi-input classes, build for

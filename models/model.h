@@ -68,20 +68,20 @@ typedef struct kc_model {
     int noutputs;
 
     /* ---- after kc_model_plan ---- */
-    kc_device *dev;        /* the device it is planned on (not owned) */
+    kc_device *dev; /* the device it is planned on (not owned) */
     int max_batch;
-    int training;          /* planned with gradient buffers */
-    kc_buf x;              /* input 0's batch (device) */
-    kc_buf *z, *y;         /* per layer: its first call's pre-activation and output */
-    kc_buf values, grads;  /* all parameters, contiguous (kc_model_params order) */
+    int training;         /* planned with gradient buffers */
+    kc_buf x;             /* input 0's batch (device) */
+    kc_buf *z, *y;        /* per layer: its first call's pre-activation and output */
+    kc_buf values, grads; /* all parameters, contiguous (kc_model_params order) */
     int64_t nvalues;
     kc_buf ws;
     size_t ws_bytes;
     /* one double on the device: the activity regularizer penalties of the
      * last forward pass (zeroed by each forward, read by the caller) */
     kc_buf activity;
-    int has_activity;      /* some layer has an activity regularizer */
-    kc_buf arena;          /* activations and gradients */
+    int has_activity; /* some layer has an activity regularizer */
+    kc_buf arena;     /* activations and gradients */
     struct kc_backward_plan *bplan;
 } kc_model;
 

@@ -32,5 +32,4 @@ static inline size_t kc_model_node_numel(const kc_model *m, int id, int batch) {
 /* How many nodes call layer l. */
 int kc_model_count_calls(const kc_model *m, const kc_layer *l);
 
-
 #endif

@@ -37,8 +37,12 @@ void kc_doc_free(kc_doc *d);
 /* Map lookup; marks the key used. NULL if absent or n is not a map. */
 kc_node *kc_map_get(kc_node *map, const char *key);
 /* Key node of pair i in a map (for error locations). */
-static inline kc_node *kc_map_key(kc_node *map, size_t i) { return map->items[2 * i]; }
-static inline kc_node *kc_map_val(kc_node *map, size_t i) { return map->items[2 * i + 1]; }
+static inline kc_node *kc_map_key(kc_node *map, size_t i) {
+    return map->items[2 * i];
+}
+static inline kc_node *kc_map_val(kc_node *map, size_t i) {
+    return map->items[2 * i + 1];
+}
 
 /* Error at a node: "file:line:col: message". Returns KC_ECONFIG. */
 int kc_node_fail(kc_error *e, const kc_node *n, const char *fmt, ...)
@@ -49,7 +53,7 @@ int kc_node_int(const kc_node *n, long long *out, kc_error *e);
 int kc_node_float(const kc_node *n, double *out, kc_error *e); /* also "1/255" */
 int kc_node_bool(const kc_node *n, int *out, kc_error *e);
 const char *kc_node_kind_name(const kc_node *n); /* "a number", "a list", ... for messages */
-int kc_node_is_null(const kc_node *n);            /* ~, null, empty */
+int kc_node_is_null(const kc_node *n);           /* ~, null, empty */
 
 /* Any key of map not marked used -> error "unknown key 'x' in <where> (did you
  * mean 'y'?)", choosing y from `known` (NULL-terminated). */

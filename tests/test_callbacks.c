@@ -23,12 +23,24 @@ static int r_save(void *ctx, const char *path, int wo, kc_error *e) {
     if (f) fclose(f);
     return KC_OK;
 }
-static int r_snapshot(void *ctx, kc_error *e) { return ((rec *)ctx)->snapshots++, KC_OK; }
-static int r_restore(void *ctx, kc_error *e) { return ((rec *)ctx)->restores++, KC_OK; }
-static double r_get_lr(void *ctx) { return (float)((rec *)ctx)->lr; }
-static void r_set_lr(void *ctx, double lr) { ((rec *)ctx)->lr = lr; }
-static int r_direction(void *ctx, const char *key) { return strstr(key, "accuracy") ? 1 : 0; }
-static int r_resume(void *ctx, const char *path, kc_error *e) { return ((rec *)ctx)->resumes++, KC_OK; }
+static int r_snapshot(void *ctx, kc_error *e) {
+    return ((rec *)ctx)->snapshots++, KC_OK;
+}
+static int r_restore(void *ctx, kc_error *e) {
+    return ((rec *)ctx)->restores++, KC_OK;
+}
+static double r_get_lr(void *ctx) {
+    return (float)((rec *)ctx)->lr;
+}
+static void r_set_lr(void *ctx, double lr) {
+    ((rec *)ctx)->lr = lr;
+}
+static int r_direction(void *ctx, const char *key) {
+    return strstr(key, "accuracy") ? 1 : 0;
+}
+static int r_resume(void *ctx, const char *path, kc_error *e) {
+    return ((rec *)ctx)->resumes++, KC_OK;
+}
 static void r_print(void *ctx, const char *msg) {
     rec *r = ctx;
     size_t n = strlen(r->out);
@@ -36,14 +48,16 @@ static void r_print(void *ctx, const char *msg) {
 }
 
 static kc_callback_env env_for(rec *r, const char *dir) {
-    return (kc_callback_env){r, r_save, r_snapshot, r_restore, r_get_lr, r_set_lr, r_direction, r_resume, r_print, dir};
+    return (kc_callback_env){r,        r_save,      r_snapshot, r_restore, r_get_lr,
+                             r_set_lr, r_direction, r_resume,   r_print,   dir};
 }
 
 static kc_callbacks *parse(const char *yaml, kc_doc **doc) {
     kc_error e = {0};
     ck_assert_msg(kc_doc_parse(doc, "cb.yaml", yaml, strlen(yaml), &e) == 0, "%s", e.msg);
     kc_callbacks *c = NULL;
-    ck_assert_msg(kc_callbacks_parse(kc_map_get((*doc)->root, "callbacks"), &c, &e) == 0, "%s", e.msg);
+    ck_assert_msg(kc_callbacks_parse(kc_map_get((*doc)->root, "callbacks"), &c, &e) == 0, "%s",
+                  e.msg);
     return c;
 }
 
@@ -83,7 +97,9 @@ static int run_epochs(kc_callbacks *c, kc_callback_env *env, const double *vals,
 
 START_TEST(early_stopping_patience) {
     kc_doc *d;
-    kc_callbacks *c = parse("callbacks:\n  - EarlyStopping: {patience: 2, restore_best_weights: true, verbose: 1}\n", &d);
+    kc_callbacks *c = parse(
+        "callbacks:\n  - EarlyStopping: {patience: 2, restore_best_weights: true, verbose: 1}\n",
+        &d);
     rec r = {.lr = 0.001};
     kc_callback_env env = env_for(&r, NULL);
     double v[] = {1.0, 0.9, 0.95, 0.92, 0.91};
@@ -91,7 +107,8 @@ START_TEST(early_stopping_patience) {
     ck_assert_int_eq(r.restores, 1);
     ck_assert_int_ge(r.snapshots, 2);
     ck_assert_ptr_nonnull(strstr(r.out, "Epoch 4: early stopping\n"));
-    ck_assert_ptr_nonnull(strstr(r.out, "Restoring model weights from the end of the best epoch: 2.\n"));
+    ck_assert_ptr_nonnull(
+        strstr(r.out, "Restoring model weights from the end of the best epoch: 2.\n"));
     kc_callbacks_free(c);
     kc_doc_free(d);
 }
@@ -130,7 +147,8 @@ END_TEST
 
 START_TEST(reduce_lr_on_plateau) {
     kc_doc *d;
-    kc_callbacks *c = parse("callbacks:\n  - ReduceLROnPlateau: {factor: 0.5, patience: 1, cooldown: 1, min_lr: 0.0002, "
+    kc_callbacks *c = parse("callbacks:\n  - ReduceLROnPlateau: {factor: 0.5, patience: 1, "
+                            "cooldown: 1, min_lr: 0.0002, "
                             "verbose: 1}\n",
                             &d);
     rec r = {.lr = 0.001};
@@ -155,7 +173,8 @@ START_TEST(reduce_lr_on_plateau) {
     ck_assert_close(lr_after[3], (double)(float)((double)0.001f * 0.5) * 0.5, 0, 1e-12);
     ck_assert_close(lr_after[5], 0.0002, 0, 1e-12);
     ck_assert_close(lr_logged[2], (float)((double)0.001f * 0.5), 0, 1e-12);
-    ck_assert_ptr_nonnull(strstr(r.out, "\nEpoch 2: ReduceLROnPlateau reducing learning rate to 0.0005000000237487257.\n"));
+    ck_assert_ptr_nonnull(strstr(
+        r.out, "\nEpoch 2: ReduceLROnPlateau reducing learning rate to 0.0005000000237487257.\n"));
     kc_callbacks_free(c);
     kc_doc_free(d);
 }
@@ -164,7 +183,8 @@ END_TEST
 START_TEST(model_checkpoint_best_only) {
     char *dir = kc_test_tmpdir();
     kc_doc *d;
-    kc_callbacks *c = parse("callbacks:\n  - ModelCheckpoint: {filepath: 'ckpt-{epoch:02d}-{val_loss:.2f}.safetensors', "
+    kc_callbacks *c = parse("callbacks:\n  - ModelCheckpoint: {filepath: "
+                            "'ckpt-{epoch:02d}-{val_loss:.2f}.safetensors', "
                             "save_best_only: true, verbose: 1}\n",
                             &d);
     rec r = {.lr = 0.001};
@@ -175,7 +195,10 @@ START_TEST(model_checkpoint_best_only) {
     char want[4200];
     snprintf(want, sizeof want, "%s/ckpt-04-0.12.safetensors", dir);
     ck_assert_str_eq(r.saved[2], want);
-    snprintf(want, sizeof want, "\nEpoch 1: val_loss improved from None to 0.50000, saving model to %s/ckpt-01-0.50.safetensors\n", dir);
+    snprintf(want, sizeof want,
+             "\nEpoch 1: val_loss improved from None to 0.50000, saving model to "
+             "%s/ckpt-01-0.50.safetensors\n",
+             dir);
     ck_assert_ptr_nonnull(strstr(r.out, want));
     ck_assert_ptr_nonnull(strstr(r.out, "\nEpoch 3: val_loss did not improve from 0.40000\n"));
     kc_callbacks_free(c);
@@ -189,9 +212,12 @@ START_TEST(format_path) {
     kc_logs l = logs1("val_loss", 0.123456);
     char out[256];
     kc_error e = {0};
-    ck_assert_int_eq(kc_format_path("m-{epoch:02d}-{val_loss:.2f}.safetensors", 3, 0, &l, out, sizeof out, &e), 0);
+    ck_assert_int_eq(
+        kc_format_path("m-{epoch:02d}-{val_loss:.2f}.safetensors", 3, 0, &l, out, sizeof out, &e),
+        0);
     ck_assert_str_eq(out, "m-03-0.12.safetensors");
-    ck_assert_int_eq(kc_format_path("{epoch}_{val_loss:.3e}_{{x}}", 12, 0, &l, out, sizeof out, &e), 0);
+    ck_assert_int_eq(kc_format_path("{epoch}_{val_loss:.3e}_{{x}}", 12, 0, &l, out, sizeof out, &e),
+                     0);
     ck_assert_str_eq(out, "12_1.235e-01_{x}");
     ck_assert_int_eq(kc_format_path("{epoch:03d}-{batch:d}", 1, 40, &l, out, sizeof out, &e), 0);
     ck_assert_str_eq(out, "001-40");
@@ -232,8 +258,9 @@ START_TEST(csv_logger) {
     char path[4200];
     snprintf(path, sizeof path, "%s/log.csv", dir);
     char *text = slurp(path);
-    ck_assert_str_eq(text, "epoch,accuracy,loss,val_accuracy,val_loss\r\n0,0.5,0.13881245255470276,NA,NA\r\n"
-                           "1,0.5,0.25,NA,NA\r\n");
+    ck_assert_str_eq(
+        text, "epoch,accuracy,loss,val_accuracy,val_loss\r\n0,0.5,0.13881245255470276,NA,NA\r\n"
+              "1,0.5,0.25,NA,NA\r\n");
     free(text);
     kc_callbacks_free(c);
     kc_doc_free(d);
@@ -263,9 +290,10 @@ END_TEST
 
 START_TEST(scheduler_sets_lr_per_epoch) {
     kc_doc *d;
-    kc_callbacks *c = parse("callbacks:\n  - LearningRateScheduler:\n      schedule: {ExponentialDecay: "
-                            "{initial_learning_rate: 0.1, decay_steps: 1, decay_rate: 0.5}}\n      verbose: 1\n",
-                            &d);
+    kc_callbacks *c =
+        parse("callbacks:\n  - LearningRateScheduler:\n      schedule: {ExponentialDecay: "
+              "{initial_learning_rate: 0.1, decay_steps: 1, decay_rate: 0.5}}\n      verbose: 1\n",
+              &d);
     rec r = {.lr = 0.001};
     kc_callback_env env = env_for(&r, NULL);
     kc_error e = {0};
@@ -273,7 +301,8 @@ START_TEST(scheduler_sets_lr_per_epoch) {
     ck_assert_close(r.lr, 0.1, 0, 1e-6);
     ck_assert_int_eq(kc_callbacks_epoch_begin(c, &env, 2, &e), 0);
     ck_assert_close(r.lr, 0.025, 0, 1e-6);
-    ck_assert_ptr_nonnull(strstr(r.out, "Epoch 3: LearningRateScheduler setting learning rate to "));
+    ck_assert_ptr_nonnull(
+        strstr(r.out, "Epoch 3: LearningRateScheduler setting learning rate to "));
     kc_callbacks_free(c);
     kc_doc_free(d);
 }
@@ -281,14 +310,17 @@ END_TEST
 
 START_TEST(state_round_trip) {
     kc_doc *d;
-    kc_callbacks *c = parse("callbacks:\n  - EarlyStopping: {patience: 5}\n  - ReduceLROnPlateau: {patience: 1}\n", &d);
+    kc_callbacks *c = parse(
+        "callbacks:\n  - EarlyStopping: {patience: 5}\n  - ReduceLROnPlateau: {patience: 1}\n", &d);
     rec r = {.lr = 0.001};
     kc_callback_env env = env_for(&r, NULL);
     double v[] = {1.0, 0.9, 0.95};
     run_epochs(c, &env, v, 3);
     char *state = kc_callbacks_state(c);
     kc_doc *d2;
-    kc_callbacks *c2 = parse("callbacks:\n  - EarlyStopping: {patience: 5}\n  - ReduceLROnPlateau: {patience: 1}\n", &d2);
+    kc_callbacks *c2 = parse(
+        "callbacks:\n  - EarlyStopping: {patience: 5}\n  - ReduceLROnPlateau: {patience: 1}\n",
+        &d2);
     kc_error e = {0};
     ck_assert_msg(kc_callbacks_restore(c2, state, &e) == 0, "%s", e.msg);
     char *state2 = kc_callbacks_state(c2);

@@ -24,30 +24,31 @@ static void parse_fails(const char *text, const char *const *frags) {
 }
 #define FAILS(text, ...) parse_fails(text, (const char *const[]){__VA_ARGS__, NULL})
 
-static const char *seed_cnn =
-    "model:\n"
-    "  layers:\n"
-    "    - Input: {shape: [28, 28, 1]}\n"
-    "    - Conv2D: {filters: 32, kernel_size: [3, 3], activation: relu}\n"
-    "    - MaxPooling2D: {pool_size: [2, 2]}\n"
-    "    - Conv2D: {filters: 64, kernel_size: 3, activation: relu}\n"
-    "    - MaxPooling2D\n"
-    "    - Flatten\n"
-    "    - Dense: {units: 64, activation: relu}\n"
-    "    - Dense: {units: 10, activation: softmax}\n";
+static const char *seed_cnn = "model:\n"
+                              "  layers:\n"
+                              "    - Input: {shape: [28, 28, 1]}\n"
+                              "    - Conv2D: {filters: 32, kernel_size: [3, 3], activation: relu}\n"
+                              "    - MaxPooling2D: {pool_size: [2, 2]}\n"
+                              "    - Conv2D: {filters: 64, kernel_size: 3, activation: relu}\n"
+                              "    - MaxPooling2D\n"
+                              "    - Flatten\n"
+                              "    - Dense: {units: 64, activation: relu}\n"
+                              "    - Dense: {units: 10, activation: softmax}\n";
 
 START_TEST(seed_model_shapes_and_names) {
     kc_config *c = parse_ok(seed_cnn);
     kc_model *m = c->model;
     ck_assert_int_eq(m->nlayers, 7);
-    const char *names[] = {"conv2d", "max_pooling2d", "conv2d_1", "max_pooling2d_1", "flatten", "dense", "dense_1"};
+    const char *names[] = {"conv2d",  "max_pooling2d", "conv2d_1", "max_pooling2d_1",
+                           "flatten", "dense",         "dense_1"};
     const int64_t params[] = {320, 0, 18496, 0, 0, 102464, 650};
     for (int i = 0; i < 7; i++) {
         ck_assert_str_eq(m->layers[i]->name, names[i]);
         ck_assert_int_eq(kc_layer_param_count(m->layers[i], 0), params[i]);
     }
     char buf[64];
-    ck_assert_str_eq(kc_shape_str(&m->layers[3]->out_shape, 1, buf, sizeof buf), "(None, 5, 5, 64)");
+    ck_assert_str_eq(kc_shape_str(&m->layers[3]->out_shape, 1, buf, sizeof buf),
+                     "(None, 5, 5, 64)");
     ck_assert_str_eq(kc_shape_str(&m->layers[4]->out_shape, 1, buf, sizeof buf), "(None, 1600)");
     ck_assert_int_eq(kc_model_param_count(m, 0), 121930);
     ck_assert_str_eq(m->name, "sequential");
@@ -78,12 +79,14 @@ START_TEST(layer_entry_forms) {
 END_TEST
 
 START_TEST(sections_parse) {
-    kc_config *c = parse_ok("model:\n  layers:\n    - Input: {shape: [4]}\n    - Dense: {units: 2}\n"
-                            "compile:\n  optimizer: {class_name: SGD, learning_rate: 0.1}\n"
-                            "  loss: mse\n  metrics: [mae]\n"
-                            "data:\n  train: {x: a.npy, y: b.npy}\n  test: {csv: t.csv, label_column: label}\n"
-                            "  rescale: 1/255\n"
-                            "fit: {epochs: 3, batch_size: 8, shuffle: false, seed: 7, validation_split: 0.25, verbose: 2}\n");
+    kc_config *c =
+        parse_ok("model:\n  layers:\n    - Input: {shape: [4]}\n    - Dense: {units: 2}\n"
+                 "compile:\n  optimizer: {class_name: SGD, learning_rate: 0.1}\n"
+                 "  loss: mse\n  metrics: [mae]\n"
+                 "data:\n  train: {x: a.npy, y: b.npy}\n  test: {csv: t.csv, label_column: label}\n"
+                 "  rescale: 1/255\n"
+                 "fit: {epochs: 3, batch_size: 8, shuffle: false, seed: 7, validation_split: 0.25, "
+                 "verbose: 2}\n");
     ck_assert_str_eq(c->data.train.x_path, "/tmp/a.npy");
     ck_assert_str_eq(c->data.test.csv_path, "/tmp/t.csv");
     ck_assert_str_eq(c->data.test.label_column, "label");
@@ -99,31 +102,37 @@ START_TEST(sections_parse) {
 END_TEST
 
 START_TEST(unknown_layer_suggests) {
-    FAILS("model:\n  layers:\n    - Input: {shape: [4]}\n    - Dens: {units: 2}\n", "m.yaml:4:7:",
-          "unknown layer 'Dens'", "did you mean Dense?");
-    FAILS("model:\n  layers:\n    - Input: {shape: [8, 8, 1]}\n    - Conv2d: {filters: 2, kernel_size: 3}\n",
+    FAILS("model:\n  layers:\n    - Input: {shape: [4]}\n    - Dens: {units: 2}\n",
+          "m.yaml:4:7:", "unknown layer 'Dens'", "did you mean Dense?");
+    FAILS("model:\n  layers:\n    - Input: {shape: [8, 8, 1]}\n    - Conv2d: {filters: 2, "
+          "kernel_size: 3}\n",
           "m.yaml:4:7:", "did you mean Conv2D?");
 }
 END_TEST
 
 START_TEST(unknown_argument_suggests) {
-    FAILS("model:\n  layers:\n    - Input: {shape: [8, 8, 1]}\n    - Conv2D: {filter: 2, kernel_size: 3}\n",
+    FAILS("model:\n  layers:\n    - Input: {shape: [8, 8, 1]}\n    - Conv2D: {filter: 2, "
+          "kernel_size: 3}\n",
           "m.yaml:4:16:", "'filter'", "did you mean 'filters'?");
-    FAILS("model:\n  layers:\n    - Input: {shape: [4]}\n    - Dense: {units: 2, activaton: relu}\n",
-          "m.yaml:4:25:", "did you mean 'activation'?");
+    FAILS(
+        "model:\n  layers:\n    - Input: {shape: [4]}\n    - Dense: {units: 2, activaton: relu}\n",
+        "m.yaml:4:25:", "did you mean 'activation'?");
 }
 END_TEST
 
 START_TEST(wrong_types_and_ranges) {
-    FAILS("model:\n  layers:\n    - Input: {shape: [4]}\n    - Dense: {units: many}\n", "m.yaml:4:22:",
-          "units", "'many'");
-    FAILS("model:\n  layers:\n    - Input: {shape: [4]}\n    - Dense: {units: 0}\n", "m.yaml:4:22:", "units",
-          ">= 1");
-    FAILS("model:\n  layers:\n    - Input: {shape: [4]}\n    - Dropout: {rate: 1.5}\n", "m.yaml:4:23:", "rate");
-    FAILS("model:\n  layers:\n    - Input: {shape: [4]}\n    - Dense: {units: 2, activation: rleu}\n",
-          "m.yaml:4:37:", "did you mean 'relu'?");
-    FAILS("model:\n  layers:\n    - Input: {shape: [4]}\n    - Dense: {units: 2, use_bias: maybe}\n",
-          "m.yaml:4:35:", "use_bias");
+    FAILS("model:\n  layers:\n    - Input: {shape: [4]}\n    - Dense: {units: many}\n",
+          "m.yaml:4:22:", "units", "'many'");
+    FAILS("model:\n  layers:\n    - Input: {shape: [4]}\n    - Dense: {units: 0}\n",
+          "m.yaml:4:22:", "units", ">= 1");
+    FAILS("model:\n  layers:\n    - Input: {shape: [4]}\n    - Dropout: {rate: 1.5}\n",
+          "m.yaml:4:23:", "rate");
+    FAILS(
+        "model:\n  layers:\n    - Input: {shape: [4]}\n    - Dense: {units: 2, activation: rleu}\n",
+        "m.yaml:4:37:", "did you mean 'relu'?");
+    FAILS(
+        "model:\n  layers:\n    - Input: {shape: [4]}\n    - Dense: {units: 2, use_bias: maybe}\n",
+        "m.yaml:4:35:", "use_bias");
     FAILS("model:\n  layers:\n    - Input: {shape: [4]}\n    - Dense: {units: 2}\n"
           "fit: {epochs: 0}\n",
           "m.yaml:5:15:", "epochs", ">= 1");
@@ -139,36 +148,42 @@ START_TEST(shape_errors_name_both_layers) {
           "    - Conv2D: {filters: 2, kernel_size: 3}\n",
           "m.yaml:5:7:", "conv2d", "(None, 64)", "flatten");
     /* kernel larger than the image */
-    FAILS("model:\n  layers:\n    - Input: {shape: [2, 2, 1]}\n    - Conv2D: {filters: 2, kernel_size: 3}\n",
+    FAILS("model:\n  layers:\n    - Input: {shape: [2, 2, 1]}\n    - Conv2D: {filters: 2, "
+          "kernel_size: 3}\n",
           "m.yaml:4:7:", "conv2d");
-    FAILS("model:\n  layers:\n    - Input: {shape: [6]}\n    - Reshape: {target_shape: [4, 2]}\n", "m.yaml:4:",
-          "(4, 2)");
+    FAILS("model:\n  layers:\n    - Input: {shape: [6]}\n    - Reshape: {target_shape: [4, 2]}\n",
+          "m.yaml:4:", "(4, 2)");
 }
 END_TEST
 
 START_TEST(structure_errors) {
     FAILS("modle:\n  layers: []\n", "m.yaml:1:1:", "model");
     FAILS("model:\n  layers:\n    - Dense: {units: 2}\n", "m.yaml:", "input shape");
-    FAILS("model:\n  layers:\n    - Input: {shape: [4]}\n    - Dense: {units: 2}\ncompile:\n  optimiser: adam\n",
+    FAILS("model:\n  layers:\n    - Input: {shape: [4]}\n    - Dense: {units: 2}\ncompile:\n  "
+          "optimiser: adam\n",
           "m.yaml:6:3:", "did you mean 'optimizer'?");
-    FAILS("model:\n  layers:\n    - Input: {shape: [4]}\n    - Dense: {units: 2}\nfit:\n  epoch: 3\n",
-          "m.yaml:6:3:", "did you mean 'epochs'?");
-    FAILS("model:\n  layers:\n    - Input: {shape: [4]}\n    - Dense: {units: 2}\ndata:\n  dataset: mnsit\n",
+    FAILS(
+        "model:\n  layers:\n    - Input: {shape: [4]}\n    - Dense: {units: 2}\nfit:\n  epoch: 3\n",
+        "m.yaml:6:3:", "did you mean 'epochs'?");
+    FAILS("model:\n  layers:\n    - Input: {shape: [4]}\n    - Dense: {units: 2}\ndata:\n  "
+          "dataset: mnsit\n",
           "m.yaml:6:12:", "did you mean 'mnist'");
     FAILS("model:\n  layers:\n    - Input: {shape: [4]}\n    - Dense: {units: 2, name: a}\n"
           "    - Dense: {units: 2, name: a}\n",
           "m.yaml:5:", "already exists");
-    FAILS("model:\n  layers:\n    - Input: {shape: [4]}\n    - Dense: {units: 2}\n      units: 3\n", "m.yaml:");
+    FAILS("model:\n  layers:\n    - Input: {shape: [4]}\n    - Dense: {units: 2}\n      units: 3\n",
+          "m.yaml:");
     FAILS("model:\n  layers: [\n", "m.yaml:", "YAML syntax error");
-    FAILS("model:\n  layers:\n    - Input: {shape: [4]}\n    - Dense: {units: 2}\nmodel: {}\n", "m.yaml:5:1:",
-          "duplicate key 'model'");
+    FAILS("model:\n  layers:\n    - Input: {shape: [4]}\n    - Dense: {units: 2}\nmodel: {}\n",
+          "m.yaml:5:1:", "duplicate key 'model'");
     FAILS("", "m.yaml:1:1:", "empty");
 }
 END_TEST
 
 START_TEST(fractions_and_closest) {
-    kc_config *c = parse_ok("model:\n  layers:\n    - Input: {shape: [4]}\n    - Dense: {units: 2}\n"
-                            "data: {dataset: mnist, rescale: 2/8, offset: -0.5}\n");
+    kc_config *c =
+        parse_ok("model:\n  layers:\n    - Input: {shape: [4]}\n    - Dense: {units: 2}\n"
+                 "data: {dataset: mnist, rescale: 2/8, offset: -0.5}\n");
     ck_assert_close(c->data.rescale, 0.25, 0, 0);
     ck_assert_close(c->data.offset, -0.5, 0, 0);
     kc_config_free(c);

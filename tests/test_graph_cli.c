@@ -10,7 +10,8 @@ static void make_blob_views(const char *prefix, int n, uint64_t seed) {
     float *x = calloc((size_t)n * 64, sizeof *x), *f = calloc((size_t)n * 64, sizeof *f);
     float *y = calloc((size_t)n, sizeof *y);
     blob_pixels(x, y, n, seed);
-    for (int k = 0; k < n * 64; k++) f[k] = x[k] / 255.0f;
+    for (int k = 0; k < n * 64; k++)
+        f[k] = x[k] / 255.0f;
     char name[256];
     snprintf(name, sizeof name, "%s_x.npy", prefix);
     write_npy(name, x, kc_shape3(n, 8, 8));
@@ -345,7 +346,8 @@ START_TEST(shared_layer_trains_and_checkpoints) {
     ck_assert_msg(kc_st_open(path_in("siam/last.safetensors"), &f, &e) == 0, "%s", e.msg);
     int weights = 0;
     for (int i = 0; i < kc_st_count(f); i++)
-        if (strncmp(kc_st_at(f, i)->name, "optimizer/", 10) && strncmp(kc_st_at(f, i)->name, "state/", 6))
+        if (strncmp(kc_st_at(f, i)->name, "optimizer/", 10) &&
+            strncmp(kc_st_at(f, i)->name, "state/", 6))
             weights++;
     ck_assert_int_eq(weights, 4); /* enc/kernel, enc/bias, class/kernel, class/bias */
     const kc_st_tensor *k = kc_st_find(f, "enc/kernel");

@@ -34,11 +34,11 @@ static inline void kc_test_rmdir(const char *path) {
 }
 
 /* |a - b| <= atol + rtol |b| */
-#define ck_assert_close(a, b, atol, rtol)                                                        \
-    do {                                                                                         \
-        double _a = (a), _b = (b);                                                               \
-        ck_assert_msg(fabs(_a - _b) <= (atol) + (rtol)*fabs(_b), "%s = %.9g, expected %.9g", #a, \
-                      _a, _b);                                                                   \
+#define ck_assert_close(a, b, atol, rtol)                                                          \
+    do {                                                                                           \
+        double _a = (a), _b = (b);                                                                 \
+        ck_assert_msg(fabs(_a - _b) <= (atol) + (rtol)*fabs(_b), "%s = %.9g, expected %.9g", #a,   \
+                      _a, _b);                                                                     \
     } while (0)
 
 /* Runs one suite; returns the process exit status. */
