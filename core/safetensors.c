@@ -42,24 +42,28 @@ const char *kc_st_dtype_name(kc_st_dtype t) {
 }
 
 size_t kc_st_nbytes(const kc_st_tensor *t) {
-    return (size_t)kc_shape_numel(&t->shape) * kc_st_dtype_size(t->dtype);
+    size_t bytes;
+    return kc_shape_bytes(&t->shape, kc_st_dtype_size(t->dtype), &bytes) ? bytes : 0;
 }
 
-/* numel * elem in *out, or 0 when that would exceed limit (dims are
- * non-negative; any zero dim makes the tensor empty whatever the others). */
+/* numel * elem in *out, or 0 when that would exceed limit. The product of
+ * the non-zero dims must stay within the limit too: a zero dim makes the
+ * tensor empty, but (0, 2^62, 2^62) is still a shape no size can hold, and
+ * the element count of every shape read is then representable. */
 static int shape_bytes(const kc_shape *s, size_t elem, uint64_t limit, uint64_t *out) {
-    for (int i = 0; i < s->rank; i++)
-        if (s->d[i] == 0) {
-            *out = 0;
-            return 1;
-        }
     uint64_t bytes = elem;
+    int empty = 0;
     if (bytes > limit) return 0;
     for (int i = 0; i < s->rank; i++) {
+        if (s->d[i] < 0) return 0;
+        if (s->d[i] == 0) {
+            empty = 1;
+            continue;
+        }
         if ((uint64_t)s->d[i] > limit / bytes) return 0;
         bytes *= (uint64_t)s->d[i];
     }
-    *out = bytes;
+    *out = empty ? 0 : bytes;
     return 1;
 }
 

@@ -368,6 +368,9 @@ static const struct {
     {"{\"w\":" T1("F32", "[1,1,1,1,1,1,1,1,1]", "[0,4]") "}", 4, "rank 9 is over the limit of 8"},
     {"{\"w\":" T1("F32", "[4294967296,4294967296]", "[0,4]") "}", 4,
      "is larger than the 4-byte data section"},
+    /* a zero dim does not hide a product no size can hold */
+    {"{\"w\":" T1("F32", "[4611686018427387904,4611686018427387904,0]", "[0,0]") "}", 0,
+     "is larger than the 0-byte data section"},
     {"{\"w\":" T1("F32", "[99999999999999999999]", "[0,4]") "}", 4, "shape entry 0 is not"},
     {"{\"w\":" T1("F32", "[1]", "[0,8]") "}", 4, "data_offsets [0, 8] run past the 4-byte data"},
     {"{\"w\":" T1("F32", "[1]", "[4,0]") "}", 4, "data_offsets [4, 0] end before they begin"},
