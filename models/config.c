@@ -446,7 +446,8 @@ static int resolve_feeds(kc_config *c, kc_error *e) {
     return rc;
 }
 
-static int fit_int(kc_node *map, const char *key, long long min, long long *out, kc_error *e) {
+static int fit_int(kc_node *map, const char *key, long long min, long long max, long long *out,
+                   kc_error *e) {
     kc_node *v = kc_map_get(map, key);
     if (!v || kc_node_is_null(v)) return KC_OK;
     int rc = kc_node_int(v, out, e);
@@ -456,6 +457,7 @@ static int fit_int(kc_node *map, const char *key, long long min, long long *out,
                             v->kind == KC_NODE_SCALAR ? v->str : kc_node_kind_name(v),
                             v->kind == KC_NODE_SCALAR ? "'" : "");
     if (*out < min) return kc_node_fail(e, v, "fit.%s must be >= %lld, got %lld", key, min, *out);
+    if (*out > max) return kc_node_fail(e, v, "fit.%s must be <= %lld, got %lld", key, max, *out);
     return KC_OK;
 }
 
@@ -468,10 +470,10 @@ static int parse_fit(kc_node *n, kc_fit_spec *f, kc_error *e) {
     if (!n) return KC_OK;
     if (want_map(n, "the fit section", e)) return e->code;
     int rc;
-    if ((rc = fit_int(n, "epochs", 1, &f->epochs, e))) return rc;
-    if ((rc = fit_int(n, "batch_size", 1, &f->batch_size, e))) return rc;
-    if ((rc = fit_int(n, "steps_per_epoch", 1, &f->steps_per_epoch, e))) return rc;
-    if ((rc = fit_int(n, "seed", 0, &f->seed, e))) return rc;
+    if ((rc = fit_int(n, "epochs", 1, INT_MAX, &f->epochs, e))) return rc;
+    if ((rc = fit_int(n, "batch_size", 1, INT_MAX, &f->batch_size, e))) return rc;
+    if ((rc = fit_int(n, "steps_per_epoch", 1, INT_MAX, &f->steps_per_epoch, e))) return rc;
+    if ((rc = fit_int(n, "seed", 0, LLONG_MAX, &f->seed, e))) return rc;
     kc_node *v;
     if ((v = kc_map_get(n, "shuffle")) && (rc = kc_node_bool(v, &f->shuffle, e))) return rc;
     if ((v = kc_map_get(n, "validation_split"))) {

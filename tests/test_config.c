@@ -137,6 +137,9 @@ START_TEST(wrong_types_and_ranges) {
           "fit: {epochs: 0}\n",
           "m.yaml:5:15:", "epochs", ">= 1");
     FAILS("model:\n  layers:\n    - Input: {shape: [4]}\n    - Dense: {units: 2}\n"
+          "fit: {batch_size: 3000000000}\n",
+          "m.yaml:5:19:", "batch_size", "<= 2147483647");
+    FAILS("model:\n  layers:\n    - Input: {shape: [4]}\n    - Dense: {units: 2}\n"
           "fit: {validation_split: 1.0}\n",
           "m.yaml:5:25:", "validation_split");
 }
