@@ -75,6 +75,13 @@ $(BUILD)/tests/test_fuzz_replay: tests/test_fuzz_replay.c $(wildcard tests/*.h) 
 # then the same suites again under AddressSanitizer + UndefinedBehaviorSanitizer.
 test: kerasc $(TEST_BIN)
 	@set -e; for t in $(TEST_BIN); do echo "== $$t"; KERASC=$(CURDIR)/kerasc KERASC_SRC=$(CURDIR) $$t; done
+ifeq ($(HAVE_OPENCL),1)
+	@# every op again on OpenCL as a device without doubles runs it; where an
+	@# OpenCL platform is installed, the backend must open
+	@echo "== $(BUILD)/tests/test_backend (OpenCL in float only: KERASC_OPENCL_FP64=0)"; \
+	  req=$$(clinfo -l 2>/dev/null | grep -q Platform && echo opencl); \
+	  KERASC_TEST_REQUIRE=$$req KERASC_OPENCL_FP64=0 KERASC_SRC=$(CURDIR) $(BUILD)/tests/test_backend
+endif
 
 check: test
 	$(MAKE) sanitize

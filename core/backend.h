@@ -264,6 +264,10 @@ typedef struct kc_device {
     int index;  /* the device chosen */
     int threads;
     char name[160]; /* "cpu", "opencl:0 (pthread-skylake ...)" */
+    /* 1 when long sums and math functions run in float only (an OpenCL
+     * device without cl_khr_fp64): results then round differently from the
+     * backends that accumulate in double, still deterministically */
+    int float_math;
     kc_error err;
     uint64_t bytes_up, bytes_down; /* host -> device, device -> host */
     uint64_t transfers;

@@ -60,6 +60,20 @@ static inline void kc_test_close_devices(void) {
             }
 }
 
+/* Whether KERASC_TEST_REQUIRE (backend names separated by commas) names
+ * `name`: such a backend failing to open is an error, not a skip. */
+static inline int kc_test_required(const char *name) {
+    const char *req = getenv("KERASC_TEST_REQUIRE");
+    size_t n = strlen(name);
+    for (const char *p = req; p && *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == n && !strncmp(p, name, n)) return 1;
+        p = end ? end + 1 : NULL;
+    }
+    return 0;
+}
+
 /* The device of registry entry i opened with `threads` host threads (0: all
  * cores), or NULL when the backend cannot be opened here. */
 static inline kc_device *kc_test_device_threads(int i, int threads) {
@@ -82,6 +96,12 @@ static inline kc_device *kc_test_device_threads(int i, int threads) {
         kc_error e = {0};
         if (kc_device_open(&slot->dev, kc_backends[i], &o, &e) == KC_OK) {
             slot->ok = 1;
+        } else if (!threads && kc_test_required(kc_backends[i]->name)) {
+            /* the run says this backend must open here (KERASC_TEST_REQUIRE) */
+            fprintf(stderr, "%s: the %s backend is required but does not open: %s\n",
+                    program_invocation_short_name, kc_backends[i]->name,
+                    e.msg[0] ? e.msg : "it does not open");
+            exit(1);
         } else if (!threads) {
             fprintf(stderr, "%s: skipping the %s backend: %s\n", program_invocation_short_name,
                     kc_backends[i]->name, e.msg[0] ? e.msg : "it does not open");

@@ -480,32 +480,6 @@ const char kc_ocl_src_nn[] = KC_CL(
         }
     }
 
-);
-
-/* Needs doubles in kernel code, so it is built only where the device has
- * them; elsewhere the host finishes the sum (ocl_reg.c). */
-const char kc_ocl_src_fp64[] = KC_CL(
-
-    /* out[0] += l1 A + l2 Q (penalty) or += Q (sum of squares), the block
-     * sums taken in order. */
-    __kernel void k_penalty_finish(__global const double *part, uint blocks, __global double *out,
-                                   ulong oo, float l1, float l2, int squares_only) {
-        if (get_global_id(0) != 0) return;
-        double a = 0, q = 0;
-        for (uint b = 0; b < blocks; b++) {
-            a += part[b];
-            q += part[blocks + b];
-        }
-        double add = 0;
-        if (squares_only) {
-            add = q;
-        } else {
-            if (l1 != 0.0f) add += (double)l1 * a;
-            if (l2 != 0.0f) add += (double)l2 * q;
-        }
-        out[oo] += add;
-    }
-
     /* ---- depthwise convolution: oc = c * m, kernel (kh, kw, c, m); every
      * element a gather of its own sum, taps in (ky, kx) order ---- */
 
@@ -588,6 +562,32 @@ const char kc_ocl_src_fp64[] = KC_CL(
                 }
             dw[t] = beta == 0.0f ? s : beta * dw[t] + s;
         }
+    }
+
+);
+
+/* Needs doubles in kernel code, so it is built only where the device has
+ * them; elsewhere the host finishes the sum (ocl_reg.c). */
+const char kc_ocl_src_fp64[] = KC_CL(
+
+    /* out[0] += l1 A + l2 Q (penalty) or += Q (sum of squares), the block
+     * sums taken in order. */
+    __kernel void k_penalty_finish(__global const double *part, uint blocks, __global double *out,
+                                   ulong oo, float l1, float l2, int squares_only) {
+        if (get_global_id(0) != 0) return;
+        double a = 0, q = 0;
+        for (uint b = 0; b < blocks; b++) {
+            a += part[b];
+            q += part[blocks + b];
+        }
+        double add = 0;
+        if (squares_only) {
+            add = q;
+        } else {
+            if (l1 != 0.0f) add += (double)l1 * a;
+            if (l2 != 0.0f) add += (double)l2 * q;
+        }
+        out[oo] += add;
     }
 
 );

@@ -336,6 +336,7 @@ static int ocl_open(kc_device *d, const kc_device_opts *opts) {
     d->impl = o;
     limit_threads(o, opts ? opts->threads : 0);
     query_device(o);
+    d->float_math = !o->fp64;
     int rc = create_context(d);
     if (!rc) rc = build_program(d);
     if (!rc) rc = create_kernels(d);
