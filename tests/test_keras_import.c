@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <zlib.h>
 
 #include "core/json.h"
 #include "core/rng.h"
@@ -1005,6 +1006,58 @@ START_TEST(test_cli_train_converted) {
 }
 END_TEST
 
+/* "25,636,712": Keras's thousands separators. */
+static void with_commas(long long v, char *buf, size_t n) {
+    char digits[32];
+    int len = snprintf(digits, sizeof digits, "%lld", v), o = 0;
+    for (int i = 0; i < len && (size_t)o + 2 < n; i++) {
+        if (i && (len - i) % 3 == 0) buf[o++] = ',';
+        buf[o++] = digits[i];
+    }
+    buf[o] = 0;
+}
+
+/* Keras Applications as Keras 3 writes them (applications/, made by
+ * make_applications.py): every one converts, and the summary counts Keras's
+ * parameters, the non-trainable BatchNormalization statistics included. */
+START_TEST(test_applications_import) {
+    static char out[1 << 20], err[1 << 14];
+    FILE *counts = fopen(fixture("applications/counts.txt"), "r");
+    ck_assert_ptr_nonnull(counts);
+    char *dir = kc_test_tmpdir(), name[64], json[4300], args[9000], want[64], line[128];
+    long long total, frozen;
+    int models = 0;
+    while (fscanf(counts, "%63s %lld %lld", name, &total, &frozen) == 3) {
+        snprintf(args, sizeof args, "applications/%s.json.gz", name);
+        gzFile gz = gzopen(fixture(args), "rb");
+        ck_assert_msg(gz != NULL, "%s", args);
+        snprintf(json, sizeof json, "%s/%s.json", dir, name);
+        FILE *f = fopen(json, "wb");
+        ck_assert_ptr_nonnull(f);
+        char buf[1 << 14];
+        int got;
+        while ((got = gzread(gz, buf, sizeof buf)) > 0)
+            ck_assert_uint_eq(fwrite(buf, 1, (size_t)got, f), (size_t)got);
+        ck_assert_int_eq(got, 0);
+        gzclose(gz);
+        ck_assert_int_eq(fclose(f), 0);
+        snprintf(args, sizeof args, "summary '%s'", json);
+        ck_assert_msg(run_cli(args, out, sizeof out, err, sizeof err) == 0, "%s: %s", name, err);
+        with_commas(total, want, sizeof want);
+        snprintf(line, sizeof line, "Total params: %s ", want);
+        ck_assert_msg(strstr(out, line), "%s: no '%s' in the summary", name, line);
+        with_commas(frozen, want, sizeof want);
+        snprintf(line, sizeof line, "Non-trainable params: %s ", want);
+        ck_assert_msg(strstr(out, line), "%s: no '%s' in the summary", name, line);
+        models++;
+    }
+    fclose(counts);
+    ck_assert_int_eq(models, 6);
+    kc_test_rmdir(dir);
+    free(dir);
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("keras_import");
     TCase *tc = tcase_create("fixtures");
@@ -1036,6 +1089,7 @@ static Suite *suite(void) {
     tcase_add_test(cl, test_model_path_in_yaml);
     tcase_add_test(cl, test_cli_convert);
     tcase_add_test(cl, test_cli_train_converted);
+    tcase_add_test(cl, test_applications_import);
     suite_add_tcase(s, cl);
     return s;
 }
