@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "core/rng.h"
+#include "core/safetensors.h"
 #include "models/yaml.h"
 
 /* ---- building layers from YAML argument text ---- */
@@ -310,6 +311,40 @@ static inline void gradcheck(kc_device *be, const char *cls, const char *yaml, k
     free(x), free(c), free(dx);
     rig_free(&r);
     tl_free(&t);
+}
+
+/* ---- Keras-made fixtures (tests/fixtures/layers/FAMILY.safetensors) ---- */
+
+/* The family's fixture file, opened once per process (one family per suite). */
+static inline kc_st_file *layer_fixture(const char *family) {
+    static kc_st_file *f;
+    if (!f) {
+        const char *src = getenv("KERASC_SRC");
+        char path[4096];
+        snprintf(path, sizeof path, "%s/tests/fixtures/layers/%s.safetensors",
+                 src && *src ? src : ".", family);
+        kc_error e = {0};
+        ck_assert_msg(kc_st_open(path, &f, &e) == 0, "%s", e.msg);
+    }
+    return f;
+}
+
+/* Tensor "CASE.WHAT" of the fixture, which must be float32. */
+static inline const kc_st_tensor *layer_fixture_tensor(kc_st_file *f, const char *cs,
+                                                       const char *what) {
+    char key[256];
+    snprintf(key, sizeof key, "%s.%s", cs, what);
+    const kc_st_tensor *t = kc_st_find(f, key);
+    ck_assert_msg(t && t->dtype == KC_ST_F32, "fixture lacks %s", key);
+    return t;
+}
+
+/* got within 1e-5 relative (plus atol) of Keras's values. */
+static inline void expect_near_keras(const char *what, const char *dev, const float *got,
+                                     const float *want, size_t n, float atol) {
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(fabsf(got[i] - want[i]) <= 1e-5f * fabsf(want[i]) + atol,
+                      "%s on %s [%zu]: %.8g, Keras %.8g", what, dev, i, got[i], want[i]);
 }
 
 #endif

@@ -136,31 +136,16 @@ END_TEST
 /* ---- Keras-made fixture ---- */
 
 static kc_st_file *fixture(void) {
-    static kc_st_file *f;
-    if (!f) {
-        const char *src = getenv("KERASC_SRC");
-        char path[4096];
-        snprintf(path, sizeof path, "%s/tests/fixtures/layers/activations.safetensors",
-                 src && *src ? src : ".");
-        kc_error e = {0};
-        ck_assert_msg(kc_st_open(path, &f, &e) == 0, "%s", e.msg);
-    }
-    return f;
+    return layer_fixture("activations");
 }
 
 static const kc_st_tensor *tensor_of(const char *cs, const char *what) {
-    char key[256];
-    snprintf(key, sizeof key, "%s.%s", cs, what);
-    const kc_st_tensor *t = kc_st_find(fixture(), key);
-    ck_assert_msg(t && t->dtype == KC_ST_F32, "fixture lacks %s", key);
-    return t;
+    return layer_fixture_tensor(fixture(), cs, what);
 }
 
 static void expect_near(const char *what, const char *dev, const float *got, const float *want,
                         size_t n) {
-    for (size_t i = 0; i < n; i++)
-        ck_assert_msg(fabsf(got[i] - want[i]) <= 1e-5f * fabsf(want[i]) + 2e-6f,
-                      "%s on %s [%zu]: %.8g, Keras %.8g", what, dev, i, got[i], want[i]);
+    expect_near_keras(what, dev, got, want, n, 2e-6f);
 }
 
 /* Runs one fixture case on be: the layer, then its activation (if any). */
