@@ -80,7 +80,17 @@ int kc_layer_build_n(kc_layer *l, const kc_shape *in_shapes, int n, kc_error *e)
                 return kc_layer_fail(l, e, "input shape %s has a dimension that is not positive",
                                      s);
             }
-    return kc_layer_class_is_multi(l->cls) ? l->cls->build_n(l, e) : l->cls->build(l, e);
+    l->noutputs = 0;
+    memset(l->out_shapes, 0, sizeof l->out_shapes);
+    int rc = kc_layer_class_is_multi(l->cls) ? l->cls->build_n(l, e) : l->cls->build(l, e);
+    if (rc) return rc;
+    if (l->noutputs <= 0) {
+        l->noutputs = 1;
+        l->out_shapes[0] = l->out_shape;
+    } else {
+        l->out_shape = l->out_shapes[0];
+    }
+    return KC_OK;
 }
 
 void kc_layer_free(kc_layer *l) {

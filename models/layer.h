@@ -23,9 +23,12 @@
 #include "models/initializers.h"
 #include "models/regularizers.h"
 
-#define KC_LAYER_MAX_PARAMS 4
+#define KC_LAYER_MAX_PARAMS 8
 /* Most tensors one call of a layer takes (merge layers take several). */
 #define KC_LAYER_MAX_INPUTS 32
+/* Most tensors one call of a layer returns (an LSTM with return_state: 3;
+ * a Bidirectional one: 5). */
+#define KC_LAYER_MAX_OUTPUTS 8
 
 typedef struct kc_param {
     const char *name; /* "kernel", "bias" - Keras's variable names */
@@ -47,6 +50,14 @@ typedef struct kc_exec {
     uint64_t step;  /* global training step, for per-step random streams */
     int accumulate; /* backward adds into param grads instead of overwriting */
     kc_buf ws;      /* device scratch of workspace_bytes(), shared by all layers */
+    /* Masks, as Keras's: one float per step of axis 0 of the per-sample shape
+     * (1 keep, 0 masked), `batch` rows. `mask` is the mask of the call's
+     * input (argument 0; a multi-input layer gets the AND of its inputs'
+     * masks), KC_BUF_NULL when it carries none. `mask_out` is where a layer
+     * whose mask_rule is KC_MASK_PRODUCE writes its output's mask (forward
+     * only). The model sets both for each call. */
+    kc_buf mask;
+    kc_buf mask_out;
     /* Optional, for profiling: called after each layer's forward (phase 0,
      * activation included) and backward (phase 1) with the layer's index. */
     void (*on_layer)(void *ctx, int layer, int phase);
@@ -56,6 +67,15 @@ typedef struct kc_exec {
 typedef struct kc_layer kc_layer;
 typedef struct kc_layer_class kc_layer_class;
 
+/* What a layer does with masks (Keras's supports_masking / compute_mask). */
+typedef enum kc_mask_rule {
+    KC_MASK_NONE = 0,  /* takes none: a masked input is a config error naming the layer */
+    KC_MASK_PROPAGATE, /* ignores it; output 0 carries the input's mask unchanged */
+    KC_MASK_CONSUME,   /* reads ex->mask; its outputs carry no mask */
+    KC_MASK_CONSUME_PROPAGATE, /* reads ex->mask; output 0 carries it unchanged */
+    KC_MASK_PRODUCE,           /* writes output 0's own mask to ex->mask_out (Embedding, Masking) */
+} kc_mask_rule;
+
 struct kc_layer {
     const kc_layer_class *cls;
     char name[128];      /* Keras name: user's `name:` or automatic (conv2d_1) */
@@ -64,7 +84,16 @@ struct kc_layer {
     int trainable;
     kc_activation activation; /* KC_ACT_LINEAR when the layer has none */
     kc_regularizer activity_regularizer;
-    kc_shape in_shape, out_shape; /* in_shape is in_shapes[0] */
+    kc_shape in_shape, out_shape; /* in_shape is in_shapes[0]; out_shape is out_shapes[0] */
+    /* Tensors one call returns. A layer with several outputs (an RNN with
+     * return_state) sets noutputs and out_shapes in build; kc_layer_build
+     * sets noutputs 1 and out_shapes[0] = out_shape for the others. Forward
+     * writes the outputs one after another into y (output k starts after
+     * batch * numel(out_shapes[j]) floats for each j < k) and backward gets dy
+     * in the same layout (zeros for outputs nothing reads). A layer with
+     * several outputs has no `activation` (KC_ACT_LINEAR). */
+    int noutputs;
+    kc_shape out_shapes[KC_LAYER_MAX_OUTPUTS];
     int ninputs;                  /* tensors per call: 1, or several for merge layers */
     kc_shape in_shapes[KC_LAYER_MAX_INPUTS];
     kc_param params[KC_LAYER_MAX_PARAMS];
@@ -97,6 +126,12 @@ struct kc_layer_class {
     int (*backward)(kc_layer *l, const kc_exec *ex, kc_buf x, kc_buf y, kc_buf dy, kc_buf dx);
     /* Forward FLOPs per sample (2 per multiply-add). NULL = 0. */
     int64_t (*flops)(const kc_layer *l);
+    /* What the built layer does with masks; NULL = KC_MASK_NONE. */
+    kc_mask_rule (*mask_rule)(const kc_layer *l);
+    /* Stateful layers (RNNs with stateful: true) keep state across calls in
+     * their own device memory; this zeroes it (Keras's reset_states), at the
+     * start of every epoch and before evaluate / predict. NULL = no state. */
+    int (*reset_states)(kc_layer *l, kc_device *d);
 
     /* ---- layers that take several tensors per call (Add, Concatenate, Dot ...) ----
      * Such a class sets min_inputs >= 1 and the *_n functions instead of build,
