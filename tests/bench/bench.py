@@ -6,18 +6,24 @@ targets are stated in.
 
 Environment: KERASC (binary, default ./kerasc), TORCH_PYTHON and KERAS_PYTHON
 (interpreters to try first; otherwise python3 on PATH, then /usr/bin/python3),
-BENCH_STEPS (timed training steps, default 300)."""
+BENCH_STEPS (timed training steps, default 300), BENCH_SEQ_STEPS (timed
+steps of the sequence models, default 50)."""
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import seq_data  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 KERASC = os.environ.get("KERASC", os.path.join(ROOT, "kerasc"))
 STEPS = int(os.environ.get("BENCH_STEPS", "300"))
+SEQ_STEPS = int(os.environ.get("BENCH_SEQ_STEPS", "50"))
 CONFIGS = {"cnn": "configs/fashion_mnist_cnn.yaml", "mlp": "configs/fashion_mnist_mlp.yaml"}
 
 
@@ -62,6 +68,52 @@ def script(py, name, model, threads, batch, mode):
     cmd = [py, os.path.join(HERE, name), "--model", model, "--threads", str(threads),
            "--batch-size", str(batch), "--steps", str(STEPS), "--mode", mode]
     return run_json(cmd)
+
+
+def sequences(torch_py, keras_py):
+    """The text models of tests/bench/seq_data.py: training step time and peak
+    memory of kerasc (1 and 2 threads), PyTorch and Keras; kerasc against
+    the faster of the other two."""
+    print("\nSequence models: random tokens, Embedding %dx%d, %d steps, batch 32, Adam, %d timed steps"
+          % (seq_data.VOCAB, seq_data.WIDTH, seq_data.STEPS, SEQ_STEPS))
+    folder = tempfile.mkdtemp(prefix="kerasc-bench-seq-")
+    try:
+        paths = seq_data.write(folder)
+        head = "%-8s %-7s %3s %10s %10s %9s" % ("", "model", "thr", "ms/step", "samples/s", "peak MB")
+        print(head)
+        print("-" * len(head))
+        for model, path in paths.items():
+            res = {}
+            for threads in (1, 2):
+                cmd = [KERASC, "bench", path, "--threads", str(threads), "--steps", str(SEQ_STEPS),
+                       "--warmup", "5", "--no-inference", "--json"]
+                res[("kerasc", threads)] = run_json(cmd)
+                for fw, py in (("pytorch", torch_py), ("keras", keras_py)):
+                    if py:
+                        res[(fw, threads)] = run_json(
+                            [py, os.path.join(HERE, "seq_bench.py"), "--framework", fw, "--model", model,
+                             "--threads", str(threads), "--steps", str(SEQ_STEPS)])
+            for (fw, threads), (r, err) in sorted(res.items()):
+                r = r or {}
+                print("%-8s %-7s %3d %10s %10s %9s%s" % (
+                    fw, model, threads, fmt(r.get("ms_per_step")), fmt(r.get("samples_per_s")),
+                    fmt(r.get("peak_rss_mb")), ("   (%s)" % err) if err else ""))
+
+            def best(fw, key):
+                vals = [r.get(key) for (f, _), (r, _) in res.items() if f == fw and r and r.get(key)]
+                return min(vals) if vals else None
+
+            k = best("kerasc", "ms_per_step")
+            others = [(best(fw, "ms_per_step"), fw) for fw in ("pytorch", "keras")]
+            others = [o for o in others if o[0]]
+            if k and others:
+                o, fw = min(others)
+                km, om = best("kerasc", "peak_rss_mb"), min(
+                    best(f, "peak_rss_mb") for _, f in others if best(f, "peak_rss_mb"))
+                print("%s: kerasc's best step = %.3f x the faster other (%s, %.2f vs %.2f ms); "
+                      "peak memory %.2f x the smaller other's" % (model, k / o, fw, k, o, km / om))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def fmt(v, unit=""):
@@ -151,6 +203,7 @@ def main():
         print("cnn start: %.0f ms to read the data, plan and initialise, then %.1f ms for the first "
               "training step" % (1000 * su, 1000 * fs))
     print("kerasc summary: %.1f ms wall (best of 10)" % summary_ms())
+    sequences(torch_py, keras_py)
     return 0
 
 
