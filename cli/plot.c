@@ -53,8 +53,18 @@ static void put_shape(kc_strbuf *b, const kc_shape *s) {
 }
 
 /* Keras's make_layer_label: a title row, then the shapes. */
+/* One shape, or "[a, b]" for several. */
+static void put_shapes(kc_strbuf *b, const kc_shape *s, int n) {
+    if (n > 1) kc_strbuf_putc(b, '[');
+    for (int i = 0; i < n; i++) {
+        if (i) kc_strbuf_puts(b, ", ");
+        put_shape(b, &s[i]);
+    }
+    if (n > 1) kc_strbuf_putc(b, ']');
+}
+
 static void put_label(kc_strbuf *b, const char *name, const char *cls, const kc_shape *in, int nin,
-                      const kc_shape *out) {
+                      const kc_shape *out, int nout) {
     kc_strbuf_puts(
         b, "<<table border=\"0\" cellborder=\"1\" bgcolor=\"black\" cellpadding=\"10\">"
            "<tr><td colspan=\"2\" bgcolor=\"black\"><font point-size=\"16\" color=\"white\"><b>");
@@ -64,16 +74,11 @@ static void put_label(kc_strbuf *b, const char *name, const char *cls, const kc_
     kc_strbuf_puts(b, ")</font></td></tr><tr>");
     if (in) {
         kc_strbuf_puts(b, "<td bgcolor=\"white\"><font point-size=\"14\">Input shape: <b>");
-        if (nin > 1) kc_strbuf_putc(b, '[');
-        for (int i = 0; i < nin; i++) {
-            if (i) kc_strbuf_puts(b, ", ");
-            put_shape(b, &in[i]);
-        }
-        if (nin > 1) kc_strbuf_putc(b, ']');
+        put_shapes(b, in, nin);
         kc_strbuf_puts(b, "</b></font></td>");
     }
     kc_strbuf_puts(b, "<td bgcolor=\"white\"><font point-size=\"14\">Output shape: <b>");
-    put_shape(b, out);
+    put_shapes(b, out, nout);
     kc_strbuf_puts(b, "</b></font></td></tr></table>>");
 }
 
@@ -81,11 +86,12 @@ static void put_node(kc_strbuf *b, int op, const kc_model *m) {
     if (op < 0) {
         const kc_model_input *in = &m->inputs[-1 - op];
         kc_strbuf_printf(b, "  \"input_%d\" [label=", -1 - op);
-        put_label(b, in->name, "InputLayer", NULL, 0, &in->shape);
+        put_label(b, in->name, "InputLayer", NULL, 0, &in->shape, 1);
     } else {
         const kc_layer *l = m->layers[op];
         kc_strbuf_printf(b, "  \"layer_%d\" [label=", op);
-        put_label(b, l->name, l->cls->class_name, l->in_shapes, l->ninputs, &l->out_shape);
+        put_label(b, l->name, l->cls->class_name, l->in_shapes, l->ninputs, l->out_shapes,
+                  l->noutputs > 1 ? l->noutputs : 1);
     }
     kc_strbuf_puts(b, ", fontname=\"Helvetica\", border=\"0\", margin=\"0\"];\n");
 }

@@ -24,7 +24,7 @@ typedef struct row_text {
     char *connected;
 } row_text;
 
-/* "layer[node][0]" for every tensor a layer's calls take, joined by ", ". */
+/* "layer[node][tensor]" for every tensor a layer's calls take, joined by ", ". */
 static char *connections(const kc_model *m, const kc_layer *l) {
     size_t cap = 64, len = 0;
     char *s = malloc(cap);
@@ -46,11 +46,27 @@ static char *connections(const kc_model *m, const kc_layer *l) {
                 }
                 s = t;
             }
-            len += (size_t)snprintf(s + len, cap - len, "%s%s[%d][0]", len ? ", " : "", name,
-                                    src->layer ? src->call : 0);
+            len += (size_t)snprintf(s + len, cap - len, "%s%s[%d][%d]", len ? ", " : "", name,
+                                    src->layer ? src->call : 0, nd->in_t[j]);
         }
     }
     return s;
+}
+
+/* Keras's "Output Shape": one shape, or a list of every tensor's:
+ * "[(None, 5, 8), (None, 8), (None, 8)]". */
+static void output_shapes(const kc_layer *l, char *buf, size_t cap) {
+    if (l->noutputs <= 1) {
+        kc_shape_str(&l->out_shape, 1, buf, cap);
+        return;
+    }
+    size_t len = (size_t)snprintf(buf, cap, "[");
+    for (int t = 0; t < l->noutputs && len < cap; t++) {
+        char one[160];
+        kc_shape_str(&l->out_shapes[t], 1, one, sizeof one);
+        len += (size_t)snprintf(buf + len, cap - len, "%s%s", t ? ", " : "", one);
+    }
+    if (len < cap) snprintf(buf + len, cap - len, "]");
 }
 
 /* Rows in Keras's order: a Sequential lists its layers; a Functional model
@@ -75,7 +91,7 @@ static int fill_rows(const kc_model *m, int four, row_text *text, kc_summary_row
         } else {
             const kc_layer *l = m->layers[order[r]];
             snprintf(t->name, sizeof t->name, "%s (%s)", l->name, l->cls->class_name);
-            kc_shape_str(&l->out_shape, 1, t->shape, sizeof t->shape);
+            output_shapes(l, t->shape, sizeof t->shape);
             rows[r].params = kc_layer_param_count(l, 0);
             if (four && !(t->connected = connections(m, l))) {
                 free(order);

@@ -242,6 +242,7 @@ typedef enum kc_op {
     KC_OP_NADAM,
     KC_OP_LION,
     KC_OP_DEPTHWISE_CONV2D, /* forward, both backwards */
+    KC_OP_EMBEDDING,        /* forward and backward */
     KC_OP_COUNT
 } kc_op;
 
@@ -447,6 +448,22 @@ struct kc_backend {
                                           kc_buf w, kc_buf dx);
     int (*depthwise_conv2d_backward_filter)(kc_device *d, const kc_conv2d_desc *g, kc_buf x,
                                             kc_buf dy, kc_buf dw, float beta);
+
+    /* ---- embedding lookup (optional, fused) ----
+     * ids holds n floats, each meant to be a whole number in [0, rows); w is
+     * (rows, dim), y and dy are (n, dim). An id is valid when it is a whole
+     * number in [0, rows) (NaN, 2.5, -1 and rows are not).
+     * forward: y[i, :] = w[ids[i], :]; an invalid id writes a zero row and
+     * reads nothing of w. backward: dw[ids[i], :] += dy[i, :] for every valid
+     * id, each row summed in increasing i (the same bits on every thread
+     * count), no other row of dw touched; invalid ids add nothing. A backend
+     * that can tell cheaply (cpu, reference) then fails with KC_ERUNTIME and a
+     * message naming the first invalid id and its position; the others (and
+     * the composition) leave those rows zero or untouched without failing. */
+    int (*embedding_forward)(kc_device *d, kc_buf ids, kc_buf w, kc_buf y, size_t n, size_t rows,
+                             size_t dim);
+    int (*embedding_backward)(kc_device *d, kc_buf ids, kc_buf dy, kc_buf dw, size_t n, size_t rows,
+                              size_t dim);
 };
 
 /* ------------------------------------------------------------ registry --- */

@@ -5,6 +5,7 @@
  * call of a shape they allocate nothing. */
 #include "core/ops.h"
 
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -106,6 +107,8 @@ static int slot_present(const kc_backend *be, kc_op op) {
     case KC_OP_DEPTHWISE_CONV2D:
         return be->depthwise_conv2d_forward && be->depthwise_conv2d_backward_data &&
                be->depthwise_conv2d_backward_filter;
+    case KC_OP_EMBEDDING:
+        return be->embedding_forward && be->embedding_backward;
     case KC_OP_COUNT:
         break;
     }
@@ -1586,4 +1589,92 @@ int kc_depthwise_conv2d_backward_filter(kc_device *d, const kc_conv2d_desc *g, k
                                         kc_buf dw, float beta) {
     CALL_FUSED(KC_OP_DEPTHWISE_CONV2D, g, depthwise_conv2d_backward_filter,
                kc_fallback_depthwise_conv2d_backward_filter, g, x, dy, dw, beta);
+}
+
+/* ---------------------------------------------------- embedding lookup --- */
+
+/* A chunk of ids at a time is one product with a one-hot matrix:
+ *   iota (rows)        0, 1, 2, ... built by doubling (exact below 2^24)
+ *   H    (nb, rows)    H[i, r] = (ids[i] == r), a zero row for an invalid id
+ * forward y = H w, backward dw += H^T dy; chunks run in order. */
+
+typedef struct emb_plan {
+    size_t chunk;
+    kc_buf iota, hot;
+} emb_plan;
+
+static int emb_plan_make(kc_device *d, size_t n, size_t rows, size_t dim, emb_plan *p) {
+    if (rows > ((size_t)1 << 24) || dim > INT_MAX || n > INT_MAX)
+        return kc_device_fail(d, KC_ECONFIG,
+                              "embedding composition: %zu rows of %zu floats for %zu ids is too "
+                              "large (at most 2^24 rows)",
+                              rows, dim, n);
+    size_t fit = COMPOSE_CHUNK_FLOATS / rows;
+    p->chunk = fit < 1 ? 1 : fit > n ? n : fit;
+    if (scratch(d, rows + p->chunk * rows, &p->iota)) return d->err.code;
+    p->hot = kc_buf_f(p->iota, rows);
+    kc_fill(d, p->iota, 0.0f, 1);
+    for (size_t k = 1; k < rows; k *= 2)
+        kc_unary(d, KC_UN_ADD, (float)k, p->iota, kc_buf_f(p->iota, k),
+                 k < rows - k ? k : rows - k);
+    return d->err.code;
+}
+
+/* H for ids [i, i + nb) */
+static int emb_one_hot(kc_device *d, const emb_plan *p, kc_buf ids, size_t nb, size_t rows) {
+    const int64_t sa[2] = {1, (int64_t)rows}, sb[2] = {(int64_t)nb, 1};
+    kc_bcast g;
+    if (kc_bcast_make(&g, sa, 2, sb, 2, NULL))
+        return kc_device_fail(d, KC_ECONFIG, "embedding composition: bad geometry");
+    return kc_binary(d, KC_BIN_EQ, &g, p->iota, ids, p->hot);
+}
+
+int kc_fallback_embedding_forward(kc_device *d, kc_buf ids, kc_buf w, kc_buf y, size_t n,
+                                  size_t rows, size_t dim) {
+    if (!n || !dim) return d->err.code;
+    if (!rows) return kc_fill(d, y, 0.0f, n * dim);
+    emb_plan p;
+    if (emb_plan_make(d, n, rows, dim, &p)) return d->err.code;
+    for (size_t i = 0; i < n; i += p.chunk) {
+        size_t nb = n - i < p.chunk ? n - i : p.chunk;
+        emb_one_hot(d, &p, kc_buf_f(ids, i), nb, rows);
+        kc_gemm(d, 0, 0, (int)nb, (int)dim, (int)rows, 1.0f, p.hot, (int)rows, w, (int)dim, 0.0f,
+                kc_buf_f(y, i * dim), (int)dim);
+    }
+    return d->err.code;
+}
+
+int kc_fallback_embedding_backward(kc_device *d, kc_buf ids, kc_buf dy, kc_buf dw, size_t n,
+                                   size_t rows, size_t dim) {
+    if (!n || !dim || !rows) return d->err.code;
+    emb_plan p;
+    if (emb_plan_make(d, n, rows, dim, &p)) return d->err.code;
+    for (size_t i = 0; i < n; i += p.chunk) {
+        size_t nb = n - i < p.chunk ? n - i : p.chunk;
+        emb_one_hot(d, &p, kc_buf_f(ids, i), nb, rows);
+        kc_gemm(d, 1, 0, (int)rows, (int)dim, (int)nb, 1.0f, p.hot, (int)rows,
+                kc_buf_f(dy, i * dim), (int)dim, 1.0f, dw, (int)dim);
+    }
+    return d->err.code;
+}
+
+static int emb_extents_ok(kc_device *d, size_t n, size_t rows, size_t dim) {
+    if ((dim && n > SIZE_MAX / 4 / dim) || (dim && rows > SIZE_MAX / 4 / dim))
+        return kc_device_fail(
+            d, KC_ECONFIG, "embedding: %zu ids or %zu rows of %zu floats overflow", n, rows, dim);
+    return KC_OK;
+}
+
+int kc_embedding_forward(kc_device *d, kc_buf ids, kc_buf w, kc_buf y, size_t n, size_t rows,
+                         size_t dim) {
+    if (d->err.code || emb_extents_ok(d, n, rows, dim)) return d->err.code;
+    CALL_FUSED(KC_OP_EMBEDDING, NULL, embedding_forward, kc_fallback_embedding_forward, ids, w, y,
+               n, rows, dim);
+}
+
+int kc_embedding_backward(kc_device *d, kc_buf ids, kc_buf dy, kc_buf dw, size_t n, size_t rows,
+                          size_t dim) {
+    if (d->err.code || emb_extents_ok(d, n, rows, dim)) return d->err.code;
+    CALL_FUSED(KC_OP_EMBEDDING, NULL, embedding_backward, kc_fallback_embedding_backward, ids, dy,
+               dw, n, rows, dim);
 }

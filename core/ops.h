@@ -195,4 +195,16 @@ int kc_fallback_depthwise_conv2d_backward_data(kc_device *d, const kc_conv2d_des
 int kc_fallback_depthwise_conv2d_backward_filter(kc_device *d, const kc_conv2d_desc *g, kc_buf x,
                                                  kc_buf dy, kc_buf dw, float beta);
 
+/* ---- embedding lookup (core/backend.h: ids as floats, w (rows, dim)):
+ * y[i, :] = w[ids[i], :] and dw[ids[i], :] += dy[i, :], fused or composed
+ * (a one-hot product), and the composition ---- */
+int kc_embedding_forward(kc_device *d, kc_buf ids, kc_buf w, kc_buf y, size_t n, size_t rows,
+                         size_t dim);
+int kc_embedding_backward(kc_device *d, kc_buf ids, kc_buf dy, kc_buf dw, size_t n, size_t rows,
+                          size_t dim);
+int kc_fallback_embedding_forward(kc_device *d, kc_buf ids, kc_buf w, kc_buf y, size_t n,
+                                  size_t rows, size_t dim);
+int kc_fallback_embedding_backward(kc_device *d, kc_buf ids, kc_buf dy, kc_buf dw, size_t n,
+                                   size_t rows, size_t dim);
+
 #endif

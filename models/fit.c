@@ -268,6 +268,8 @@ static int fit_steps(fit_run *r, int64_t epoch, kc_error *e) {
     if (s->batch == 0) { /* else a checkpoint written inside this epoch resumes it */
         kc_session_reset_running(s);
         s->epoch_loss_sum = s->epoch_count = 0;
+        /* stateful layers start every epoch from zero states */
+        if (kc_model_reset_states(s->model)) return kc_device_error(&s->dev, e);
     }
     if (r->h && r->h->epoch_begin)
         r->h->epoch_begin(r->h->ctx, (int)epoch, (int)s->cfg->fit.epochs, r->steps);

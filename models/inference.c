@@ -24,6 +24,7 @@ static int evaluate_batches(kc_session *s, const kc_feed *f, const kc_hooks *h, 
     int64_t n = f->rows, bs = s->batch_size, steps = (n + bs - 1) / bs;
     double count = 0;
     kc_session_reset_running(s);
+    if (kc_model_reset_states(s->model)) return kc_device_error(&s->dev, e);
     if (h && h->epoch_begin) h->epoch_begin(h->ctx, -1, 0, steps);
     for (int64_t b = 0; b < steps; b++) {
         int nb = batch_rows(b, bs, n, idx);
@@ -86,6 +87,7 @@ static int alloc_outputs(kc_session *s, int64_t n, float **outs, kc_error *e) {
 static int predict_batches(kc_session *s, const kc_feed *f, int64_t *idx, float **outs,
                            kc_error *e) {
     int64_t n = f->rows, bs = s->batch_size;
+    if (kc_model_reset_states(s->model)) return kc_device_error(&s->dev, e);
     for (int64_t b = 0; b * bs < n; b++) {
         int nb = batch_rows(b, bs, n, idx);
         int rc = kc_infer_batch(s, f, idx, nb, 0, e);

@@ -69,12 +69,18 @@ typedef struct kc_layer_class kc_layer_class;
 
 /* What a layer does with masks (Keras's supports_masking / compute_mask). */
 typedef enum kc_mask_rule {
-    KC_MASK_NONE = 0,  /* takes none: a masked input is a config error naming the layer */
-    KC_MASK_PROPAGATE, /* ignores it; output 0 carries the input's mask unchanged */
-    KC_MASK_CONSUME,   /* reads ex->mask; its outputs carry no mask */
+    KC_MASK_NONE = 0,          /* takes none: a masked input is a config error naming the layer */
+    KC_MASK_PROPAGATE,         /* ignores it; output 0 carries the input's mask unchanged */
+    KC_MASK_CONSUME,           /* reads ex->mask; its outputs carry no mask */
     KC_MASK_CONSUME_PROPAGATE, /* reads ex->mask; output 0 carries it unchanged */
     KC_MASK_PRODUCE,           /* writes output 0's own mask to ex->mask_out (Embedding, Masking) */
 } kc_mask_rule;
+
+/* mask_rule functions for classes whose rule does not depend on arguments
+ * (models/model_graph.c): Keras's supports_masking with the mask passed on,
+ * and supports_masking with no output mask. */
+kc_mask_rule kc_mask_propagate(const kc_layer *l);
+kc_mask_rule kc_mask_consume(const kc_layer *l);
 
 struct kc_layer {
     const kc_layer_class *cls;
@@ -94,7 +100,7 @@ struct kc_layer {
      * several outputs has no `activation` (KC_ACT_LINEAR). */
     int noutputs;
     kc_shape out_shapes[KC_LAYER_MAX_OUTPUTS];
-    int ninputs;                  /* tensors per call: 1, or several for merge layers */
+    int ninputs; /* tensors per call: 1, or several for merge layers */
     kc_shape in_shapes[KC_LAYER_MAX_INPUTS];
     kc_param params[KC_LAYER_MAX_PARAMS];
     int nparams;

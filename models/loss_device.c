@@ -67,6 +67,7 @@ typedef struct step {
     size_t n;
     double vs, gs;
     int want_v, want_g;
+    kc_buf rw; /* per-row weights (a mask's), or null */
 } step;
 
 /* ---- helpers ---- */
@@ -96,6 +97,17 @@ static void un_rows(step *s, kc_unary_op op, float a, kc_buf x, kc_buf y) {
 
 /* acc += factor vs R(x[0..len)): the batch's reduced loss, scaled. */
 static void add_value(step *s, kc_reduce_op op, kc_buf x, size_t len, double factor) {
+    if (kc_buf_ok(s->rw)) { /* each row's share times its weight, then the plain sum */
+        kc_buf t = s->p->mt;
+        kc_unary_op u = op == KC_RED_SUMSQ    ? KC_UN_SQUARE
+                        : op == KC_RED_SUMABS ? KC_UN_ABS
+                                              : KC_UN_MUL;
+        kc_unary(s->d, u, 1.0f, x, t, len);
+        kc_bcast rb = kc_bcast_cols((size_t)s->N, len == s->n ? (size_t)s->C : 1);
+        kc_binary(s->d, KC_BIN_MUL, &rb, t, s->rw, t);
+        x = t;
+        op = KC_RED_SUM;
+    }
     kc_reduce_desc g = {1, (int64_t)len, 1};
     kc_reduce(s->d, op, &g, (float)(factor * s->vs), x, 1.0f, s->acc);
 }
@@ -543,6 +555,8 @@ void kc_loss_device_free(kc_loss_device *p) {
         kc_free(p->d, &p->r[i]);
     kc_free(p->d, &p->iota);
     kc_free(p->d, &p->s);
+    kc_free(p->d, &p->mw);
+    kc_free(p->d, &p->mt);
     memset(p, 0, sizeof *p);
 }
 
@@ -587,8 +601,49 @@ int kc_loss_device_plan(kc_loss_device *p, kc_device *d, const kc_loss *l, int m
     return rc;
 }
 
+int kc_loss_device_plan_mask(kc_loss_device *p, kc_error *e) {
+    size_t n = (size_t)p->max_rows * (size_t)p->cols;
+    kc_alloc(p->d, ((size_t)p->max_rows + 1) * sizeof(float), &p->mw);
+    kc_alloc(p->d, n * sizeof(float), &p->mt);
+    return kc_device_error(p->d, e);
+}
+
+/* Keras's apply_mask: weights mask * rows / valid for the mean reductions
+ * (0 everywhere when no row is valid), the mask itself for "sum". */
+static kc_buf mask_weights(kc_loss_device *p, kc_buf mask, int rows) {
+    kc_device *d = p->d;
+    kc_buf w = p->mw, valid = kc_buf_f(p->mw, (size_t)p->max_rows);
+    if (p->sum) {
+        kc_copy(d, w, mask, (size_t)rows * sizeof(float));
+        return w;
+    }
+    kc_reduce_desc g = {1, rows, 1};
+    kc_reduce(d, KC_RED_SUM, &g, 1.0f, mask, 0.0f, valid);
+    kc_unary(d, KC_UN_MAX, 1e-30f, valid, valid, 1);
+    kc_unary(d, KC_UN_MUL, (float)rows, mask, w, (size_t)rows);
+    kc_bcast one = kc_bcast_cols(1, (size_t)rows);
+    kc_binary(d, KC_BIN_DIV, &one, w, valid, w);
+    return w;
+}
+
+static int run(kc_loss_device *p, kc_buf pred, kc_buf target, int rows, float grad_scale,
+               kc_buf grad, kc_buf acc, float acc_alpha, kc_buf mask);
+
 int kc_loss_device_run(kc_loss_device *p, kc_buf pred, kc_buf target, int rows, float grad_scale,
                        kc_buf grad, kc_buf acc, float acc_alpha) {
+    return run(p, pred, target, rows, grad_scale, grad, acc, acc_alpha, KC_BUF_NULL);
+}
+
+int kc_loss_device_run_masked(kc_loss_device *p, kc_buf pred, kc_buf target, int rows,
+                              float grad_scale, kc_buf grad, kc_buf acc, float acc_alpha,
+                              kc_buf mask) {
+    if (kc_buf_ok(mask) && !kc_buf_ok(p->mw))
+        return kc_device_fail(p->d, KC_ECONFIG, "loss: a mask without kc_loss_device_plan_mask");
+    return run(p, pred, target, rows, grad_scale, grad, acc, acc_alpha, mask);
+}
+
+static int run(kc_loss_device *p, kc_buf pred, kc_buf target, int rows, float grad_scale,
+               kc_buf grad, kc_buf acc, float acc_alpha, kc_buf mask) {
     kc_device *d = p->d;
     if (d->err.code) return d->err.code;
     if (rows > p->max_rows)
@@ -610,6 +665,7 @@ int kc_loss_device_run(kc_loss_device *p, kc_buf pred, kc_buf target, int rows, 
         .gs = (double)grad_scale * scale,
         .want_v = kc_buf_ok(acc),
         .want_g = kc_buf_ok(grad),
+        .rw = kc_buf_ok(mask) ? mask_weights(p, mask, rows) : KC_BUF_NULL,
     };
     switch (p->kind) {
     case DL_MSE:
@@ -658,5 +714,6 @@ int kc_loss_device_run(kc_loss_device *p, kc_buf pred, kc_buf target, int rows, 
         cosine(&s);
         break;
     }
+    if (kc_buf_ok(s.rw) && s.want_g) by_row(&s, KC_BIN_MUL, grad, s.rw, grad);
     return kc_device_status(d);
 }

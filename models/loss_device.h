@@ -34,6 +34,7 @@ typedef struct kc_loss_device {
     kc_buf r[KC_LOSS_DEVICE_ROWS]; /* max_rows each */
     kc_buf iota;                   /* 0 .. cols - 1, for sparse labels */
     kc_buf s;                      /* a few scalars */
+    kc_buf mw, mt;                 /* masked outputs: row weights and their sum; a weighted copy */
 } kc_loss_device;
 
 /* Plans loss l for batches of up to max_rows rows of `cols` values. logits
@@ -57,6 +58,16 @@ void kc_loss_device_free(kc_loss_device *p);
  * device's status. */
 int kc_loss_device_run(kc_loss_device *p, kc_buf pred, kc_buf target, int rows, float grad_scale,
                        kc_buf grad, kc_buf acc, float acc_alpha);
+
+/* Losses of masked outputs (Keras's apply_mask): plan_mask adds the
+ * buffers, then run_masked weighs row r by mask[r] * rows / sum(mask) (by
+ * mask[r] with reduction "sum"), in the value and in the gradient; a batch
+ * with every row masked gives 0. mask: rows floats, 1 keep, 0 masked, or
+ * KC_BUF_NULL for the plain run. */
+int kc_loss_device_plan_mask(kc_loss_device *p, kc_error *e);
+int kc_loss_device_run_masked(kc_loss_device *p, kc_buf pred, kc_buf target, int rows,
+                              float grad_scale, kc_buf grad, kc_buf acc, float acc_alpha,
+                              kc_buf mask);
 
 #define KC_METRIC_DEVICE_WORK 4
 #define KC_METRIC_DEVICE_ROWS 4
@@ -82,6 +93,8 @@ typedef struct kc_metric_device {
     kc_buf thr;     /* AUC: the thresholds, or 0 .. n - 1 for the even buckets */
     int has_loss;   /* the loss-based running means */
     kc_loss_device loss;
+    int mask_planned; /* kc_metric_device_plan_mask ran */
+    kc_buf mask;      /* during an update: its row weights, or null */
 } kc_metric_device;
 
 /* Plans metric m (as kc_metric_parse/kc_metric_init made it) for batches of
@@ -101,6 +114,16 @@ int kc_metric_device_plan_at(kc_metric_device *md, kc_device *d, const kc_metric
 void kc_metric_device_free(kc_metric_device *md);
 /* Adds one batch (pred post-activation, as kc_metric_update) to the counters. */
 int kc_metric_device_update(kc_metric_device *md, kc_buf pred, kc_buf target, int rows);
+/* Metrics of masked outputs, as Keras's MeanMetricWrapper takes the mask
+ * for sample weights: plan_mask adds what the loss-based means need, then
+ * update_masked counts row r of a running mean with weight mask[r] (its
+ * value times mask[r] into the total, mask[r] into the count), so the result
+ * is the mean over the unmasked rows. Precision, recall and AUC do not read
+ * the mask (Keras's do not either). mask: rows floats, 1 keep, 0 masked, or
+ * KC_BUF_NULL for the plain update. */
+int kc_metric_device_plan_mask(kc_metric_device *md, kc_error *e);
+int kc_metric_device_update_masked(kc_metric_device *md, kc_buf pred, kc_buf target, int rows,
+                                   kc_buf mask);
 /* Zeroes the counters on the device. */
 int kc_metric_device_reset(kc_metric_device *md);
 /* Downloads the counters (one transfer) into m's total and count, or tp, fp,

@@ -68,39 +68,69 @@ static void one_hot(kc_metric_device *md, kc_buf label, kc_buf y, int rows) {
     kc_binary(md->d, KC_BIN_EQ, &g, label, md->iota, y);
 }
 
-/* ---- running means ---- */
+/* ---- running means ----
+ * With a mask (md->mask) row r counts with weight mask[r]: in the total its
+ * value times the weight, in the count the weight (Keras's sample weights). */
+
+/* the count slot: the batch's rows, or the sum of their weights */
+static void count_rows(kc_metric_device *md, int rows) {
+    if (kc_buf_ok(md->mask))
+        add_to(md, 1, KC_RED_SUM, md->mask, (size_t)rows, 1.0f);
+    else
+        kc_fill(md->d, batch_slot(md, 1), (float)rows, 1);
+}
+
+/* total += sum of x (one value per row) */
+static void add_rows(kc_metric_device *md, kc_buf x, int rows) {
+    if (kc_buf_ok(md->mask)) kc_binary_n(md->d, KC_BIN_MUL, x, md->mask, x, (size_t)rows);
+    add_to(md, 0, KC_RED_SUM, x, (size_t)rows, 1.0f);
+}
+
+/* total += sum of x (rows x cols elements), each row by its weight; `op`
+ * squares or takes the absolute value first (KC_RED_SUMSQ, KC_RED_SUMABS) */
+static void add_elements(kc_metric_device *md, kc_reduce_op op, kc_buf x, int rows) {
+    size_t n = (size_t)rows * (size_t)md->cols;
+    if (kc_buf_ok(md->mask)) {
+        if (op != KC_RED_SUM)
+            kc_unary(md->d, op == KC_RED_SUMSQ ? KC_UN_SQUARE : KC_UN_ABS, 0.0f, x, x, n);
+        kc_bcast g = kc_bcast_cols((size_t)rows, (size_t)md->cols);
+        kc_binary(md->d, KC_BIN_MUL, &g, x, md->mask, x);
+        op = KC_RED_SUM;
+    }
+    add_to(md, 0, op, x, n, 1.0f);
+}
 
 static void update_mean(kc_metric_device *md, kc_buf P, kc_buf T, int rows) {
     kc_device *d = md->d;
     size_t n = (size_t)rows * (size_t)md->cols;
     kc_buf w0 = md->w[0], r0 = md->r[0], r1 = md->r[1];
-    kc_fill(d, batch_slot(md, 1), (float)rows, 1);
+    count_rows(md, rows);
     switch (md->kind) {
     case KC_METRIC_ACCURACY:
         kc_binary_n(d, KC_BIN_EQ, T, P, w0, n);
-        add_to(md, 0, KC_RED_SUM, w0, n, 1.0f);
+        add_elements(md, KC_RED_SUM, w0, rows);
         break;
     case KC_METRIC_BINARY_ACCURACY:
         kc_unary(d, KC_UN_GT, md->threshold, P, w0, n);
         kc_binary_n(d, KC_BIN_EQ, T, w0, w0, n);
-        add_to(md, 0, KC_RED_SUM, w0, n, 1.0f);
+        add_elements(md, KC_RED_SUM, w0, rows);
         break;
     case KC_METRIC_CATEGORICAL_ACCURACY:
         per_row(md, KC_RED_ARGMAX, T, r0, rows);
         per_row(md, KC_RED_ARGMAX, P, r1, rows);
         kc_binary_n(d, KC_BIN_EQ, r0, r1, r0, (size_t)rows);
-        add_to(md, 0, KC_RED_SUM, r0, (size_t)rows, 1.0f);
+        add_rows(md, r0, rows);
         break;
     case KC_METRIC_SPARSE_CATEGORICAL_ACCURACY:
         per_row(md, KC_RED_ARGMAX, P, r0, rows);
         kc_binary_n(d, KC_BIN_EQ, T, r0, r0, (size_t)rows);
-        add_to(md, 0, KC_RED_SUM, r0, (size_t)rows, 1.0f);
+        add_rows(md, r0, rows);
         break;
     case KC_METRIC_MEAN_SQUARED_ERROR:
     case KC_METRIC_MEAN_ABSOLUTE_ERROR:
         kc_binary_n(d, KC_BIN_SUB, P, T, w0, n);
-        add_to(md, 0, md->kind == KC_METRIC_MEAN_SQUARED_ERROR ? KC_RED_SUMSQ : KC_RED_SUMABS, w0,
-               n, 1.0f);
+        add_elements(md, md->kind == KC_METRIC_MEAN_SQUARED_ERROR ? KC_RED_SUMSQ : KC_RED_SUMABS,
+                     w0, rows);
         break;
     default:
         break;
@@ -115,7 +145,7 @@ static void update_top_k(kc_metric_device *md, kc_buf P, kc_buf T, int rows) {
     kc_device *d = md->d;
     size_t n = (size_t)rows * (size_t)md->cols;
     kc_buf hot = md->w[0], tmp = md->w[1], v = md->r[1], higher = md->r[2];
-    kc_fill(d, batch_slot(md, 1), (float)rows, 1);
+    count_rows(md, rows);
     if (md->kind == KC_METRIC_TOP_K_CATEGORICAL_ACCURACY) {
         per_row(md, KC_RED_ARGMAX, T, md->r[0], rows);
         one_hot(md, md->r[0], hot, rows);
@@ -131,7 +161,7 @@ static void update_top_k(kc_metric_device *md, kc_buf P, kc_buf T, int rows) {
     kc_unary(d, KC_UN_ABS, 0.0f, v, v, (size_t)rows);
     kc_unary(d, KC_UN_LT, INFINITY, v, v, (size_t)rows);
     kc_binary_n(d, KC_BIN_MUL, higher, v, higher, (size_t)rows);
-    add_to(md, 0, KC_RED_SUM, higher, (size_t)rows, 1.0f);
+    add_rows(md, higher, rows);
 }
 
 /* ---- precision and recall: counters tp, fp, pos, neg ---- */
@@ -245,12 +275,26 @@ int kc_kahan_add(kc_device *d, kc_buf acc, size_t k) {
 }
 
 int kc_metric_device_update(kc_metric_device *md, kc_buf pred, kc_buf target, int rows) {
+    return kc_metric_device_update_masked(md, pred, target, rows, KC_BUF_NULL);
+}
+
+int kc_metric_device_plan_mask(kc_metric_device *md, kc_error *e) {
+    int rc = md->has_loss ? kc_loss_device_plan_mask(&md->loss, e) : KC_OK;
+    if (!rc) md->mask_planned = 1;
+    return rc;
+}
+
+int kc_metric_device_update_masked(kc_metric_device *md, kc_buf pred, kc_buf target, int rows,
+                                   kc_buf mask) {
     kc_device *d = md->d;
     if (d->err.code) return d->err.code;
     if (rows > md->max_rows)
         return kc_device_fail(d, KC_ECONFIG, "metric: a batch of %d rows, planned for %d", rows,
                               md->max_rows);
+    if (kc_buf_ok(mask) && !md->mask_planned)
+        return kc_device_fail(d, KC_ECONFIG, "metric: a mask without kc_metric_device_plan_mask");
     if (rows <= 0) return KC_OK;
+    md->mask = mask;
     kc_fill(d, batch_slot(md, 0), 0.0f, (size_t)md->ncount);
     switch (md->kind) {
     case KC_METRIC_PRECISION:
@@ -266,15 +310,17 @@ int kc_metric_device_update(kc_metric_device *md, kc_buf pred, kc_buf target, in
         break;
     default:
         if (md->has_loss) {
-            kc_fill(d, batch_slot(md, 1), (float)rows, 1);
+            /* reduction "sum": the mask weighs each row's value */
+            count_rows(md, rows);
             float sign = md->kind == KC_METRIC_COSINE_SIMILARITY ? -1.0f : 1.0f;
-            kc_loss_device_run(&md->loss, pred, target, rows, 0.0f, KC_BUF_NULL, batch_slot(md, 0),
-                               sign);
+            kc_loss_device_run_masked(&md->loss, pred, target, rows, 0.0f, KC_BUF_NULL,
+                                      batch_slot(md, 0), sign, mask);
         } else {
             update_mean(md, pred, target, rows);
         }
         break;
     }
+    md->mask = KC_BUF_NULL;
     kc_kahan_add(d, md->acc, (size_t)md->ncount);
     return kc_device_status(d);
 }

@@ -140,7 +140,8 @@ static int new_input(parse_ctx *p, const char *name, const kc_shape *shape, cons
         auto_name(m, "input_layer", in->name, sizeof in->name);
     in->shape = *shape;
     in->where = where;
-    kc_model_node node = {.layer = NULL, .input = m->ninputs, .shape = *shape, .where = where};
+    kc_model_node node = {
+        .layer = NULL, .input = m->ninputs, .ntensors = 1, .shape = *shape, .where = where};
     int id = add_node(m, &node);
     if (id < 0) return kc_fail(e, KC_ERUNTIME, "out of memory");
     in->node = id;
@@ -286,12 +287,12 @@ static const char *entry_name(kc_node *item) {
     return NULL;
 }
 
-/* Splits "name", "name[3]" or "name[3][0]" (Keras's layer[node][tensor]). */
+/* Splits "name", "name[3]" or "name[3][1]" (Keras's layer[node][tensor]). */
 static int split_ref(const kc_node *at, const char *ref, char *name, size_t n, long *call,
-                     kc_error *e) {
+                     long *tensor, kc_error *e) {
     const char *br = strchr(ref, '[');
     size_t len = br ? (size_t)(br - ref) : strlen(ref);
-    *call = 0;
+    *call = *tensor = 0;
     if (len == 0 || len >= n)
         return kc_node_fail(e, at, "'%s' is not a layer name (expected `name` or `name[node]`)",
                             ref);
@@ -300,16 +301,18 @@ static int split_ref(const kc_node *at, const char *ref, char *name, size_t n, l
     if (!br) return KC_OK;
     char *end;
     long v = strtol(br + 1, &end, 10);
-    if (end == br + 1 || *end != ']' || v < 0)
+    if (end == br + 1 || *end != ']' || v < 0 || v > 1000000)
         return kc_node_fail(e, at, "'%s': expected `%s[node]` with a node index >= 0", ref, name);
     *call = v;
     const char *rest = end + 1;
-    if (*rest) { /* [tensor]: kerasc layers have one output tensor */
-        long t = strtol(rest + 1, &end, 10);
-        if (rest[0] != '[' || end == rest + 1 || *end != ']' || end[1] || t != 0)
+    if (*rest) {
+        long t = rest[0] == '[' ? strtol(rest + 1, &end, 10) : -1;
+        if (rest[0] != '[' || end == rest + 1 || *end != ']' || end[1] || t < 0 ||
+            t >= KC_LAYER_MAX_OUTPUTS)
             return kc_node_fail(e, at,
-                                "'%s': only `%s[%ld][0]` exists (kerasc layers have one output)",
-                                ref, name, v);
+                                "'%s': expected `%s[%ld][tensor]` with a tensor index from 0 to %d",
+                                ref, name, v, KC_LAYER_MAX_OUTPUTS - 1);
+        *tensor = t;
     }
     return KC_OK;
 }
@@ -329,9 +332,15 @@ static int node_of_call(const kc_model *m, const kc_layer *l, long call) {
 
 /* The name a node goes by in messages: "d1", "encoder[1]", "image". */
 static const char *node_label(const kc_model *m, int id, char *buf, size_t n) {
+    return kc_model_tensor_label(m, id, 0, buf, n);
+}
+
+const char *kc_model_tensor_label(const kc_model *m, int id, int t, char *buf, size_t n) {
     const kc_model_node *nd = &m->nodes[id];
     if (!nd->layer)
         snprintf(buf, n, "%s", m->inputs[nd->input].name);
+    else if (t > 0)
+        snprintf(buf, n, "%s[%d][%d]", nd->layer->name, nd->call, t);
     else if (nd->call == 0)
         snprintf(buf, n, "%s", nd->layer->name);
     else
@@ -392,33 +401,53 @@ static int unresolved_ref(parse_ctx *p, kc_node *at, const char *user, const cha
                         nc ? "" : " (no layer or Input is declared above it)");
 }
 
-static int resolve_ref(parse_ctx *p, kc_node *at, const char *user, int *out, kc_error *e) {
+/* Tensor t of node id must exist. */
+static int check_tensor(const kc_model *m, kc_node *at, int id, long t, kc_error *e) {
+    const kc_model_node *nd = &m->nodes[id];
+    if (t < nd->ntensors) return KC_OK;
+    char lb[160];
+    node_label(m, id, lb, sizeof lb);
+    if (nd->ntensors == 1)
+        return kc_node_fail(e, at, "'%s': '%s' returns one tensor, %s[%d][0]", at->str, lb,
+                            nd->layer->name, nd->call);
+    return kc_node_fail(e, at, "'%s': '%s' returns %d tensors, %s[%d][0] .. %s[%d][%d]", at->str,
+                        lb, nd->ntensors, nd->layer->name, nd->call, nd->layer->name, nd->call,
+                        nd->ntensors - 1);
+}
+
+static int resolve_ref(parse_ctx *p, kc_node *at, const char *user, int *out, int *tensor,
+                       kc_error *e) {
     kc_model *m = p->m;
     if (at->kind != KC_NODE_SCALAR || kc_node_is_null(at))
         return kc_node_fail(e, at, "expected the name of a layer or Input, got %s",
                             kc_node_kind_name(at));
     char name[128];
-    long call;
-    int rc = split_ref(at, at->str, name, sizeof name, &call, e);
+    long call, t;
+    int rc = split_ref(at, at->str, name, sizeof name, &call, &t, e);
     if (rc) return rc;
+    *tensor = (int)t;
     int in = input_named(m, name);
     if (in >= 0) {
-        if (call != 0)
-            return kc_node_fail(e, at, "'%s': the Input '%s' has one node, %s[0]", at->str, name,
-                                name);
+        if (call != 0 || t != 0)
+            return kc_node_fail(e, at, "'%s': the Input '%s' has one node and one tensor, %s",
+                                at->str, name, name);
         *out = m->inputs[in].node;
         return KC_OK;
     }
     kc_layer *l = layer_named(m, name);
-    if (l) return layer_call_node(m, at, l, call, out, e);
+    if (l) {
+        rc = layer_call_node(m, at, l, call, out, e);
+        return rc ? rc : check_tensor(m, at, *out, t, e);
+    }
     return unresolved_ref(p, at, user, name, e);
 }
 
 /* `inputs:` of an entry: one reference or a list; absent: the entry before. */
 static int read_inputs(parse_ctx *p, kc_node *ins, const kc_node *entry, const char *user, int *ids,
-                       int *n, kc_error *e) {
+                       int *ts, int *n, kc_error *e) {
     *n = 0;
     if (!ins) {
+        ts[0] = 0;
         if (p->prev < 0)
             return kc_node_fail(e, entry,
                                 "the model has no input shape: start the list with `- Input: "
@@ -432,26 +461,28 @@ static int read_inputs(parse_ctx *p, kc_node *ins, const kc_node *entry, const c
         if (ins->n > KC_LAYER_MAX_INPUTS)
             return kc_node_fail(e, ins, "a layer takes at most %d inputs", KC_LAYER_MAX_INPUTS);
         for (size_t i = 0; i < ins->n; i++) {
-            int rc = resolve_ref(p, ins->items[i], user, &ids[*n], e);
+            int rc = resolve_ref(p, ins->items[i], user, &ids[*n], &ts[*n], e);
             if (rc) return rc;
             (*n)++;
         }
         return KC_OK;
     }
-    int rc = resolve_ref(p, ins, user, &ids[0], e);
+    int rc = resolve_ref(p, ins, user, &ids[0], &ts[0], e);
     if (!rc) *n = 1;
     return rc;
 }
 
 /* "'f1' (None, 1600), 'd1' (None, 64)" */
-static void describe_inputs(const kc_model *m, const int *ids, int n, char *buf, size_t cap) {
+static void describe_inputs(const kc_model *m, const int *ids, const int *ts, int n, char *buf,
+                            size_t cap) {
     size_t used = 0;
     buf[0] = 0;
     for (int i = 0; i < n && used + 8 < cap; i++) {
         char lb[160], sb[160];
-        used += (size_t)snprintf(buf + used, cap - used, "%s'%s' %s", i ? ", " : "",
-                                 node_label(m, ids[i], lb, sizeof lb),
-                                 kc_shape_str(&m->nodes[ids[i]].shape, 1, sb, sizeof sb));
+        used += (size_t)snprintf(
+            buf + used, cap - used, "%s'%s' %s", i ? ", " : "",
+            kc_model_tensor_label(m, ids[i], ts[i], lb, sizeof lb),
+            kc_shape_str(kc_model_tensor_shape(m, ids[i], ts[i]), 1, sb, sizeof sb));
     }
 }
 
@@ -486,7 +517,7 @@ static int build_first_call(const kc_model *m, kc_layer *l, const int *ids, int 
     if (n == 1 && src->layer) {
         char b[160];
         append_msg(e, " (input comes from layer '%s' with output shape %s)", src->layer->name,
-                   kc_shape_str(&src->shape, 1, b, sizeof b));
+                   kc_shape_str(&shapes[0], 1, b, sizeof b));
     } else if (n > 1) {
         append_msg(e, " (inputs: %s%s)", desc, "");
     }
@@ -515,24 +546,31 @@ static int check_shared_call(const kc_layer *l, int n, const kc_shape *shapes, c
 
 /* Makes the node for a call of `l` on nodes ids[0..n): checks the count, builds
  * the layer on its first call, checks the shapes of later calls. */
-static int call_layer(parse_ctx *p, kc_layer *l, const int *ids, int n, const kc_node *where,
-                      const kc_node *ins_at, kc_error *e) {
+static int call_layer(parse_ctx *p, kc_layer *l, const int *ids, const int *ts, int n,
+                      const kc_node *where, const kc_node *ins_at, kc_error *e) {
     kc_model *m = p->m;
     char desc[1024];
-    describe_inputs(m, ids, n, desc, sizeof desc);
+    describe_inputs(m, ids, ts, n, desc, sizeof desc);
     int rc = check_arity(l, n, desc, ins_at, e);
     if (rc) return rc;
     kc_shape shapes[KC_LAYER_MAX_INPUTS];
     for (int i = 0; i < n; i++)
-        shapes[i] = m->nodes[ids[i]].shape;
+        shapes[i] = *kc_model_tensor_shape(m, ids[i], ts[i]);
     int call = kc_model_count_calls(m, l);
     rc = call == 0 ? build_first_call(m, l, ids, n, shapes, desc, e)
                    : check_shared_call(l, n, shapes, desc, ins_at, e);
     if (rc) return rc;
-    kc_model_node node = {
-        .layer = l, .input = -1, .call = call, .nin = n, .shape = l->out_shape, .where = where};
-    for (int i = 0; i < n; i++)
+    kc_model_node node = {.layer = l,
+                          .input = -1,
+                          .call = call,
+                          .nin = n,
+                          .ntensors = l->noutputs > 0 ? l->noutputs : 1,
+                          .shape = l->out_shape,
+                          .where = where};
+    for (int i = 0; i < n; i++) {
         node.in[i] = ids[i];
+        node.in_t[i] = ts[i];
+    }
     int id = add_node(m, &node);
     if (id < 0) return kc_fail(e, KC_ERUNTIME, "out of memory");
     for (int i = 0; i < n; i++)
@@ -555,13 +593,14 @@ static int parse_call(parse_ctx *p, kc_node *item, kc_node *ln, kc_error *e) {
         if (input_named(p->m, ln->str) >= 0)
             return kc_node_fail(e, ln, "'%s' is an Input; `layer:` calls a layer again", ln->str);
         int rc2 = 0;
-        int dummy;
-        rc2 = resolve_ref(p, ln, NULL, &dummy, e); /* the located "unknown"/"below" message */
+        int dummy, dummy_t;
+        rc2 = resolve_ref(p, ln, NULL, &dummy, &dummy_t,
+                          e); /* the located "unknown"/"below" message */
         return rc2 ? rc2 : kc_node_fail(e, ln, "'%s' is not a layer", ln->str);
     }
-    int ids[KC_LAYER_MAX_INPUTS], n;
-    if ((rc = read_inputs(p, ins, item, l->name, ids, &n, e))) return rc;
-    return call_layer(p, l, ids, n, item, ins ? ins : item, e);
+    int ids[KC_LAYER_MAX_INPUTS], ts[KC_LAYER_MAX_INPUTS], n;
+    if ((rc = read_inputs(p, ins, item, l->name, ids, ts, &n, e))) return rc;
+    return call_layer(p, l, ids, ts, n, item, ins ? ins : item, e);
 }
 
 /* The arguments every layer takes: name, trainable and dtype. */
@@ -639,15 +678,15 @@ static int parse_layer(parse_ctx *p, kc_node *item, kc_error *e) {
     if ((rc = common_args(m, &a, cls, &name, &trainable, e))) return rc;
     kc_node *ins = kc_args_node(&a, "inputs");
     if ((rc = implicit_input(p, &a, ins, e))) return rc;
-    int ids[KC_LAYER_MAX_INPUTS], n;
-    if ((rc = read_inputs(p, ins, cls_node, name, ids, &n, e))) return rc;
+    int ids[KC_LAYER_MAX_INPUTS], ts[KC_LAYER_MAX_INPUTS], n;
+    if ((rc = read_inputs(p, ins, cls_node, name, ids, ts, &n, e))) return rc;
     kc_layer *l = NULL;
     if ((rc = add_new_layer(m, cls, &a, cls_node, name, trainable, &l, e))) return rc;
-    return call_layer(p, l, ids, n, cls_node, ins ? ins : cls_node, e);
+    return call_layer(p, l, ids, ts, n, cls_node, ins ? ins : cls_node, e);
 }
 
 /* References in the model's `inputs:` / `outputs:`: one or a list. */
-static int read_model_refs(parse_ctx *p, kc_node *v, const char *key, int *ids, int *n,
+static int read_model_refs(parse_ctx *p, kc_node *v, const char *key, int *ids, int *ts, int *n,
                            kc_error *e) {
     *n = 0;
     size_t count = v->kind == KC_NODE_SEQ ? v->n : 1;
@@ -657,11 +696,12 @@ static int read_model_refs(parse_ctx *p, kc_node *v, const char *key, int *ids, 
     p->entry = p->layers->n; /* every entry is above */
     for (size_t i = 0; i < count; i++) {
         kc_node *r = v->kind == KC_NODE_SEQ ? v->items[i] : v;
-        int id, rc = resolve_ref(p, r, NULL, &id, e);
+        int id, t, rc = resolve_ref(p, r, NULL, &id, &t, e);
         if (rc) return rc;
         for (int j = 0; j < *n; j++)
-            if (ids[j] == id)
+            if (ids[j] == id && ts[j] == t)
                 return kc_node_fail(e, r, "'%s' is listed twice in the model's `%s:`", r->str, key);
+        ts[*n] = t;
         ids[(*n)++] = id;
     }
     return KC_OK;
@@ -669,7 +709,8 @@ static int read_model_refs(parse_ctx *p, kc_node *v, const char *key, int *ids, 
 
 static int set_inputs(parse_ctx *p, kc_node *v, kc_error *e) {
     kc_model *m = p->m;
-    int ids[KC_MODEL_MAX_IO], n, rc = read_model_refs(p, v, "inputs", ids, &n, e);
+    int ids[KC_MODEL_MAX_IO], ts[KC_MODEL_MAX_IO], n;
+    int rc = read_model_refs(p, v, "inputs", ids, ts, &n, e);
     if (rc) return rc;
     kc_model_input sorted[KC_MODEL_MAX_IO];
     for (int i = 0; i < n; i++) {
@@ -703,8 +744,9 @@ static int set_inputs(parse_ctx *p, kc_node *v, kc_error *e) {
 }
 
 /* Without `outputs:`, the last entry, which must be the graph's only end. */
-static int last_entry_output(const kc_model *m, int *ids, int *n, kc_error *e) {
+static int last_entry_output(const kc_model *m, int *ids, int *ts, int *n, kc_error *e) {
     ids[0] = m->nnodes - 1;
+    ts[0] = 0;
     *n = 1;
     char ends[1024] = "";
     size_t used = 0;
@@ -725,8 +767,9 @@ static int last_entry_output(const kc_model *m, int *ids, int *n, kc_error *e) {
 
 static int set_outputs(parse_ctx *p, kc_node *v, kc_error *e) {
     kc_model *m = p->m;
-    int ids[KC_MODEL_MAX_IO], n;
-    int rc = v ? read_model_refs(p, v, "outputs", ids, &n, e) : last_entry_output(m, ids, &n, e);
+    int ids[KC_MODEL_MAX_IO], ts[KC_MODEL_MAX_IO], n;
+    int rc =
+        v ? read_model_refs(p, v, "outputs", ids, ts, &n, e) : last_entry_output(m, ids, ts, &n, e);
     if (rc) return rc;
     for (int i = 0; i < n; i++) {
         const kc_model_node *nd = &m->nodes[ids[i]];
@@ -734,16 +777,19 @@ static int set_outputs(parse_ctx *p, kc_node *v, kc_error *e) {
         if (!nd->layer)
             return kc_node_fail(e, at, "'%s' is an Input; a model's outputs are layers",
                                 m->inputs[nd->input].name);
+        /* named after the layer, as Keras; a later output of the same layer
+         * goes by its reference so that names stay unique keys */
+        int taken = 0;
         for (int j = 0; j < i; j++)
-            if (m->nodes[ids[j]].layer == nd->layer)
-                return kc_node_fail(e, at,
-                                    "two outputs come from layer '%s'; outputs are named after "
-                                    "their layers, so each must come from a different layer",
-                                    nd->layer->name);
+            taken |= m->nodes[ids[j]].layer == nd->layer;
         kc_model_output *o = &m->outputs[i];
         memset(o, 0, sizeof *o);
-        snprintf(o->name, sizeof o->name, "%s", nd->layer->name);
+        if (taken)
+            snprintf(o->name, sizeof o->name, "%s[%d][%d]", nd->layer->name, nd->call, ts[i]);
+        else
+            snprintf(o->name, sizeof o->name, "%s", nd->layer->name);
         o->node = ids[i];
+        o->tensor = ts[i];
         o->where = at;
     }
     m->noutputs = n;
@@ -836,7 +882,8 @@ static int parse_graph(parse_ctx *p, kc_node *node, kc_error *e) {
     if (m->ninputs > 1 || ins || outs) p->graph = 1;
     if (ins && (rc = set_inputs(p, ins, e))) return rc;
     if ((rc = set_outputs(p, outs, e))) return rc;
-    return check_reach(m, e);
+    if ((rc = check_reach(m, e))) return rc;
+    return kc_model_decide_masks(m, e);
 }
 
 int kc_model_parse(kc_node *node, const char *default_name, kc_model **out, kc_error *e) {

@@ -27,15 +27,34 @@ typedef struct kc_model_node {
     int input;       /* the model input it is, when layer is NULL */
     int call;        /* Keras's node index: which call of the layer this is */
     int nin;
-    int in[KC_LAYER_MAX_INPUTS]; /* producer nodes, in argument order */
-    kc_shape shape;              /* output shape per sample */
-    const kc_node *where;        /* the entry that made it, for errors */
-    int nconsumers;              /* how many (node, argument) pairs read it */
+    int in[KC_LAYER_MAX_INPUTS];   /* producer nodes, in argument order */
+    int in_t[KC_LAYER_MAX_INPUTS]; /* which tensor of each producer (0 for most) */
+    int ntensors;                  /* tensors the node returns (layer->noutputs; 1 for an Input) */
+    kc_shape shape;                /* output shape per sample (tensor 0's) */
+    const kc_node *where;          /* the entry that made it, for errors */
+    int nconsumers;                /* how many (node, argument) pairs read it */
+    /* Masks (Keras's _keras_mask), decided by kc_model_parse: whether
+     * tensor 0 carries one, and how it is made: */
+    int masked;
+    int mask_src;  /* KC_MASK_SRC_*: own buffer or another node's */
+    int mask_from; /* for KC_MASK_SRC_ALIAS: the node whose mask it is */
+    int in_masks;  /* how many of the arguments carry a mask */
     /* ---- after kc_model_plan ---- */
-    kc_buf z, y; /* pre-activation and output (one buffer without activation) */
-    kc_buf g;    /* gradient w.r.t. y during backward */
-    kc_buf buf;  /* the layer's buffer_bytes() for this call */
+    kc_buf z, y;    /* pre-activation and output (one buffer without activation);
+                     * several tensors lie one after another (models/layer.h) */
+    kc_buf g;       /* gradient w.r.t. y during backward */
+    kc_buf buf;     /* the layer's buffer_bytes() for this call */
+    kc_buf mask;    /* tensor 0's mask (max_batch x steps floats), or null */
+    kc_buf in_mask; /* the call's ex.mask: the AND of its arguments' masks, or null */
 } kc_model_node;
+
+/* Where a node's mask comes from. */
+enum {
+    KC_MASK_SRC_NONE = 0,
+    KC_MASK_SRC_ALIAS,   /* tensor 0 passes the input's mask on unchanged */
+    KC_MASK_SRC_PRODUCE, /* the layer writes it (ex.mask_out) */
+    KC_MASK_SRC_OR,      /* a merge layer: the OR of its arguments' masks (Keras) */
+};
 
 typedef struct kc_model_input {
     char name[128]; /* the Input's name (Keras: input_layer, input_layer_1, ...) */
@@ -46,8 +65,10 @@ typedef struct kc_model_input {
 } kc_model_input;
 
 typedef struct kc_model_output {
-    char name[128]; /* the output layer's name: keys of losses and logs */
+    char name[128]; /* the output layer's name: keys of losses and logs; a second
+                       output from the same layer is named `layer[node][tensor]` */
     int node;
+    int tensor; /* which of the node's tensors */
     const kc_node *where;
     kc_buf dy; /* after kc_model_plan with training: gradient of the loss */
 } kc_model_output;
@@ -66,6 +87,9 @@ typedef struct kc_model {
     int ninputs;
     kc_model_output outputs[KC_MODEL_MAX_IO];
     int noutputs;
+    /* The first layer that drops a mask it was given, as Keras warns of
+     * ("... does not support masking ..."), or "". */
+    char mask_dropped[400];
 
     /* ---- after kc_model_plan ---- */
     kc_device *dev; /* the device it is planned on (not owned) */
@@ -82,7 +106,9 @@ typedef struct kc_model {
     kc_buf activity;
     int has_activity; /* some layer has an activity regularizer */
     kc_buf arena;     /* activations and gradients */
+    kc_buf masks;     /* every planned mask */
     struct kc_backward_plan *bplan;
+    int cur_batch; /* the batch of the last forward pass */
 } kc_model;
 
 /* Parses `model:` (a Sequential stack or a graph: README, "Layer graphs").
@@ -96,8 +122,17 @@ void kc_model_free(kc_model *m);
 int64_t kc_model_param_count(const kc_model *m, int trainable_only);
 /* Output 0's shape per sample. */
 const kc_shape *kc_model_output_shape(const kc_model *m);
+/* Per-sample shape of tensor t of node id. */
+static inline const kc_shape *kc_model_tensor_shape(const kc_model *m, int id, int t) {
+    const kc_model_node *nd = &m->nodes[id];
+    return nd->layer ? &nd->layer->out_shapes[t] : &nd->shape;
+}
 static inline const kc_shape *kc_model_output_shape_n(const kc_model *m, int k) {
-    return &m->nodes[m->outputs[k].node].shape;
+    return kc_model_tensor_shape(m, m->outputs[k].node, m->outputs[k].tensor);
+}
+/* Whether output k carries a mask (kc_model_output_mask after a forward pass). */
+static inline int kc_model_output_masked(const kc_model *m, int k) {
+    return m->outputs[k].tensor == 0 && m->nodes[m->outputs[k].node].masked;
 }
 int64_t kc_model_flops(const kc_model *m); /* forward FLOPs per sample */
 /* Index of the model input or output with that name, or -1. */
@@ -131,13 +166,19 @@ int kc_model_params(const kc_model *m, kc_param_ref *out, int max); /* returns c
  * pre-activation in kc_model_output_z (for a single-output stack also
  * m->z[nlayers - 1]). */
 int kc_model_forward(kc_model *m, const kc_exec *ex);
-/* Output k's buffers after a forward pass. */
-static inline kc_buf kc_model_output_y(const kc_model *m, int k) {
-    return m->nodes[m->outputs[k].node].y;
-}
-static inline kc_buf kc_model_output_z(const kc_model *m, int k) {
-    return m->nodes[m->outputs[k].node].z;
-}
+/* Output k's buffers after a forward pass (at that pass's batch size). */
+kc_buf kc_model_output_y(const kc_model *m, int k);
+kc_buf kc_model_output_z(const kc_model *m, int k);
+/* Output k's mask ((batch, steps) floats, 1 keep) after a forward pass, or
+ * KC_BUF_NULL when it carries none. */
+kc_buf kc_model_output_mask(const kc_model *m, int k);
+/* Tensor t of node id for `batch` samples: where it starts in the node's y,
+ * and its element count. */
+kc_buf kc_model_tensor_y(const kc_model *m, int id, int t, int batch);
+size_t kc_model_tensor_numel(const kc_model *m, int id, int t, int batch);
+/* Zeroes the state of every stateful layer (Keras's reset_states): fit calls
+ * it at the start of each epoch, evaluate and predict before they run. */
+int kc_model_reset_states(kc_model *m);
 /* Where the caller puts the gradient of the loss w.r.t. output k (batch x
  * output size) before kc_model_backward. */
 static inline kc_buf kc_model_dy_n(kc_model *m, int k) {

@@ -10,10 +10,65 @@ static void activation_dims(const kc_layer *l, int batch, int *rows, int *cols) 
     *rows = (int)(kc_shape_numel(&l->out_shape) / c * batch);
 }
 
-/* The outputs of node nd's producers. */
-static void node_inputs(const kc_model *m, const kc_model_node *nd, kc_buf *xs) {
+/* ------------------------------------------------------------- tensors --- */
+
+/* Floats before tensor t in node id's y at `batch` samples. */
+static size_t tensor_offset(const kc_model *m, int id, int t, int batch) {
+    size_t off = 0;
+    for (int k = 0; k < t; k++)
+        off += kc_model_tensor_numel(m, id, k, batch);
+    return off;
+}
+
+size_t kc_model_tensor_numel(const kc_model *m, int id, int t, int batch) {
+    return (size_t)kc_shape_numel(kc_model_tensor_shape(m, id, t)) * (size_t)batch;
+}
+
+kc_buf kc_model_tensor_y(const kc_model *m, int id, int t, int batch) {
+    return kc_buf_f(m->nodes[id].y, tensor_offset(m, id, t, batch));
+}
+
+kc_buf kc_model_output_y(const kc_model *m, int k) {
+    return kc_model_tensor_y(m, m->outputs[k].node, m->outputs[k].tensor, m->cur_batch);
+}
+
+kc_buf kc_model_output_z(const kc_model *m, int k) {
+    const kc_model_output *o = &m->outputs[k];
+    return kc_buf_f(m->nodes[o->node].z, tensor_offset(m, o->node, o->tensor, m->cur_batch));
+}
+
+kc_buf kc_model_output_mask(const kc_model *m, int k) {
+    return kc_model_output_masked(m, k) ? m->nodes[m->outputs[k].node].mask : KC_BUF_NULL;
+}
+
+/* The tensors node nd's layer is called on. */
+static void node_inputs(const kc_model *m, const kc_model_node *nd, int batch, kc_buf *xs) {
     for (int j = 0; j < nd->nin; j++)
-        xs[j] = m->nodes[nd->in[j]].y;
+        xs[j] = kc_model_tensor_y(m, nd->in[j], nd->in_t[j], batch);
+}
+
+/* Steps of the mask of node id's tensor 0. */
+static size_t mask_numel(const kc_model *m, int id, int batch) {
+    return (size_t)m->nodes[id].shape.d[0] * (size_t)batch;
+}
+
+/* The call's input mask (an AND of several) before it, a merge's output
+ * mask (an OR) after it. */
+static int combine_masks(kc_model *m, const kc_model_node *nd, int batch, int after) {
+    kc_buf out = after ? nd->mask : nd->in_mask;
+    kc_binary_op op = after ? KC_BIN_MAX : KC_BIN_MUL;
+    int first = 1;
+    for (int j = 0; j < nd->nin; j++) {
+        const kc_model_node *src = &m->nodes[nd->in[j]];
+        if (nd->in_t[j] != 0 || !src->masked) continue;
+        size_t n = mask_numel(m, nd->in[j], batch);
+        if (first)
+            kc_copy(m->dev, out, src->mask, n * sizeof(float));
+        else
+            kc_binary_n(m->dev, op, out, src->mask, out, n);
+        first = 0;
+    }
+    return kc_device_status(m->dev);
 }
 
 /* A layer's status, recorded on the device when the layer returned a failure
@@ -37,14 +92,18 @@ static int forward_node(kc_model *m, kc_exec *lex, const kc_exec *ex, kc_model_n
     l->buf = nd->buf;
     /* a shared layer's later calls draw their own random numbers (dropout masks) */
     lex->seed = nd->call ? ex->seed ^ kc_rng_stream("call", (uint64_t)nd->call, 0) : ex->seed;
-    int rc;
-    if (kc_layer_class_is_multi(l->cls)) {
-        kc_buf xs[KC_LAYER_MAX_INPUTS];
-        node_inputs(m, nd, xs);
+    lex->mask = nd->in_mask;
+    lex->mask_out = nd->mask_src == KC_MASK_SRC_PRODUCE ? nd->mask : KC_BUF_NULL;
+    int rc = nd->in_masks > 1 ? combine_masks(m, nd, ex->batch, 0) : KC_OK;
+    kc_buf xs[KC_LAYER_MAX_INPUTS];
+    node_inputs(m, nd, ex->batch, xs);
+    if (rc)
+        ;
+    else if (kc_layer_class_is_multi(l->cls))
         rc = l->cls->forward_n(l, lex, xs, nd->z);
-    } else {
-        rc = l->cls->forward(l, lex, m->nodes[nd->in[0]].y, nd->z);
-    }
+    else
+        rc = l->cls->forward(l, lex, xs[0], nd->z);
+    if (!rc && nd->mask_src == KC_MASK_SRC_OR) rc = combine_masks(m, nd, ex->batch, 1);
     if (!rc && kc_layer_has_activation(l)) {
         int rows, cols;
         activation_dims(l, ex->batch, &rows, &cols);
@@ -52,7 +111,7 @@ static int forward_node(kc_model *m, kc_exec *lex, const kc_exec *ex, kc_model_n
     }
     if (!rc && kc_regularizer_active(&l->activity_regularizer))
         rc = kc_activity_penalty(d, &l->activity_regularizer, nd->y, KC_BUF_NULL,
-                                 (size_t)kc_shape_numel(&nd->shape) * (size_t)ex->batch, ex->batch,
+                                 kc_model_node_numel(m, (int)(nd - m->nodes), ex->batch), ex->batch,
                                  m->activity);
     return layer_status(d, l, rc);
 }
@@ -61,6 +120,7 @@ int kc_model_forward(kc_model *m, const kc_exec *ex) {
     kc_exec lex = *ex;
     lex.dev = m->dev;
     lex.ws = m->ws;
+    m->cur_batch = ex->batch;
     /* both doubles: the penalties about to be summed and backward's sink */
     if (m->has_activity && kc_fill(m->dev, m->activity, 0.0f, 4)) return kc_device_status(m->dev);
     for (int i = 0; i < m->nnodes; i++) {
@@ -108,10 +168,41 @@ static int node_grad_z(kc_model *m, int id, const kc_backward_step *st, int batc
 /* Adds the gradients that went through scratch into their producers' g. */
 static int add_scratch(kc_model *m, const kc_model_node *nd, const kc_backward_step *st,
                        int batch) {
-    for (int j = 0; j < nd->nin; j++)
-        if (st->add[j])
-            kc_axpy(m->dev, 1.0f, st->dx[j], m->nodes[nd->in[j]].g,
-                    kc_model_node_numel(m, nd->in[j], batch));
+    for (int j = 0; j < nd->nin; j++) {
+        if (!st->add[j]) continue;
+        int src = nd->in[j], t = nd->in_t[j];
+        kc_axpy(m->dev, 1.0f, st->dx[j], kc_buf_f(m->nodes[src].g, tensor_offset(m, src, t, batch)),
+                kc_model_tensor_numel(m, src, t, batch));
+    }
+    return kc_device_status(m->dev);
+}
+
+/* Where each argument's gradient goes at this batch size: a slice of a
+ * producer of several tensors, or the planned buffer. */
+static void arg_grads(const kc_model *m, const kc_model_node *nd, const kc_backward_step *st,
+                      int batch, kc_buf *dx) {
+    for (int j = 0; j < nd->nin; j++) {
+        dx[j] = st->dx[j];
+        int src = nd->in[j];
+        if (!st->add[j] && kc_buf_ok(dx[j]) && m->nodes[src].ntensors > 1)
+            dx[j] = kc_buf_f(dx[j], tensor_offset(m, src, nd->in_t[j], batch));
+    }
+}
+
+/* A node of several tensors: the slices no consumer wrote are zero, then
+ * the losses' gradients of the tensors that are model outputs join in. */
+static int multi_grad(kc_model *m, int id, const kc_backward_step *st, int batch) {
+    kc_model_node *nd = &m->nodes[id];
+    for (int t = 0; t < nd->ntensors; t++)
+        if (!(st->written & (1u << t)))
+            kc_fill(m->dev, kc_buf_f(nd->g, tensor_offset(m, id, t, batch)), 0.0f,
+                    kc_model_tensor_numel(m, id, t, batch));
+    for (int k = 0; k < m->noutputs; k++) {
+        const kc_model_output *o = &m->outputs[k];
+        if (o->node != id) continue;
+        kc_axpy(m->dev, 1.0f, o->dy, kc_buf_f(nd->g, tensor_offset(m, id, o->tensor, batch)),
+                kc_model_tensor_numel(m, id, o->tensor, batch));
+    }
     return kc_device_status(m->dev);
 }
 
@@ -119,25 +210,27 @@ static int backward_node(kc_model *m, kc_exec *lex, const kc_exec *ex, int i, co
     kc_model_node *nd = &m->nodes[i];
     kc_layer *l = nd->layer;
     const kc_backward_step *st = &m->bplan->steps[i];
-    int rc = KC_OK;
+    int multi = nd->ntensors > 1;
+    int rc = multi ? multi_grad(m, i, st, ex->batch) : KC_OK;
     /* the activity penalty's gradient joins the gradient w.r.t. the output
      * (the trainer keeps such outputs off the fused logits path) */
-    if (kc_regularizer_active(&l->activity_regularizer) && kc_buf_ok(nd->g))
+    if (!rc && kc_regularizer_active(&l->activity_regularizer) && kc_buf_ok(nd->g))
         rc = kc_activity_penalty(m->dev, &l->activity_regularizer, nd->y, nd->g,
-                                 (size_t)kc_shape_numel(&nd->shape) * (size_t)ex->batch, ex->batch,
-                                 activity_sink(m));
-    kc_buf gz;
-    if (!rc) rc = node_grad_z(m, i, st, ex->batch, pre, &gz);
+                                 kc_model_node_numel(m, i, ex->batch), ex->batch, activity_sink(m));
+    kc_buf gz = nd->g;
+    if (!rc && !multi) rc = node_grad_z(m, i, st, ex->batch, pre, &gz);
     if (rc) return rc;
     lex->accumulate = ex->accumulate || !st->first_of_layer;
+    lex->mask = nd->in_mask;
+    lex->mask_out = KC_BUF_NULL;
     l->buf = nd->buf;
-    if (kc_layer_class_is_multi(l->cls)) {
-        kc_buf xs[KC_LAYER_MAX_INPUTS];
-        node_inputs(m, nd, xs);
-        rc = l->cls->backward_n(l, lex, xs, nd->z, gz, st->dx);
-    } else {
-        rc = l->cls->backward(l, lex, m->nodes[nd->in[0]].y, nd->z, gz, st->dx[0]);
-    }
+    kc_buf xs[KC_LAYER_MAX_INPUTS], dx[KC_LAYER_MAX_INPUTS];
+    node_inputs(m, nd, ex->batch, xs);
+    arg_grads(m, nd, st, ex->batch, dx);
+    if (kc_layer_class_is_multi(l->cls))
+        rc = l->cls->backward_n(l, lex, xs, nd->z, gz, dx);
+    else
+        rc = l->cls->backward(l, lex, xs[0], nd->z, gz, dx[0]);
     if ((rc = layer_status(m->dev, l, rc))) return rc;
     return add_scratch(m, nd, st, ex->batch);
 }
@@ -161,4 +254,17 @@ int kc_model_backward(kc_model *m, const kc_exec *ex, int dy_is_preactivation) {
     for (int k = 0; k < KC_MODEL_MAX_IO; k++)
         pre[k] = dy_is_preactivation;
     return kc_model_backward_n(m, ex, pre);
+}
+
+/* -------------------------------------------------------------- states --- */
+
+int kc_model_reset_states(kc_model *m) {
+    if (!m->dev) return KC_OK;
+    for (int i = 0; i < m->nlayers; i++) {
+        kc_layer *l = m->layers[i];
+        if (!l->cls->reset_states) continue;
+        int rc = layer_status(m->dev, l, l->cls->reset_states(l, m->dev));
+        if (rc) return rc;
+    }
+    return kc_device_status(m->dev);
 }

@@ -13,6 +13,8 @@ typedef struct kc_backward_step {
     kc_buf dx[KC_LAYER_MAX_INPUTS]; /* where argument j's gradient goes (null: none) */
     char add[KC_LAYER_MAX_INPUTS];  /* dx[j] is scratch to add into the producer's g */
     int output;                     /* model output index, or -1 */
+    unsigned written;               /* several tensors: those a consumer's gradient
+                                     * lands in directly (the others are zeroed) */
     int first_of_layer;             /* the layer's first node in backward order */
 } kc_backward_step;
 
@@ -24,10 +26,19 @@ static inline int kc_layer_has_activation(const kc_layer *l) {
     return l->activation.act != KC_ACT_LINEAR;
 }
 
-/* Elements of node id's output for `batch` samples. */
+/* Elements of node id's outputs (all its tensors) for `batch` samples. */
 static inline size_t kc_model_node_numel(const kc_model *m, int id, int batch) {
-    return (size_t)kc_shape_numel(&m->nodes[id].shape) * (size_t)batch;
+    size_t n = 0;
+    for (int t = 0; t < m->nodes[id].ntensors; t++)
+        n += (size_t)kc_shape_numel(kc_model_tensor_shape(m, id, t));
+    return n * (size_t)batch;
 }
+
+/* "lstm", "lstm[1]", "lstm[0][2]", "image": how references name tensor t of node id. */
+const char *kc_model_tensor_label(const kc_model *m, int id, int t, char *buf, size_t n);
+
+/* Decides which tensors carry a mask (models/model_graph.c); after shapes. */
+int kc_model_decide_masks(kc_model *m, kc_error *e);
 
 /* How many nodes call layer l. */
 int kc_model_count_calls(const kc_model *m, const kc_layer *l);

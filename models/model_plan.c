@@ -84,7 +84,8 @@ static void init_use(kc_model *m, slot_use *u, kc_backward_step *steps) {
         for (int j = 0; j < KC_LAYER_MAX_INPUTS; j++)
             u->dx[i][j] = -1;
         steps[i].output = output_of(m, i);
-        if (steps[i].output >= 0 && m->nodes[i].nconsumers == 0) u->g[i] = -2;
+        if (steps[i].output >= 0 && m->nodes[i].nconsumers == 0 && m->nodes[i].ntensors == 1)
+            u->g[i] = -2;
     }
 }
 
@@ -97,9 +98,28 @@ static int simulate_node(kc_model *m, int i, slot_pool *pool, slot_use *u, kc_ba
     if (kc_layer_has_activation(nd->layer) &&
         (u->gz[i] = pool_acquire(pool, node_floats(m, i))) < 0)
         return -1;
+    /* a node of several tensors that no consumer reached (an output) */
+    if (nd->ntensors > 1 && u->g[i] == -1 && (u->g[i] = pool_acquire(pool, node_floats(m, i))) < 0)
+        return -1;
     for (int j = 0; j < nd->nin; j++) {
-        int src = nd->in[j], slot;
+        int src = nd->in[j], t = nd->in_t[j], slot;
         if (!m->nodes[src].layer) continue; /* Inputs need no gradient */
+        if (m->nodes[src].ntensors > 1) {
+            /* the node's g holds every tensor's; each tensor's first consumer
+             * writes its slice, later ones go through scratch */
+            if (u->g[src] == -1 && (u->g[src] = pool_acquire(pool, node_floats(m, src))) < 0)
+                return -1;
+            kc_backward_step *ps = &m->bplan->steps[src];
+            if (!(ps->written & (1u << t))) {
+                ps->written |= 1u << t;
+                continue;
+            }
+            size_t tn = kc_model_tensor_numel(m, src, t, m->max_batch);
+            if ((slot = pool_acquire(pool, tn)) < 0) return -1;
+            u->dx[i][j] = scratch[ns++] = slot;
+            st->add[j] = 1;
+            continue;
+        }
         if ((slot = pool_acquire(pool, node_floats(m, src))) < 0) return -1;
         if (u->g[src] == -1) {
             u->g[src] = slot;
@@ -285,7 +305,8 @@ static kc_buf bind_forward(kc_model *m, kc_buf p) {
 static kc_buf bind_dy(kc_model *m, kc_buf p) {
     for (int k = 0; k < m->noutputs; k++) {
         m->outputs[k].dy = p;
-        p = kc_buf_f(p, node_floats(m, m->outputs[k].node));
+        p = kc_buf_f(
+            p, kc_model_tensor_numel(m, m->outputs[k].node, m->outputs[k].tensor, m->max_batch));
     }
     return p;
 }
@@ -297,7 +318,8 @@ static int plan_arena(kc_model *m, kc_error *e) {
     int rc = KC_OK;
     if (m->training) {
         for (int k = 0; k < m->noutputs; k++)
-            dy_floats += node_floats(m, m->outputs[k].node);
+            dy_floats +=
+                kc_model_tensor_numel(m, m->outputs[k].node, m->outputs[k].tensor, m->max_batch);
         if (plan_backward(m, &pool_floats, &pool, &use)) {
             rc = kc_fail(e, KC_ERUNTIME, "out of memory");
             goto done;
@@ -315,6 +337,54 @@ done:
     return rc;
 }
 
+/* -------------------------------------------------------------- masks --- */
+
+/* Floats of the mask of node id's tensor 0 (0 without a first axis). */
+static size_t mask_floats(const kc_model *m, int id) {
+    const kc_model_node *nd = &m->nodes[id];
+    return nd->shape.rank ? (size_t)nd->shape.d[0] * (size_t)m->max_batch : 0;
+}
+
+/* The first masked argument of node nd. */
+static int first_masked(const kc_model *m, const kc_model_node *nd) {
+    for (int j = 0; j < nd->nin; j++)
+        if (nd->in_t[j] == 0 && m->nodes[nd->in[j]].masked) return j;
+    return -1;
+}
+
+/* Own buffers for the masks layers make or merges combine and for the ANDs
+ * of several; every other mask is its producer's buffer. `p` walks the
+ * block (or is null while counting). Returns the floats used. */
+static size_t bind_masks(kc_model *m, kc_buf p, int bind) {
+    size_t used = 0;
+    for (int i = 0; i < m->nnodes; i++) {
+        kc_model_node *nd = &m->nodes[i];
+        if (!nd->layer) continue;
+        int j = first_masked(m, nd);
+        if (nd->in_masks > 1) {
+            if (bind) nd->in_mask = kc_buf_f(p, used);
+            used += mask_floats(m, nd->in[j]);
+        } else if (bind) {
+            nd->in_mask = j >= 0 ? m->nodes[nd->in[j]].mask : KC_BUF_NULL;
+        }
+        if (nd->mask_src == KC_MASK_SRC_PRODUCE || nd->mask_src == KC_MASK_SRC_OR) {
+            if (bind) nd->mask = kc_buf_f(p, used);
+            used += mask_floats(m, i);
+        } else if (bind) {
+            nd->mask =
+                nd->mask_src == KC_MASK_SRC_ALIAS ? m->nodes[nd->mask_from].mask : KC_BUF_NULL;
+        }
+    }
+    return used;
+}
+
+static int plan_masks(kc_model *m, kc_error *e) {
+    size_t n = bind_masks(m, KC_BUF_NULL, 0);
+    if (n && plan_alloc(m, n * sizeof(float), &m->masks, "masks", e)) return e->code;
+    bind_masks(m, m->masks, 1);
+    return KC_OK;
+}
+
 /* ------------------------------------------------------------ the plan --- */
 
 int kc_model_plan(kc_model *m, kc_device *d, int max_batch, int training, kc_error *e) {
@@ -328,6 +398,7 @@ int kc_model_plan(kc_model *m, kc_device *d, int max_batch, int training, kc_err
     if (!rc) rc = plan_params(m, training, e);
     if (!rc) rc = plan_buffers(m, max_batch, e);
     if (!rc) rc = plan_activity(m, e);
+    if (!rc) rc = plan_masks(m, e);
     return rc;
 }
 
@@ -338,6 +409,7 @@ void kc_model_unplan(kc_model *m) {
         kc_free(m->dev, &m->grads);
         kc_free(m->dev, &m->ws);
         kc_free(m->dev, &m->activity);
+        kc_free(m->dev, &m->masks);
         for (int i = 0; i < m->nnodes; i++)
             kc_free(m->dev, &m->nodes[i].buf);
     }
@@ -347,7 +419,7 @@ void kc_model_unplan(kc_model *m) {
     free(m->y);
     for (int i = 0; i < m->nnodes; i++) {
         kc_model_node *nd = &m->nodes[i];
-        nd->z = nd->y = nd->g = nd->buf = KC_BUF_NULL;
+        nd->z = nd->y = nd->g = nd->buf = nd->mask = nd->in_mask = KC_BUF_NULL;
     }
     for (int i = 0; i < m->nlayers; i++) {
         kc_layer *l = m->layers[i];

@@ -95,6 +95,14 @@ static int fused_logits(const kc_session *s, int k) {
            last->activation.act == kc_loss_logits_activation(&o->loss);
 }
 
+/* Whether output k's loss and metrics count only its unmasked steps: it
+ * carries a mask over the rows they see (a (steps, classes) output). */
+static int masked_loss(const kc_session *s, int k) {
+    const kc_model *m = s->model;
+    return kc_model_output_masked(m, k) &&
+           s->outs[k].out_rows == kc_model_output_shape_n(m, k)->d[0];
+}
+
 /* Each output's loss times the batch's samples into its batch slot, and
  * their weighted sum into slot 0; with grad each output's gradient, times
  * its weight, goes straight into the model's dy. */
@@ -108,8 +116,10 @@ static void output_losses(kc_session *s, const kc_feed *f, int n, int grad) {
         if (!o->has_loss || !f->y[k]) continue;
         kc_buf slot = kc_buf_f(batch, (size_t)(1 + k));
         kc_buf pred = o->fused ? kc_model_output_z(m, k) : kc_model_output_y(m, k);
-        kc_loss_device_run(&o->dloss, pred, o->target, (int)(n * o->out_rows), (float)o->weight,
-                           grad ? kc_model_dy_n(m, k) : KC_BUF_NULL, slot, (float)n);
+        kc_buf mask = masked_loss(s, k) ? kc_model_output_mask(m, k) : KC_BUF_NULL;
+        kc_loss_device_run_masked(&o->dloss, pred, o->target, (int)(n * o->out_rows),
+                                  (float)o->weight, grad ? kc_model_dy_n(m, k) : KC_BUF_NULL, slot,
+                                  (float)n, mask);
         kc_axpy(d, (float)o->weight, slot, batch, 1);
     }
 }
@@ -142,8 +152,11 @@ static void activity_penalties(kc_session *s, int n, kc_buf acc) {
     for (int i = 0; i < m->nnodes; i++) {
         const kc_model_node *nd = &m->nodes[i];
         if (!nd->layer || !kc_regularizer_active(&nd->layer->activity_regularizer)) continue;
-        kc_activity_penalty(&s->dev, &nd->layer->activity_regularizer, nd->y, KC_BUF_NULL,
-                            (size_t)kc_shape_numel(&nd->shape) * (size_t)n, n, acc);
+        size_t count = 0; /* every tensor of the call, as Keras regularizes each */
+        for (int t = 0; t < nd->ntensors; t++)
+            count += kc_model_tensor_numel(m, i, t, n);
+        kc_activity_penalty(&s->dev, &nd->layer->activity_regularizer, nd->y, KC_BUF_NULL, count, n,
+                            acc);
     }
 }
 
@@ -154,8 +167,10 @@ static void update_metrics(kc_session *s, const kc_feed *f, int n) {
         kc_session_output *o = &s->outs[k];
         if (!f->y[k]) continue;
         kc_buf pred = kc_model_output_y(s->model, k);
+        kc_buf mask = masked_loss(s, k) ? kc_model_output_mask(s->model, k) : KC_BUF_NULL;
         for (int i = 0; i < o->nmetrics; i++)
-            kc_metric_device_update(&o->dmetrics[i], pred, o->target, (int)(n * o->out_rows));
+            kc_metric_device_update_masked(&o->dmetrics[i], pred, o->target, (int)(n * o->out_rows),
+                                           mask);
     }
     kc_kahan_add(&s->dev, loss_acc(s), loss_sums(s));
 }
@@ -341,9 +356,11 @@ static int plan_output(kc_session *s, int k, kc_buf metrics_at, kc_error *e) {
     int rc = kc_device_error(d, e);
     if (!rc && o->has_loss)
         rc = kc_loss_device_plan(&o->dloss, d, &o->loss, rows, cols, o->fused, e);
+    if (!rc && o->has_loss && masked_loss(s, k)) rc = kc_loss_device_plan_mask(&o->dloss, e);
     for (int i = 0; !rc && i < o->nmetrics; i++) {
         rc =
             kc_metric_device_plan_at(&o->dmetrics[i], d, &o->metrics[i], rows, cols, metrics_at, e);
+        if (!rc && masked_loss(s, k)) rc = kc_metric_device_plan_mask(&o->dmetrics[i], e);
         metrics_at = kc_buf_f(metrics_at, kc_metric_device_acc_floats(&o->metrics[i]));
     }
     if (rc) return kc_error_prefix(e, "output '%s'", o->name);

@@ -2854,6 +2854,8 @@ static void make_test_tables(void) {
     lean_be.depthwise_conv2d_forward = NULL;
     lean_be.depthwise_conv2d_backward_data = NULL;
     lean_be.depthwise_conv2d_backward_filter = NULL;
+    lean_be.embedding_forward = NULL;
+    lean_be.embedding_backward = NULL;
 
     picky_be = kc_cpu_backend;
     picky_be.name = "cpu-picky";
@@ -3837,6 +3839,120 @@ START_TEST(test_depthwise_conv2d) {
 }
 END_TEST
 
+/* ---- embedding lookup: fused on every backend and thread count against
+ * the reference bit for bit, the composition on every backend, invalid ids */
+
+typedef struct emb_case {
+    size_t n, rows, dim;
+} emb_case;
+
+static const emb_case emb_cases[] = {
+    {7, 5, 3}, {40, 13, 6}, {300, 50, 33}, {5000, 300, 16}, {64, 1, 4}, {3, 2000, 8},
+};
+
+static float *emb_ids(size_t n, size_t rows, uint64_t stream) {
+    float *p = host(n);
+    for (size_t i = 0; i < n; i++)
+        p[i] = (float)kc_rng_below(2024, stream, i, rows);
+    return p;
+}
+
+/* y, and dw0 + scatter of dy, on d, fused or composed. */
+static void emb_results(kc_device *d, const emb_case *c, int composed, const float *ids,
+                        const float *w, const float *dy, const float *dw0, float *y, float *dw) {
+    size_t ny = c->n * c->dim, nw = c->rows * c->dim;
+    dbuf bi = dput(d, ids, c->n), bw = dput(d, w, nw), bg = dput(d, dy, ny);
+    dbuf bdw = dput(d, dw0, nw), by = dnan(d, ny);
+    if (composed) {
+        kc_fallback_embedding_forward(d, bi.at, bw.at, by.at, c->n, c->rows, c->dim);
+        kc_fallback_embedding_backward(d, bi.at, bg.at, bdw.at, c->n, c->rows, c->dim);
+    } else {
+        kc_embedding_forward(d, bi.at, bw.at, by.at, c->n, c->rows, c->dim);
+        kc_embedding_backward(d, bi.at, bg.at, bdw.at, c->n, c->rows, c->dim);
+    }
+    dget("embedding forward", &by, y), dget("embedding backward", &bdw, dw);
+    dfree(&bi), dfree(&bw), dfree(&bg), dfree(&bdw), dfree(&by);
+}
+
+START_TEST(test_embedding) {
+    kc_device *ref = kc_test_reference();
+    for (size_t k = 0; k < sizeof emb_cases / sizeof emb_cases[0]; k++) {
+        const emb_case *c = &emb_cases[k];
+        size_t ny = c->n * c->dim, nw = c->rows * c->dim;
+        float *ids = emb_ids(c->n, c->rows, 800 + k), *w = random_host(nw, -1, 1, 801);
+        float *dy = random_host(ny, -1, 1, 802), *dw0 = random_host(nw, -1, 1, 803);
+        float *ry = host(ny), *rdw = host(nw), *y = host(ny), *dw = host(nw);
+        emb_results(ref, c, 0, ids, w, dy, dw0, ry, rdw);
+        for (size_t i = 0; i < c->n; i++) /* the definition itself */
+            expect(!memcmp(ry + i * c->dim, w + (size_t)ids[i] * c->dim, c->dim * 4),
+                   "reference embedding row %zu", i);
+        KC_FOR_EACH_DEVICE(d) {
+            for (int threads = 1; threads <= 2; threads++) {
+                kc_device *dt = kc_test_device_threads(kc_fe_i_, threads);
+                ck_assert_msg(dt != NULL, "%s does not open with %d threads", d->name, threads);
+                emb_results(dt, c, 0, ids, w, dy, dw0, y, dw);
+                compare("embedding forward", dt, y, ry, ny, BITS);
+                compare("embedding backward", dt, dw, rdw, nw, BITS);
+            }
+            emb_results(d, c, 1, ids, w, dy, dw0, y, dw);
+            compare("embedding forward, composed", d, y, ry, ny, SAME);
+            compare("embedding backward, composed", d, dw, rdw, nw, close_to(1e-6, 1e-5));
+        }
+        free(ids), free(w), free(dy), free(dw0), free(ry), free(rdw), free(y), free(dw);
+    }
+}
+END_TEST
+
+/* Ids that are not whole numbers in [0, rows): zero rows forward, nothing
+ * added backward, and on the cpu and reference backends a failure naming
+ * the first one and its position. */
+START_TEST(test_embedding_invalid_ids) {
+    enum { N = 8, ROWS = 4, DIM = 3 };
+    const float ids[N] = {1, 3, 2.5f, 0, -1, 4, NAN, 2};
+    const int valid[N] = {1, 1, 0, 1, 0, 0, 0, 1};
+    float *w = random_host(ROWS * DIM, -1, 1, 810), *dy = random_host(N * DIM, -1, 1, 811);
+    float y[N * DIM], dw[ROWS * DIM], want_dw[ROWS * DIM] = {0};
+    for (int i = 0; i < N; i++)
+        for (int j = 0; valid[i] && j < DIM; j++)
+            want_dw[(int)ids[i] * DIM + j] += dy[i * DIM + j];
+    KC_FOR_EACH_DEVICE(d) {
+        for (int composed = 0; composed < 2; composed++) {
+            dbuf bi = dput(d, ids, N), bw = dput(d, w, ROWS * DIM), bg = dput(d, dy, N * DIM);
+            dbuf by = dnan(d, N * DIM), bdw = dput(d, NULL, ROWS * DIM);
+            int tells =
+                !composed && (!strcmp(d->be->name, "cpu") || !strcmp(d->be->name, "reference"));
+            for (int pass = 0; pass < 2; pass++) {
+                int rc = composed ? pass ? kc_fallback_embedding_backward(d, bi.at, bg.at, bdw.at,
+                                                                          N, ROWS, DIM)
+                                         : kc_fallback_embedding_forward(d, bi.at, bw.at, by.at, N,
+                                                                         ROWS, DIM)
+                         : pass ? kc_embedding_backward(d, bi.at, bg.at, bdw.at, N, ROWS, DIM)
+                                  : kc_embedding_forward(d, bi.at, bw.at, by.at, N, ROWS, DIM);
+                if (tells) {
+                    ck_assert_int_eq(rc, KC_ERUNTIME);
+                    ck_assert_msg(strstr(d->err.msg, "id 2.5 at position 2") &&
+                                      strstr(d->err.msg, "[0, 4)"),
+                                  "%s: %s", d->name, d->err.msg);
+                    kc_device_clear_error(d);
+                } else {
+                    ck_assert_msg(rc == KC_OK, "%s: %s", d->name, d->err.msg);
+                }
+            }
+            dget("embedding forward", &by, y), dget("embedding backward", &bdw, dw);
+            for (int i = 0; i < N; i++)
+                for (int j = 0; j < DIM; j++)
+                    expect(y[i * DIM + j] == (valid[i] ? w[(int)ids[i] * DIM + j] : 0.0f),
+                           "%s%s: y[%d, %d] = %g", d->name, composed ? " composed" : "", i, j,
+                           y[i * DIM + j]);
+            compare("embedding backward, invalid ids", d, dw, want_dw, ROWS * DIM,
+                    composed ? close_to(1e-6, 1e-6) : BITS);
+            dfree(&bi), dfree(&bw), dfree(&bg), dfree(&by), dfree(&bdw);
+        }
+    }
+    free(w), free(dy);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("backend");
     TCase *reg = tcase_create("registry");
@@ -3886,6 +4002,8 @@ int main(void) {
     tcase_add_test(comp, test_fused_match_compositions);
     tcase_add_test(comp, test_conv_pool_norm_match_compositions);
     tcase_add_test(comp, test_depthwise_conv2d);
+    tcase_add_test(comp, test_embedding);
+    tcase_add_test(comp, test_embedding_invalid_ids);
     suite_add_tcase(s, comp);
 
     TCase *hand = tcase_create("by_hand");

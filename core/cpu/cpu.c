@@ -553,6 +553,28 @@ static int cpu_depthwise_backward_filter(kc_device *d, const kc_conv2d_desc *g, 
     return KC_OK;
 }
 
+static int cpu_embedding_invalid(kc_device *d, const float *ids, size_t n, size_t rows) {
+    size_t bad = kc_cpu_embedding_first_invalid(ids, n, rows);
+    if (bad == n) return KC_OK;
+    return kc_device_fail(d, KC_ERUNTIME,
+                          "embedding: id %.9g at position %zu is not a whole number in [0, %zu)",
+                          ids[bad], bad, rows);
+}
+
+static int cpu_embedding_forward(kc_device *d, kc_buf ids, kc_buf w, kc_buf y, size_t n,
+                                 size_t rows, size_t dim) {
+    use(d);
+    kc_cpu_embedding_forward(F(ids), F(w), F(y), n, rows, dim);
+    return cpu_embedding_invalid(d, F(ids), n, rows);
+}
+
+static int cpu_embedding_backward(kc_device *d, kc_buf ids, kc_buf dy, kc_buf dw, size_t n,
+                                  size_t rows, size_t dim) {
+    use(d);
+    kc_cpu_embedding_backward(F(ids), F(dy), F(dw), n, rows, dim);
+    return cpu_embedding_invalid(d, F(ids), n, rows);
+}
+
 const kc_backend kc_cpu_backend = {
     .name = "cpu",
     .description = cpu_description,
@@ -610,4 +632,6 @@ const kc_backend kc_cpu_backend = {
     .depthwise_conv2d_forward = cpu_depthwise_forward,
     .depthwise_conv2d_backward_data = cpu_depthwise_backward_data,
     .depthwise_conv2d_backward_filter = cpu_depthwise_backward_filter,
+    .embedding_forward = cpu_embedding_forward,
+    .embedding_backward = cpu_embedding_backward,
 };

@@ -56,7 +56,9 @@
     X(rng_normal)                                                                                  \
     X(dw_forward)                                                                                  \
     X(dw_data)                                                                                     \
-    X(dw_filter)
+    X(dw_filter)                                                                                   \
+    X(emb_forward)                                                                                 \
+    X(emb_backward)
 
 enum {
 #define KC_OCL_ENUM(name) KC_OCL_K_##name,
@@ -143,6 +145,7 @@ extern const char kc_ocl_src_prelude[];
 extern const char kc_ocl_src_math[];
 extern const char kc_ocl_src_nn[];
 extern const char kc_ocl_src_optim[];
+extern const char kc_ocl_src_embed[];
 extern const char kc_ocl_src_fp64[]; /* built only where the device has doubles */
 
 /* C = alpha op(A) op(B) + beta C with BLAS semantics (ocl_gemm.c). */
@@ -225,6 +228,11 @@ int kc_ocl_nadam_update(kc_device *d, kc_buf w, kc_buf g, kc_buf m, kc_buf v, si
                         const kc_nadam_coef *c);
 int kc_ocl_lion_update(kc_device *d, kc_buf w, kc_buf g, kc_buf m, size_t n, float lr, float b1,
                        float b2);
+/* embedding lookup (core/backend.h, ocl_embed.c) */
+int kc_ocl_embedding_forward(kc_device *d, kc_buf ids, kc_buf w, kc_buf y, size_t n, size_t rows,
+                             size_t dim);
+int kc_ocl_embedding_backward(kc_device *d, kc_buf ids, kc_buf dy, kc_buf dw, size_t n, size_t rows,
+                              size_t dim);
 int kc_ocl_rng_normal(kc_device *d, kc_buf y, size_t n, float mean, float stddev, uint64_t seed,
                       uint64_t stream);
 

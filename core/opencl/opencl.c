@@ -214,9 +214,10 @@ static int build_program(kc_device *d) {
     kc_ocl *o = kc_ocl_of(d);
     char defs[4096];
     write_constants(defs, sizeof defs);
-    const char *parts[6] = {defs,          kc_ocl_src_prelude, kc_ocl_src_math,
-                            kc_ocl_src_nn, kc_ocl_src_optim,   kc_ocl_src_fp64};
-    cl_uint nparts = o->fp64 ? 6 : 5;
+    const char *parts[7] = {defs,           kc_ocl_src_prelude, kc_ocl_src_math,
+                            kc_ocl_src_nn,  kc_ocl_src_optim,   kc_ocl_src_embed,
+                            kc_ocl_src_fp64};
+    cl_uint nparts = o->fp64 ? 7 : 6;
     cl_int err;
     o->program = clCreateProgramWithSource(o->ctx, nparts, parts, NULL, &err);
     if (err != CL_SUCCESS) return kc_ocl_fail(d, "clCreateProgramWithSource", err);
@@ -509,4 +510,6 @@ const kc_backend kc_opencl_backend = {
     .depthwise_conv2d_forward = kc_ocl_depthwise_forward,
     .depthwise_conv2d_backward_data = kc_ocl_depthwise_backward_data,
     .depthwise_conv2d_backward_filter = kc_ocl_depthwise_backward_filter,
+    .embedding_forward = kc_ocl_embedding_forward,
+    .embedding_backward = kc_ocl_embedding_backward,
 };

@@ -68,4 +68,12 @@ void kc_ref_depthwise_conv2d_backward_data(const kc_conv2d_desc *d, const float 
 void kc_ref_depthwise_conv2d_backward_filter(const kc_conv2d_desc *d, const float *x,
                                              const float *dy, float *dw, float beta);
 
+/* embedding lookup (core/backend.h); first_invalid returns the position of
+ * the first id that is not a whole number in [0, rows), or n */
+size_t kc_ref_embedding_first_invalid(const float *ids, size_t n, size_t rows);
+void kc_ref_embedding_forward(const float *ids, const float *w, float *y, size_t n, size_t rows,
+                              size_t dim);
+void kc_ref_embedding_backward(const float *ids, const float *dy, float *dw, size_t n, size_t rows,
+                               size_t dim);
+
 #endif

@@ -374,6 +374,26 @@ static int ref_depthwise_backward_filter(kc_device *d, const kc_conv2d_desc *g, 
     return KC_OK;
 }
 
+static int ref_embedding_invalid(kc_device *d, const float *ids, size_t n, size_t rows) {
+    size_t bad = kc_ref_embedding_first_invalid(ids, n, rows);
+    if (bad == n) return KC_OK;
+    return kc_device_fail(d, KC_ERUNTIME,
+                          "embedding: id %.9g at position %zu is not a whole number in [0, %zu)",
+                          ids[bad], bad, rows);
+}
+
+static int ref_embedding_forward(kc_device *d, kc_buf ids, kc_buf w, kc_buf y, size_t n,
+                                 size_t rows, size_t dim) {
+    kc_ref_embedding_forward(F(ids), F(w), F(y), n, rows, dim);
+    return ref_embedding_invalid(d, F(ids), n, rows);
+}
+
+static int ref_embedding_backward(kc_device *d, kc_buf ids, kc_buf dy, kc_buf dw, size_t n,
+                                  size_t rows, size_t dim) {
+    kc_ref_embedding_backward(F(ids), F(dy), F(dw), n, rows, dim);
+    return ref_embedding_invalid(d, F(ids), n, rows);
+}
+
 const kc_backend kc_reference_backend = {
     .name = "reference",
     .description = ref_description,
@@ -431,4 +451,6 @@ const kc_backend kc_reference_backend = {
     .depthwise_conv2d_forward = ref_depthwise_forward,
     .depthwise_conv2d_backward_data = ref_depthwise_backward_data,
     .depthwise_conv2d_backward_filter = ref_depthwise_backward_filter,
+    .embedding_forward = ref_embedding_forward,
+    .embedding_backward = ref_embedding_backward,
 };

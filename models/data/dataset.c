@@ -1,13 +1,15 @@
 /* The Keras datasets mnist and fashion_mnist, from the places Keras caches
- * them or a Debian package installs them. Nothing is downloaded. */
+ * them or a Debian package installs them, and the search for any Keras
+ * dataset file (kc_dataset_find). Nothing is downloaded. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "models/data/data.h"
+#include "models/data/keras_datasets.h"
 
-#define KERAS_URL "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+#define KERAS_URL KC_KERAS_DATASETS_URL
 
 enum { DS_MNIST, DS_FASHION };
 
@@ -183,14 +185,59 @@ static int load_user_path(int ds, const char *name, const char *dir, dataset_out
     return r == TRY_FOUND ? KC_OK : e->code;
 }
 
+/* Keras's cache directories in search order: $KERAS_HOME/datasets,
+ * ~/.keras/datasets, /tmp/.keras/datasets. Returns how many. */
+static int keras_roots(char roots[3][1100]) {
+    const char *kh = getenv("KERAS_HOME"), *home = getenv("HOME");
+    int nroots = 0;
+    if (kh && *kh) snprintf(roots[nroots++], 1100, "%s/datasets", kh);
+    if (home && *home) snprintf(roots[nroots++], 1100, "%s/.keras/datasets", home);
+    snprintf(roots[nroots++], 1100, "/tmp/.keras/datasets");
+    return nroots;
+}
+
+static int find_in(const char *dir, const char *file, char *found, size_t n, search_log *log) {
+    int len = snprintf(found, n, "%s/%s", dir, file);
+    if (len < 0 || (size_t)len >= n) {
+        log_place(log, dir, ": path too long");
+        return 0;
+    }
+    if (is_file(found)) return 1;
+    log_place(log, found, is_dir(dir) ? ": not there" : ": no such directory");
+    return 0;
+}
+
+int kc_dataset_find(const char *file, const char *user_path, char *found, size_t n, char *looked,
+                    size_t looked_n) {
+    search_log log = {.used = 0};
+    log.text[0] = 0;
+    int hit = 0;
+    if (user_path && *user_path) {
+        if (is_file(user_path)) {
+            snprintf(found, n, "%s", user_path);
+            return strlen(user_path) < n;
+        }
+        if (is_dir(user_path))
+            hit = find_in(user_path, file, found, n, &log);
+        else
+            log_place(&log, user_path, ": not there");
+    } else {
+        char roots[3][1100];
+        int nroots = keras_roots(roots);
+        for (int i = 0; i < nroots && !hit; i++)
+            hit = find_in(roots[i], file, found, n, &log);
+    }
+    if (!hit && looked && looked_n) {
+        size_t have = strlen(looked);
+        if (have < looked_n) snprintf(looked + have, looked_n - have, "%s", log.text);
+    }
+    return hit;
+}
+
 /* $KERAS_HOME/datasets, ~/.keras/datasets, /tmp/.keras/datasets, then the system copy. */
 static int search(int ds, const char *name, dataset_out *o, search_log *log, kc_error *e) {
-    const char *kh = getenv("KERAS_HOME"), *home = getenv("HOME");
     char roots[3][1100];
-    int nroots = 0;
-    if (kh && *kh) snprintf(roots[nroots++], sizeof roots[0], "%s/datasets", kh);
-    if (home && *home) snprintf(roots[nroots++], sizeof roots[0], "%s/.keras/datasets", home);
-    snprintf(roots[nroots++], sizeof roots[0], "/tmp/.keras/datasets");
+    int nroots = keras_roots(roots);
     for (int i = 0; i < nroots; i++) {
         char p[1200];
         int n = snprintf(p, sizeof p, "%s/%s", roots[i],
@@ -214,12 +261,15 @@ int kc_dataset_load(const char *name, const char *dir, kc_array *x_train, kc_arr
     memset(x_test, 0, sizeof *x_test);
     memset(y_test, 0, sizeof *y_test);
     int ds;
+    if (name && !strcmp(name, "boston_housing"))
+        return kc_boston_housing_load(dir, 0.2, 113, x_train, y_train, x_test, y_test, e);
     if (name && !strcmp(name, "mnist"))
         ds = DS_MNIST;
     else if (name && (!strcmp(name, "fashion_mnist") || !strcmp(name, "fashion-mnist")))
         ds = DS_FASHION;
     else
-        return kc_fail(e, KC_ECONFIG, "unknown dataset '%s' (available: mnist, fashion_mnist)",
+        return kc_fail(e, KC_ECONFIG,
+                       "unknown dataset '%s' (available: mnist, fashion_mnist, boston_housing)",
                        name ? name : "(none)");
     kc_error local;
     if (!e) e = &local;

@@ -28,6 +28,7 @@ static int activation_backward(kc_layer *l, const kc_exec *ex, kc_buf x, kc_buf 
 
 const kc_layer_class kc_activation_class = {
     .class_name = "Activation",
+    .mask_rule = kc_mask_propagate,
     .base_name = "activation",
     .configure = activation_configure,
     .build = activation_build,

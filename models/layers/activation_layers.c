@@ -113,6 +113,7 @@ static int relu_backward(kc_layer *l, const kc_exec *ex, kc_buf x, kc_buf y, kc_
 
 const kc_layer_class kc_relu_class = {
     .class_name = "ReLU",
+    .mask_rule = kc_mask_propagate,
     .base_name = "re_lu",
     .state_size = sizeof(relu_state),
     .configure = relu_configure,
@@ -164,6 +165,7 @@ static int slope_backward(kc_layer *l, const kc_exec *ex, kc_buf x, kc_buf y, kc
 
 const kc_layer_class kc_leaky_relu_class = {
     .class_name = "LeakyReLU",
+    .mask_rule = kc_mask_propagate,
     .base_name = "leaky_re_lu",
     .state_size = sizeof(slope_state),
     .configure = leaky_relu_configure,
@@ -174,6 +176,7 @@ const kc_layer_class kc_leaky_relu_class = {
 
 const kc_layer_class kc_elu_class = {
     .class_name = "ELU",
+    .mask_rule = kc_mask_propagate,
     .base_name = "elu",
     .state_size = sizeof(slope_state),
     .configure = elu_configure,
@@ -344,6 +347,7 @@ static int prelu_backward(kc_layer *l, const kc_exec *ex, kc_buf x, kc_buf y, kc
 
 const kc_layer_class kc_prelu_class = {
     .class_name = "PReLU",
+    .mask_rule = kc_mask_propagate,
     .base_name = "p_re_lu",
     .state_size = sizeof(prelu_state),
     .configure = prelu_configure,
@@ -439,6 +443,7 @@ static int softmax_backward(kc_layer *l, const kc_exec *ex, kc_buf x, kc_buf y, 
 
 const kc_layer_class kc_softmax_class = {
     .class_name = "Softmax",
+    .mask_rule = kc_mask_propagate,
     .base_name = "softmax",
     .state_size = sizeof(softmax_state),
     .configure = softmax_configure,

@@ -1,19 +1,11 @@
-/* Conv2D over NHWC inputs with an HWIO kernel (Keras's layout), groups included. */
+/* Conv2D over NHWC inputs with an HWIO kernel (Keras's layout), groups
+ * included, and the convolution core Conv1D shares (models/layers/conv.h). */
 #include <limits.h>
 #include <stdio.h>
 
-#include "models/layers/common.h"
+#include "models/layers/conv.h"
 
-typedef struct conv_state {
-    int filters;
-    int k[2], stride[2], dilation[2];
-    int same;
-    int use_bias;
-    int groups;
-    kc_initializer kernel_init, bias_init;
-    kc_weight_opts kernel_opts, bias_opts;
-    kc_conv2d_desc d; /* per-sample geometry; n is set per call */
-} conv_state;
+typedef kc_conv_state conv_state;
 
 static const char *const conv_unsupported[] = {
     "lora_rank", "lora_alpha", "dora_rank", "dora_alpha", NULL,
@@ -32,20 +24,55 @@ static int conv_groups(kc_args *a, int filters, int *out, kc_error *e) {
     return KC_OK;
 }
 
-static int conv_configure(kc_layer *l, kc_args *a, kc_error *e) {
-    conv_state *s = l->state;
+/* padding: "valid", "same" and, for Conv1D, "causal". */
+static int conv_padding(kc_args *a, int rank, conv_state *s, kc_error *e) {
+    static const char *const with_causal[] = {"valid", "same", "causal", NULL};
+    if (rank != 1) return kc_layer_padding(a, &s->same, e);
+    kc_node *n = kc_args_node(a, "padding");
+    if (n && kc_node_is_null(n))
+        return kc_node_fail(e, n,
+                            "%s argument 'padding': expected 'valid', 'same' or 'causal', got null",
+                            a->owner);
+    int which;
+    int rc = kc_args_enum(a, "padding", "valid", with_causal, &which, e);
+    s->same = which == 1;
+    s->causal = which == 2;
+    return rc;
+}
+
+/* A tuple of `rank` ints into v[2 - rank .. 2) (a Conv1D's values go to the width). */
+static int conv_tuple(kc_args *a, const char *key, int rank, int required, int *v, kc_error *e) {
     static const int ones[2] = {1, 1};
+    v[0] = v[1] = 1;
+    return kc_args_int_tuple(a, key, rank, required, ones, 1, INT_MAX, v + 2 - rank, e);
+}
+
+static int conv_strided_dilated(kc_args *a, const conv_state *s, kc_error *e) {
+    if (s->rank == 1)
+        return kc_node_fail(e, kc_args_node(a, "dilation_rate"),
+                            "%s: strides > 1 is not supported together with dilation_rate > 1 "
+                            "(got strides %d and dilation_rate %d)",
+                            a->owner, s->stride[1], s->dilation[1]);
+    return kc_node_fail(e, kc_args_node(a, "dilation_rate"),
+                        "%s: strides > 1 is not supported together with dilation_rate > 1 "
+                        "(got strides (%d, %d) and dilation_rate (%d, %d))",
+                        a->owner, s->stride[0], s->stride[1], s->dilation[0], s->dilation[1]);
+}
+
+int kc_conv_configure(kc_layer *l, kc_args *a, int rank, kc_error *e) {
+    conv_state *s = l->state;
+    s->rank = rank;
     long long filters = 1;
     int rc = kc_args_int(a, "filters", 1, 0, 1, LLONG_MAX, &filters, e);
     if (!rc && filters > INT_MAX)
-        rc = kc_node_fail(e, kc_args_node(a, "filters"),
-                          "Conv2D argument 'filters' is too large: %lld", filters);
+        rc = kc_node_fail(e, kc_args_node(a, "filters"), "%s argument 'filters' is too large: %lld",
+                          a->owner, filters);
     s->filters = (int)filters;
-    if (!rc) rc = kc_args_int_tuple(a, "kernel_size", 2, 1, NULL, 1, INT_MAX, s->k, e);
-    if (!rc) rc = kc_args_int_tuple(a, "strides", 2, 0, ones, 1, INT_MAX, s->stride, e);
-    if (!rc) rc = kc_layer_padding(a, &s->same, e);
+    if (!rc) rc = conv_tuple(a, "kernel_size", rank, 1, s->k, e);
+    if (!rc) rc = conv_tuple(a, "strides", rank, 0, s->stride, e);
+    if (!rc) rc = conv_padding(a, rank, s, e);
     if (!rc) rc = kc_layer_data_format(a, e);
-    if (!rc) rc = kc_args_int_tuple(a, "dilation_rate", 2, 0, ones, 1, INT_MAX, s->dilation, e);
+    if (!rc) rc = conv_tuple(a, "dilation_rate", rank, 0, s->dilation, e);
     if (!rc) rc = conv_groups(a, s->filters, &s->groups, e);
     if (!rc) rc = kc_args_activation(a, "activation", "linear", &l->activation, e);
     if (!rc) rc = kc_args_bool(a, "use_bias", 1, &s->use_bias, e);
@@ -58,12 +85,12 @@ static int conv_configure(kc_layer *l, kc_args *a, kc_error *e) {
     if (rc) return rc;
     int strided = s->stride[0] > 1 || s->stride[1] > 1;
     int dilated = s->dilation[0] > 1 || s->dilation[1] > 1;
-    if (strided && dilated)
-        return kc_node_fail(e, kc_args_node(a, "dilation_rate"),
-                            "%s: strides > 1 is not supported together with dilation_rate > 1 "
-                            "(got strides (%d, %d) and dilation_rate (%d, %d))",
-                            a->owner, s->stride[0], s->stride[1], s->dilation[0], s->dilation[1]);
+    if (strided && dilated) return conv_strided_dilated(a, s, e);
     return KC_OK;
+}
+
+static int conv_configure(kc_layer *l, kc_args *a, kc_error *e) {
+    return kc_conv_configure(l, a, 2, e);
 }
 
 static int conv_build(kc_layer *l, kc_error *e) {
@@ -87,11 +114,6 @@ static int conv_build(kc_layer *l, kc_error *e) {
                              kc_shape_str(&l->out_shape, 1, ob, sizeof ob));
     if (in->d[0] > INT_MAX || in->d[1] > INT_MAX || in->d[2] > INT_MAX)
         return kc_layer_fail(l, e, "input %s is too large", kc_shape_str(in, 1, ib, sizeof ib));
-    if (in->d[2] % s->groups != 0)
-        return kc_layer_fail(l, e,
-                             "the number of input channels must be evenly divisible by the "
-                             "number of groups: groups=%d, but the input %s has %lld channels",
-                             s->groups, kc_shape_str(in, 1, ib, sizeof ib), (long long)in->d[2]);
     kc_conv2d_desc *d = &s->d;
     d->n = 1;
     d->h = (int)in->d[0];
@@ -108,8 +130,21 @@ static int conv_build(kc_layer *l, kc_error *e) {
     d->ow = (int)ow;
     d->pad_t = kc_window_pad_before(in->d[0], oh, d->kh, d->sh, d->dh, s->same);
     d->pad_l = kc_window_pad_before(in->d[1], ow, d->kw, d->sw, d->dw, s->same);
-    kc_param *k = kc_layer_add_param(l, "kernel", kc_shape4(d->kh, d->kw, d->c / s->groups, d->oc),
-                                     &s->kernel_init, 1);
+    return kc_conv_declare_params(l, e);
+}
+
+int kc_conv_declare_params(kc_layer *l, kc_error *e) {
+    conv_state *s = l->state;
+    const kc_conv2d_desc *d = &s->d;
+    char ib[160];
+    if (d->c % s->groups != 0)
+        return kc_layer_fail(l, e,
+                             "the number of input channels must be evenly divisible by the "
+                             "number of groups: groups=%d, but the input %s has %d channels",
+                             s->groups, kc_shape_str(&l->in_shape, 1, ib, sizeof ib), d->c);
+    int ic = d->c / s->groups;
+    kc_shape ks = s->rank == 1 ? kc_shape3(d->kw, ic, d->oc) : kc_shape4(d->kh, d->kw, ic, d->oc);
+    kc_param *k = kc_layer_add_param(l, "kernel", ks, &s->kernel_init, 1);
     int rc = kc_param_set_opts(k, &s->kernel_opts, l->name, e);
     if (!rc && s->use_bias) {
         kc_param *b = kc_layer_add_param(l, "bias", kc_shape1(d->oc), &s->bias_init, 1);
@@ -154,7 +189,7 @@ static group_plan group_plan_of(const conv_state *s, int batch) {
     return p;
 }
 
-static size_t conv_workspace(const kc_layer *l, int max_batch, const kc_device *dev) {
+size_t kc_conv_workspace(const kc_layer *l, int max_batch, const kc_device *dev) {
     const conv_state *s = l->state;
     kc_conv2d_desc d = conv_desc(l, max_batch);
     switch (conv_kind_of(s)) {
@@ -237,7 +272,7 @@ static int grouped_backward(kc_layer *l, const kc_exec *ex, kc_buf x, kc_buf dy,
     return kc_device_status(dev);
 }
 
-static int conv_forward(kc_layer *l, const kc_exec *ex, kc_buf x, kc_buf y) {
+int kc_conv_forward(kc_layer *l, const kc_exec *ex, kc_buf x, kc_buf y) {
     const conv_state *s = l->state;
     kc_device *dev = ex->dev;
     kc_conv2d_desc d = conv_desc(l, ex->batch);
@@ -257,7 +292,7 @@ static int conv_forward(kc_layer *l, const kc_exec *ex, kc_buf x, kc_buf y) {
     return rc;
 }
 
-static int conv_backward(kc_layer *l, const kc_exec *ex, kc_buf x, kc_buf y, kc_buf dy, kc_buf dx) {
+int kc_conv_backward(kc_layer *l, const kc_exec *ex, kc_buf x, kc_buf y, kc_buf dy, kc_buf dx) {
     const conv_state *s = l->state;
     kc_device *dev = ex->dev;
     kc_conv2d_desc d = conv_desc(l, ex->batch);
@@ -283,7 +318,7 @@ static int conv_backward(kc_layer *l, const kc_exec *ex, kc_buf x, kc_buf y, kc_
     return kc_device_status(dev);
 }
 
-static int64_t conv_flops(const kc_layer *l) {
+int64_t kc_conv_flops(const kc_layer *l) {
     const conv_state *s = l->state;
     const kc_conv2d_desc *d = &s->d;
     return 2 * (int64_t)d->oh * d->ow * d->oc * d->kh * d->kw * (d->c / s->groups);
@@ -298,8 +333,8 @@ const kc_layer_class kc_conv2d_class = {
     .state_size = sizeof(conv_state),
     .configure = conv_configure,
     .build = conv_build,
-    .workspace_bytes = conv_workspace,
-    .forward = conv_forward,
-    .backward = conv_backward,
-    .flops = conv_flops,
+    .workspace_bytes = kc_conv_workspace,
+    .forward = kc_conv_forward,
+    .backward = kc_conv_backward,
+    .flops = kc_conv_flops,
 };

@@ -93,6 +93,7 @@ static int64_t dense_flops(const kc_layer *l) {
 
 const kc_layer_class kc_dense_class = {
     .class_name = "Dense",
+    .mask_rule = kc_mask_propagate,
     .base_name = "dense",
     .aliases = NULL,
     .state_size = sizeof(dense_state),

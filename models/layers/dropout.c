@@ -64,6 +64,7 @@ static int dropout_backward(kc_layer *l, const kc_exec *ex, kc_buf x, kc_buf y, 
 
 const kc_layer_class kc_dropout_class = {
     .class_name = "Dropout",
+    .mask_rule = kc_mask_propagate,
     .base_name = "dropout",
     .state_size = sizeof(dropout_state),
     .configure = dropout_configure,

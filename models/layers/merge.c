@@ -392,6 +392,7 @@ static int bcast_backward(kc_layer *l, const kc_exec *ex, const kc_buf *x, kc_bu
         .buffer_bytes = buf,                                                                       \
         .workspace_bytes = var##_workspace,                                                        \
         .flops = elementwise_flops,                                                                \
+        .mask_rule = kc_mask_propagate,                                                            \
         .min_inputs = min_in,                                                                      \
         .max_inputs = max_in,                                                                      \
         .build_n = same_shapes_build,                                                              \
@@ -497,6 +498,7 @@ static int concat_backward(kc_layer *l, const kc_exec *ex, const kc_buf *x, kc_b
 
 const kc_layer_class kc_concatenate_class = {
     .class_name = "Concatenate",
+    .mask_rule = kc_mask_propagate,
     .base_name = "concatenate",
     .state_size = sizeof(concat_state),
     .configure = concat_configure,
@@ -745,6 +747,7 @@ static int dot_backward(kc_layer *l, const kc_exec *ex, const kc_buf *x, kc_buf 
 
 const kc_layer_class kc_dot_class = {
     .class_name = "Dot",
+    .mask_rule = kc_mask_consume,
     .base_name = "dot",
     .state_size = sizeof(dot_state),
     .configure = dot_configure,

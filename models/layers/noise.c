@@ -92,6 +92,7 @@ static int gaussian_noise_forward(kc_layer *l, const kc_exec *ex, kc_buf x, kc_b
 
 const kc_layer_class kc_gaussian_noise_class = {
     .class_name = "GaussianNoise",
+    .mask_rule = kc_mask_propagate,
     .base_name = "gaussian_noise",
     .state_size = sizeof(noise_state),
     .configure = gaussian_noise_configure,
@@ -119,6 +120,7 @@ static int gaussian_dropout_forward(kc_layer *l, const kc_exec *ex, kc_buf x, kc
 
 const kc_layer_class kc_gaussian_dropout_class = {
     .class_name = "GaussianDropout",
+    .mask_rule = kc_mask_propagate,
     .base_name = "gaussian_dropout",
     .state_size = sizeof(noise_state),
     .configure = gaussian_dropout_configure,
@@ -262,6 +264,7 @@ static int alpha_dropout_backward(kc_layer *l, const kc_exec *ex, kc_buf x, kc_b
 
 const kc_layer_class kc_alpha_dropout_class = {
     .class_name = "AlphaDropout",
+    .mask_rule = kc_mask_propagate,
     .base_name = "alpha_dropout",
     .state_size = sizeof(alpha_state),
     .configure = alpha_dropout_configure,
@@ -331,6 +334,7 @@ static int spatial_backward(kc_layer *l, const kc_exec *ex, kc_buf x, kc_buf y, 
 
 const kc_layer_class kc_spatial_dropout1d_class = {
     .class_name = "SpatialDropout1D",
+    .mask_rule = kc_mask_propagate,
     .base_name = "spatial_dropout1d",
     .state_size = sizeof(noise_state),
     .configure = spatial_configure,
@@ -343,6 +347,7 @@ const kc_layer_class kc_spatial_dropout1d_class = {
 
 const kc_layer_class kc_spatial_dropout2d_class = {
     .class_name = "SpatialDropout2D",
+    .mask_rule = kc_mask_propagate,
     .base_name = "spatial_dropout2d",
     .state_size = sizeof(noise_state),
     .configure = spatial_configure,
@@ -371,6 +376,7 @@ static int identity_forward(kc_layer *l, const kc_exec *ex, kc_buf x, kc_buf y) 
 
 const kc_layer_class kc_activity_regularization_class = {
     .class_name = "ActivityRegularization",
+    .mask_rule = kc_mask_propagate,
     .base_name = "activity_regularization",
     .configure = activity_configure,
     .build = same_shape_build,

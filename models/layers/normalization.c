@@ -589,6 +589,7 @@ static int64_t norm_flops(const kc_layer *l) {
         .forward = norm_forward,                                                                   \
         .backward = norm_backward,                                                                 \
         .flops = norm_flops,                                                                       \
+        .mask_rule = kc_mask_propagate,                                                            \
     }
 
 NORM_CLASS(kc_batch_normalization_class, "BatchNormalization", "batch_normalization", bn_configure,

@@ -49,6 +49,7 @@ static int64_t rescale_flops(const kc_layer *l) {
 
 const kc_layer_class kc_rescaling_class = {
     .class_name = "Rescaling",
+    .mask_rule = kc_mask_propagate,
     .base_name = "rescaling",
     .state_size = sizeof(rescale_state),
     .configure = rescale_configure,
@@ -76,6 +77,7 @@ static int identity_backward(kc_layer *l, const kc_exec *ex, kc_buf x, kc_buf y,
 
 const kc_layer_class kc_identity_class = {
     .class_name = "Identity",
+    .mask_rule = kc_mask_propagate,
     .base_name = "identity",
     .configure = identity_configure,
     .build = same_build,

@@ -52,6 +52,22 @@ extern const kc_layer_class kc_layer_normalization_class;
 extern const kc_layer_class kc_group_normalization_class;
 extern const kc_layer_class kc_unit_normalization_class;
 
+/* the 1-D family, RepeatVector and Permute */
+extern const kc_layer_class kc_conv1d_class;
+extern const kc_layer_class kc_max_pooling1d_class;
+extern const kc_layer_class kc_average_pooling1d_class;
+extern const kc_layer_class kc_global_average_pooling1d_class;
+extern const kc_layer_class kc_global_max_pooling1d_class;
+extern const kc_layer_class kc_up_sampling1d_class;
+extern const kc_layer_class kc_zero_padding1d_class;
+extern const kc_layer_class kc_cropping1d_class;
+extern const kc_layer_class kc_repeat_vector_class;
+extern const kc_layer_class kc_permute_class;
+
+/* embedding and masking */
+extern const kc_layer_class kc_embedding_class;
+extern const kc_layer_class kc_masking_class;
+
 const kc_layer_class *const kc_layer_classes[] = {
     &kc_dense_class,
     &kc_conv2d_class,
@@ -100,5 +116,19 @@ const kc_layer_class *const kc_layer_classes[] = {
     &kc_layer_normalization_class,
     &kc_group_normalization_class,
     &kc_unit_normalization_class,
+    /* the 1-D family, RepeatVector and Permute */
+    &kc_conv1d_class,
+    &kc_max_pooling1d_class,
+    &kc_average_pooling1d_class,
+    &kc_global_average_pooling1d_class,
+    &kc_global_max_pooling1d_class,
+    &kc_up_sampling1d_class,
+    &kc_zero_padding1d_class,
+    &kc_cropping1d_class,
+    &kc_repeat_vector_class,
+    &kc_permute_class,
+    /* embedding and masking */
+    &kc_embedding_class,
+    &kc_masking_class,
     NULL,
 };
