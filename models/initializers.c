@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/rng.h"
@@ -14,7 +15,14 @@
 #define TRUNC_STDDEV 0.87962566103423978
 
 /* How a kind is written and what it reads. */
-typedef enum { ARGS_SEED, ARGS_UNIFORM, ARGS_NORMAL, ARGS_CONSTANT, ARGS_NONE } args_form;
+typedef enum {
+    ARGS_SEED,
+    ARGS_UNIFORM,
+    ARGS_NORMAL,
+    ARGS_CONSTANT,
+    ARGS_GAIN,
+    ARGS_NONE
+} args_form;
 
 typedef struct init_entry {
     kc_init_kind kind;
@@ -36,6 +44,7 @@ static const init_entry table[] = {
     {KC_INIT_ZEROS, "zeros", "Zeros", ARGS_NONE, 0, 0},
     {KC_INIT_ONES, "ones", "Ones", ARGS_NONE, 0, 0},
     {KC_INIT_CONSTANT, "constant", "Constant", ARGS_CONSTANT, 0.0, 0},
+    {KC_INIT_ORTHOGONAL, "orthogonal", "Orthogonal", ARGS_GAIN, 1.0, 0},
 };
 #define NTABLE (sizeof table / sizeof table[0])
 
@@ -48,22 +57,15 @@ static const struct {
     {"normal", KC_INIT_RANDOM_NORMAL},
     {"one", KC_INIT_ONES},
     {"zero", KC_INIT_ZEROS},
+    {"OrthogonalInitializer", KC_INIT_ORTHOGONAL},
+    {"orthogonal_initializer", KC_INIT_ORTHOGONAL},
 };
 #define NALIASES (sizeof aliases / sizeof aliases[0])
 
 /* Keras names without a kerasc implementation. */
 static const char *const keras_only[] = {
-    "VarianceScaling",
-    "variance_scaling",
-    "OrthogonalInitializer",
-    "orthogonal_initializer",
-    "Orthogonal",
-    "orthogonal",
-    "Identity",
-    "identity",
-    "STFTInitializer",
-    "stft_initializer",
-    NULL,
+    "VarianceScaling", "variance_scaling", "Identity", "identity",
+    "STFTInitializer", "stft_initializer", NULL,
 };
 
 /* Every accepted spelling, for "did you mean": the snake_case names, then
@@ -82,6 +84,7 @@ static const char *const snake_names[] = {
     "zeros",
     "ones",
     "constant",
+    "orthogonal",
     "uniform",
     "normal",
     "one",
@@ -89,9 +92,9 @@ static const char *const snake_names[] = {
     NULL,
 };
 static const char *const class_names[] = {
-    "GlorotUniform", "GlorotNormal",  "HeUniform",    "HeNormal",        "LecunUniform",
-    "LecunNormal",   "RandomUniform", "RandomNormal", "TruncatedNormal", "Zeros",
-    "Ones",          "Constant",      NULL,
+    "GlorotUniform", "GlorotNormal", "HeUniform",       "HeNormal", "LecunUniform", "LecunNormal",
+    "RandomUniform", "RandomNormal", "TruncatedNormal", "Zeros",    "Ones",         "Constant",
+    "Orthogonal",    NULL,
 };
 
 static int has_upper(const char *s) {
@@ -152,7 +155,7 @@ static int name_entry(const kc_node *n, const char *ctx, const init_entry **out,
     return kc_node_fail(e, n,
                         "%sunknown initializer '%s' (valid: glorot_uniform, glorot_normal, "
                         "he_uniform, he_normal, lecun_uniform, lecun_normal, random_uniform, "
-                        "random_normal, truncated_normal, zeros, ones, constant)",
+                        "random_normal, truncated_normal, zeros, ones, constant, orthogonal)",
                         ctx, n->str);
 }
 
@@ -189,6 +192,10 @@ static int read_args(const init_entry *t, kc_args *a, kc_initializer *out, kc_er
         break;
     case ARGS_CONSTANT:
         rc = kc_args_float(a, "value", 0, t->a, -INFINITY, INFINITY, &out->a, e);
+        break;
+    case ARGS_GAIN:
+        rc = kc_args_float(a, "gain", 0, t->a, -INFINITY, INFINITY, &out->a, e);
+        if (!rc) rc = read_seed(a, out, e);
         break;
     case ARGS_NONE:
         break;
@@ -323,8 +330,105 @@ static void fill_variance_scaling(const kc_shape *s, float *w, size_t n, double 
     }
 }
 
+/* Householder QR of the m x n (m >= n) row-major matrix a, in place: on
+ * return q (m x n) holds the thin Q with each column's sign fixed so that
+ * R's diagonal is positive (Keras's q * sign(diag(r))). v is scratch of m. */
+static void thin_qr(double *a, double *q, double *v, size_t m, size_t n) {
+    double *rdiag = q; /* q's first row is written last; borrow n cells for the diagonal */
+    for (size_t k = 0; k < n; k++) {
+        double norm = 0;
+        for (size_t i = k; i < m; i++)
+            norm += a[i * n + k] * a[i * n + k];
+        norm = sqrt(norm);
+        double alpha = a[k * n + k] > 0 ? -norm : norm;
+        double vn = 0;
+        for (size_t i = k; i < m; i++) {
+            v[i] = a[i * n + k] - (i == k ? alpha : 0.0);
+            vn += v[i] * v[i];
+        }
+        vn = sqrt(vn);
+        for (size_t i = k; i < m; i++) {
+            v[i] = vn > 0 ? v[i] / vn : 0.0;
+            a[i * n + k] = v[i]; /* the reflector replaces column k below the diagonal */
+        }
+        for (size_t j = k + 1; j < n; j++) {
+            double dot = 0;
+            for (size_t i = k; i < m; i++)
+                dot += v[i] * a[i * n + j];
+            for (size_t i = k; i < m; i++)
+                a[i * n + j] -= 2 * dot * v[i];
+        }
+        rdiag[k] = alpha;
+    }
+    double *sign = v; /* m >= n cells */
+    for (size_t k = 0; k < n; k++)
+        sign[k] = rdiag[k] > 0 ? 1.0 : rdiag[k] < 0 ? -1.0 : 0.0;
+    /* Q = H_0 ... H_{n-1} I[:, :n], applied right to left; column k of a holds v_k */
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++)
+            q[i * n + j] = i == j ? 1.0 : 0.0;
+    for (size_t k = n; k-- > 0;)
+        for (size_t j = 0; j < n; j++) {
+            double dot = 0;
+            for (size_t i = k; i < m; i++)
+                dot += a[i * n + k] * q[i * n + j];
+            for (size_t i = k; i < m; i++)
+                q[i * n + j] -= 2 * dot * a[i * n + k];
+        }
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++)
+            q[i * n + j] *= sign[j];
+}
+
+/* Keras's Orthogonal: a normal (max(r, c), min(r, c)) matrix, r the product
+ * of the leading axes and c the last; Q of its QR, transposed when r < c. */
+static void fill_orthogonal(const kc_shape *s, float *w, size_t n, double gain, uint64_t seed,
+                            uint64_t stream) {
+    size_t cols = s->rank ? (size_t)s->d[s->rank - 1] : 1;
+    size_t rows = cols ? n / cols : 0;
+    size_t m = rows > cols ? rows : cols, k = rows > cols ? cols : rows;
+    double *a = m && k ? malloc(m * k * sizeof *a) : NULL;
+    double *q = a ? malloc(m * k * sizeof *q) : NULL;
+    double *v = q ? malloc(m * sizeof *v) : NULL;
+    if (!v) { /* out of memory or empty: zeros, which the caller's checks still see as weights */
+        for (size_t i = 0; i < n; i++)
+            w[i] = 0.0f;
+        free(a), free(q);
+        return;
+    }
+    for (size_t i = 0; i < m * k; i++)
+        a[i] = kc_rng_normal(seed, stream, i);
+    thin_qr(a, q, v, m, k);
+    for (size_t i = 0; i < rows; i++)
+        for (size_t j = 0; j < cols; j++)
+            w[i * cols + j] = (float)(gain * (rows >= cols ? q[i * k + j] : q[j * k + i]));
+    free(a), free(q), free(v);
+}
+
+static void fill_plain(const kc_initializer *init, const kc_shape *s, float *w, uint64_t seed,
+                       uint64_t stream);
+
+/* unit_forget_bias: (u,) of init, (u,) of ones, (2u,) of init (its own stream) */
+static void fill_forget_bias(const kc_initializer *init, float *w, uint64_t seed, uint64_t stream) {
+    int64_t u = init->forget_units;
+    kc_shape a = kc_shape1(u), c = kc_shape1(2 * u);
+    fill_plain(init, &a, w, seed, stream);
+    for (int64_t i = 0; i < u; i++)
+        w[u + i] = 1.0f;
+    fill_plain(init, &c, w + 2 * u, seed, kc_rng_stream("unit_forget_bias", stream, 0));
+}
+
 void kc_initializer_fill(const kc_initializer *init, const kc_shape *s, float *w, uint64_t seed,
                          uint64_t stream) {
+    if (init->forget_units > 0 && s->rank == 1 && s->d[0] == 4 * init->forget_units) {
+        fill_forget_bias(init, w, seed, stream);
+        return;
+    }
+    fill_plain(init, s, w, seed, stream);
+}
+
+static void fill_plain(const kc_initializer *init, const kc_shape *s, float *w, uint64_t seed,
+                       uint64_t stream) {
     size_t n = (size_t)kc_shape_numel(s);
     if (init->has_seed) seed = (uint64_t)init->seed;
     switch (init->kind) {
@@ -369,6 +473,9 @@ void kc_initializer_fill(const kc_initializer *init, const kc_shape *s, float *w
     case KC_INIT_CONSTANT:
         for (size_t i = 0; i < n; i++)
             w[i] = (float)init->a;
+        break;
+    case KC_INIT_ORTHOGONAL:
+        fill_orthogonal(s, w, n, init->a, seed, stream);
         break;
     }
 }

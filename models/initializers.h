@@ -21,7 +21,8 @@ typedef enum kc_init_kind {
     KC_INIT_TRUNCATED_NORMAL, /* mean 0, stddev 0.05, redraw beyond 2 sd */
     KC_INIT_ZEROS,
     KC_INIT_ONES,
-    KC_INIT_CONSTANT, /* value 0 */
+    KC_INIT_CONSTANT,   /* value 0 */
+    KC_INIT_ORTHOGONAL, /* gain 1: Keras's QR of a normal matrix with the sign fix */
 } kc_init_kind;
 
 typedef struct kc_initializer {
@@ -29,6 +30,10 @@ typedef struct kc_initializer {
     double a, b;  /* minval/maxval, mean/stddev or value, by kind */
     int has_seed; /* an explicit `seed:` overrides the run's seed */
     long long seed;
+    /* LSTM's unit_forget_bias: nonzero for a (4 forget_units,) bias filled
+     * as Keras does: this initializer over (u,), ones over (u,), this
+     * initializer over (2u,) */
+    int64_t forget_units;
 } kc_initializer;
 
 /* Accepts a name ("he_normal", "HeNormal") or a map {class_name: RandomNormal,

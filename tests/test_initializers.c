@@ -344,7 +344,7 @@ START_TEST(test_parse_errors) {
     expect_error("init: glorot_unifrom\n", "init.yaml:1:7:", "did you mean 'glorot_uniform'");
     expect_error("init: HeNormall\n", "init.yaml:1:7:", "did you mean 'HeNormal'");
     expect_error("init: VarianceScaling\n", "init.yaml:1:7:", "not supported yet by kerasc");
-    expect_error("init: orthogonal\n", "init.yaml:1:7:", "not supported yet by kerasc");
+    expect_error("init: Identity\n", "init.yaml:1:7:", "not supported yet by kerasc");
     expect_error("init: {RandomNormal: {stdev: 0.1}}\n",
                  "init.yaml:1:23:", "did you mean 'stddev'");
     expect_error("init: {RandomNormal: {stddev: -0.1}}\n", "init.yaml:1:31:", "stddev");

@@ -68,6 +68,15 @@ extern const kc_layer_class kc_permute_class;
 extern const kc_layer_class kc_embedding_class;
 extern const kc_layer_class kc_masking_class;
 
+/* recurrent layers */
+extern const kc_layer_class kc_simple_rnn_class;
+extern const kc_layer_class kc_lstm_class;
+extern const kc_layer_class kc_gru_class;
+
+/* wrappers */
+extern const kc_layer_class kc_time_distributed_class;
+extern const kc_layer_class kc_bidirectional_class;
+
 const kc_layer_class *const kc_layer_classes[] = {
     &kc_dense_class,
     &kc_conv2d_class,
@@ -130,5 +139,12 @@ const kc_layer_class *const kc_layer_classes[] = {
     /* embedding and masking */
     &kc_embedding_class,
     &kc_masking_class,
+    /* recurrent layers */
+    &kc_simple_rnn_class,
+    &kc_lstm_class,
+    &kc_gru_class,
+    /* wrappers */
+    &kc_time_distributed_class,
+    &kc_bidirectional_class,
     NULL,
 };
