@@ -33,7 +33,8 @@
     X(idx)                                                                                         \
     X(npy)                                                                                         \
     X(npz)                                                                                         \
-    X(csv)
+    X(csv)                                                                                         \
+    X(pickle)
 
 #define DECLARE(name) int kc_fuzz_##name(const uint8_t *data, size_t size);
 HARNESSES(DECLARE)

@@ -106,6 +106,30 @@ def array_seeds():
     seed("npz", "only-x.npz", npz_bytes([("x.npy", x)], True))
     for f in glob.glob(os.path.join(ROOT, "tests/fixtures/data/*.npz")):
         seed("npz", "numpy-" + os.path.basename(f), open(f, "rb").read())
+    pickle_seeds()
+
+
+def npy_payload(raw):
+    """The bytes after a .npy header (versions 1-3)."""
+    major = raw[6]
+    if major == 1:
+        return raw[10 + struct.unpack("<H", raw[8:10])[0]:]
+    return raw[12 + struct.unpack("<I", raw[8:12])[0]:]
+
+
+def pickle_seeds():
+    """The object arrays of the Keras-format sequence fixtures (imdb at
+    pickle protocols 2-5, reuters): the pickle after each x member's header."""
+    for f in sorted(glob.glob(os.path.join(ROOT, "tests/fixtures/data/*.npz"))):
+        with zipfile.ZipFile(f) as z:
+            for m in sorted(z.namelist()):
+                if not m.startswith("x"):
+                    continue
+                body = npy_payload(z.read(m))
+                if body[:1] == b"\x80":
+                    base = os.path.basename(f)[:-4]
+                    seed("pickle", "%s-%s.pkl" % (base, m[:-4]), body)
+                    break
 
 
 def csv_seeds():
@@ -402,6 +426,11 @@ def dictionaries():
                        "\x1f\x8b\x08"])
     write_dict("npz", ["PK\x03\x04", "PK\x01\x02", "PK\x05\x06", "PK\x06\x07", "x.npy", "y.npy",
                        "\x93NUMPY\x01\x00", "'descr'", "'shape'", "\xff\xff\xff\xff"])
+    write_dict("pickle", ["\x80\x02", "\x80\x04", "\x95", "c", "\x93", "R", "b", "(", "t", "\x85",
+                          "\x86", "\x87", "]", "e", "a", "l", "J", "K", "M", "\x8a", "N", "\x88",
+                          "\x89", "q", "r", "h", "j", "\x94", ".", "U", "X", "C", "B", "\x8c",
+                          "numpy.core.multiarray\n_reconstruct\n", "numpy\nndarray\n",
+                          "numpy\ndtype\n", "_codecs\nencode\n", "O8"])
     write_dict("csv", [",", '"', '""', "\r\n", "\xef\xbb\xbf", "label", "1e38", "-1e-45", "nan",
                        "inf", "0x1p3", " "])
 
