@@ -48,7 +48,7 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
-$(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(BUILD)/libkerasc.a
+$(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h tests/fixtures/*/*.h) $(BUILD)/libkerasc.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libkerasc.a $(CHECK_LIBS) $(LDLIBS)
 
@@ -101,7 +101,7 @@ deps:
 	@SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	$$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends \
 	  build-essential pkg-config libyaml-dev libopenblas-dev zlib1g-dev libpng-dev libcairo2-dev check graphviz \
-	  dataset-fashion-mnist ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo libclblast-dev \
+	  dataset-fashion-mnist fortunes python3-statsmodels ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo libclblast-dev \
 	  clang libclang-rt-dev libomp-dev
 
 # Coverage-guided fuzzing: every harness built with clang's libFuzzer under

@@ -16,6 +16,7 @@ int kc_cmd_plot(int argc, char **argv);
 int kc_cmd_plot_history(int argc, char **argv);
 int kc_cmd_convert(int argc, char **argv);
 int kc_cmd_bench(int argc, char **argv);
+int kc_cmd_preprocess(int argc, char **argv);
 
 /* Draws the curves of a history.csv into a PNG, written to a temporary file
  * and renamed into place (cli/plot_history.c). Errors name the file and line. */
@@ -72,6 +73,9 @@ int kc_cli_run_opts_finish(const char *verb, kc_run_opts *o);
 /* kerasc --list-devices: every built-in backend and its devices, or why it has none. */
 int kc_cli_list_devices(FILE *f);
 /* A YAML model file, a checkpoint carrying one, or a Keras model (.json, .keras). */
+/* Keras's warning for a layer given a mask it does not support (the mask
+ * ends there), on stderr; nothing when the model drops none. */
+void kc_cli_warn_mask_dropped(const char *verb, const kc_config *cfg);
 int kc_cli_load_config(const char *path, kc_config **out, int *is_checkpoint, kc_error *e);
 /* Progress hooks printing Keras-style bars (cli/progress_hooks.c). */
 typedef struct kc_cli_progress kc_cli_progress;

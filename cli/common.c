@@ -51,3 +51,9 @@ int kc_cli_verbose(int cfg_verbose) {
     if (cfg_verbose >= 0) return cfg_verbose;
     return isatty(STDOUT_FILENO) ? 1 : 2;
 }
+
+void kc_cli_warn_mask_dropped(const char *verb, const kc_config *cfg) {
+    if (cfg && cfg->model && cfg->model->mask_dropped[0])
+        fprintf(stderr, "kerasc %s: warning: %s; the layers after it do not see the mask\n", verb,
+                cfg->model->mask_dropped);
+}

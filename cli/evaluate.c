@@ -89,6 +89,7 @@ static int evaluate(kc_config *cfg, const eval_args *a, const char *weights, kc_
     int vb = a->json ? 0 : a->verbose >= 0 ? (int)a->verbose : kc_cli_verbose(-1);
     kc_session s;
     int status = 0;
+    kc_cli_warn_mask_dropped("evaluate", cfg);
     if (kc_session_open(&s, cfg, &a->o, KC_NEED_TEST, 0, e) || kc_checkpoint_load(&s, weights, e)) {
         status = kc_cli_report("evaluate", e);
         kc_session_close(&s);

@@ -13,6 +13,9 @@ static const char usage[] =
     "features) and writes one row of outputs per sample - class probabilities\n"
     "for a classifier - as CSV (stdout, or a .csv file) or NPY (a .npy file).\n"
     "Inputs get the model file's preprocessing (rescale, offset, reshape).\n"
+    "A text model (a `text:` block in its data section) reads raw text, one\n"
+    "sample per line, tokenized with the vocabulary saved in the checkpoint;\n"
+    "its .npy/.npz/.csv inputs hold token ids.\n"
     "\n"
     "A model with several inputs takes one --input NAME=FILE per input; with\n"
     "several outputs, --output NAME=FILE writes each output to its own file,\n"
@@ -56,6 +59,22 @@ static int load_input(const char *path, const char *key, kc_array *x, kc_error *
     if (ends_with(path, ".csv") || ends_with(path, ".CSV"))
         return kc_csv_load(path, NULL, -1, x, NULL, e);
     return kc_array_load(path, key, x, e);
+}
+
+/* A text model (a `text:` block) reads raw text, one sample per line, from
+ * any --input but .npy/.npz/.csv, which hold token ids. */
+static int is_raw_text(const kc_session *s, const char *path) {
+    return s->cfg->data.has_text && !ends_with(path, ".npy") && !ends_with(path, ".npz") &&
+           !ends_with(path, ".csv");
+}
+
+static int load_text_input(const kc_session *s, const char *path, kc_array *x, kc_error *e) {
+    kc_texts t;
+    int rc = kc_text_read_lines(path, &t, e);
+    if (!rc && t.n == 0) rc = kc_fail(e, KC_ECONFIG, "%s: no lines of text to predict", path);
+    if (!rc) rc = kc_session_vectorize(s, &t, x, e);
+    kc_texts_free(&t);
+    return rc;
 }
 
 /* Rows must hold the model input's values; reshape as the data section says. */
@@ -138,7 +157,9 @@ static int load_inputs(kc_session *s, const predict_args *a, kc_array *x, kc_err
         for (int k = 0; k < a->nkeys; k++)
             if (!a->keys[k].name[0] || !strcmp(a->keys[k].name, m->inputs[i].name))
                 key = a->keys[k].value;
-        int rc = load_input(a->inputs[j].value, key, &x[i], e);
+        int rc = is_raw_text(s, a->inputs[j].value)
+                     ? load_text_input(s, a->inputs[j].value, &x[i], e)
+                     : load_input(a->inputs[j].value, key, &x[i], e);
         if (!rc) rc = fit_input(s, i, &x[i], a->inputs[j].value, e);
         if (rc) return rc;
     }
@@ -250,8 +271,8 @@ int kc_cmd_predict(int argc, char **argv) {
     memset(&s, 0, sizeof s);
     memset(x, 0, sizeof x);
     if (check_outputs(&a, &e) || kc_checkpoint_config(ckpt, &cfg, &e) ||
-        kc_session_open(&s, cfg, &o, 0, 0, &e) || kc_checkpoint_load(&s, ckpt, &e) ||
-        load_inputs(&s, &a, x, &e)) {
+        (kc_cli_warn_mask_dropped("predict", cfg), kc_session_open(&s, cfg, &o, 0, 0, &e)) ||
+        kc_checkpoint_load(&s, ckpt, &e) || load_inputs(&s, &a, x, &e)) {
         status = kc_cli_report("predict", &e);
     } else {
         const kc_array *xs[KC_MODEL_MAX_IO];

@@ -162,6 +162,7 @@ static int fit_and_test(kc_session *s, const char *out_dir, kc_cli_progress *p, 
 /* The session (resumed from a checkpoint when asked), progress, and the run. */
 static int train(kc_config *cfg, const train_args *a, const char *out_dir, int vb, kc_error *e) {
     if (check_outputs(cfg, a, out_dir, e)) return kc_cli_report("train", e);
+    kc_cli_warn_mask_dropped("train", cfg);
     kc_session s;
     int need = KC_NEED_TRAIN | (cfg->data.dataset || cfg->data.has_test ? KC_NEED_TEST : 0);
     int status = 0;

@@ -184,7 +184,7 @@ static int tensors_collect(const kc_session *s, const kc_optimizer *opt, ckpt_te
 typedef struct ckpt_meta {
     char epoch[32], step[32], iters[32], seed[32], batch[32], bsize[32], lsum[40], lcount[40],
         best[40], lr[40], cfg_dir[PATH_MAX];
-    kc_strbuf logs, history;
+    kc_strbuf logs, history, vocab;
     char *callbacks;
     const char *kv[64];
 } ckpt_meta;
@@ -228,6 +228,13 @@ static void meta_build(const kc_session *s, const kc_optimizer *opt, const kc_lo
     int n = 0;
     for (size_t i = 0; i < sizeof base / sizeof *base; i++)
         c->kv[n++] = base[i];
+    /* a text model's fitted vocabulary (models/data/tokenizer.h's JSON) */
+    const kc_data_spec *d = &s->cfg->data;
+    if (d->has_text && d->vocab) {
+        kc_vocab_to_json(&d->text, d->vocab, &c->vocab);
+        c->kv[n++] = "text_vocabulary";
+        c->kv[n++] = kc_strbuf_str(&c->vocab);
+    }
     if (opt) {
         const char *train[] = {"optimizer",      kc_optimizer_name(opt),
                                "iterations",     c->iters,
@@ -249,6 +256,7 @@ static void meta_free(ckpt_meta *c) {
     free(c->callbacks);
     kc_strbuf_free(&c->logs);
     kc_strbuf_free(&c->history);
+    kc_strbuf_free(&c->vocab);
 }
 
 int kc_checkpoint_write(const kc_session *s, const char *path, const kc_logs *logs,
@@ -326,6 +334,20 @@ int kc_checkpoint_config(const char *path, kc_config **out, kc_error *e) {
     char name[PATH_MAX + 32];
     snprintf(name, sizeof name, "%s[config]", path);
     rc = kc_config_parse_text(name, dir, text, strlen(text), out, e);
+    const char *voc = kc_st_meta(f, "text_vocabulary");
+    kc_data_spec *d = rc ? NULL : &(*out)->data;
+    if (d && d->has_text && voc) { /* checkpoints without one refit on the training texts */
+        char what[PATH_MAX + 40];
+        snprintf(what, sizeof what, "%s: text_vocabulary", path);
+        if (!(d->vocab = calloc(1, sizeof *d->vocab)))
+            rc = kc_fail(e, KC_ERUNTIME, "out of memory");
+        else
+            rc = kc_vocab_from_json(voc, strlen(voc), d->text.mode, what, d->vocab, e);
+        if (rc) {
+            kc_config_free(*out);
+            *out = NULL;
+        }
+    }
     kc_st_close(f);
     return rc;
 }

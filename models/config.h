@@ -4,6 +4,11 @@
 #define KC_CONFIG_H
 
 #include "core/error.h"
+#include "models/data/keras_datasets.h"
+#include "models/data/sequences.h"
+#include "models/data/text.h"
+#include "models/data/timeseries.h"
+#include "models/data/tokenizer.h"
 #include "models/model.h"
 #include "models/yaml.h"
 
@@ -18,6 +23,14 @@ typedef struct kc_array_spec {
     const kc_node *node;
 } kc_array_spec;
 
+typedef enum kc_text_source {
+    KC_TEXT_SRC_NONE = 0,
+    KC_TEXT_SRC_LINES,
+    KC_TEXT_SRC_CSV,
+    KC_TEXT_SRC_DIRECTORY,
+    KC_TEXT_SRC_RECORDS
+} kc_text_source;
+
 /* One source of arrays: files, or a CSV. Its arrays are "x" and "y" (a plain
  * `x: FILE`, `y: FILE`, or a CSV), plus the names of `x:`/`y:` mappings. */
 typedef struct kc_source_spec {
@@ -29,6 +42,18 @@ typedef struct kc_source_spec {
     int csv_header; /* -1 auto */
     int nnamed;     /* arrays of x:/y: mappings */
     kc_array_spec named[KC_DATA_MAX_ARRAYS];
+    /* a text source (x: the texts' token ids, y: their labels) */
+    kc_text_source text_kind;
+    char *text_path, *labels_path; /* {text: FILE, labels: FILE} */
+    char *text_column;             /* {csv:, text_column:, label_column:, delimiter:} */
+    char delimiter;
+    char *directory; /* {directory:, labels: inferred, ...} */
+    kc_text_dir_opts dir;
+    char **class_names;
+    char **records; /* {records: FILE or [FILES], separator: "%"} */
+    int nrecords;
+    char *separator;
+    kc_label_mode label_mode;
 } kc_source_spec;
 
 /* Which array a model input (or output) takes: `inputs: {image: x}`. */
@@ -40,11 +65,53 @@ typedef struct kc_feed_spec {
     const kc_node *reshape_node;
 } kc_feed_spec;
 
+/* One split of a `timeseries:` block: the steps its windows may use. */
+typedef struct kc_ts_split {
+    int present;
+    const kc_node *node;
+    int64_t start_index; /* negative: counted from the series' end */
+    int64_t end_index;   /* one past the last step; 0 when absent: the series' end */
+    int has_end;
+    int shuffle; /* Keras's shuffle of the window order, with seed */
+    uint32_t seed;
+} kc_ts_split;
+
+/* Columns of a series: names (a CSV with a header) or indices, as written. */
+typedef struct kc_ts_columns {
+    int n;       /* 0: every column */
+    char **name; /* n strings */
+    const kc_node **node;
+} kc_ts_columns;
+
+/* `data: {timeseries: {csv: FILE, columns: [...], sequence_length: N,
+ * target: {column: C, offset: K}, train: {...}, validation: {...},
+ * test: {...}}}`: windows as keras.utils.timeseries_dataset_from_array. */
+typedef struct kc_ts_spec {
+    const kc_node *node;
+    char *csv_path; /* or an NPY/NPZ series */
+    int csv_header; /* -1 auto */
+    char *npy_path, *npy_key;
+    kc_ts_columns columns; /* the features, in the order given */
+    kc_ts_opts opts;       /* sequence_length, sequence_stride, sampling_rate */
+    int has_target;
+    kc_ts_columns target; /* 0 columns: the features */
+    int64_t offset;       /* y of the window starting at s: step s + offset */
+    const kc_node *target_node;
+    kc_ts_split split[3]; /* train, validation, test */
+} kc_ts_spec;
+
 typedef struct kc_data_spec {
     const kc_node *node;
-    char *dataset; /* "mnist", "fashion_mnist" or NULL */
+    char *dataset; /* "mnist", "fashion_mnist", "imdb", "reuters", "boston_housing" or NULL */
     const kc_node *dataset_node;
     char *path; /* override for the dataset location */
+    /* imdb / reuters / boston_housing: load_data's options (Keras's defaults
+     * unless given); imdb and reuters sequences are padded with `pad` */
+    kc_seq_opts seq;
+    const kc_node *pad_node; /* `text:` with a dataset: its padding keys only */
+    /* `timeseries:` instead of dataset/train/test */
+    int has_timeseries;
+    kc_ts_spec ts;
     int has_train, has_test, has_validation;
     kc_source_spec train, test, validation;
     int validation_is_test; /* validation: test */
@@ -59,6 +126,14 @@ typedef struct kc_data_spec {
     const kc_node *inputs_node, *targets_node;
     int one_hot;           /* -1 auto: when the loss needs it */
     long long num_classes; /* 0: from the model's output */
+    /* `text:`: how texts become token ids, fitted on the training split */
+    int has_text;
+    const kc_node *text_node;
+    kc_text_opts text;
+    kc_pad_opts pad; /* maxlen 0: the model input's length (texts and imdb/reuters) */
+    /* the fitted vocabulary: set when the training texts are read, or from
+     * the checkpoint the config came from (NULL until then) */
+    kc_vocab *vocab;
 } kc_data_spec;
 
 typedef struct kc_fit_spec {

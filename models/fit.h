@@ -188,6 +188,30 @@ int kc_checkpoint_write(const kc_session *s, const char *path, const kc_logs *lo
                         int weights_only, kc_error *e);
 /* Loads weights (and optimizer state when the session trains and the file has it). */
 int kc_checkpoint_load(kc_session *s, const char *path, kc_error *e);
+
+/* ---- text models (a `text:` block in the data section) ---- */
+
+/* Texts as the model's input ids: the config's fitted vocabulary (from
+ * training or from the checkpoint), padded or cut as the text block says. */
+int kc_session_vectorize(const kc_session *s, const kc_texts *t, kc_array *x, kc_error *e);
+/* ---- time series (a `timeseries:` block in the data section) ---- */
+
+/* The series of a timeseries block: its feature columns, float32 (T, F),
+ * and with a target the target columns from step `offset` on, (T - offset,)
+ * for one column, else (T - offset, K): targets[s] is window s's target. */
+typedef struct kc_ts_series {
+    kc_array features, targets;
+} kc_ts_series;
+
+int kc_ts_series_load(const kc_ts_spec *t, kc_ts_series *out, kc_error *e);
+void kc_ts_series_free(kc_ts_series *s);
+/* The windows of one split (0 train, 1 validation, 2 test), cut by
+ * kc_timeseries_dataset over its steps; windows whose target would lie past
+ * the series' end are left out. x (N, sequence_length, F), y as the targets'
+ * rows (untouched without a target). */
+int kc_ts_series_windows(const kc_ts_spec *t, const kc_ts_series *s, int split, kc_array *x,
+                         kc_array *y, kc_error *e);
+
 /* Reads only the config inside a checkpoint. */
 int kc_checkpoint_config(const char *path, kc_config **out, kc_error *e);
 /* Does the file look like a safetensors checkpoint (not YAML)? */

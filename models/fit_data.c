@@ -1,17 +1,419 @@
 /* The session's data: the arrays of each split (datasets, plain files, CSV,
  * named arrays), validation_split, the feeds that map them onto the model's
  * inputs and outputs, and the checks that shapes and labels fit the model. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "models/fit_internal.h"
+#include "models/layers/embedding.h"
+
+/* ------------------------------------------------------------- texts --- */
+
+static int read_texts(const kc_source_spec *src, kc_texts *t, kc_error *e) {
+    int rc = KC_OK;
+    switch (src->text_kind) {
+    case KC_TEXT_SRC_LINES:
+        rc = kc_text_read_lines(src->text_path, t, e);
+        if (!rc && src->labels_path) rc = kc_text_read_labels(src->labels_path, t, e);
+        if (!rc && !src->labels_path) free(t->label), t->label = NULL;
+        break;
+    case KC_TEXT_SRC_CSV:
+        rc = kc_text_read_csv(src->csv_path, src->delimiter, src->csv_header, src->text_column,
+                              src->label_column, t, e);
+        break;
+    case KC_TEXT_SRC_DIRECTORY:
+        rc = kc_text_read_directory(src->directory, &src->dir, t, e);
+        break;
+    case KC_TEXT_SRC_RECORDS:
+        rc = kc_text_read_records_split((const char *const *)src->records, src->nrecords,
+                                        src->separator, &src->dir, t, e);
+        break;
+    default:
+        rc = kc_fail(e, KC_ERUNTIME, "not a text source");
+    }
+    if (!rc && t->n == 0) rc = kc_fail(e, KC_ERUNTIME, "no texts");
+    return rc;
+}
+
+/* The length texts are padded or cut to: text.maxlen (output_sequence_length),
+ * else the length of the model input that takes x, else the longest text. */
+static int64_t text_length(const kc_session *s) {
+    const kc_data_spec *d = &s->cfg->data;
+    int64_t want =
+        d->text.mode == KC_TEXT_TOKENIZER ? d->pad.maxlen : d->text.output_sequence_length;
+    if (want > 0) return want;
+    for (int i = 0; i < s->model->ninputs; i++)
+        if (!strcmp(d->inputs[i].array, "x") && s->model->inputs[i].shape.rank >= 1)
+            return s->model->inputs[i].shape.d[0];
+    return 0;
+}
+
+int kc_session_vectorize(const kc_session *s, const kc_texts *t, kc_array *x, kc_error *e) {
+    const kc_data_spec *d = &s->cfg->data;
+    if (!d->vocab)
+        return kc_fail(e, KC_ECONFIG, "no fitted vocabulary: the text settings were never fitted");
+    kc_ragged r;
+    int rc = kc_text_to_sequences(&d->text, d->vocab, (const char *const *)t->text, t->n, &r, e);
+    if (rc) return rc;
+    kc_pad_opts p = d->pad;
+    if (d->text.mode == KC_TEXT_VECTORIZATION)
+        p = (kc_pad_opts){.padding = KC_PAD_POST, .truncating = KC_PAD_POST};
+    p.maxlen = text_length(s);
+    rc = kc_pad_sequences(&r, &p, x, e);
+    kc_ragged_free(&r);
+    return rc;
+}
+
+/* The training texts fit the vocabulary once (unless it came with the checkpoint). */
+static int ensure_vocab(kc_session *s, const kc_texts *train, kc_error *e) {
+    kc_data_spec *d = &s->cfg->data;
+    if (d->vocab) return KC_OK;
+    kc_texts own = {0};
+    int rc = KC_OK;
+    if (!train) {
+        if (!d->has_train)
+            return kc_node_fail(e, d->text_node, "the vocabulary is fitted on `train:` texts");
+        if ((rc = read_texts(&d->train, &own, e)))
+            return kc_node_fail(e, d->train.node, "cannot load the train data: %s", e->msg);
+        train = &own;
+    }
+    kc_vocab *v = calloc(1, sizeof *v);
+    if (!v) rc = kc_fail(e, KC_ERUNTIME, "out of memory");
+    if (!rc && !(rc = kc_text_fit(&d->text, (const char *const *)train->text, train->n, v, e)))
+        d->vocab = v;
+    else
+        free(v);
+    kc_texts_free(&own);
+    return rc;
+}
+
+static int load_text_source(kc_session *s, const kc_source_spec *src, const char *what, kc_array *x,
+                            kc_array *y, kc_error *e) {
+    kc_texts t = {0};
+    int rc = read_texts(src, &t, e);
+    if (rc) {
+        rc = kc_node_fail(e, src->node, "cannot load the %s data: %s", what, e->msg);
+    } else if (!(rc = ensure_vocab(s, src == &s->cfg->data.train ? &t : NULL, e)) &&
+               !(rc = kc_session_vectorize(s, &t, x, e)) && t.label &&
+               src->label_mode != KC_LABELS_NONE) {
+        rc = kc_texts_labels(&t, src->label_mode, y, e);
+        if (rc) rc = kc_node_fail(e, src->node, "the %s labels: %s", what, e->msg);
+    }
+    kc_texts_free(&t);
+    return rc;
+}
+
+/* ----------------------------------------- imdb, reuters, boston_housing --- */
+
+/* The first axis of the model input fed from x: the default padded length. */
+static int64_t x_input_length(const kc_session *s) {
+    const kc_data_spec *d = &s->cfg->data;
+    for (int i = 0; i < s->model->ninputs; i++)
+        if (!strcmp(d->inputs[i].array, "x") && s->model->inputs[i].shape.rank >= 1)
+            return s->model->inputs[i].shape.d[0];
+    return 0;
+}
+
+/* imdb / reuters sequences padded as the `text:` block says (Keras's
+ * pad_sequences defaults; maxlen: the model input's length). */
+static int pad_ragged(const kc_session *s, const kc_ragged *r, kc_array *x, kc_error *e) {
+    kc_pad_opts p = s->cfg->data.pad;
+    if (p.maxlen <= 0) p.maxlen = x_input_length(s);
+    return kc_pad_sequences(r, &p, x, e);
+}
+
+static int load_seq_dataset(kc_session *s, kc_error *e) {
+    const kc_data_spec *d = &s->cfg->data;
+    kc_seq_data sd = {0};
+    int rc = kc_seq_dataset_load(d->dataset, d->path, &d->seq, &sd, e);
+    if (!rc) rc = pad_ragged(s, &sd.x_train, &s->x_train, e);
+    if (!rc) rc = pad_ragged(s, &sd.x_test, &s->x_test, e);
+    if (!rc) {
+        s->y_train = sd.y_train;
+        s->y_test = sd.y_test;
+        memset(&sd.y_train, 0, sizeof sd.y_train);
+        memset(&sd.y_test, 0, sizeof sd.y_test);
+    }
+    kc_seq_data_free(&sd);
+    return rc;
+}
+
+/* Both splits of a named dataset; mistakes in its options point at `dataset:`. */
+static int load_named_dataset(kc_session *s, kc_error *e) {
+    const kc_data_spec *d = &s->cfg->data;
+    int rc;
+    if (!strcmp(d->dataset, "imdb") || !strcmp(d->dataset, "reuters"))
+        rc = load_seq_dataset(s, e);
+    else if (!strcmp(d->dataset, "boston_housing"))
+        rc = kc_boston_housing_load(d->path, d->seq.test_split, d->seq.seed, &s->x_train,
+                                    &s->y_train, &s->x_test, &s->y_test, e);
+    else
+        rc = kc_dataset_load(d->dataset, d->path, &s->x_train, &s->y_train, &s->x_test, &s->y_test,
+                             e);
+    if (rc == KC_ECONFIG)
+        rc = kc_node_fail(e, d->dataset_node, "the %s dataset: %s", d->dataset, e->msg);
+    return rc;
+}
+
+/* ------------------------------------------------------- time series --- */
+
+void kc_ts_series_free(kc_ts_series *s) {
+    kc_array_free(&s->features);
+    kc_array_free(&s->targets);
+}
+
+static void names_free(char **names, int n) {
+    for (int i = 0; names && i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+static int csv_is_number(const char *s) {
+    char *end;
+    if (!*s) return 0;
+    (void)strtod(s, &end);
+    return end != s && *end == 0;
+}
+
+static char *trim_field(char *s) {
+    while (*s == ' ' || *s == '\t')
+        s++;
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n'))
+        s[--n] = 0;
+    return s;
+}
+
+/* The fields of a CSV's first non-blank line (quotes as kc_csv_load reads them). */
+static int csv_first_row(const char *path, char ***out, int *n, kc_error *e) {
+    *out = NULL;
+    *n = 0;
+    FILE *f = fopen(path, "r");
+    if (!f) return kc_fail(e, KC_ERUNTIME, "%s: cannot open: %s", path, strerror(errno));
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t got;
+    int first = 1;
+    while ((got = getline(&line, &cap, f)) >= 0) {
+        if (first && !strncmp(line, "\xEF\xBB\xBF", 3))
+            memmove(line, line + 3, strlen(line + 3) + 1);
+        first = 0;
+        if (*trim_field(line)) break;
+    }
+    fclose(f);
+    int rc = KC_OK;
+    if (got < 0) rc = kc_fail(e, KC_ERUNTIME, "%s: the file has no rows", path);
+    for (char *r = line; !rc;) {
+        char *w = r, *start;
+        while (*r == ' ' || *r == '\t')
+            r++;
+        start = w;
+        if (*r == '"') {
+            for (r++; *r;) {
+                if (*r == '"' && r[1] == '"') {
+                    *w++ = '"';
+                    r += 2;
+                } else if (*r == '"') {
+                    r++;
+                    break;
+                } else {
+                    *w++ = *r++;
+                }
+            }
+            while (*r && *r != ',')
+                r++;
+        } else {
+            while (*r && *r != ',')
+                *w++ = *r++;
+        }
+        char sep = *r;
+        *w = 0;
+        char **p = realloc(*out, (size_t)(*n + 1) * sizeof *p);
+        if (!p || !(p[*n] = strdup(trim_field(start)))) {
+            if (p) *out = p;
+            rc = kc_fail(e, KC_ERUNTIME, "%s: out of memory", path);
+            break;
+        }
+        *out = p;
+        ++*n;
+        if (!sep) break;
+        r++;
+    }
+    free(line);
+    return rc;
+}
+
+/* The series' table: every column, float32 (T, C); a CSV's header names. */
+static int ts_table(const kc_ts_spec *t, kc_array *tab, char ***names, int *nnames, kc_error *e) {
+    *names = NULL;
+    *nnames = 0;
+    if (!t->csv_path) {
+        int rc = kc_array_load(t->npy_path, t->npy_key, tab, e);
+        if (rc) return rc;
+        if (tab->shape.rank == 1) tab->shape = kc_shape2(tab->shape.d[0], 1);
+        if (tab->shape.rank != 2)
+            return kc_fail(e, KC_ECONFIG,
+                           "%s: a series is (steps,) or (steps, features), not rank %d",
+                           t->npy_path, tab->shape.rank);
+        return KC_OK;
+    }
+    char **row;
+    int n, header = t->csv_header;
+    int rc = csv_first_row(t->csv_path, &row, &n, e);
+    for (int i = 0; !rc && header < 0 && i < n; i++)
+        if (!csv_is_number(row[i])) header = 1;
+    if (header < 0) header = 0;
+    if (!rc && header)
+        *names = row, *nnames = n;
+    else
+        names_free(row, n);
+    if (!rc) rc = kc_csv_load(t->csv_path, NULL, header, tab, NULL, e);
+    return rc;
+}
+
+/* A column given by name or index (negative from the end). */
+static int ts_col_index(const kc_ts_spec *t, const char *col, const kc_node *at, char **names,
+                        int nnames, int64_t ncols, int64_t *out, kc_error *e) {
+    const char *file = t->csv_path ? t->csv_path : t->npy_path;
+    for (int i = 0; i < nnames; i++)
+        if (!strcmp(names[i], col)) return *out = i, KC_OK;
+    char *end;
+    errno = 0;
+    long long v = strtoll(col, &end, 10);
+    if (end != col && !*end && !errno) {
+        long long idx = v < 0 ? ncols + v : v;
+        if (idx < 0 || idx >= ncols)
+            return kc_node_fail(
+                e, at, "timeseries: column %lld is out of range for the %lld columns of %s", v,
+                (long long)ncols, file);
+        return *out = idx, KC_OK;
+    }
+    if (!nnames)
+        return kc_node_fail(
+            e, at, "timeseries: '%s' is not a column index and %s has no column names", col, file);
+    char list[800] = "";
+    size_t used = 0;
+    for (int i = 0; i < nnames && used + 8 < sizeof list; i++)
+        used +=
+            (size_t)snprintf(list + used, sizeof list - used, "%s'%s'", i ? ", " : "", names[i]);
+    const char *near = kc_closest(col, (const char *const *)names, (size_t)nnames);
+    return kc_node_fail(e, at, "timeseries: %s has no column '%s'%s%s%s (columns: %s)", file, col,
+                        near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "", list);
+}
+
+/* out (T, k) = the chosen columns of tab (all of them when c->n is 0). */
+static int ts_select(const kc_ts_spec *t, const kc_ts_columns *c, const kc_array *tab, char **names,
+                     int nnames, kc_array *out, kc_error *e) {
+    int64_t T = tab->shape.d[0], C = tab->shape.d[1], k = c->n ? c->n : C;
+    int64_t *idx = malloc((size_t)k * sizeof *idx);
+    if (!idx) return kc_fail(e, KC_ERUNTIME, "out of memory");
+    int rc = KC_OK;
+    for (int64_t j = 0; j < k && !rc; j++)
+        if (!c->n)
+            idx[j] = j;
+        else
+            rc = ts_col_index(t, c->name[j], c->node ? c->node[j] : NULL, names, nnames, C, &idx[j],
+                              e);
+    kc_shape sh = kc_shape2(T, k);
+    if (!rc) rc = kc_array_alloc(out, KC_DT_F32, &sh, e);
+    const float *src = tab->data;
+    float *dst = rc ? NULL : out->data;
+    for (int64_t i = 0; !rc && i < T; i++)
+        for (int64_t j = 0; j < k; j++)
+            dst[i * k + j] = tab->dtype == KC_DT_U8 ? ((const uint8_t *)tab->data)[i * C + idx[j]]
+                                                    : src[i * C + idx[j]];
+    free(idx);
+    return rc;
+}
+
+int kc_ts_series_load(const kc_ts_spec *t, kc_ts_series *out, kc_error *e) {
+    memset(out, 0, sizeof *out);
+    kc_array tab = {0}, tt = {0};
+    char **names;
+    int nnames;
+    int rc = ts_table(t, &tab, &names, &nnames, e);
+    if (rc) {
+        rc = kc_node_fail(e, t->node, "cannot load the series: %s", e->msg);
+    } else if (!(rc = ts_select(t, &t->columns, &tab, names, nnames, &out->features, e)) &&
+               t->has_target) {
+        const kc_ts_columns *tc = t->target.n ? &t->target : &t->columns;
+        rc = ts_select(t, tc, &tab, names, nnames, &tt, e);
+        int64_t T = tab.shape.d[0];
+        if (!rc && t->offset >= T)
+            rc = kc_node_fail(e, t->target_node,
+                              "timeseries.target.offset %lld leaves no targets in a series of "
+                              "%lld steps",
+                              (long long)t->offset, (long long)T);
+        if (!rc) rc = kc_ts_shift(&tt, t->offset, tt.shape.d[1] == 1 ? 0 : -1, &out->targets, e);
+    }
+    kc_array_free(&tab);
+    kc_array_free(&tt);
+    names_free(names, nnames);
+    if (rc) kc_ts_series_free(out);
+    return rc;
+}
+
+int kc_ts_series_windows(const kc_ts_spec *t, const kc_ts_series *s, int split, kc_array *x,
+                         kc_array *y, kc_error *e) {
+    static const char *const what[] = {"train", "validation", "test"};
+    const kc_ts_split *sp = &t->split[split];
+    const kc_node *at = sp->node ? sp->node : t->node;
+    int64_t T = s->features.shape.d[0];
+    kc_ts_opts o = t->opts;
+    o.shuffle = sp->shuffle;
+    o.seed = sp->seed;
+    int64_t start = sp->start_index < 0 ? T + sp->start_index : sp->start_index;
+    int64_t end = !sp->has_end ? T : sp->end_index < 0 ? T + sp->end_index : sp->end_index;
+    if (start < 0 || start >= T || end > T || end <= start)
+        return kc_node_fail(e, at,
+                            "timeseries.%s: steps %lld..%lld do not lie in the series' %lld steps "
+                            "(start_index >= 0 and < end_index <= %lld, negative values count "
+                            "from the end)",
+                            what[split], (long long)start, (long long)end - 1, (long long)T,
+                            (long long)T);
+    int64_t span = (o.sequence_length - 1) * o.sampling_rate;
+    const kc_array *targ = t->has_target ? &s->targets : NULL;
+    /* a window's target lies offset steps after its start: later windows have none */
+    if (targ && end > T - t->offset + span) end = T - t->offset + span;
+    if (end - start - span < 1)
+        return kc_node_fail(
+            e, at, "timeseries.%s: no window of %lld steps%s fits in steps %lld..%lld", what[split],
+            (long long)o.sequence_length, targ ? " with its target" : "", (long long)start,
+            (long long)(sp->has_end ? end : T) - 1);
+    o.start_index = start;
+    o.end_index = end >= T ? 0 : end;
+    int rc = kc_timeseries_dataset(&s->features, targ, &o, x, targ ? y : NULL, e);
+    if (rc) rc = kc_node_fail(e, at, "timeseries.%s: %s", what[split], e->msg);
+    return rc;
+}
+
+/* The windows of every split the command needs, from one read of the series. */
+static int load_timeseries(kc_session *s, int need, kc_error *e) {
+    const kc_data_spec *d = &s->cfg->data;
+    const kc_ts_spec *t = &d->ts;
+    kc_ts_series ser;
+    int rc = kc_ts_series_load(t, &ser, e);
+    if (rc) return rc;
+    int want[3] = {(need & KC_NEED_TRAIN) && t->split[0].present,
+                   (need & KC_NEED_TRAIN) && t->split[1].present,
+                   ((need & KC_NEED_TEST) || d->validation_is_test) && t->split[2].present};
+    kc_array *xs[3] = {&s->x_train, &s->x_val, &s->x_test};
+    kc_array *ys[3] = {&s->y_train, &s->y_val, &s->y_test};
+    int *has[3] = {&s->has_train, &s->has_val, &s->has_test};
+    for (int i = 0; i < 3 && !rc; i++)
+        if (want[i] && !(rc = kc_ts_series_windows(t, &ser, i, xs[i], ys[i], e))) *has[i] = 1;
+    kc_ts_series_free(&ser);
+    return rc;
+}
 
 /* Loads a source's arrays: x and y (plain files or a CSV) and the named ones. */
-static int load_source(const kc_source_spec *src, const char *what, kc_array *x, kc_array *y,
-                       kc_named_arrays *named, kc_error *e) {
+static int load_source(kc_session *s, const kc_source_spec *src, const char *what, kc_array *x,
+                       kc_array *y, kc_named_arrays *named, kc_error *e) {
     int rc = KC_OK;
+    if (src->text_kind) return load_text_source(s, src, what, x, y, e);
     if (src->csv_path) {
         rc = kc_csv_load(src->csv_path, src->label_column ? src->label_column : "-1",
                          src->csv_header, x, y, e);
@@ -101,10 +503,9 @@ static int split_validation(kc_session *s, kc_error *e) {
 static int load_splits(kc_session *s, int need, kc_error *e) {
     const kc_data_spec *d = &s->cfg->data;
     int rc;
+    if (d->has_timeseries) return load_timeseries(s, need, e);
     if (d->dataset) {
-        rc = kc_dataset_load(d->dataset, d->path, &s->x_train, &s->y_train, &s->x_test, &s->y_test,
-                             e);
-        if (rc) return rc;
+        if ((rc = load_named_dataset(s, e))) return rc;
         s->has_train = s->has_test = 1;
         if (!(need & KC_NEED_TRAIN)) {
             kc_array_free(&s->x_train);
@@ -114,13 +515,13 @@ static int load_splits(kc_session *s, int need, kc_error *e) {
         return KC_OK;
     }
     if ((need & KC_NEED_TRAIN) && d->has_train) {
-        if ((rc = load_source(&d->train, "train", &s->x_train, &s->y_train,
+        if ((rc = load_source(s, &d->train, "train", &s->x_train, &s->y_train,
                               &s->named[KC_SPLIT_TRAIN], e)))
             return rc;
         s->has_train = 1;
     }
     if (d->has_test && ((need & KC_NEED_TEST) || d->validation_is_test)) {
-        if ((rc = load_source(&d->test, "test", &s->x_test, &s->y_test, &s->named[KC_SPLIT_TEST],
+        if ((rc = load_source(s, &d->test, "test", &s->x_test, &s->y_test, &s->named[KC_SPLIT_TEST],
                               e)))
             return rc;
         s->has_test = 1;
@@ -132,8 +533,9 @@ static int load_splits(kc_session *s, int need, kc_error *e) {
 static int load_validation(kc_session *s, kc_error *e) {
     const kc_data_spec *d = &s->cfg->data;
     int rc;
+    if (s->has_val) return KC_OK; /* a timeseries validation split */
     if (d->has_validation) {
-        if ((rc = load_source(&d->validation, "validation", &s->x_val, &s->y_val,
+        if ((rc = load_source(s, &d->validation, "validation", &s->x_val, &s->y_val,
                               &s->named[KC_SPLIT_VAL], e)))
             return rc;
         s->has_val = 1;
@@ -225,6 +627,37 @@ static const char *shape_s(const kc_shape *sh, char *buf, size_t n) {
 }
 
 /* Per-sample shape of input i's array after the data section's reshape must be the model's. */
+/* Every Embedding fed directly by input i sees only valid ids: checked on
+ * the values the model will get (after rescale and offset), naming the
+ * sample and position. */
+static int check_ids(kc_session *s, int i, const kc_array *x, const char *what, kc_error *e) {
+    const kc_model *m = s->model;
+    const kc_data_spec *d = &s->cfg->data;
+    int64_t rows = kc_array_rows(x), per = kc_array_row_size(x);
+    float scale = s->input_is_x[i] ? (float)d->rescale : 1.0f;
+    float offset = s->input_is_x[i] ? (float)d->offset : 0.0f;
+    float *buf = NULL;
+    int rc = KC_OK;
+    for (int n = 0; !rc && n < m->nnodes; n++) {
+        const kc_model_node *nd = &m->nodes[n];
+        if (!nd->layer || nd->nin < 1 || nd->in[0] != m->inputs[i].node) continue;
+        if (strcmp(nd->layer->cls->class_name, "Embedding")) continue;
+        if (!buf) {
+            size_t count;
+            if (rows <= 0 || per <= 0) return KC_OK;
+            if (__builtin_mul_overflow((size_t)rows, (size_t)per * sizeof *buf, &count) ||
+                !(buf = malloc(count)))
+                return kc_fail(e, KC_ERUNTIME, "out of memory checking the %s ids", what);
+            for (int64_t r = 0; r < rows; r++)
+                kc_array_gather(x, &r, 1, scale, offset, buf + r * per);
+        }
+        if ((rc = kc_embedding_check_ids(nd->layer, buf, rows, per, e)))
+            kc_error_prefix(e, "the %s samples", what);
+    }
+    free(buf);
+    return rc;
+}
+
 static int check_x(kc_session *s, int i, const kc_array *x, const char *what, kc_error *e) {
     const kc_data_spec *d = &s->cfg->data;
     const kc_feed_spec *fs = &d->inputs[i];
@@ -312,8 +745,10 @@ int kc_session_check_split(kc_session *s, int split, kc_error *e) {
     static const char *const what[] = {"training", "validation", "test"};
     kc_feed f;
     int rc = kc_session_feed(s, split, &f, e);
-    for (int i = 0; !rc && i < s->model->ninputs; i++)
+    for (int i = 0; !rc && i < s->model->ninputs; i++) {
         rc = check_x(s, i, f.x[i], what[split], e);
+        if (!rc) rc = check_ids(s, i, f.x[i], what[split], e);
+    }
     for (int k = 0; !rc && k < s->nouts; k++)
         if (f.y[k]) rc = check_y(s, k, f.y[k], what[split], e);
     return rc;

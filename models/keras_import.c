@@ -388,35 +388,88 @@ static int validate_args(kx *x, const kc_json *cls_at, const char *layer, const 
 /* ------------------------------------------------------------ defaults */
 
 /* Arguments equal to these are Keras's (and kerasc's) defaults and are left
- * out of the YAML. A numeric default also matches a tuple of that number
- * (strides [1, 1]). */
+ * out of the YAML; `cls` lists the classes a row is for. A numeric default
+ * also matches a tuple of that number (strides [1, 1]). An initializer
+ * written with arguments ({class_name: RandomUniform, config: {minval:
+ * -0.05, maxval: 0.05}}) matches `value` with exactly the `config` entries
+ * "key=value key=value". */
 typedef struct kx_default {
-    const char *cls, *key, *value, *alt;
+    const char *cls, *key, *value, *alt, *config;
 } kx_default;
 
+#define CONV "Conv1D Conv2D"
+#define RNN "SimpleRNN LSTM GRU"
+#define POOL1D "MaxPooling1D AveragePooling1D"
+#define GLOBAL1D "GlobalAveragePooling1D GlobalMaxPooling1D"
+
 static const kx_default defaults[] = {
-    {"Dense", "activation", "linear", NULL},
-    {"Dense", "use_bias", "true", NULL},
-    {"Dense", "kernel_initializer", "GlorotUniform", "glorot_uniform"},
-    {"Dense", "bias_initializer", "Zeros", "zeros"},
-    {"Conv2D", "strides", "1", NULL},
-    {"Conv2D", "padding", "valid", NULL},
-    {"Conv2D", "data_format", "channels_last", NULL},
-    {"Conv2D", "dilation_rate", "1", NULL},
-    {"Conv2D", "groups", "1", NULL},
-    {"Conv2D", "activation", "linear", NULL},
-    {"Conv2D", "use_bias", "true", NULL},
-    {"Conv2D", "kernel_initializer", "GlorotUniform", "glorot_uniform"},
-    {"Conv2D", "bias_initializer", "Zeros", "zeros"},
-    {"MaxPooling2D", "pool_size", "2", NULL},
-    {"MaxPooling2D", "padding", "valid", NULL},
-    {"MaxPooling2D", "data_format", "channels_last", NULL},
-    {"AveragePooling2D", "padding", "valid", NULL},
-    {"AveragePooling2D", "data_format", "channels_last", NULL},
-    {"Flatten", "data_format", "channels_last", NULL},
-    {"Concatenate", "axis", "-1", NULL},
-    {"Dot", "normalize", "false", NULL},
+    {"Dense", "activation", "linear", NULL, NULL},
+    {"Dense", "use_bias", "true", NULL, NULL},
+    {"Dense", "kernel_initializer", "GlorotUniform", "glorot_uniform", NULL},
+    {"Dense", "bias_initializer", "Zeros", "zeros", NULL},
+    {CONV, "strides", "1", NULL, NULL},
+    {CONV, "padding", "valid", NULL, NULL},
+    {CONV, "data_format", "channels_last", NULL, NULL},
+    {CONV, "dilation_rate", "1", NULL, NULL},
+    {CONV, "groups", "1", NULL, NULL},
+    {CONV, "activation", "linear", NULL, NULL},
+    {CONV, "use_bias", "true", NULL, NULL},
+    {CONV, "kernel_initializer", "GlorotUniform", "glorot_uniform", NULL},
+    {CONV, "bias_initializer", "Zeros", "zeros", NULL},
+    {"MaxPooling2D", "pool_size", "2", NULL, NULL},
+    {"MaxPooling2D", "padding", "valid", NULL, NULL},
+    {"MaxPooling2D", "data_format", "channels_last", NULL, NULL},
+    {"AveragePooling2D", "padding", "valid", NULL, NULL},
+    {"AveragePooling2D", "data_format", "channels_last", NULL, NULL},
+    {"Flatten", "data_format", "channels_last", NULL, NULL},
+    {"Concatenate", "axis", "-1", NULL, NULL},
+    {"Dot", "normalize", "false", NULL, NULL},
+    /* the sequence layers */
+    {"MaxPooling1D", "pool_size", "2", NULL, NULL},
+    {POOL1D, "padding", "valid", NULL, NULL},
+    {POOL1D, "data_format", "channels_last", NULL, NULL},
+    {GLOBAL1D, "data_format", "channels_last", NULL, NULL},
+    {GLOBAL1D, "keepdims", "false", NULL, NULL},
+    {"ZeroPadding1D", "padding", "1", NULL, NULL},
+    {"ZeroPadding1D", "data_format", "channels_last", NULL, NULL},
+    {"Cropping1D", "cropping", "1", NULL, NULL},
+    {"UpSampling1D", "size", "2", NULL, NULL},
+    {"Embedding", "embeddings_initializer", "RandomUniform", NULL, "minval=-0.05 maxval=0.05"},
+    {"Embedding", "embeddings_initializer", "uniform", NULL, NULL},
+    {"Embedding", "mask_zero", "false", NULL, NULL},
+    {RNN, "activation", "tanh", NULL, NULL},
+    {"LSTM GRU", "recurrent_activation", "sigmoid", NULL, NULL},
+    {RNN, "use_bias", "true", NULL, NULL},
+    {RNN, "kernel_initializer", "GlorotUniform", "glorot_uniform", NULL},
+    {RNN, "recurrent_initializer", "Orthogonal", "orthogonal", NULL},
+    {RNN, "recurrent_initializer", "Orthogonal", NULL, "gain=1"},
+    {RNN, "bias_initializer", "Zeros", "zeros", NULL},
+    {"LSTM", "unit_forget_bias", "true", NULL, NULL},
+    {"GRU", "reset_after", "true", NULL, NULL},
+    {RNN, "dropout", "0", NULL, NULL},
+    {RNN, "recurrent_dropout", "0", NULL, NULL},
+    {RNN, "return_sequences", "false", NULL, NULL},
+    {RNN, "return_state", "false", NULL, NULL},
+    {RNN, "go_backwards", "false", NULL, NULL},
+    {RNN, "stateful", "false", NULL, NULL},
+    {RNN, "unroll", "false", NULL, NULL},
+    {RNN, "zero_output_for_mask", "false", NULL, NULL},
+    {"Bidirectional", "merge_mode", "concat", NULL, NULL},
 };
+
+/* Whether cls is one of the space-separated names in list. */
+static int class_in(const char *list, const char *cls) {
+    size_t n = strlen(cls);
+    for (const char *p = list; *p;) {
+        const char *end = strchr(p, ' ');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == n && !strncmp(p, cls, n)) return 1;
+        p += len;
+        while (*p == ' ')
+            p++;
+    }
+    return 0;
+}
 
 static int scalar_is(const kc_node *n, const char *text) {
     if (!n || n->kind != KC_NODE_SCALAR) return 0;
@@ -449,16 +502,39 @@ static int same_tuple(const kc_node *a, const kc_node *b) {
     return 1;
 }
 
+/* {class_name: value, config: {k: v, ...}} with exactly config's entries. */
+static int initializer_is(const kc_node *n, const char *value, const char *config) {
+    if (!n || n->kind != KC_NODE_MAP) return 0;
+    const kc_node *cfg = nd_lookup((kc_node *)n, "config");
+    if (!scalar_is(nd_lookup((kc_node *)n, "class_name"), value) || n->n != (cfg ? 2u : 1u))
+        return 0;
+    size_t want = 0;
+    for (const char *p = config; *p;) {
+        char key[64], val[64];
+        int used = 0;
+        if (sscanf(p, " %63[^=]=%63s%n", key, val, &used) != 2 || used <= 0) return 0;
+        if (!scalar_is(nd_lookup((kc_node *)cfg, key), val)) return 0;
+        want++;
+        p += used;
+        while (*p == ' ')
+            p++;
+    }
+    return (cfg ? cfg->n : 0) == want;
+}
+
 static int is_default(const char *cls, kc_node *args, const char *key, const kc_node *v) {
-    int pool = !strcmp(cls, "MaxPooling2D") || !strcmp(cls, "AveragePooling2D");
+    int pool = !strcmp(cls, "MaxPooling2D") || !strcmp(cls, "AveragePooling2D") ||
+               !strcmp(cls, "MaxPooling1D") || !strcmp(cls, "AveragePooling1D");
     if (pool && !strcmp(key, "strides")) {
         kc_node *ps = nd_lookup(args, "pool_size");
         return ps ? same_tuple(ps, v) : node_is(v, "2"); /* None means pool_size */
     }
     for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++) {
         const kx_default *d = &defaults[i];
-        if (strcmp(d->cls, cls) || strcmp(d->key, key)) continue;
-        return node_is(v, d->value) || (d->alt && node_is(v, d->alt));
+        if (!class_in(d->cls, cls) || strcmp(d->key, key)) continue;
+        if (d->config ? initializer_is(v, d->value, d->config)
+                      : node_is(v, d->value) || (d->alt && node_is(v, d->alt)))
+            return 1;
     }
     return 0;
 }
@@ -632,7 +708,9 @@ static int convert_sequential(kx *x, const kc_json *cfg, kx_model *m) {
         const char *name = layer_name(entry);
         if (!name) return kx_fail(x, entry, NULL, NULL, "layer of class '%s' has no name", cls);
         const kc_layer_class *lc = kc_layer_class_find(cls);
-        if (lc && kc_layer_class_is_multi(lc))
+        /* the RNNs take extra inputs (initial states) but need only one */
+        if (lc && kc_layer_class_is_multi(lc) &&
+            (lc->min_inputs > 1 || !strcmp(lc->class_name, "Concatenate")))
             return kx_fail(x, kc_json_get(entry, "class_name"), name, cls,
                            "a merge layer needs several inputs, which a Sequential model cannot "
                            "give it");
@@ -645,19 +723,27 @@ static int convert_sequential(kx *x, const kc_json *cfg, kx_model *m) {
 /* ------------------------------------------------------------ Functional */
 
 typedef struct kx_ref {
-    size_t layer, node;
+    size_t layer, node, tensor;
 } kx_ref;
 
 typedef struct kx_call {
     const kc_json *at; /* the inbound node, for errors */
-    kx_ref *refs;
+    kx_ref *refs;      /* the tensor arguments, then the initial_state tensors */
     size_t n;
+    size_t nargs;  /* how many of refs are tensor arguments */
+    kx_ref *masks; /* the `mask` keyword: one per argument */
+    int *has_mask; /* ... where it is a tensor (not null) */
+    size_t nmasks; /* 0: no mask given */
+    const kc_json *mask_at;
+    int cmp_zero; /* a NotEqual op: its second argument is the number 0 */
 } kx_call;
 
 typedef struct kx_layer {
     const kc_json *entry;
     const char *name, *cls;
     int is_input;
+    int is_mask_op; /* Keras 3's NotEqual, which only a mask may come from */
+    int rule;       /* its kc_mask_rule + 1 once known, 0 before */
     kx_call *calls; /* one per inbound node */
     size_t ncalls;
     size_t emitted; /* calls already written */
@@ -670,8 +756,11 @@ typedef struct kx_graph {
 
 static void graph_free(kx_graph *g) {
     for (size_t i = 0; i < g->n; i++) {
-        for (size_t k = 0; k < g->layers[i].ncalls; k++)
+        for (size_t k = 0; k < g->layers[i].ncalls; k++) {
             free(g->layers[i].calls[k].refs);
+            free(g->layers[i].calls[k].masks);
+            free(g->layers[i].calls[k].has_mask);
+        }
         free(g->layers[i].calls);
     }
     free(g->layers);
@@ -686,6 +775,12 @@ static size_t find_layer(const kx_graph *g, const char *name) {
 /* Calls of a layer, for node numbers: an input has its own single node. */
 static size_t call_count(const kx_layer *l) {
     return l->is_input ? 1 : l->ncalls;
+}
+
+/* Keras 3 records the masks it passes between layers as operations of
+ * their own (`NotEqual(ids, 0)` for an Embedding with mask_zero). */
+static int is_mask_op_class(const char *cls) {
+    return !strcmp(cls, "NotEqual");
 }
 
 static int push_ref(kx *x, kx_ref **refs, size_t *n, kx_ref r) {
@@ -710,12 +805,13 @@ static int parse_history(kx *x, const kx_graph *g, const kc_json *h, const char 
     if (li == (size_t)-1)
         return kx_fail(x, h, layer, cls, "refers to a layer '%s' that the model does not have",
                        name);
-    if (tensor != 0)
+    if (tensor >= KC_LAYER_MAX_OUTPUTS)
         return kx_fail(x, h, layer, cls,
-                       "takes output %lld of layer '%s'; kerasc layers have a single output",
-                       (long long)tensor, name);
+                       "takes tensor %lld of layer '%s'; kerasc layers return at most %d",
+                       (long long)tensor, name, KC_LAYER_MAX_OUTPUTS);
     out->layer = li;
     out->node = (size_t)node;
+    out->tensor = (size_t)tensor;
     return KC_OK;
 }
 
@@ -740,17 +836,109 @@ static int collect_k3(kx *x, const kx_graph *g, const kc_json *v, kx_call *c, co
     return rc ? rc : push_ref(x, &c->refs, &c->n, r);
 }
 
-/* Keyword arguments of a call: null ones are Keras's defaults; anything
- * else (training=True, a mask) changes the computation. */
-static int check_kwargs(kx *x, const kc_json *kw, const char *layer, const char *cls) {
+/* A tensor inside keyword arguments: Keras 3's {"class_name":
+ * "__keras_tensor__", ...} or Keras 2's [name, node, tensor]. */
+static int kw_tensor(const kc_json *v, int k3) {
+    if (k3) {
+        const char *c = kc_json_str(kc_json_get(v, "class_name"));
+        return c && !strcmp(c, "__keras_tensor__");
+    }
+    return kc_json_kind_of(v) == KC_JSON_ARRAY && kc_json_str(kc_json_at(v, 0));
+}
+
+static int kw_ref(kx *x, const kx_graph *g, const kc_json *v, int k3, const char *layer,
+                  const char *cls, kx_ref *r) {
+    const kc_json *h = k3 ? kc_json_get(kc_json_get(v, "config"), "keras_history") : v;
+    return parse_history(x, g, h, layer, cls, r);
+}
+
+/* initial_state: one tensor or a list of them, after the call's inputs (an
+ * RNN takes [x, h0(, c0)]). */
+static int kw_initial_state(kx *x, const kx_graph *g, const kc_json *v, int k3, kx_call *c,
+                            const char *layer, const char *cls) {
+    if (kc_json_is_null(v)) return KC_OK;
+    int one = kw_tensor(v, k3);
+    if (!one && kc_json_kind_of(v) != KC_JSON_ARRAY)
+        return kx_fail(x, v, layer, cls, "initial_state must be a tensor or a list of tensors");
+    size_t n = one ? 1 : kc_json_len(v);
+    for (size_t i = 0; i < n; i++) {
+        const kc_json *t = one ? v : kc_json_at(v, i);
+        kx_ref r;
+        if (!kw_tensor(t, k3)) return kx_fail(x, t, layer, cls, "initial_state must list tensors");
+        int rc = kw_ref(x, g, t, k3, layer, cls, &r);
+        if (!rc) rc = push_ref(x, &c->refs, &c->n, r);
+        if (rc) return rc;
+    }
+    return KC_OK;
+}
+
+/* mask: null, a tensor, or a list with one entry (tensor or null) per
+ * argument. Checked against the graph's own masks once every call is read
+ * (check_masks). */
+static int kw_mask(kx *x, const kx_graph *g, const kc_json *v, int k3, kx_call *c,
+                   const char *layer, const char *cls) {
+    if (kc_json_is_null(v)) return KC_OK;
+    int one = kw_tensor(v, k3);
+    if (!one && kc_json_kind_of(v) != KC_JSON_ARRAY)
+        return kx_fail(x, v, layer, cls, "mask must be a tensor or a list of tensors");
+    size_t n = one ? 1 : kc_json_len(v);
+    c->masks = calloc(n ? n : 1, sizeof *c->masks);
+    c->has_mask = calloc(n ? n : 1, sizeof *c->has_mask);
+    if (!c->masks || !c->has_mask) return kx_oom(x);
+    c->nmasks = n;
+    c->mask_at = v;
+    for (size_t i = 0; i < n; i++) {
+        const kc_json *t = one ? v : kc_json_at(v, i);
+        if (kc_json_is_null(t)) continue;
+        if (!kw_tensor(t, k3)) return kx_fail(x, t, layer, cls, "mask must list tensors");
+        int rc = kw_ref(x, g, t, k3, layer, cls, &c->masks[i]);
+        if (rc) return rc;
+        c->has_mask[i] = 1;
+    }
+    return KC_OK;
+}
+
+/* Keyword arguments of a call: null ones are Keras's defaults; Keras 3's
+ * functional models override a recorded training flag with their own
+ * (fit trains, evaluate and predict infer), as kerasc does, while Keras 2
+ * keeps it; initial_state adds inputs and a mask must be the one the graph
+ * passes anyway. Anything else changes the computation. */
+static int read_kwargs(kx *x, const kx_graph *g, const kc_json *kw, int k3, kx_call *c,
+                       const char *layer, const char *cls) {
     if (!kw || kc_json_is_null(kw)) return KC_OK;
     if (kc_json_kind_of(kw) != KC_JSON_OBJECT)
         return kx_fail(x, kw, layer, cls, "call keyword arguments must be an object");
-    for (size_t i = 0; i < kc_json_len(kw); i++)
-        if (!kc_json_is_null(kc_json_at(kw, i)))
-            return kx_fail(x, kc_json_at(kw, i), layer, cls,
-                           "the call argument '%s' is not supported", kc_json_key_at(kw, i));
+    for (size_t i = 0; i < kc_json_len(kw); i++) {
+        const char *key = kc_json_key_at(kw, i);
+        const kc_json *v = kc_json_at(kw, i);
+        int rc = KC_OK;
+        if (kc_json_is_null(v)) continue;
+        if (k3 && !strcmp(key, "training") && kc_json_kind_of(v) == KC_JSON_BOOL) continue;
+        if (!strcmp(key, "initial_state"))
+            rc = kw_initial_state(x, g, v, k3, c, layer, cls);
+        else if (!strcmp(key, "mask"))
+            rc = kw_mask(x, g, v, k3, c, layer, cls);
+        else
+            rc = kx_fail(x, v, layer, cls, "the call argument '%s' is not supported", key);
+        if (rc) return rc;
+    }
     return KC_OK;
+}
+
+/* NotEqual(x, 0): the tensor, and whether the other argument is 0. */
+static int parse_mask_op(kx *x, const kx_graph *g, const kc_json *node, kx_call *c,
+                         const char *layer, const char *cls) {
+    const kc_json *args = kc_json_get(node, "args");
+    c->at = node;
+    if (kc_json_kind_of(node) != KC_JSON_OBJECT || kc_json_kind_of(args) != KC_JSON_ARRAY ||
+        kc_json_len(args) != 2 || !kw_tensor(kc_json_at(args, 0), 1))
+        return kx_fail(x, node, layer, cls, "expected NotEqual(tensor, value)");
+    kx_ref r;
+    int rc = kw_ref(x, g, kc_json_at(args, 0), 1, layer, cls, &r);
+    if (!rc) rc = push_ref(x, &c->refs, &c->n, r);
+    c->nargs = c->n;
+    c->cmp_zero = kc_json_num(kc_json_at(args, 1)) == 0.0; /* NaN for anything else */
+    return rc;
 }
 
 static int parse_call(kx *x, const kx_graph *g, const kc_json *node, kx_call *c, const char *layer,
@@ -761,19 +949,20 @@ static int parse_call(kx *x, const kx_graph *g, const kc_json *node, kx_call *c,
         if (kc_json_kind_of(args) != KC_JSON_ARRAY)
             return kx_fail(x, node, layer, cls, "an inbound node needs an \"args\" list");
         int rc = collect_k3(x, g, args, c, layer, cls);
-        return rc ? rc : check_kwargs(x, kc_json_get(node, "kwargs"), layer, cls);
+        c->nargs = c->n;
+        return rc ? rc : read_kwargs(x, g, kc_json_get(node, "kwargs"), 1, c, layer, cls);
     }
     if (kc_json_kind_of(node) != KC_JSON_ARRAY) /* Keras 2: [[name, node, tensor, kwargs], ...] */
         return kx_fail(x, node, layer, cls, "an inbound node must be a list or an object");
     for (size_t i = 0; i < kc_json_len(node); i++) {
-        const kc_json *h = kc_json_at(node, i);
         kx_ref r;
-        int rc = parse_history(x, g, h, layer, cls, &r);
-        if (!rc) rc = check_kwargs(x, kc_json_at(h, 3), layer, cls);
+        int rc = parse_history(x, g, kc_json_at(node, i), layer, cls, &r);
         if (!rc) rc = push_ref(x, &c->refs, &c->n, r);
         if (rc) return rc;
     }
-    return KC_OK;
+    /* Keras 2 repeats the keyword arguments on each tensor of the first argument */
+    c->nargs = c->n;
+    return read_kwargs(x, g, kc_json_at(kc_json_at(node, 0), 3), 0, c, layer, cls);
 }
 
 static int read_layers(kx *x, const kc_json *layers, kx_graph *g) {
@@ -793,6 +982,7 @@ static int read_layers(kx *x, const kc_json *layers, kx_graph *g) {
         if (find_layer(g, l->name) != (size_t)-1)
             return kx_fail(x, entry, l->name, l->cls, "a second layer has the name '%s'", l->name);
         l->is_input = is_input_class(l->cls);
+        l->is_mask_op = is_mask_op_class(l->cls);
         g->n++;
     }
     /* inbound nodes only after every name is known */
@@ -811,8 +1001,10 @@ static int read_layers(kx *x, const kc_json *layers, kx_graph *g) {
         if (!l->calls) return kx_oom(x);
         for (size_t k = 0; k < kc_json_len(nodes); k++) {
             l->ncalls++;
-            if ((rc = parse_call(x, g, kc_json_at(nodes, k), &l->calls[k], l->name, l->cls)))
-                return rc;
+            rc = l->is_mask_op
+                     ? parse_mask_op(x, g, kc_json_at(nodes, k), &l->calls[k], l->name, l->cls)
+                     : parse_call(x, g, kc_json_at(nodes, k), &l->calls[k], l->name, l->cls);
+            if (rc) return rc;
         }
     }
     return KC_OK;
@@ -824,6 +1016,16 @@ static int check_graph(kx *x, const kx_graph *g) {
     for (size_t i = 0; i < g->n; i++) {
         const kx_layer *l = &g->layers[i];
         if (l->is_input) continue;
+        for (size_t k = 0; k < l->ncalls; k++)
+            for (size_t j = 0; j < l->calls[k].n; j++) {
+                const kx_layer *src = &g->layers[l->calls[k].refs[j].layer];
+                if (src->is_mask_op)
+                    return kx_fail(x, l->calls[k].at, l->name, l->cls,
+                                   "takes the output of '%s' (%s), an operation kerasc does not "
+                                   "support; it may only be a layer's mask",
+                                   src->name, src->cls);
+            }
+        if (l->is_mask_op) continue;
         const kc_layer_class *lc = kc_layer_class_find(l->cls);
         if (!lc) return unsupported_class(x, kc_json_get(l->entry, "class_name"), l->name, l->cls);
         int lo, hi;
@@ -854,7 +1056,9 @@ static int check_graph(kx *x, const kx_graph *g) {
 /* `name` for a layer's first call, `name[k]` for later ones (Keras's node
  * numbering). */
 static void ref_text(const kx_graph *g, kx_ref r, char *buf, size_t n) {
-    if (r.node == 0)
+    if (r.tensor != 0)
+        snprintf(buf, n, "%s[%zu][%zu]", g->layers[r.layer].name, r.node, r.tensor);
+    else if (r.node == 0)
         snprintf(buf, n, "%s", g->layers[r.layer].name);
     else
         snprintf(buf, n, "%s[%zu]", g->layers[r.layer].name, r.node);
@@ -894,7 +1098,7 @@ static int emit_call(kx *x, kx_graph *g, size_t li, kx_model *m, kx_ref *prev) {
     if (l->is_input) {
         if ((rc = input_entry(x, l->entry, m))) return rc;
         l->emitted = 1;
-        *prev = (kx_ref){li, 0};
+        *prev = (kx_ref){li, 0, 0};
         return KC_OK;
     }
     kx_entry *en;
@@ -906,14 +1110,15 @@ static int emit_call(kx *x, kx_graph *g, size_t li, kx_model *m, kx_ref *prev) {
     }
     const kx_call *c = &l->calls[k];
     int implicit = k == 0 && c->n == 1 && prev->layer != (size_t)-1 && prev->node == 0 &&
-                   c->refs[0].layer == prev->layer && c->refs[0].node == 0;
+                   c->refs[0].layer == prev->layer && c->refs[0].node == 0 &&
+                   c->refs[0].tensor == 0;
     for (size_t j = 0; !implicit && j < c->n; j++) {
         char buf[300];
         ref_text(g, c->refs[j], buf, sizeof buf);
         if (strv_push(&en->inputs, &en->ninputs, buf)) return kx_oom(x);
     }
     l->emitted++;
-    *prev = (kx_ref){li, k};
+    *prev = (kx_ref){li, k, 0};
     return KC_OK;
 }
 
@@ -923,8 +1128,11 @@ static int emit_call(kx *x, kx_graph *g, size_t li, kx_model *m, kx_ref *prev) {
 static int emit_graph(kx *x, kx_graph *g, kx_model *m) {
     size_t total = 0, done = 0;
     for (size_t i = 0; i < g->n; i++)
-        total += call_count(&g->layers[i]);
-    kx_ref prev = {(size_t)-1, 0};
+        if (g->layers[i].is_mask_op)
+            g->layers[i].emitted = call_count(&g->layers[i]); /* never written */
+        else
+            total += call_count(&g->layers[i]);
+    kx_ref prev = {(size_t)-1, 0, 0};
     while (done < total) {
         size_t pick = (size_t)-1;
         for (size_t i = 0; i < g->n && pick == (size_t)-1; i++) {
@@ -959,6 +1167,10 @@ static int io_names(kx *x, const kx_graph *g, const kc_json *v, const char *what
         char buf[300];
         if (inputs && !l->is_input)
             rc = kx_fail(x, v, NULL, NULL, "model input '%s' is not an InputLayer", l->name);
+        else if (l->is_mask_op)
+            rc = kx_fail(x, v, NULL, NULL,
+                         "model output '%s' is a %s operation, which kerasc does not support",
+                         l->name, l->cls);
         else if (refs[i].node >= call_count(l))
             rc = kx_fail(x, v, NULL, NULL,
                          "\"%s\" names node %zu of layer '%s', which is called "
@@ -972,6 +1184,122 @@ static int io_names(kx *x, const kx_graph *g, const kc_json *v, const char *what
     return rc;
 }
 
+/* ------------------------------------------------------------ masks */
+
+/* What layer l does with masks in kerasc (its class's mask_rule for its
+ * arguments), kept in l->rule. */
+static int layer_rule(kx *x, kx_layer *l, kc_mask_rule *out) {
+    if (l->rule) {
+        *out = (kc_mask_rule)(l->rule - 1);
+        return KC_OK;
+    }
+    const kc_layer_class *lc = kc_layer_class_find(l->cls);
+    kx_entry en = {0};
+    int rc = layer_args(x, kc_json_get(l->entry, "config"), l->name, l->cls, &en);
+    kc_node *where = rc ? NULL : nd_scalar(x, kc_json_get(l->entry, "class_name"), l->cls, 1);
+    if (!rc && !where) rc = kx_oom(x);
+    kc_layer *made = NULL;
+    if (!rc) {
+        kc_args a;
+        kc_args_init(&a, en.args, where, lc->class_name);
+        rc = kc_layer_create(lc, &a, where, &made, x->e);
+    }
+    kc_mask_rule r = KC_MASK_NONE;
+    if (!rc && lc->mask_rule) r = lc->mask_rule(made);
+    kc_layer_free(made);
+    nd_free(where);
+    nd_free(en.args);
+    if (rc) return rc;
+    l->rule = (int)r + 1;
+    *out = r;
+    return KC_OK;
+}
+
+/* Follows tensor r back to where its mask is made, as kerasc passes masks
+ * on: *found is set when an Embedding(mask_zero) makes it, with *ids the
+ * tensor the Embedding was called on (whose `!= 0` the mask is). A mask
+ * made otherwise (Masking, a merge's OR) or none at all leaves it 0. */
+static int mask_origin(kx *x, kx_graph *g, kx_ref r, kx_ref *ids, int *found) {
+    *found = 0;
+    for (size_t hops = 0; hops <= g->n * 64; hops++) {
+        kx_layer *l = &g->layers[r.layer];
+        if (l->is_input || l->is_mask_op || r.tensor != 0 || r.node >= l->ncalls) return KC_OK;
+        const kx_call *c = &l->calls[r.node];
+        kc_mask_rule rule;
+        int rc = layer_rule(x, l, &rule);
+        if (rc) return rc;
+        if (rule == KC_MASK_PRODUCE) {
+            if (!strcmp(l->cls, "Embedding") && c->n >= 1) {
+                *ids = c->refs[0];
+                *found = 1;
+            }
+            return KC_OK;
+        }
+        if ((rule != KC_MASK_PROPAGATE && rule != KC_MASK_CONSUME_PROPAGATE) || c->nargs != 1)
+            return KC_OK;
+        r = c->refs[0];
+    }
+    return KC_OK;
+}
+
+static int same_ref(kx_ref a, kx_ref b) {
+    return a.layer == b.layer && a.node == b.node && a.tensor == b.tensor;
+}
+
+/* A mask given to argument j of call c must be the one the graph gives it
+ * anyway: NotEqual(ids, 0) of the ids whose Embedding(mask_zero) output
+ * reaches the argument through layers that pass masks on. */
+static int check_call_mask(kx *x, kx_graph *g, const kx_layer *l, const kx_call *c, size_t j) {
+    char arg[300], mask[300];
+    ref_text(g, c->refs[j], arg, sizeof arg);
+    ref_text(g, c->masks[j], mask, sizeof mask);
+    const kx_layer *m = &g->layers[c->masks[j].layer];
+    const kx_call *mc = m->is_mask_op && c->masks[j].node < m->ncalls && c->masks[j].tensor == 0
+                            ? &m->calls[c->masks[j].node]
+                            : NULL;
+    kx_ref ids;
+    int found;
+    int rc = mask_origin(x, g, c->refs[j], &ids, &found);
+    if (rc) return rc;
+    if (mc && mc->cmp_zero && found && same_ref(mc->refs[0], ids)) return KC_OK;
+    if (!mc || !mc->cmp_zero)
+        return kx_fail(x, c->mask_at, l->name, l->cls,
+                       "is given the mask '%s' (%s), which kerasc cannot compute; a layer's mask "
+                       "can only be the one its input carries (an Embedding with mask_zero)",
+                       mask, m->cls);
+    char want[300];
+    ref_text(g, mc->refs[0], want, sizeof want);
+    if (!found)
+        return kx_fail(x, c->mask_at, l->name, l->cls,
+                       "is given the mask '%s' (%s != 0), but its input '%s' carries no mask in "
+                       "kerasc; masks come from Embedding(mask_zero) through layers that pass "
+                       "them on",
+                       mask, want, arg);
+    char have[300];
+    ref_text(g, ids, have, sizeof have);
+    return kx_fail(x, c->mask_at, l->name, l->cls,
+                   "is given the mask '%s' (%s != 0), but its input '%s' carries the mask of "
+                   "'%s' != 0",
+                   mask, want, arg, have);
+}
+
+static int check_masks(kx *x, kx_graph *g) {
+    for (size_t i = 0; i < g->n; i++) {
+        const kx_layer *l = &g->layers[i];
+        for (size_t k = 0; !l->is_input && !l->is_mask_op && k < l->ncalls; k++) {
+            const kx_call *c = &l->calls[k];
+            if (c->nmasks && c->nmasks != c->nargs)
+                return kx_fail(x, c->mask_at, l->name, l->cls, "is given %zu masks for %zu inputs",
+                               c->nmasks, c->nargs);
+            for (size_t j = 0; j < c->nmasks; j++) {
+                int rc = c->has_mask[j] ? check_call_mask(x, g, l, c, j) : KC_OK;
+                if (rc) return rc;
+            }
+        }
+    }
+    return KC_OK;
+}
+
 static int convert_functional(kx *x, const kc_json *cfg, kx_model *m) {
     const kc_json *layers = kc_json_get(cfg, "layers");
     if (kc_json_kind_of(layers) != KC_JSON_ARRAY || kc_json_len(layers) == 0)
@@ -982,6 +1310,7 @@ static int convert_functional(kx *x, const kc_json *cfg, kx_model *m) {
     kx_graph g = {0};
     int rc = read_layers(x, layers, &g);
     if (!rc) rc = check_graph(x, &g);
+    if (!rc) rc = check_masks(x, &g);
     if (!rc) {
         const kc_json *in = kc_json_get(cfg, "input_layers"),
                       *out = kc_json_get(cfg, "output_layers");
@@ -1104,6 +1433,95 @@ static void put_flow(kc_strbuf *b, const kc_node *n) {
     }
 }
 
+/* ---- the layer a wrapper (Bidirectional, TimeDistributed) holds ---- */
+
+static int is_wrapper(const char *cls) {
+    return !strcmp(cls, "Bidirectional") || !strcmp(cls, "TimeDistributed");
+}
+
+/* {class_name: X, config: {...}}: X and the config, or 0. */
+static int inner_parts(const kc_node *v, const char **cls, kc_node **cfg) {
+    if (!v || v->kind != KC_NODE_MAP) return 0;
+    kc_node *c = nd_lookup((kc_node *)v, "class_name");
+    *cfg = nd_lookup((kc_node *)v, "config");
+    if (!c || c->kind != KC_NODE_SCALAR || !*cfg || (*cfg)->kind != KC_NODE_MAP) return 0;
+    *cls = c->str;
+    return 1;
+}
+
+/* An inner layer's argument that says nothing: a default of its class,
+ * trainable true, its dtype (only float32 converts). */
+static int inner_default(const char *cls, kc_node *cfg, const char *key, const kc_node *v) {
+    return !strcmp(key, "dtype") || (!strcmp(key, "trainable") && scalar_is(v, "true")) ||
+           is_default(cls, cfg, key, v);
+}
+
+static void put_inner(kc_strbuf *b, const kc_node *v) {
+    const char *cls;
+    kc_node *cfg;
+    if (!inner_parts(v, &cls, &cfg) || v->n != 2) {
+        put_flow(b, v);
+        return;
+    }
+    kc_strbuf_puts(b, "{class_name: ");
+    put_str(b, cls, 1);
+    kc_strbuf_puts(b, ", config: {");
+    const char *sep = "";
+    for (size_t i = 0; i < cfg->n; i++) {
+        const char *key = kc_map_key(cfg, i)->str;
+        const kc_node *val = kc_map_val(cfg, i);
+        if (inner_default(cls, cfg, key, val)) continue;
+        kc_strbuf_puts(b, sep);
+        put_str(b, key, 1);
+        kc_strbuf_puts(b, ": ");
+        put_flow(b, val);
+        sep = ", ";
+    }
+    kc_strbuf_puts(b, "}}");
+}
+
+static int same_text(const kc_node *a, const kc_node *b) {
+    if (!a || !b) return a == b;
+    kc_strbuf x = {0}, y = {0};
+    put_flow(&x, a);
+    put_flow(&y, b);
+    int same = x.len == y.len && !memcmp(kc_strbuf_str(&x), kc_strbuf_str(&y), x.len);
+    kc_strbuf_free(&x);
+    kc_strbuf_free(&y);
+    return same;
+}
+
+/* The backward layer Keras writes for a Bidirectional is the one kerasc
+ * makes itself when it is a copy of the forward layer running backwards:
+ * the same class and arguments but its name and go_backwards. */
+/* The backward layer's name is the one Keras gives the copy it makes:
+ * backward_<name> for the forward layer forward_<name> (or <name>). */
+static int default_backward_name(kc_node *f, kc_node *bk) {
+    const kc_node *fn = nd_lookup(f, "name"), *bn = nd_lookup(bk, "name");
+    if (!bn) return 1;
+    if (!fn || fn->kind != KC_NODE_SCALAR || bn->kind != KC_NODE_SCALAR) return 0;
+    const char *base = fn->str;
+    if (!strncmp(base, "forward_", 8)) base += 8;
+    return !strncmp(bn->str, "backward_", 9) && !strcmp(bn->str + 9, base);
+}
+
+static int mirrors_forward(kc_node *args, const kc_node *bwd) {
+    const char *fc, *bc;
+    kc_node *f, *bk;
+    if (!inner_parts(nd_lookup(args, "layer"), &fc, &f) || !inner_parts(bwd, &bc, &bk) ||
+        strcmp(fc, bc))
+        return 0;
+    kc_node *maps[2] = {f, bk};
+    for (int m = 0; m < 2; m++)
+        for (size_t i = 0; i < maps[m]->n; i++) {
+            const char *key = kc_map_key(maps[m], i)->str;
+            if (!strcmp(key, "name") || !strcmp(key, "go_backwards")) continue;
+            if (!same_text(nd_lookup(f, key), nd_lookup(bk, key))) return 0;
+        }
+    kc_node *fg = nd_lookup(f, "go_backwards"), *bg = nd_lookup(bk, "go_backwards");
+    return scalar_is(fg, "true") != scalar_is(bg, "true") && default_backward_name(f, bk);
+}
+
 static void put_names(kc_strbuf *b, char **v, int n) {
     if (n == 1) {
         put_str(b, v[0], 1);
@@ -1139,10 +1557,16 @@ static void put_entry(kc_strbuf *b, const kx_entry *en) {
         const char *key = kc_map_key(en->args, i)->str;
         const kc_node *v = kc_map_val(en->args, i);
         if (strcmp(en->cls, "Input") && is_default(en->cls, en->args, key, v)) continue;
+        int wrapped =
+            is_wrapper(en->cls) && (!strcmp(key, "layer") || !strcmp(key, "backward_layer"));
+        if (wrapped && !strcmp(key, "backward_layer") && mirrors_forward(en->args, v)) continue;
         kc_strbuf_puts(b, sep);
         put_str(b, key, 1);
         kc_strbuf_puts(b, ": ");
-        put_flow(b, v);
+        if (wrapped)
+            put_inner(b, v);
+        else
+            put_flow(b, v);
         sep = ", ";
     }
     if (!en->trainable) {

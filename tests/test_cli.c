@@ -1,6 +1,8 @@
 /* The kerasc command line, run as users run it: every verb, the files it
  * writes, exit statuses, and the errors for bad input. $KERASC names the
  * binary under test (the Makefile sets it). */
+#include <dirent.h>
+
 #include "clitest.h"
 #include "tests/devices.h"
 
@@ -88,6 +90,29 @@ START_TEST(summary_matches_keras) {
     int st = run("summary '%s/configs/mnist_cnn.yaml'", src);
     ck_assert_msg(st == 0, "summary failed: %s", err_buf);
     ck_assert_str_eq(out_buf, seed_summary);
+}
+END_TEST
+
+/* Every shipped model file reads and builds: its summary prints. */
+START_TEST(every_config_summarises) {
+    const char *src = getenv("KERASC_SRC");
+    ck_assert_msg(src && *src, "set KERASC_SRC to the source tree");
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/configs", src);
+    DIR *d = opendir(dir);
+    ck_assert_msg(d != NULL, "cannot list %s", dir);
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t l = strlen(de->d_name);
+        if (l < 6 || strcmp(de->d_name + l - 5, ".yaml")) continue;
+        int st = run("summary '%s/%s'", dir, de->d_name);
+        ck_assert_msg(st == 0, "summary of configs/%s failed: %s", de->d_name, err_buf);
+        ck_assert_msg(strstr(out_buf, "Total params"), "configs/%s: %s", de->d_name, out_buf);
+        n++;
+    }
+    closedir(d);
+    ck_assert_msg(n >= 10, "only %d model files in %s", n, dir);
 }
 END_TEST
 
@@ -334,6 +359,7 @@ int main(void) {
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_add_test(t, help_and_version);
     tcase_add_test(t, summary_matches_keras);
+    tcase_add_test(t, every_config_summarises);
     tcase_add_test(t, train_evaluate_predict);
     tcase_add_test(t, every_backend_from_the_command_line);
     tcase_add_test(t, same_seed_same_bytes);

@@ -763,22 +763,32 @@ START_TEST(test_model_errors) {
         graph_head);
     e = convert_text_err(json);
     ck_assert_has(e.msg, "layer 'd' (Dense): its inputs form a cycle");
-    snprintf(
-        json, sizeof json,
+    static const char dropout_k3[] =
         "%s{\"name\": \"d\", \"class_name\": \"Dropout\", \"config\": {\"name\": \"d\", \"rate\": "
         "0.5}, \"inbound_nodes\": [{\"args\": [{\"class_name\": \"__keras_tensor__\", "
         "\"config\": {\"shape\": [null, 4], \"dtype\": \"float32\", \"keras_history\": "
-        "[\"i\", 0, 0]}}], \"kwargs\": {\"training\": true}}]}], \"input_layers\": "
-        "[\"i\", 0, 0], \"output_layers\": [\"d\", 0, 0]}}",
-        graph_head);
+        "[\"i\", 0, 0]}}], \"kwargs\": {%s}}]}], \"input_layers\": "
+        "[\"i\", 0, 0], \"output_layers\": [\"d\", 0, 0]}}";
+    snprintf(json, sizeof json, dropout_k3, graph_head, "\"seed\": 3");
+    e = convert_text_err(json);
+    ck_assert_has(e.msg, "layer 'd' (Dropout): the call argument 'seed' is not supported");
+    /* Keras 3's model call sets training itself: a recorded flag converts,
+     * as does a null keyword */
+    const char *kws[] = {"\"training\": true", "\"seed\": null"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(json, sizeof json, dropout_k3, graph_head, kws[i]);
+        char *t = convert_text_ok(json);
+        ck_assert_has(t, "    - Dropout: {name: d, rate: 0.5}\n");
+        free(t);
+    }
+    /* Keras 2 keeps a recorded training flag over the model's: refused */
+    snprintf(json, sizeof json,
+             "%s{\"name\": \"d\", \"class_name\": \"Dropout\", \"config\": {\"name\": \"d\", "
+             "\"rate\": 0.5}, \"inbound_nodes\": [[[\"i\", 0, 0, {\"training\": true}]]]}], "
+             "\"input_layers\": [[\"i\", 0, 0]], \"output_layers\": [[\"d\", 0, 0]]}}",
+             graph_head);
     e = convert_text_err(json);
     ck_assert_has(e.msg, "layer 'd' (Dropout): the call argument 'training' is not supported");
-    /* the same call without the keyword converts */
-    char *fixed = strstr(json, "{\"training\": true}");
-    memcpy(fixed, "{\"training\": null}", 18);
-    char *t = convert_text_ok(json);
-    ck_assert_has(t, "    - Dropout: {name: d, rate: 0.5}\n");
-    free(t);
 }
 END_TEST
 
@@ -1058,6 +1068,245 @@ START_TEST(test_applications_import) {
 }
 END_TEST
 
+/* ------------------------------------------------------ sequence models */
+
+/* The classes a sequence fixture needs, so its checks wait for them. */
+static int classes_present(const char *model) {
+    static const char *const need[][3] = {{"seq2seq", "LSTM", NULL},
+                                          {"masked_functional", "LSTM", "GRU"},
+                                          {"masked_lstm", "LSTM", NULL},
+                                          {"gru_stack", "GRU", "SimpleRNN"},
+                                          {"bidirectional", "Bidirectional", "LSTM"},
+                                          {"time_distributed", "TimeDistributed", "GRU"}};
+    for (size_t i = 0; i < sizeof need / sizeof need[0]; i++) {
+        if (strcmp(need[i][0], model)) continue;
+        for (int k = 1; k < 3; k++)
+            if (need[i][k] && !kc_layer_class_find(need[i][k])) return 0;
+    }
+    return 1;
+}
+
+/* Sequence models as Keras 3 writes them (sequence/, made by
+ * make_sequence.py) convert, load, and count Keras's parameters in
+ * `kerasc summary`. */
+START_TEST(test_sequence_models_import) {
+    static char out[1 << 16], err[1 << 14];
+    FILE *counts = fopen(fixture("sequence/counts.txt"), "r");
+    ck_assert_ptr_nonnull(counts);
+    char name[64], rel[128], args[9000], want[64], line[128];
+    long long total, frozen;
+    int models = 0, ran = 0;
+    while (fscanf(counts, "%63s %lld %lld", name, &total, &frozen) == 3) {
+        models++;
+        if (!classes_present(name)) continue;
+        snprintf(rel, sizeof rel, "sequence/%s.json", name);
+        char *text = convert_ok(fixture(rel));
+        kc_config *cfg = NULL;
+        kc_error e = {0};
+        ck_assert_msg(kc_config_parse_text("converted", ".", text, strlen(text), &cfg, &e) == 0,
+                      "%s: %s\n%s", name, e.msg, text);
+        ck_assert_int_eq(kc_model_param_count(cfg->model, 0), total);
+        kc_config_free(cfg);
+        free(text);
+        snprintf(args, sizeof args, "summary '%s'", fixture(rel));
+        ck_assert_msg(run_cli(args, out, sizeof out, err, sizeof err) == 0, "%s: %s", name, err);
+        with_commas(total, want, sizeof want);
+        snprintf(line, sizeof line, "Total params: %s ", want);
+        ck_assert_msg(strstr(out, line), "%s: no '%s' in:\n%s", name, line, out);
+        with_commas(frozen, want, sizeof want);
+        snprintf(line, sizeof line, "Non-trainable params: %s ", want);
+        ck_assert_msg(strstr(out, line), "%s: no '%s' in:\n%s", name, line, out);
+        ran++;
+    }
+    fclose(counts);
+    ck_assert_int_eq(models, 7);
+    ck_assert_int_ge(ran, 4); /* a fixture waits only for a class kerasc lacks */
+}
+END_TEST
+
+/* Keras's defaults of the sequence layers are left out, the decoder's
+ * initial_state becomes inputs of its call and the encoder's states are
+ * referenced as enc[0][1], enc[0][2]; the masks Keras 3 records as NotEqual
+ * operations leave no trace. */
+START_TEST(test_sequence_yaml_clean) {
+    static const char *const expect[][2] = {
+        {"seq2seq", "    - LSTM: {name: enc, return_state: true, units: 16, inputs: enc_in}\n"},
+        {"seq2seq", "    - LSTM: {name: dec, return_sequences: true, units: 16, inputs: [dec_in, "
+                    "\"enc[0][1]\", \"enc[0][2]\"]}\n"},
+        {"conv1d_text", "    - Embedding: {name: embedding, input_dim: 100, output_dim: 16}\n"
+                        "    - Conv1D: {name: conv1d, filters: 32, kernel_size: [5], activation: "
+                        "relu}\n"
+                        "    - MaxPooling1D: {name: max_pooling1d}\n"
+                        "    - Conv1D: {name: conv1d_1, filters: 32, kernel_size: [3], padding: "
+                        "same, activation: relu}\n"
+                        "    - AveragePooling1D: {name: average_pooling1d, pool_size: [2]}\n"
+                        "    - ZeroPadding1D: {name: zero_padding1d}\n"
+                        "    - Cropping1D: {name: cropping1d}\n"
+                        "    - UpSampling1D: {name: up_sampling1d}\n"
+                        "    - GlobalMaxPooling1D: {name: global_max_pooling1d}\n"},
+        {"gru_stack", "    - GRU: {name: gru, return_sequences: true, units: 10}\n"
+                      "    - SimpleRNN: {name: rnn, units: 7}\n"},
+        {"masked_lstm", "    - Embedding: {name: embedding, input_dim: 50, output_dim: 8, "
+                        "mask_zero: true}\n    - LSTM: {name: lstm, units: 12}\n"},
+        {"masked_functional", "    - Embedding: {name: emb, input_dim: 20, output_dim: 4, "
+                              "mask_zero: true}\n"
+                              "    - LSTM: {name: l1, return_sequences: true, units: 5}\n"
+                              "    - Dense: {name: mid, units: 5}\n"
+                              "    - GRU: {name: l2, units: 3}\n"},
+        {"bidirectional", "    - Bidirectional: {name: bidirectional, layer: {class_name: LSTM, "
+                          "config: {name: forward_lstm, units: 5}}}\n"},
+        {"time_distributed", "    - TimeDistributed: {name: time_distributed, layer: {class_name: "
+                             "Dense, config: {name: dense, units: 3, activation: relu}}}\n"},
+    };
+    for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++) {
+        char rel[128];
+        snprintf(rel, sizeof rel, "sequence/%s.json", expect[i][0]);
+        char *text = convert_ok(fixture(rel));
+        ck_assert_has(text, expect[i][1]);
+        ck_assert_msg(!strstr(text, "not_equal") && !strstr(text, "merge_mode") &&
+                          !strstr(text, "data_format"),
+                      "%s", text);
+        free(text);
+    }
+    /* a backward layer that is not the forward one reversed is kept */
+    if (!kc_layer_class_find("Bidirectional")) return;
+    size_t len;
+    char *json = slurp(fixture("sequence/bidirectional.json"), &len);
+    char *second = strstr(strstr(json, "\"activation\": \"tanh\"") + 1, "\"activation\": \"tanh\"");
+    ck_assert_ptr_nonnull(second);
+    memcpy(second, "\"activation\": \"relu\"", 20);
+    char *text = convert_text_ok(json);
+    ck_assert_has(text, "backward_layer: {class_name: LSTM, config: {name: backward_lstm, "
+                        "go_backwards: true, units: 5, activation: relu}}}\n");
+    kc_config *cfg = NULL;
+    kc_error e = {0};
+    ck_assert_msg(kc_config_parse_text("converted", ".", text, strlen(text), &cfg, &e) == 0,
+                  "%s\n%s", e.msg, text);
+    ck_assert_int_eq(kc_model_param_count(cfg->model, 0), 682);
+    kc_config_free(cfg);
+    free(text);
+    free(json);
+}
+END_TEST
+
+#define K3T(name, t)                                                                               \
+    "{\"class_name\": \"__keras_tensor__\", \"config\": {\"keras_history\": [\"" name "\", 0, " #t \
+    "]}}"
+
+/* ids -> Embedding(mask_zero) -> `mid` -> LSTM given mask=ne, where ne is
+ * NotEqual(ne_arg, zero). */
+static void mask_graph(char *json, size_t n, const char *mid, const char *ne_arg,
+                       const char *zero) {
+    snprintf(
+        json, n,
+        "{\"class_name\": \"Functional\", \"config\": {\"name\": \"f\", \"layers\": ["
+        "{\"name\": \"ids\", \"class_name\": \"InputLayer\", \"config\": {\"batch_shape\": "
+        "[null, 6], \"name\": \"ids\"}, \"inbound_nodes\": []}, "
+        "{\"name\": \"emb\", \"class_name\": \"Embedding\", \"config\": {\"name\": \"emb\", "
+        "\"input_dim\": 20, \"output_dim\": 4, \"mask_zero\": true}, \"inbound_nodes\": "
+        "[{\"args\": [" K3T(
+            "ids",
+            0) "], \"kwargs\": {}}]}, "
+               "{\"name\": \"ne\", \"class_name\": \"NotEqual\", \"config\": {\"name\": \"ne\"}, "
+               "\"inbound_nodes\": [{\"args\": [{\"class_name\": \"__keras_tensor__\", \"config\": "
+               "{\"keras_history\": [\"%s\", 0, 0]}}, %s], \"kwargs\": {}}]}, "
+               "{\"name\": \"mid\", \"class_name\": %s, \"inbound_nodes\": [{\"args\": "
+               "[" K3T("emb", 0) "], \"kwargs\": {}}]}, "
+                                 "{\"name\": \"l\", \"class_name\": \"LSTM\", \"config\": "
+                                 "{\"name\": \"l\", \"units\": "
+                                 "3}, \"inbound_nodes\": [{\"args\": [" K3T(
+                                     "mid", 0) "], \"kwargs\": {\"training\": "
+                                               "false, \"mask\": " K3T(
+                                                   "ne", 0) "}}]}], "
+                                                            "\"input_layers\": [[\"ids\", 0, 0]], "
+                                                            "\"output_layers\": [[\"l\", 0, 0]]}}",
+        ne_arg, zero, mid);
+}
+
+/* A call's `mask` is accepted when it is the mask the graph carries to it
+ * anyway, and refused otherwise, naming the call. */
+START_TEST(test_call_masks) {
+    if (!kc_layer_class_find("LSTM")) return;
+    static const char dense[] = "\"Dense\", \"config\": {\"name\": \"mid\", \"units\": 5}",
+                      conv[] = "\"Conv1D\", \"config\": {\"name\": \"mid\", \"filters\": 5, "
+                               "\"kernel_size\": 1}";
+    char json[4096];
+    mask_graph(json, sizeof json, dense, "ids", "0");
+    char *t = convert_text_ok(json);
+    ck_assert_has(t, "    - Dense: {name: mid, units: 5}\n    - LSTM: {name: l, units: 3}\n");
+    ck_assert_msg(!strstr(t, "name: ne"), "%s", t);
+    free(t);
+    mask_graph(json, sizeof json, conv, "ids", "0");
+    kc_error e = convert_text_err(json);
+    ck_assert_has(e.msg, "layer 'l' (LSTM): is given the mask 'ne' (ids != 0), but its input "
+                         "'mid' carries no mask in kerasc");
+    mask_graph(json, sizeof json, dense, "ids", "5");
+    e = convert_text_err(json);
+    ck_assert_has(e.msg, "layer 'l' (LSTM): is given the mask 'ne' (NotEqual), which kerasc "
+                         "cannot compute");
+    mask_graph(json, sizeof json, dense, "mid", "0");
+    e = convert_text_err(json);
+    ck_assert_has(e.msg, "is given the mask 'ne' (mid != 0), but its input 'mid' carries the mask "
+                         "of 'ids' != 0");
+    ck_assert_has(e.msg, "inline.json:1:");
+    /* an operation's output as a layer's input is refused */
+    char *at = strstr(json, "\"args\": [" K3T("mid", 0) "], \"kwargs\": {\"training\"");
+    ck_assert_ptr_nonnull(at);
+    memcpy(at + strlen("\"args\": [{\"class_name\": \"__keras_tensor__\", \"config\": "
+                       "{\"keras_history\": [\""),
+           "ne\", 0, 0]} ", 12);
+    e = convert_text_err(json);
+    ck_assert_has(e.msg, "layer 'l' (LSTM): takes the output of 'ne' (NotEqual), an operation "
+                         "kerasc does not support");
+}
+END_TEST
+
+/* Keras 2's call keywords: initial_state tensors become inputs of the
+ * call; tensors other than 0 of a call are references such as enc[0][2],
+ * as inputs and as model outputs. */
+START_TEST(test_initial_state_keras2) {
+    if (!kc_layer_class_find("LSTM")) return;
+    static const char k2[] =
+        "{\"class_name\": \"Functional\", \"config\": {\"name\": \"s2s\", \"layers\": ["
+        "{\"name\": \"enc_in\", \"class_name\": \"InputLayer\", \"config\": "
+        "{\"batch_input_shape\": [null, 10, 8], \"dtype\": \"float32\", \"name\": \"enc_in\"}, "
+        "\"inbound_nodes\": []}, "
+        "{\"name\": \"dec_in\", \"class_name\": \"InputLayer\", \"config\": "
+        "{\"batch_input_shape\": [null, 12, 8], \"dtype\": \"float32\", \"name\": \"dec_in\"}, "
+        "\"inbound_nodes\": []}, "
+        "{\"name\": \"enc\", \"class_name\": \"LSTM\", \"config\": {\"name\": \"enc\", "
+        "\"units\": 16, \"return_state\": true}, \"inbound_nodes\": [[[\"enc_in\", 0, 0, {}]]]}, "
+        "{\"name\": \"dec\", \"class_name\": \"LSTM\", \"config\": {\"name\": \"dec\", "
+        "\"units\": 16, \"return_sequences\": true}, \"inbound_nodes\": [[[\"dec_in\", 0, 0, "
+        "{\"initial_state\": [[\"enc\", 0, 1], [\"enc\", 0, 2]]}]]]}, "
+        "{\"name\": \"out\", \"class_name\": \"Dense\", \"config\": {\"name\": \"out\", "
+        "\"units\": 8}, \"inbound_nodes\": [[[\"dec\", 0, 0, {}]]]}], "
+        "\"input_layers\": [[\"enc_in\", 0, 0], [\"dec_in\", 0, 0]], "
+        "\"output_layers\": [[\"out\", 0, 0], [\"enc\", 0, 2]]}, \"keras_version\": \"2.15.0\"}";
+    char *t = convert_text_ok(k2);
+    ck_assert_has(t, "  outputs: [out, \"enc[0][2]\"]\n");
+    ck_assert_has(t, "    - LSTM: {name: dec, units: 16, return_sequences: true, inputs: [dec_in, "
+                     "\"enc[0][1]\", \"enc[0][2]\"]}\n");
+    kc_config *cfg = NULL;
+    kc_error e = {0};
+    ck_assert_msg(kc_config_parse_text("converted", ".", t, strlen(t), &cfg, &e) == 0, "%s\n%s",
+                  e.msg, t);
+    ck_assert_int_eq(kc_model_param_count(cfg->model, 0), 3336); /* Keras's count */
+    ck_assert_int_eq(cfg->model->noutputs, 2);
+    ck_assert_str_eq(cfg->model->outputs[1].name, "enc"); /* named after its layer */
+    ck_assert_int_eq(cfg->model->outputs[1].tensor, 2);
+    kc_config_free(cfg);
+    free(t);
+    /* a tensor index no layer has */
+    char bad[sizeof k2];
+    memcpy(bad, k2, sizeof k2);
+    memcpy(strstr(bad, "[\"enc\", 0, 2]]}"), "[\"enc\", 0, 9]", 13);
+    e = convert_text_err(bad);
+    ck_assert_has(e.msg, "layer 'dec' (LSTM): takes tensor 9 of layer 'enc'; kerasc layers "
+                         "return at most 8");
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("keras_import");
     TCase *tc = tcase_create("fixtures");
@@ -1076,6 +1325,9 @@ static Suite *suite(void) {
     tcase_add_test(fm, test_keras22_list_sequential);
     tcase_add_test(fm, test_functional_variants);
     tcase_add_test(fm, test_names_quoted);
+    tcase_add_test(fm, test_sequence_yaml_clean);
+    tcase_add_test(fm, test_call_masks);
+    tcase_add_test(fm, test_initial_state_keras2);
     suite_add_tcase(s, fm);
     TCase *er = tcase_create("errors");
     tcase_add_test(er, test_unsupported_layer_error);
@@ -1090,6 +1342,7 @@ static Suite *suite(void) {
     tcase_add_test(cl, test_cli_convert);
     tcase_add_test(cl, test_cli_train_converted);
     tcase_add_test(cl, test_applications_import);
+    tcase_add_test(cl, test_sequence_models_import);
     suite_add_tcase(s, cl);
     return s;
 }

@@ -309,6 +309,11 @@ START_TEST(test_cli_model) {
     st = run("train bad_ids.yaml --output bad --threads 2");
     ck_assert_msg(st != 0, "trained on an id out of range: %s", out_buf);
     ck_assert_msg(strstr(err_buf, "id 50") && strstr(err_buf, "[0, 50)"), "%s", err_buf);
+    /* checked before training starts, naming the sample and position in the file */
+    ck_assert_msg(strstr(err_buf, "the training samples") &&
+                      strstr(err_buf, "sample 3, position 5"),
+                  "%s", err_buf);
+    ck_assert_msg(access(path_in("bad/last.safetensors"), F_OK) != 0, "a checkpoint was written");
 
     /* an argument error names its place */
     write_file("bad.yaml", "model:\n  layers:\n    - Input: {shape: [12]}\n"

@@ -9,6 +9,7 @@
 #include "models/config.h"
 #include "models/loss_device.h"
 #include "models/model_internal.h"
+#include "tests/clitest.h"
 #include "tests/devices.h"
 #include "testutil.h"
 
@@ -467,6 +468,189 @@ START_TEST(masked_metrics_match_keras) {
 }
 END_TEST
 
+/* ------------------------------------------------ through the binary --- */
+
+static void cli_setup(void) {
+    kerasc = getenv("KERASC");
+    ck_assert_msg(kerasc && *kerasc, "set KERASC to the kerasc binary");
+    dir = kc_test_tmpdir();
+}
+
+static void cli_teardown(void) {
+    kc_test_rmdir(dir);
+    free(dir);
+}
+
+/* The `"key": value` numbers of a --log-json file, in order; returns how
+ * many (at most cap). */
+static int log_values(const char *file, const char *key, double *v, int cap) {
+    static char text[1 << 16];
+    slurp(path_in(file), text, sizeof text);
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\": ", key);
+    int n = 0;
+    for (const char *p = strstr(text, pat); p && n < cap; p = strstr(p + 1, pat))
+        v[n++] = strtod(p + strlen(pat), NULL);
+    return n;
+}
+
+/* An encoder-decoder: the decoder LSTM starts from the encoder's states
+ * enc[0][1] and enc[0][2]. It trains (the loss falls) and its summary
+ * counts Keras's parameters (the same model in Keras: 3,336). */
+START_TEST(encoder_decoder_trains) {
+    if (!kc_layer_class_find("LSTM")) return;
+    enum { N = 32, TE = 10, TD = 12, F = 8 };
+    float *a = malloc(N * TE * F * sizeof *a), *b = malloc(N * TD * F * sizeof *b),
+          *t = malloc(N * TD * sizeof *t);
+    for (int i = 0; i < N * TE * F; i++)
+        a[i] = kc_rng_uniform(21, 1, (uint64_t)i) - 0.5f;
+    for (int r = 0; r < N * TD; r++) { /* the target: the step's largest feature */
+        int best = 0;
+        for (int k = 0; k < F; k++) {
+            b[r * F + k] = kc_rng_uniform(21, 2, (uint64_t)(r * F + k));
+            if (b[r * F + k] > b[r * F + best]) best = k;
+        }
+        t[r] = (float)best;
+    }
+    write_npy("a.npy", a, kc_shape3(N, TE, F));
+    write_npy("b.npy", b, kc_shape3(N, TD, F));
+    write_npy("t.npy", t, kc_shape2(N, TD));
+    free(a);
+    free(b);
+    free(t);
+    write_file("s2s.yaml",
+               "model:\n  name: s2s\n  layers:\n"
+               "    - Input: {shape: [10, 8], name: enc_in}\n"
+               "    - LSTM: {units: 16, return_state: true, name: enc}\n"
+               "    - Input: {shape: [12, 8], name: dec_in}\n"
+               "    - LSTM: {units: 16, return_sequences: true, inputs: [dec_in, 'enc[0][1]', "
+               "'enc[0][2]'], name: dec}\n"
+               "    - Dense: {units: 8, activation: softmax, inputs: dec, name: probs}\n"
+               "compile: {optimizer: {adam: {learning_rate: 0.01}}, loss: "
+               "sparse_categorical_crossentropy, metrics: [accuracy]}\n"
+               "data: {train: {x: {enc_in: a.npy, dec_in: b.npy}, y: t.npy}}\n"
+               "fit: {epochs: 4, batch_size: 8, seed: 1, verbose: 0}\n");
+    ck_assert_msg(run("train s2s.yaml --output run --log-json log.json") == 0, "%s%s", out_buf,
+                  err_buf);
+    double loss[8];
+    ck_assert_int_eq(log_values("log.json", "loss", loss, 8), 4);
+    ck_assert_msg(loss[3] < loss[0] && loss[0] < 3.0, "%g .. %g", loss[0], loss[3]);
+    ck_assert_msg(run("summary s2s.yaml") == 0, "%s", err_buf);
+    ck_assert_msg(strstr(out_buf, "Total params: 3,336 "), "%s", out_buf);
+    /* Keras's list of the call's three shapes (wrapped in the column) */
+    ck_assert_msg(strstr(out_buf, "[(None, 16),") && strstr(out_buf, "(None, 16)]"), "%s", out_buf);
+    ck_assert_msg(strstr(out_buf, "enc[0][2]"), "%s", out_buf);
+}
+END_TEST
+
+/* Writes ids (n, len) padded from (n, 5) real tokens, the first half of the
+ * rows padded in front (Keras's 'pre'), the rest after; len 5 is unpadded. */
+static void token_rows(const char *name, int n, int len, int per_step, const char *yname) {
+    float *x = calloc((size_t)n * (size_t)len, sizeof *x);
+    float *y = calloc((size_t)n * (size_t)(per_step ? len : 1), sizeof *y);
+    for (int r = 0; r < n; r++) {
+        int off = r < n / 2 ? len - 5 : 0;
+        int ones = 0;
+        for (int k = 0; k < 5; k++) {
+            int id = 1 + (int)kc_rng_below(31, (uint64_t)r, (uint64_t)k, 9);
+            x[r * len + off + k] = (float)id;
+            ones += id > 5;
+            if (per_step) y[r * len + off + k] = (float)(id % 3);
+        }
+        if (!per_step) y[r] = ones >= 3 ? 1.0f : 0.0f;
+        for (int k = 0; per_step && k < len; k++) /* padded steps: a label the loss must skip */
+            if (x[r * len + k] == 0) y[r * len + k] = 2.0f;
+    }
+    write_npy(name, x, kc_shape2(n, len));
+    write_npy(yname, y, per_step ? kc_shape2(n, len) : kc_shape1(n));
+    free(x);
+    free(y);
+}
+
+/* Trains `layers` on (n, len) tokens and reads the epochs' loss and
+ * accuracy from the JSON log. */
+static void train_tokens(int len, const char *layers, const char *loss, int per_step, double *l,
+                         double *acc) {
+    char text[2048];
+    token_rows("x.npy", 32, len, per_step, "y.npy");
+    snprintf(text, sizeof text,
+             "model:\n  name: tok\n  layers:\n    - Input: {shape: [%d]}\n%s"
+             "compile: {optimizer: {sgd: {learning_rate: 0.5}}, loss: %s, metrics: [accuracy]}\n"
+             "data: {train: {x: x.npy, y: y.npy}}\n"
+             "fit: {epochs: 3, batch_size: 8, seed: 4, verbose: 0}\n",
+             len, layers, loss);
+    write_file("tok.yaml", text);
+    remove(path_in("log.json"));
+    ck_assert_msg(run("train tok.yaml --output run%d --log-json log.json", len) == 0, "%s%s",
+                  out_buf, err_buf);
+    ck_assert_int_eq(log_values("log.json", "loss", l, 3), 3);
+    ck_assert_int_eq(log_values("log.json", "accuracy", acc, 3), 3);
+}
+
+/* Embedding(mask_zero) -> LSTM: padded sequences (in front and behind)
+ * train exactly as the same tokens unpadded, for a classifier and for a
+ * per-step output whose loss and accuracy skip the padded steps. */
+START_TEST(masks_skip_padding) {
+    if (!kc_layer_class_find("LSTM")) return;
+    static const char *const models[][2] = {
+        {"    - Embedding: {input_dim: 10, output_dim: 4, mask_zero: true}\n"
+         "    - LSTM: {units: 6}\n    - Dense: {units: 1, activation: sigmoid}\n",
+         "binary_crossentropy"},
+        {"    - Embedding: {input_dim: 10, output_dim: 4, mask_zero: true}\n"
+         "    - LSTM: {units: 6, return_sequences: true}\n"
+         "    - Dense: {units: 3, activation: softmax}\n",
+         "sparse_categorical_crossentropy"},
+    };
+    for (int m = 0; m < 2; m++) {
+        double lp[3], ap[3], lu[3], au[3];
+        train_tokens(8, models[m][0], models[m][1], m, lp, ap);
+        train_tokens(5, models[m][0], models[m][1], m, lu, au);
+        for (int e = 0; e < 3; e++) {
+            ck_assert_msg(fabs(lp[e] - lu[e]) < 1e-5 * (1 + fabs(lu[e])),
+                          "model %d epoch %d: loss %.8g padded, %.8g unpadded", m, e, lp[e], lu[e]);
+            ck_assert_msg(fabs(ap[e] - au[e]) < 1e-6, "model %d epoch %d: accuracy %g vs %g", m, e,
+                          ap[e], au[e]);
+        }
+        ck_assert_msg(lp[2] != lp[0], "model %d did not train", m);
+    }
+}
+END_TEST
+
+/* A layer that drops a mask is named in a warning, as Keras warns. */
+START_TEST(dropped_mask_warning) {
+    float x[8 * 5], y[8];
+    for (int i = 0; i < 40; i++)
+        x[i] = (float)(i % 4);
+    for (int i = 0; i < 8; i++)
+        y[i] = (float)(i % 2);
+    write_npy("x.npy", x, kc_shape2(8, 5));
+    write_npy("y.npy", y, kc_shape1(8));
+    write_file("drop.yaml", "model:\n  layers:\n    - Input: {shape: [5]}\n"
+                            "    - Embedding: {input_dim: 4, output_dim: 2, mask_zero: true}\n"
+                            "    - Flatten\n    - Dense: {units: 1, activation: sigmoid}\n"
+                            "compile: {optimizer: sgd, loss: binary_crossentropy}\n"
+                            "data: {train: {x: x.npy, y: y.npy}, test: {x: x.npy, y: y.npy}}\n"
+                            "fit: {epochs: 1, batch_size: 4, verbose: 0}\n");
+    ck_assert_msg(run("train drop.yaml --output run") == 0, "%s", err_buf);
+    static const char warning[] = "warning: layer 'flatten' (Flatten) does not support masking: "
+                                  "the mask of 'embedding' ends there; the layers after it do not "
+                                  "see the mask\n";
+    ck_assert_msg(strstr(err_buf, "kerasc train: ") && strstr(err_buf, warning), "%s", err_buf);
+    ck_assert_msg(run("evaluate run/last.safetensors") == 0, "%s", err_buf);
+    ck_assert_msg(strstr(err_buf, "kerasc evaluate: ") && strstr(err_buf, warning), "%s", err_buf);
+    /* without the Flatten nothing is said */
+    write_file("keep.yaml", "model:\n  layers:\n    - Input: {shape: [5]}\n"
+                            "    - Embedding: {input_dim: 4, output_dim: 2, mask_zero: true}\n"
+                            "    - GlobalAveragePooling1D\n"
+                            "    - Dense: {units: 1, activation: sigmoid}\n"
+                            "compile: {optimizer: sgd, loss: binary_crossentropy}\n"
+                            "data: {train: {x: x.npy, y: y.npy}}\n"
+                            "fit: {epochs: 1, batch_size: 4, verbose: 0}\n");
+    ck_assert_msg(run("train keep.yaml --output run2") == 0, "%s", err_buf);
+    ck_assert_msg(!strstr(err_buf, "warning"), "%s", err_buf);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("masks");
     TCase *t = tcase_create("masks");
@@ -480,5 +664,12 @@ int main(void) {
     tcase_add_loop_test(t, masked_losses_match_keras, 0, nb);
     tcase_add_loop_test(t, masked_metrics_match_keras, 0, nb);
     suite_add_tcase(s, t);
+    TCase *cli = tcase_create("cli");
+    tcase_set_timeout(cli, 120);
+    tcase_add_checked_fixture(cli, cli_setup, cli_teardown);
+    tcase_add_test(cli, encoder_decoder_trains);
+    tcase_add_test(cli, masks_skip_padding);
+    tcase_add_test(cli, dropped_mask_warning);
+    suite_add_tcase(s, cli);
     return kc_test_run(s);
 }

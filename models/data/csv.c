@@ -2,11 +2,13 @@
  * column. Lines are streamed; values go straight into growing float buffers. */
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "models/data/data.h"
+#include "models/data/text.h"
 
 typedef struct csv_state {
     const char *path;
@@ -306,5 +308,207 @@ int kc_csv_load(const char *path, const char *label_column, int header, kc_array
         }
     }
     csv_state_free(&st);
+    return rc;
+}
+
+/* ------------------------------------------------- CSV with text fields --- */
+
+typedef struct tcsv {
+    const char *path;
+    const char *d;
+    size_t n, at;
+    long line, row_line; /* the line under way, and where the last row began */
+    char delim;
+    char **f; /* the row's fields (malloc'd) */
+    int nf, cap;
+} tcsv;
+
+static void tcsv_clear(tcsv *c) {
+    for (int i = 0; i < c->nf; i++)
+        free(c->f[i]);
+    c->nf = 0;
+}
+
+static int tcsv_push(tcsv *c, const char *s, size_t len, kc_error *e) {
+    if (c->nf == c->cap) {
+        int cap = c->cap ? c->cap * 2 : 16;
+        char **p = cap > 1 << 20 ? NULL : realloc(c->f, (size_t)cap * sizeof *p);
+        if (!p) return kc_fail(e, KC_ERUNTIME, "%s:%ld: too many fields", c->path, c->line);
+        c->f = p;
+        c->cap = cap;
+    }
+    char *v = malloc(len + 1);
+    if (!v) return kc_fail(e, KC_ERUNTIME, "%s: out of memory", c->path);
+    memcpy(v, s, len);
+    v[len] = 0;
+    c->f[c->nf++] = v;
+    return KC_OK;
+}
+
+/* One quoted field starting at c->at (the opening quote), unquoted into buf. */
+static int tcsv_quoted(tcsv *c, char **buf, size_t *len, size_t *cap, kc_error *e) {
+    long start = c->line;
+    c->at++;
+    for (;;) {
+        if (c->at >= c->n)
+            return kc_fail(e, KC_ERUNTIME, "%s:%ld: unterminated quoted field", c->path, start);
+        char ch = c->d[c->at];
+        if (ch == '"' && c->at + 1 < c->n && c->d[c->at + 1] == '"') {
+            c->at += 2;
+        } else if (ch == '"') {
+            c->at++;
+            return KC_OK;
+        } else {
+            c->at++;
+            c->line += ch == '\n';
+        }
+        if (*len + 1 >= *cap) {
+            size_t nc = *cap ? *cap * 2 : 64;
+            char *p = realloc(*buf, nc);
+            if (!p) return kc_fail(e, KC_ERUNTIME, "%s: out of memory", c->path);
+            *buf = p;
+            *cap = nc;
+        }
+        (*buf)[(*len)++] = ch;
+    }
+}
+
+/* The next row's fields; *have = 0 at the end. Blank lines are skipped. */
+static int tcsv_row(tcsv *c, int *have, kc_error *e) {
+    tcsv_clear(c);
+    *have = 0;
+    while (c->at < c->n && (c->d[c->at] == '\n' || c->d[c->at] == '\r'))
+        c->line += c->d[c->at++] == '\n';
+    if (c->at >= c->n) return KC_OK;
+    *have = 1;
+    c->row_line = c->line;
+    char *buf = NULL;
+    size_t cap = 0;
+    int rc = KC_OK;
+    for (;;) {
+        size_t len = 0;
+        if (c->d[c->at] == '"') {
+            if ((rc = tcsv_quoted(c, &buf, &len, &cap, e))) break;
+            if (c->at < c->n && c->d[c->at] != c->delim && c->d[c->at] != '\n' &&
+                c->d[c->at] != '\r') {
+                rc =
+                    kc_fail(e, KC_ERUNTIME, "%s:%ld: text after a closing quote", c->path, c->line);
+                break;
+            }
+            rc = tcsv_push(c, buf ? buf : "", len, e);
+        } else {
+            size_t s = c->at;
+            while (c->at < c->n && c->d[c->at] != c->delim && c->d[c->at] != '\n')
+                c->at++;
+            size_t l = c->at - s;
+            if (l && c->d[s + l - 1] == '\r' && (c->at >= c->n || c->d[c->at] == '\n')) l--;
+            rc = tcsv_push(c, c->d + s, l, e);
+        }
+        if (rc) break;
+        if (c->at < c->n && c->d[c->at] == '\r') c->at++;
+        if (c->at >= c->n || c->d[c->at] == '\n') {
+            if (c->at < c->n) c->at++, c->line++;
+            break;
+        }
+        c->at++; /* the delimiter */
+    }
+    free(buf);
+    return rc;
+}
+
+/* A column given by name (header) or index; -1 with an error when it is neither. */
+static int tcsv_column(const tcsv *c, char **names, int ncols, const char *col, const char *what,
+                       int *out, kc_error *e) {
+    for (int i = 0; names && i < ncols; i++)
+        if (!strcmp(names[i], col)) return *out = i, KC_OK;
+    char *end;
+    errno = 0;
+    long v = strtol(col, &end, 10);
+    if (end != col && !*end && !errno) {
+        long idx = v < 0 ? ncols + v : v;
+        if (idx < 0 || idx >= ncols)
+            return kc_fail(e, KC_ECONFIG, "%s: %s index %ld is out of range for %d columns",
+                           c->path, what, v, ncols);
+        return *out = (int)idx, KC_OK;
+    }
+    char list[800] = "";
+    size_t used = 0;
+    for (int i = 0; names && i < ncols && used + 8 < sizeof list; i++)
+        used +=
+            (size_t)snprintf(list + used, sizeof list - used, "%s'%.60s'", i ? ", " : "", names[i]);
+    return kc_fail(e, KC_ECONFIG, "%s: no column named '%s'%s%s%s", c->path, col,
+                   names ? " (columns: " : " (the file has no header row)", list, names ? ")" : "");
+}
+
+static int tcsv_label(const tcsv *c, const char *s, long line, float *out, kc_error *e) {
+    char *end;
+    double v = strtod(s, &end);
+    while (*end == ' ' || *end == '\t')
+        end++;
+    if (end == s || *end || !isfinite(v))
+        return kc_fail(e, KC_ERUNTIME, "%s:%ld: label '%.40s' is not a number", c->path, line, s);
+    *out = (float)v;
+    return KC_OK;
+}
+
+static int tcsv_read(tcsv *c, int header, const char *text_column, const char *label_column,
+                     kc_texts *t, kc_error *e) {
+    int have, ncols, tc = -1, lc = -1;
+    int rc = tcsv_row(c, &have, e);
+    if (rc) return rc;
+    if (!have) return kc_fail(e, KC_ERUNTIME, "%s: the file has no rows", c->path);
+    ncols = c->nf;
+    if (header < 0) { /* a column named rather than numbered implies a header */
+        char *end;
+        strtol(text_column, &end, 10);
+        header = end == text_column || *end;
+        for (int i = 0; i < ncols; i++)
+            header |= !strcmp(c->f[i], text_column);
+    }
+    char **names = header ? c->f : NULL;
+    if ((rc = tcsv_column(c, names, ncols, text_column, "text_column", &tc, e))) return rc;
+    if (label_column && (rc = tcsv_column(c, names, ncols, label_column, "label_column", &lc, e)))
+        return rc;
+    char **keep = NULL;
+    if (header) { /* the names stay with the header row's fields */
+        keep = c->f;
+        c->f = NULL;
+        c->nf = c->cap = 0;
+    }
+    for (int row = header ? 0 : 1; !rc; row = 0) {
+        if (!row && ((rc = tcsv_row(c, &have, e)) || !have)) break;
+        long line = c->row_line;
+        if (c->nf != ncols) {
+            rc = kc_fail(e, KC_ERUNTIME, "%s:%ld: expected %d fields, found %d", c->path, line,
+                         ncols, c->nf);
+            break;
+        }
+        if ((rc = kc_texts_push(t, c->f[tc], strlen(c->f[tc]), e))) break;
+        if (lc >= 0) rc = tcsv_label(c, c->f[lc], line, &t->label[t->n - 1], e);
+    }
+    for (int i = 0; keep && i < ncols; i++)
+        free(keep[i]);
+    free(keep);
+    if (!rc && t->n == 0) rc = kc_fail(e, KC_ERUNTIME, "%s: no data rows", c->path);
+    return rc;
+}
+
+int kc_text_read_csv(const char *path, char delimiter, int header, const char *text_column,
+                     const char *label_column, kc_texts *t, kc_error *e) {
+    memset(t, 0, sizeof *t);
+    char *d;
+    size_t n;
+    int rc = kc_text_read_file(path, &d, &n, e);
+    if (rc) return rc;
+    tcsv c = {.path = path, .d = d, .n = n, .line = 1, .delim = delimiter};
+    rc = tcsv_read(&c, header, text_column, label_column, t, e);
+    tcsv_clear(&c);
+    free(c.f);
+    free(d);
+    if (!rc && !label_column) {
+        free(t->label);
+        t->label = NULL;
+    }
+    if (rc) kc_texts_free(t);
     return rc;
 }

@@ -83,7 +83,9 @@ int kc_csv_load(const char *path, const char *label_column, int header, kc_array
                 kc_error *e);
 
 /* The Keras datasets "mnist" and "fashion_mnist" ("fashion-mnist" also
- * accepted), read from local copies: x uint8 (N, 28, 28), y uint8 (N,), with
+ * accepted; imdb, reuters and boston_housing are in keras_datasets.h, and the
+ * data section reaches all five through `dataset:`), read from local copies:
+ * x uint8 (N, 28, 28), y uint8 (N,), with
  * 60000 training and 10000 test samples for the real data.
  *
  * `dir` (may be NULL) is the user's path and is the only place searched when

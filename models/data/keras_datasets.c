@@ -435,7 +435,7 @@ static int sort_words(const char *file, kc_word_index *w, kc_error *e) {
     if (!t) return kc_fail(e, KC_ERUNTIME, "%s: out of memory", file);
     for (int64_t r = 0; r < w->nranks; r++)
         if (w->word[r]) t[w->nsorted++] = (ranked){w->word[r], r};
-    qsort(t, (size_t)w->nsorted, sizeof *t, by_word);
+    if (w->nsorted > 1) qsort(t, (size_t)w->nsorted, sizeof *t, by_word);
     for (int64_t i = 0; i < w->nsorted; i++)
         w->sorted[i] = t[i].rank;
     free(t);
