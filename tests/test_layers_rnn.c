@@ -483,6 +483,91 @@ START_TEST(test_gradchecks) {
                   3, NULL, 1);
     rnn_gradcheck(be, "LSTM", "units: 2\ndropout: 0.3\nimplementation: 1\n", 4, 3, 2, 0, 2, NULL,
                   1);
+    /* no mask: the carries pass straight from step to step */
+    rnn_gradcheck(be, "LSTM", "units: 3\nreturn_state: true\n", 4, 2, 2, 2, 3, NULL, 0);
+    rnn_gradcheck(be, "SimpleRNN", "units: 2\nreturn_sequences: true\ngo_backwards: true\n", 4, 2,
+                  2, 1, 2, NULL, 0);
+    rnn_gradcheck(be, "LSTM",
+                  "units: 2\ndropout: 0.2\nrecurrent_dropout: 0.3\ngo_backwards: true\n"
+                  "return_sequences: true\n",
+                  4, 3, 2, 2, 2, NULL, 1);
+}
+END_TEST
+
+/* A sequence long enough that the weight gradients sum their rows in
+ * several blocks: SimpleRNN(linear) with a zero recurrent kernel is h_t =
+ * x_t W + b, so with dy = c every gradient has a closed form (dW = sum x c,
+ * db = sum c, dR = sum h_prev c, dx = c W^T), summed here in double. */
+static void long_sequence_case(kc_device *be, int go_back) {
+    enum { T = 150, F = 3, U = 2, B = 3 };
+    tl t;
+    kc_layer *l = build_rnn(&t, "SimpleRNN",
+                            go_back ? "units: 2\nactivation: linear\nreturn_sequences: true\n"
+                                      "go_backwards: true\n"
+                                    : "units: 2\nactivation: linear\nreturn_sequences: true\n",
+                            T, F, 0, U);
+    mrig r;
+    mrig_init(&r, be, l, B);
+    static float x[B * T * F], c[B * T * U], w[F * U], bias[U], zero[U * U], got[B * T * F];
+    fill_random(x, B * T * F, 31, -1, 1);
+    fill_random(c, B * T * U, 32, -1, 1);
+    fill_random(w, F * U, 33, -1, 1);
+    fill_random(bias, U, 34, -1, 1);
+    put(be, r.x[0], x, B * T * F);
+    put(be, l->params[0].value, w, F * U);
+    put(be, l->params[1].value, zero, U * U);
+    put(be, l->params[2].value, bias, U);
+    mrig_forward(&r, 0);
+    put(be, r.dy, c, B * T * U);
+    mrig_backward(&r, 0, 0, 1);
+    double dw[F * U] = {0}, db[U] = {0}, dr[U * U] = {0};
+    for (int b = 0; b < B; b++)
+        for (int st = 0; st < T; st++) { /* output st is step st, which read time t */
+            int t0 = go_back ? T - 1 - st : st, tp = go_back ? t0 + 1 : t0 - 1;
+            const float *cs = c + ((size_t)b * T + st) * U, *xt = x + ((size_t)b * T + t0) * F;
+            for (int j = 0; j < U; j++) {
+                db[j] += cs[j];
+                for (int i = 0; i < F; i++)
+                    dw[i * U + j] += (double)xt[i] * cs[j];
+                for (int i = 0; st > 0 && i < U; i++) { /* h of the step before */
+                    double hp = bias[i];
+                    for (int k = 0; k < F; k++)
+                        hp += (double)x[((size_t)b * T + tp) * F + k] * w[k * U + i];
+                    dr[i * U + j] += hp * cs[j];
+                }
+            }
+        }
+    const double *want[3] = {dw, dr, db};
+    const int n[3] = {F * U, U * U, U};
+    for (int p = 0; p < 3; p++) {
+        get(be, got, l->params[p].grad, (size_t)n[p]);
+        for (int i = 0; i < n[p]; i++)
+            ck_assert_msg(fabs(got[i] - want[p][i]) <= 1e-5 * (1 + fabs(want[p][i])),
+                          "%s go_backwards %d: d%s[%d] = %g, expected %g", be->name, go_back,
+                          l->params[p].name, i, got[i], want[p][i]);
+    }
+    get(be, got, r.dx[0], B * T * F);
+    for (int b = 0; b < B; b++)
+        for (int st = 0; st < T; st++) {
+            int t0 = go_back ? T - 1 - st : st;
+            for (int i = 0; i < F; i++) {
+                double want_dx = 0;
+                for (int j = 0; j < U; j++)
+                    want_dx += (double)c[((size_t)b * T + st) * U + j] * w[i * U + j];
+                float g = got[((size_t)b * T + t0) * F + i];
+                ck_assert_msg(fabs(g - want_dx) <= 1e-5 * (1 + fabs(want_dx)),
+                              "%s go_backwards %d: dx = %g, expected %g", be->name, go_back, g,
+                              want_dx);
+            }
+        }
+    mrig_free(&r);
+    tl_free(&t);
+}
+
+START_TEST(test_long_sequence) {
+    KC_LOOP_DEVICE(be);
+    long_sequence_case(be, 0);
+    long_sequence_case(be, 1);
 }
 END_TEST
 
@@ -765,6 +850,7 @@ int main(void) {
     int nb = kc_test_backend_count();
     tcase_add_loop_test(tv, test_keras_fixture, 0, nb);
     tcase_add_loop_test(tv, test_gradchecks, 0, nb);
+    tcase_add_loop_test(tv, test_long_sequence, 0, nb);
     tcase_add_loop_test(tv, test_dropout, 0, nb);
     tcase_add_loop_test(tv, test_recurrent_dropout, 0, nb);
     tcase_add_loop_test(tv, test_stateful, 0, nb);

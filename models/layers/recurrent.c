@@ -4,8 +4,12 @@
  * Forward projects the inputs of every step with one gemm (B T x F) x
  * (F x K U), then runs the steps: the recurrent product (B x U) x (U x K U),
  * the cell's gate math, and the masked carry of h (and c). Backward runs the
- * steps in reverse, collecting the gate gradients by step, then forms the
- * kernel, recurrent kernel, bias and input gradients with one gemm each.
+ * steps in reverse - only the gradient of h through the recurrent kernel is
+ * sequential - collecting the gate gradients of every step, then forms the
+ * kernel, recurrent kernel, bias and input gradients with one product (or
+ * reduction) each over all steps. Every product of the backward pass reads
+ * its right-hand side untransposed (R and W are transposed once per call),
+ * which the cpu backend runs on its own SIMD kernels.
  *
  * Calls take [x] or [x, initial states...] (LSTM: [x, h0, c0]) and return
  * output, then with return_state the final states (LSTM: [output, h, c]).
@@ -42,6 +46,16 @@ int kc_rnn_rows_to_planes(kc_device *d, kc_copy_mode mode, const rnn_state *s, i
     int64_t u = s->units, bu = (int64_t)batch * u;
     kc_copy_desc g = {3, {gates, batch, u}, {u, ld, 1}, {bu, u, 1}};
     return kc_copy_strided(d, mode, &g, src, pl);
+}
+
+kc_buf kc_rnn_dg(const rnn_state *s, const rnn_bufs *b, int batch, int step, int64_t *ld) {
+    int64_t ku = (int64_t)s->cell->gates * s->units;
+    if (ld) *ld = s->cell->dg_is_dp ? s->steps * ku : ku;
+    if (s->cell->dg_is_dp) {
+        int t = s->go_back ? (int)s->steps - 1 - step : step;
+        return kc_buf_f(b->p, (size_t)t * (size_t)ku);
+    }
+    return kc_buf_f(b->dg, (size_t)step * (size_t)batch * (size_t)ku);
 }
 
 /* ---------------------------------------------------------- layout --- */
@@ -96,7 +110,8 @@ static void rnn_layout(const kc_layer *l, int batch, kc_buf buf, kc_buf ws, rnn_
     b->dm = take(&k, (size_t)kc_rnn_input_masks(s), B, F);
     b->rm = take(&k, (size_t)kc_rnn_recurrent_masks(s), B, U);
     b->p = take(&w, B * T, K, U);
-    b->dg = take(&w, T * B, K, U);
+    b->dg = take(&w, T * B, K, s->cell->dg_is_dp ? 0 : U);
+    b->ht = take(&w, B * T, U, s->cell->dg_is_dp ? 1 : 0);
     b->g = take(&w, B, K, U);
     b->dpl = take(&w, K, B, U);
     kc_buf *v[] = {&b->hn, &b->cnew, &b->t1,  &b->t2,  &b->t3,  &b->gh_,
@@ -108,6 +123,8 @@ static void rnn_layout(const kc_layer *l, int batch, kc_buf buf, kc_buf ws, rnn_
     b->hm = take(&w, T, B, s->rec_dropout > 0 ? U : 0);
     int any = s->dropout > 0 || s->rec_dropout > 0;
     b->ds = take(&w, 2, B, any ? (F > U ? F : U) : 0);
+    b->rt = take(&w, K, U, U);
+    b->wt = take(&w, K, U, F);
     if (buf_bytes) *buf_bytes = bump_bytes(&k);
     if (ws_bytes) *ws_bytes = bump_bytes(&w);
 }
@@ -371,18 +388,35 @@ int kc_rnn_rec_forward(const kc_layer *l, kc_device *d, const rnn_bufs *b, int b
     return kc_device_status(d);
 }
 
-int kc_rnn_rec_backward(const kc_layer *l, kc_device *d, const rnn_bufs *b, int batch, kc_buf dg,
-                        int ldg, int g0, int ng, float beta, kc_buf ghp) {
+int kc_rnn_rec_add_planes(const kc_layer *l, kc_device *d, const rnn_bufs *b, int batch, kc_buf hp,
+                          int g0, int ng, kc_buf planes) {
     const rnn_state *s = l->state;
     int u = s->units, ku = s->cell->gates * u;
     size_t bu = (size_t)batch * (size_t)u;
-    kc_buf r = l->params[1].value;
+    kc_buf r = kc_buf_f(l->params[1].value, (size_t)g0 * u);
+    /* One small product per gate, each on one thread: splitting products this
+     * small between threads costs more in waiting than it gains, the more so
+     * when other programs hold the cores. */
+    for (int g = 0; g < ng; g++) {
+        kc_buf hm = kc_rnn_rec_dropped(l, d, b, batch, hp, g0 + g, b->t3);
+        kc_gemm(d, 0, 0, batch, u, u, 1.0f, hm, u, kc_buf_f(r, (size_t)g * u), ku, 1.0f,
+                kc_buf_f(planes, (size_t)g * bu), u);
+    }
+    return kc_device_status(d);
+}
+
+int kc_rnn_rec_backward(const kc_layer *l, kc_device *d, const rnn_bufs *b, int batch, kc_buf dg,
+                        int ldg, int g0, int ng, float beta, kc_buf ghp) {
+    const rnn_state *s = l->state;
+    int u = s->units;
+    size_t bu = (size_t)batch * (size_t)u;
+    size_t uu = (size_t)u * (size_t)u;
     if (!rec_dropping(s))
-        return kc_gemm(d, 0, 1, batch, u, ng * u, 1.0f, dg, ldg, kc_buf_f(r, (size_t)g0 * u), ku,
-                       beta, ghp, u);
+        return kc_gemm(d, 0, 0, batch, u, ng * u, 1.0f, dg, ldg, kc_buf_f(b->rt, (size_t)g0 * uu),
+                       u, beta, ghp, u);
     for (int g = g0; g < g0 + ng; g++) {
-        kc_gemm(d, 0, 1, batch, u, u, 1.0f, kc_buf_f(dg, (size_t)(g - g0) * u), ldg,
-                kc_buf_f(r, (size_t)g * u), ku, 0.0f, b->t3, u);
+        kc_gemm(d, 0, 0, batch, u, u, 1.0f, kc_buf_f(dg, (size_t)(g - g0) * u), ldg,
+                kc_buf_f(b->rt, (size_t)g * uu), u, 0.0f, b->t3, u);
         kc_mul(d, b->t3, rec_mask(s, b, batch, g), b->t3, bu);
         if (g == g0 && beta == 0.0f)
             kc_copy(d, ghp, b->t3, bu * 4);
@@ -464,18 +498,31 @@ static int write_step_output(const rnn_state *s, kc_device *d, int batch, int st
                         batch, U);
 }
 
+/* Z's gate planes of every step from P: one rank-4 copy, or by step where
+ * steps run backwards (a copy has no negative strides). */
+static int load_planes(const rnn_state *s, kc_device *d, const rnn_bufs *b, int B) {
+    int64_t U = s->units, T = s->steps, K = s->cell->gates, KU = K * U;
+    if (!s->go_back) {
+        kc_copy_desc g = {4, {T, K, B, U}, {KU, U, T * KU, 1}, {K * B * U, B * U, U, 1}};
+        return kc_copy_strided(d, KC_COPY_SET, &g, b->p, b->z);
+    }
+    for (int st = 0; st < T; st++)
+        kc_rnn_rows_to_planes(d, KC_COPY_SET, s, B,
+                              kc_buf_f(b->p, (size_t)step_time(s, st) * (size_t)KU), T * KU,
+                              rnn_plane(b->z, s, B, st, 0), (int)K);
+    return kc_device_status(d);
+}
+
 static int run_steps(kc_layer *l, const kc_exec *ex, const rnn_bufs *b, kc_buf y) {
     const rnn_state *s = l->state;
     kc_device *d = ex->dev;
     int B = ex->batch, ns = s->cell->nstates, masked = kc_buf_ok(ex->mask);
-    int64_t U = s->units, T = s->steps, KU = (int64_t)s->cell->gates * U;
+    int64_t U = s->units, T = s->steps;
     size_t bu = (size_t)B * (size_t)U;
     kc_buf o = b->go; /* running output, masked case */
     if (masked) kc_fill(d, o, 0.0f, bu);
+    load_planes(s, d, b, B);
     for (int st = 0; st < T; st++) {
-        int t = step_time(s, st);
-        kc_rnn_rows_to_planes(d, KC_COPY_SET, s, B, kc_buf_f(b->p, (size_t)t * (size_t)KU), T * KU,
-                              rnn_plane(b->z, s, B, st, 0), s->cell->gates);
         kc_buf hp = rnn_slot(b->h, s, B, st), hs = rnn_slot(b->h, s, B, st + 1);
         kc_buf cp = ns > 1 ? rnn_slot(b->c, s, B, st) : KC_BUF_NULL;
         kc_buf cs = ns > 1 ? rnn_slot(b->c, s, B, st + 1) : KC_BUF_NULL;
@@ -534,6 +581,21 @@ static int rnn_forward(kc_layer *l, const kc_exec *ex, kc_buf x, kc_buf y) {
 
 /* --------------------------------------------------------- backward --- */
 
+/* a (rows x cols, row-major) transposed into t (cols x rows) */
+static int transpose(kc_device *d, kc_buf a, int64_t rows, int64_t cols, kc_buf t) {
+    kc_copy_desc g = {2, {cols, rows}, {1, cols}, {rows, 1}};
+    return kc_copy_strided(d, KC_COPY_SET, &g, a, t);
+}
+
+/* RT = R^T, and WT = W^T when the input gradient is wanted. */
+static int transpose_weights(const kc_layer *l, kc_device *d, const rnn_bufs *b, int want_dx) {
+    const rnn_state *s = l->state;
+    int64_t ku = (int64_t)s->cell->gates * s->units;
+    transpose(d, l->params[1].value, s->units, ku, b->rt);
+    if (want_dx) transpose(d, l->params[0].value, s->features, ku, b->wt);
+    return kc_device_status(d);
+}
+
 /* gH, gC, gO at the end: the gradients of the returned values. */
 static int seed_gradients(const kc_layer *l, const kc_exec *ex, const rnn_bufs *b, kc_buf dy) {
     const rnn_state *s = l->state;
@@ -585,29 +647,78 @@ static int split_carries(const rnn_state *s, kc_device *d, const rnn_bufs *b, in
     return kc_device_status(d);
 }
 
-static int back_steps(kc_layer *l, const kc_exec *ex, const rnn_bufs *b, kc_buf dy) {
+/* Without a mask the carries pass straight on: the gradient of step st's
+ * new h is the carry from step st + 1 plus the output gradient at st, and
+ * the cell's gradients of hp (and cp) are the next carries (the buffers
+ * swap). Leaves the gradients of the initial states in carry. */
+static int back_steps_plain(kc_layer *l, const kc_exec *ex, const rnn_bufs *b, kc_buf dy,
+                            kc_buf carry[2]) {
+    const rnn_state *s = l->state;
+    kc_device *d = ex->dev;
+    int B = ex->batch, ns = s->cell->nstates;
+    size_t bu = (size_t)B * (size_t)s->units;
+    int64_t T = s->steps, U = s->units, KU = (int64_t)s->cell->gates * U;
+    kc_buf gh = b->gh_, gc = b->gc, ph = b->ghp, pc = b->gcp;
+    if (!s->ret_seq) kc_binary_n(d, KC_BIN_ADD, gh, dy, gh, bu); /* the last output's */
+    for (int st = (int)T - 1; st >= 0; st--) {
+        if (s->ret_seq)
+            kc_rnn_copy2(d, KC_COPY_ADD, kc_buf_f(dy, (size_t)st * (size_t)U), T * U, gh, U, B, U);
+        kc_buf hp = rnn_slot(b->h, s, B, st);
+        kc_buf cp = ns > 1 ? rnn_slot(b->c, s, B, st) : KC_BUF_NULL;
+        s->cell->step_backward(l, d, b, B, st, hp, cp, gh, ns > 1 ? gc : KC_BUF_NULL, ph,
+                               ns > 1 ? pc : KC_BUF_NULL);
+        if (!s->cell->dg_is_dp)
+            kc_rnn_planes_to_rows(d, s, B, b->dpl,
+                                  kc_buf_f(b->p, (size_t)step_time(s, st) * (size_t)KU), T * KU,
+                                  s->cell->gates);
+        kc_buf t = gh;
+        gh = ph, ph = t;
+        t = gc, gc = pc, pc = t;
+    }
+    carry[0] = gh, carry[1] = gc;
+    return kc_device_status(d);
+}
+
+static int back_steps(kc_layer *l, const kc_exec *ex, const rnn_bufs *b, kc_buf dy,
+                      kc_buf carry[2]) {
     const rnn_state *s = l->state;
     kc_device *d = ex->dev;
     int B = ex->batch, ns = s->cell->nstates;
     size_t bu = (size_t)B * (size_t)s->units;
     int64_t T = s->steps, KU = (int64_t)s->cell->gates * s->units;
     seed_gradients(l, ex, b, dy);
+    if (!s->had_mask) return back_steps_plain(l, ex, b, dy, carry);
     for (int st = (int)T - 1; st >= 0; st--) {
         split_carries(s, d, b, B, st, dy);
         kc_buf hp = rnn_slot(b->h, s, B, st);
         kc_buf cp = ns > 1 ? rnn_slot(b->c, s, B, st) : KC_BUF_NULL;
         s->cell->step_backward(l, d, b, B, st, hp, cp, b->ghn, b->gcn, b->ghp, b->gcp);
-        int t = step_time(s, st);
-        kc_rnn_planes_to_rows(d, s, B, b->dpl, kc_buf_f(b->p, (size_t)t * (size_t)KU), T * KU,
-                              s->cell->gates);
-        if (s->had_mask) {
-            kc_binary_n(d, KC_BIN_ADD, b->gh_, b->ghp, b->gh_, bu);
-            if (ns > 1) kc_binary_n(d, KC_BIN_ADD, b->gc, b->gcp, b->gc, bu);
-        } else {
-            kc_copy(d, b->gh_, b->ghp, bu * 4);
-            if (ns > 1) kc_copy(d, b->gc, b->gcp, bu * 4);
-        }
+        if (!s->cell->dg_is_dp)
+            kc_rnn_planes_to_rows(d, s, B, b->dpl,
+                                  kc_buf_f(b->p, (size_t)step_time(s, st) * (size_t)KU), T * KU,
+                                  s->cell->gates);
+        kc_binary_n(d, KC_BIN_ADD, b->gh_, b->ghp, b->gh_, bu);
+        if (ns > 1) kc_binary_n(d, KC_BIN_ADD, b->gc, b->gcp, b->gc, bu);
     }
+    carry[0] = b->gh_, carry[1] = b->gc;
+    return kc_device_status(d);
+}
+
+/* c (m x n) = beta c + a^T b, a (rows x m) and b (rows x n): a weight
+ * gradient summed over every step of every sample. The rows go in chunks
+ * whose right-hand side stays in cache between the output tiles (one pass
+ * over all rows re-reads it from memory for each); a chunk is a multiple of
+ * the cpu kernel's own block of the reduction, so the sums are the same. */
+#define RNN_GRAD_ROWS 256
+static int grad_gemm(kc_device *d, int m, int n, int rows, kc_buf a, int lda, kc_buf b, int ldb,
+                     float beta, kc_buf c, int ldc) {
+    int r0 = 0;
+    do {
+        int nr = rows - r0 < RNN_GRAD_ROWS ? rows - r0 : RNN_GRAD_ROWS;
+        kc_gemm(d, 1, 0, m, n, nr, 1.0f, kc_buf_f(a, (size_t)r0 * (size_t)lda), lda,
+                kc_buf_f(b, (size_t)r0 * (size_t)ldb), ldb, r0 ? 1.0f : beta, c, ldc);
+        r0 += nr;
+    } while (r0 < rows);
     return kc_device_status(d);
 }
 
@@ -624,9 +735,9 @@ static int input_grads(kc_layer *l, const kc_exec *ex, const rnn_bufs *b, kc_buf
         kc_buf xin = x;
         if (nm) apply_dropout(s, d, ex->batch, x, b->dm, xin = b->xd);
         if (kc_layer_wants_grad(l, w))
-            kc_gemm(d, 1, 0, f, ku, rows, 1.0f, xin, f, b->p, ku, beta, w->grad, ku);
+            grad_gemm(d, f, ku, rows, xin, f, b->p, ku, beta, w->grad, ku);
         if (kc_buf_ok(dx)) {
-            kc_gemm(d, 0, 1, rows, f, ku, 1.0f, b->p, ku, w->value, ku, 0.0f, dx, f);
+            kc_gemm(d, 0, 0, rows, f, ku, 1.0f, b->p, ku, b->wt, f, 0.0f, dx, f);
             if (nm) apply_dropout(s, d, ex->batch, dx, b->dm, dx);
         }
         return kc_device_status(d);
@@ -635,12 +746,11 @@ static int input_grads(kc_layer *l, const kc_exec *ex, const rnn_bufs *b, kc_buf
         kc_buf m = input_mask(s, b, ex->batch, g), pg = kc_buf_f(b->p, (size_t)g * u);
         if (kc_layer_wants_grad(l, w)) {
             apply_dropout(s, d, ex->batch, x, m, b->xd);
-            kc_gemm(d, 1, 0, f, u, rows, 1.0f, b->xd, f, pg, ku, beta,
-                    kc_buf_f(w->grad, (size_t)g * u), ku);
+            grad_gemm(d, f, u, rows, b->xd, f, pg, ku, beta, kc_buf_f(w->grad, (size_t)g * u), ku);
         }
         if (!kc_buf_ok(dx)) continue;
-        kc_gemm(d, 0, 1, rows, f, u, 1.0f, pg, ku, kc_buf_f(w->value, (size_t)g * u), ku, 0.0f,
-                b->xd, f);
+        kc_gemm(d, 0, 0, rows, f, u, 1.0f, pg, ku, kc_buf_f(b->wt, (size_t)g * u * (size_t)f), f,
+                0.0f, b->xd, f);
         apply_dropout(s, d, ex->batch, b->xd, m, b->xd);
         if (g == 0)
             kc_copy(d, dx, b->xd, n * 4);
@@ -650,24 +760,42 @@ static int input_grads(kc_layer *l, const kc_exec *ex, const rnn_bufs *b, kc_buf
     return kc_device_status(d);
 }
 
+/* HT (b, t) = the h that step t(s) multiplied, H slot s (b). */
+static int h_by_sample(const rnn_state *s, kc_device *d, const rnn_bufs *b, int B) {
+    int64_t T = s->steps, U = s->units;
+    if (!s->go_back) {
+        kc_copy_desc g = {3, {B, T, U}, {U, B * U, 1}, {T * U, U, 1}};
+        return kc_copy_strided(d, KC_COPY_SET, &g, b->h, b->ht);
+    }
+    for (int st = 0; st < T; st++)
+        kc_rnn_copy2(d, KC_COPY_SET, rnn_slot(b->h, s, B, st), U,
+                     kc_buf_f(b->ht, (size_t)step_time(s, st) * (size_t)U), T * U, B, U);
+    return kc_device_status(d);
+}
+
 /* dR[:, g0 u .. (g0 + ng) u] from the h each step multiplied: H, or with
- * recurrent_dropout each gate's dropped-out H. */
+ * recurrent_dropout each gate's dropped-out H; in the order of the rows of
+ * the gate gradients (by step in DG, by sample and time in dP). */
 static int rec_kernel_grad(kc_layer *l, const kc_exec *ex, const rnn_bufs *b, int g0, int ng,
                            float beta) {
     const rnn_state *s = l->state;
     kc_device *d = ex->dev;
     int rows = ex->batch * (int)s->steps, u = s->units, ku = s->cell->gates * u;
     kc_param *r = &l->params[1];
+    int by_sample = s->cell->dg_is_dp;
+    kc_buf h = by_sample ? b->ht : b->h, dg = by_sample ? b->p : b->dg;
+    if (by_sample) h_by_sample(s, d, b, ex->batch);
     if (!rec_dropping(s))
-        return kc_gemm(d, 1, 0, u, ng * u, rows, 1.0f, b->h, u, kc_buf_f(b->dg, (size_t)g0 * u), ku,
-                       beta, kc_buf_f(r->grad, (size_t)g0 * u), ku);
-    int64_t h[3] = {s->steps, ex->batch, u}, m[3] = {1, ex->batch, u};
+        return grad_gemm(d, u, ng * u, rows, h, u, kc_buf_f(dg, (size_t)g0 * u), ku, beta,
+                         kc_buf_f(r->grad, (size_t)g0 * u), ku);
+    int64_t hs[3] = {s->steps, ex->batch, u}, m[3] = {1, ex->batch, u};
+    if (by_sample) hs[0] = ex->batch, hs[1] = s->steps, m[0] = ex->batch, m[1] = 1;
     kc_bcast bc;
-    if (kc_bcast_make(&bc, h, 3, m, 3, NULL)) return kc_device_fail(d, KC_ECONFIG, "geometry");
+    if (kc_bcast_make(&bc, hs, 3, m, 3, NULL)) return kc_device_fail(d, KC_ECONFIG, "geometry");
     for (int g = g0; g < g0 + ng; g++) {
-        kc_binary(d, KC_BIN_MUL, &bc, b->h, rec_mask(s, b, ex->batch, g), b->hm);
-        kc_gemm(d, 1, 0, u, u, rows, 1.0f, b->hm, u, kc_buf_f(b->dg, (size_t)g * u), ku, beta,
-                kc_buf_f(r->grad, (size_t)g * u), ku);
+        kc_binary(d, KC_BIN_MUL, &bc, h, rec_mask(s, b, ex->batch, g), b->hm);
+        grad_gemm(d, u, u, rows, b->hm, u, kc_buf_f(dg, (size_t)g * u), ku, beta,
+                  kc_buf_f(r->grad, (size_t)g * u), ku);
     }
     return kc_device_status(d);
 }
@@ -684,8 +812,8 @@ static int param_grads(kc_layer *l, const kc_exec *ex, const rnn_bufs *b) {
         int gru_v1 = s->cell == &kc_rnn_gru_cell && !s->reset_after;
         rec_kernel_grad(l, ex, b, 0, gru_v1 ? 2 : k, beta);
         if (gru_v1)
-            kc_gemm(d, 1, 0, u, u, rows, 1.0f, b->gh, u, kc_buf_f(b->dg, 2 * (size_t)u), ku, beta,
-                    kc_buf_f(r->grad, 2 * (size_t)u), ku);
+            grad_gemm(d, u, u, rows, b->gh, u, kc_buf_f(b->dg, 2 * (size_t)u), ku, beta,
+                      kc_buf_f(r->grad, 2 * (size_t)u), ku);
     }
     if (s->use_bias && kc_layer_wants_grad(l, &l->params[2])) {
         kc_bias_grad(d, l->params[2].grad, b->p, rows, ku, beta);
@@ -702,10 +830,11 @@ static int rnn_backward_n(kc_layer *l, const kc_exec *ex, const kc_buf *x, kc_bu
     rnn_bufs b;
     rnn_layout(l, ex->batch, l->buf, ex->ws, &b, NULL, NULL);
     size_t bu = (size_t)ex->batch * (size_t)s->units;
-    back_steps(l, ex, &b, dy);
+    kc_buf carry[2];
+    transpose_weights(l, d, &b, kc_buf_ok(dx[0]));
+    back_steps(l, ex, &b, dy, carry);
     param_grads(l, ex, &b);
     input_grads(l, ex, &b, x[0], dx[0]);
-    kc_buf carry[2] = {b.gh_, b.gc};
     for (int i = 1; i < l->ninputs; i++)
         if (kc_buf_ok(dx[i])) kc_copy(d, dx[i], carry[i - 1], bu * 4);
     return kc_device_status(d);

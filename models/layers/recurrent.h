@@ -15,8 +15,15 @@
  *                   DM     n x B x F        (input dropout masks: one, or one per gate)
  *                   RM     n x B x U        (recurrent dropout masks, likewise)
  *   workspace:      P      B x T x K U      (x W + bias, then its gradient)
- *                   DG     T x B x K U      (gradient of h W_rec, by step)
- *                   V      a few B x K U and B x U vectors */
+ *                   DG     T x B x K U      (gradient of h W_rec, by step; cells whose
+ *                                            DG is dP have none: their step s
+ *                                            writes the rows of dP at t(s))
+ *                   HT     B x T x U        (those cells: H's steps by sample,
+ *                                            for the recurrent kernel's gradient)
+ *                   V      a few B x K U and B x U vectors
+ *                   RT, WT K U x U, K U x F (backward: R and W transposed, so
+ *                          that every product of the backward pass reads its
+ *                          right-hand side untransposed) */
 #ifndef KC_LAYERS_RECURRENT_H
 #define KC_LAYERS_RECURRENT_H
 
@@ -30,6 +37,8 @@ typedef struct rnn_bufs {
     kc_buf p, dg, g, hn, cnew, t1, t2, t3, om;       /* workspace, forward and backward */
     kc_buf gh_, gc, go, ghn, gcn, ghp, gcp, dpl;     /* workspace, backward */
     kc_buf xd, hm, ds; /* workspace: dropped-out input and h of every step, mask draws */
+    kc_buf rt, wt;     /* workspace, backward: the recurrent kernel and kernel transposed */
+    kc_buf ht;         /* workspace, backward (cells with dg_is_dp): H by sample, then step */
 } rnn_bufs;
 
 typedef struct rnn_cell {
@@ -42,9 +51,13 @@ typedef struct rnn_cell {
                         kc_buf cp, kc_buf hn, kc_buf cn);
     /* Given ghn (and gcn), the gradients of step s's new h (and c): writes
      * the gate gradients (planes of dpl: the input projection's; DG slot s:
-     * the recurrent product's) and the gradients of hp and cp into ghp, gcp. */
+     * the recurrent product's) and the gradients of hp and cp into ghp, gcp,
+     * reading ghn and gcn only. */
     int (*step_backward)(kc_layer *l, kc_device *d, const rnn_bufs *b, int batch, int s, kc_buf hp,
                          kc_buf cp, kc_buf ghn, kc_buf gcn, kc_buf ghp, kc_buf gcp);
+    /* 1 when the recurrent product's gradient is the input projection's
+     * (the planes of dpl as rows): DG is then dP itself (kc_rnn_dg) */
+    int dg_is_dp;
 } rnn_cell;
 
 struct rnn_state {
@@ -71,6 +84,11 @@ int kc_rnn_recurrent_masks(const rnn_state *s);
  * h dropped out by its mask while training with recurrent_dropout. */
 int kc_rnn_rec_forward(const kc_layer *l, kc_device *d, const rnn_bufs *b, int batch, kc_buf hp,
                        int g0, int ng, kc_buf out, int ldo);
+/* Adds hp R[:, g U .. (g + 1) U] to gate plane g - g0 of `planes` (B x U
+ * each, one after another) for g in [g0, g0 + ng), each gate's h dropped out
+ * by its mask while training with recurrent_dropout. */
+int kc_rnn_rec_add_planes(const kc_layer *l, kc_device *d, const rnn_bufs *b, int batch, kc_buf hp,
+                          int g0, int ng, kc_buf planes);
 /* ghp (beta 0: =, 1: +=) the gradient of hp through that product, from dg
  * (B x ng U, row stride ldg). */
 int kc_rnn_rec_backward(const kc_layer *l, kc_device *d, const rnn_bufs *b, int batch, kc_buf dg,
@@ -93,6 +111,9 @@ static inline kc_buf rnn_plane(kc_buf base, const rnn_state *s, int batch, int s
 static inline kc_buf rnn_slot(kc_buf base, const rnn_state *s, int batch, int slot) {
     return kc_buf_f(base, (size_t)slot * (size_t)batch * (size_t)s->units);
 }
+/* Step `step`'s gate gradients of the recurrent product (B rows of K U),
+ * and their row stride: a DG slot, or the rows of dP at t(step). */
+kc_buf kc_rnn_dg(const rnn_state *s, const rnn_bufs *b, int batch, int step, int64_t *ld);
 /* A 2-d strided copy: rows x cols elements, row strides ss and ds. */
 int kc_rnn_copy2(kc_device *d, kc_copy_mode mode, kc_buf src, int64_t ss, kc_buf dst, int64_t ds,
                  int64_t rows, int64_t cols);
