@@ -76,6 +76,14 @@ extern const kc_layer_class kc_gru_class;
 /* wrappers */
 extern const kc_layer_class kc_time_distributed_class;
 extern const kc_layer_class kc_bidirectional_class;
+/* image augmentation */
+extern const kc_layer_class kc_random_flip_class;
+extern const kc_layer_class kc_random_crop_class;
+extern const kc_layer_class kc_random_translation_class;
+extern const kc_layer_class kc_random_rotation_class;
+extern const kc_layer_class kc_random_zoom_class;
+extern const kc_layer_class kc_random_brightness_class;
+extern const kc_layer_class kc_random_contrast_class;
 
 const kc_layer_class *const kc_layer_classes[] = {
     &kc_dense_class,
@@ -146,5 +154,13 @@ const kc_layer_class *const kc_layer_classes[] = {
     /* wrappers */
     &kc_time_distributed_class,
     &kc_bidirectional_class,
+    /* image augmentation */
+    &kc_random_flip_class,
+    &kc_random_crop_class,
+    &kc_random_translation_class,
+    &kc_random_rotation_class,
+    &kc_random_zoom_class,
+    &kc_random_brightness_class,
+    &kc_random_contrast_class,
     NULL,
 };
