@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/commands.h"
 #include "core/atomic_file.h"
@@ -16,6 +17,11 @@ static const char usage[] =
     "A text model (a `text:` block in its data section) reads raw text, one\n"
     "sample per line, tokenized with the vocabulary saved in the checkpoint;\n"
     "its .npy/.npz/.csv inputs hold token ids.\n"
+    "An image model (an `images:` folder in its data section) reads PNG and\n"
+    "JPEG files - several --input files, or a folder of them - decoded and\n"
+    "resized as its training images were, and prints each file's most likely\n"
+    "classes, named as the training folder's subfolders (--output still\n"
+    "writes the probabilities).\n"
     "\n"
     "A model with several inputs takes one --input NAME=FILE per input; with\n"
     "several outputs, --output NAME=FILE writes each output to its own file,\n"
@@ -24,6 +30,7 @@ static const char usage[] =
     "  --input [NAME=]FILE   samples to predict (NAME: the model input)\n"
     "  --key [NAME=]KEY      array inside an .npz input (default: its only array)\n"
     "  --output [NAME=]FILE  .csv or .npy (default: CSV on stdout)\n"
+    "  --top N               classes printed per image (default 3)\n"
     "  --batch-size N        samples per batch\n"
     "  --threads N           compute threads (default: all cores)\n"
     "  --backend NAME        where to compute: cpu (default), reference, ...\n"
@@ -31,7 +38,7 @@ static const char usage[] =
     "  --device N            the backend's device (default: $KERASC_DEVICE, else 0)\n"
     "  -h, --help            show this help\n";
 
-enum { O_INPUT = 400, O_OUTPUT_FILE, O_KEY };
+enum { O_INPUT = 400, O_OUTPUT_FILE, O_KEY, O_TOP };
 
 static int ends_with(const char *s, const char *suf) {
     size_t a = strlen(s), b = strlen(suf);
@@ -133,11 +140,93 @@ static int write_all_csv(const kc_session *s, float *const *outs, int64_t rows, 
 typedef struct predict_args {
     named_arg inputs[KC_MODEL_MAX_IO], keys[KC_MODEL_MAX_IO], outputs[KC_MODEL_MAX_IO];
     int ninputs, nkeys, noutputs;
+    int top;
+    kc_image_index images; /* an image model's input files, in row order */
 } predict_args;
 
+/* ------------------------------------------------------------- images --- */
+
+static int is_dir(const char *path) {
+    struct stat st;
+    return !stat(path, &st) && S_ISDIR(st.st_mode);
+}
+
+/* An image model with one input takes image files and folders of them. */
+static int image_inputs(const kc_session *s, const predict_args *a) {
+    if (!kc_config_image_source(s->cfg) || s->model->ninputs != 1) return 0;
+    for (int j = 0; j < a->ninputs; j++)
+        if (!is_dir(a->inputs[j].value) && !kc_image_is_image_name(a->inputs[j].value)) return 0;
+    return 1;
+}
+
+static int add_path(kc_image_index *ix, const char *p, kc_error *e) {
+    char **np = realloc(ix->path, (size_t)(ix->n + 1) * sizeof *np);
+    if (!np) return kc_fail(e, KC_ERUNTIME, "out of memory");
+    ix->path = np;
+    if (!(np[ix->n] = strdup(p))) return kc_fail(e, KC_ERUNTIME, "out of memory");
+    ix->n++;
+    return KC_OK;
+}
+
+/* Every file given, folders expanded to their images (sorted, walked down). */
+static int load_image_inputs(kc_session *s, predict_args *a, kc_array *x, kc_error *e) {
+    kc_image_index *all = &a->images;
+    int rc = KC_OK;
+    for (int j = 0; !rc && j < a->ninputs; j++) {
+        if (a->inputs[j].name[0] && strcmp(a->inputs[j].name, s->model->inputs[0].name))
+            return kc_fail(e, KC_ECONFIG, "--input %s=...: the model has no input '%s'",
+                           a->inputs[j].name, a->inputs[j].name);
+        if (!is_dir(a->inputs[j].value)) {
+            rc = add_path(all, a->inputs[j].value, e);
+            continue;
+        }
+        kc_text_dir_opts o = {0};
+        kc_image_index ix;
+        if ((rc = kc_image_index_directory(a->inputs[j].value, &o, &ix, e))) break;
+        for (int64_t i = 0; !rc && i < ix.n; i++)
+            rc = add_path(all, ix.path[i], e);
+        kc_image_index_free(&ix);
+    }
+    const kc_source_spec *src = kc_config_image_source(s->cfg);
+    if (!rc) rc = kc_image_load_all((const char *const *)all->path, all->n, &src->image, x, e);
+    if (!rc) rc = fit_input(s, 0, x, all->path[0], e);
+    return rc;
+}
+
+/* file: class p, class p, ... for every image, the most likely first. */
+static void print_top(const kc_session *s, const predict_args *a, const float *p, int64_t rows) {
+    const kc_data_spec *d = &s->cfg->data;
+    int64_t cols = s->outs[0].out_rows * s->outs[0].out_cols;
+    int top = a->top < cols ? a->top : (int)cols;
+    for (int64_t r = 0; r < rows && !ferror(stdout); r++) {
+        const float *v = p + r * cols;
+        printf("%s:", a->images.path[r]);
+        for (int k = 0, used[64] = {0}; k < top && k < 64; k++) {
+            int64_t best = -1;
+            for (int64_t c = 0; c < cols; c++) {
+                int taken = 0;
+                for (int q = 0; q < k; q++)
+                    taken |= used[q] == c;
+                if (!taken && (best < 0 || v[c] > v[best])) best = c;
+            }
+            used[k] = (int)best;
+            printf("%s %s %.4f", k ? "," : "", d->image_classes[best], v[best]);
+        }
+        putchar('\n');
+    }
+}
+
+/* The top classes replace the CSV when the classes are known and fit the output. */
+static int prints_classes(const kc_session *s, const predict_args *a) {
+    const kc_data_spec *d = &s->cfg->data;
+    return a->images.n && !a->noutputs && s->nouts == 1 && d->image_classes &&
+           s->outs[0].out_rows * s->outs[0].out_cols == d->nimage_classes;
+}
+
 /* Matches --input/--key arguments to the model's inputs: x[i] feeds input i. */
-static int load_inputs(kc_session *s, const predict_args *a, kc_array *x, kc_error *e) {
+static int load_inputs(kc_session *s, predict_args *a, kc_array *x, kc_error *e) {
     const kc_model *m = s->model;
+    if (image_inputs(s, a)) return load_image_inputs(s, a, x, e);
     if (a->ninputs != m->ninputs)
         return kc_fail(e, KC_ECONFIG,
                        "the model has %d input%s; give one --input NAME=FILE for each", m->ninputs,
@@ -207,6 +296,7 @@ static int parse_args(int argc, char **argv, kc_run_opts *o, predict_args *a) {
     static const struct option opts[] = {{"input", required_argument, 0, O_INPUT},
                                          {"output", required_argument, 0, O_OUTPUT_FILE},
                                          {"key", required_argument, 0, O_KEY},
+                                         {"top", required_argument, 0, O_TOP},
                                          {"batch-size", required_argument, 0, KC_OPT_BATCH},
                                          {"threads", required_argument, 0, KC_OPT_THREADS},
                                          {"backend", required_argument, 0, KC_OPT_BACKEND},
@@ -225,6 +315,14 @@ static int parse_args(int argc, char **argv, kc_run_opts *o, predict_args *a) {
         if (c == '?' || c == ':')
             return kc_cli_usage_error("predict", "unknown or incomplete option '%s'",
                                       argv[optind - 1]);
+        if (c == O_TOP) {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || end == optarg || v < 1 || v > 64)
+                return kc_cli_usage_error("predict", "--top takes 1..64, got '%s'", optarg);
+            a->top = (int)v;
+            continue;
+        }
         named_arg *list = c == O_INPUT         ? a->inputs
                           : c == O_KEY         ? a->keys
                           : c == O_OUTPUT_FILE ? a->outputs
@@ -254,6 +352,7 @@ int kc_cmd_predict(int argc, char **argv) {
     kc_cli_run_opts_init(&o);
     predict_args a;
     memset(&a, 0, sizeof a);
+    a.top = 3;
     int st = parse_args(argc, argv, &o, &a);
     if (st) return st < 0 ? 0 : st;
     const char *ckpt = argv[optind];
@@ -278,13 +377,18 @@ int kc_cmd_predict(int argc, char **argv) {
         const kc_array *xs[KC_MODEL_MAX_IO];
         for (int i = 0; i < s.model->ninputs; i++)
             xs[i] = &x[i];
-        if (kc_predict_n(&s, xs, outs, &e) || write_outputs(&s, &a, outs, kc_array_rows(&x[0]), &e))
+        if (kc_predict_n(&s, xs, outs, &e))
+            status = kc_cli_report("predict", &e);
+        else if (prints_classes(&s, &a))
+            print_top(&s, &a, outs[0], kc_array_rows(&x[0]));
+        else if (write_outputs(&s, &a, outs, kc_array_rows(&x[0]), &e))
             status = kc_cli_report("predict", &e);
     }
     for (int k = 0; k < KC_MODEL_MAX_IO; k++)
         free(outs[k]);
     for (int i = 0; i < KC_MODEL_MAX_IO; i++)
         kc_array_free(&x[i]);
+    kc_image_index_free(&a.images);
     kc_session_close(&s);
     kc_config_free(cfg);
     return status;

@@ -184,7 +184,7 @@ static int tensors_collect(const kc_session *s, const kc_optimizer *opt, ckpt_te
 typedef struct ckpt_meta {
     char epoch[32], step[32], iters[32], seed[32], batch[32], bsize[32], lsum[40], lcount[40],
         best[40], lr[40], cfg_dir[PATH_MAX];
-    kc_strbuf logs, history, vocab;
+    kc_strbuf logs, history, vocab, classes;
     char *callbacks;
     const char *kv[64];
 } ckpt_meta;
@@ -235,6 +235,17 @@ static void meta_build(const kc_session *s, const kc_optimizer *opt, const kc_lo
         c->kv[n++] = "text_vocabulary";
         c->kv[n++] = kc_strbuf_str(&c->vocab);
     }
+    /* an image model's classes, in label order: a JSON list of names */
+    if (d->image_classes) {
+        kc_strbuf_putc(&c->classes, '[');
+        for (int i = 0; i < d->nimage_classes; i++) {
+            if (i) kc_strbuf_puts(&c->classes, ", ");
+            kc_json_write_string(&c->classes, d->image_classes[i]);
+        }
+        kc_strbuf_putc(&c->classes, ']');
+        c->kv[n++] = "image_classes";
+        c->kv[n++] = kc_strbuf_str(&c->classes);
+    }
     if (opt) {
         const char *train[] = {"optimizer",      kc_optimizer_name(opt),
                                "iterations",     c->iters,
@@ -257,6 +268,7 @@ static void meta_free(ckpt_meta *c) {
     kc_strbuf_free(&c->logs);
     kc_strbuf_free(&c->history);
     kc_strbuf_free(&c->vocab);
+    kc_strbuf_free(&c->classes);
 }
 
 int kc_checkpoint_write(const kc_session *s, const char *path, const kc_logs *logs,
@@ -322,6 +334,29 @@ static int open_checked(const char *path, kc_st_file **f, kc_error *e) {
     return KC_OK;
 }
 
+/* image_classes: a JSON list of strings, at most 100000 of them. */
+static int read_classes(const char *path, const char *text, kc_data_spec *d, kc_error *e) {
+    kc_json *j = kc_json_parse(text, strlen(text), e);
+    if (!j) return kc_fail(e, KC_ECONFIG, "%s: image_classes: %s", path, e->msg);
+    size_t n = kc_json_len(j);
+    int rc = KC_OK;
+    if (kc_json_kind_of(j) != KC_JSON_ARRAY || n > 100000)
+        rc = kc_fail(e, KC_ECONFIG, "%s: image_classes is not a list of class names", path);
+    if (!rc && !(d->image_classes = calloc(n ? n : 1, sizeof *d->image_classes)))
+        rc = kc_fail(e, KC_ERUNTIME, "out of memory");
+    for (size_t i = 0; !rc && i < n; i++) {
+        const char *s = kc_json_str(kc_json_at(j, i));
+        if (!s)
+            rc = kc_fail(e, KC_ECONFIG, "%s: image_classes item %zu is not a string", path, i);
+        else if (!(d->image_classes[i] = strdup(s)))
+            rc = kc_fail(e, KC_ERUNTIME, "out of memory");
+        else
+            d->nimage_classes = (int)i + 1;
+    }
+    kc_json_free(j);
+    return rc;
+}
+
 int kc_checkpoint_config(const char *path, kc_config **out, kc_error *e) {
     kc_st_file *f;
     int rc = open_checked(path, &f, e);
@@ -347,6 +382,11 @@ int kc_checkpoint_config(const char *path, kc_config **out, kc_error *e) {
             kc_config_free(*out);
             *out = NULL;
         }
+    }
+    const char *classes = kc_st_meta(f, "image_classes");
+    if (!rc && classes && (rc = read_classes(path, classes, &(*out)->data, e))) {
+        kc_config_free(*out);
+        *out = NULL;
     }
     kc_st_close(f);
     return rc;

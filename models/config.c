@@ -15,7 +15,7 @@ static const char *const data_keys[] = {
     "dataset",    "path",       "train",      "test",        "validation", "rescale",
     "offset",     "reshape",    "one_hot",    "num_classes", "inputs",     "targets",
     "text",       "timeseries", "num_words",  "skip_top",    "maxlen",     "seed",
-    "start_char", "oov_char",   "index_from", "test_split",  NULL};
+    "start_char", "oov_char",   "index_from", "test_split",  "label_mode", NULL};
 static const char *const source_keys[] = {"x", "y", "csv", "label_column", "header", NULL};
 static const char *const text_source_keys[] = {
     "text",      "labels",    "csv",        "text_column", "label_column",     "header",
@@ -26,12 +26,25 @@ static const char *const text_keys[] = {
     "char_level", "oov_token", "standardize", "max_tokens", "output_sequence_length",
     "ngrams",     "maxlen",    "padding",     "truncating", "value",
     NULL};
+static const char *const image_source_keys[] = {"images",
+                                                "labels",
+                                                "label_mode",
+                                                "class_names",
+                                                "color_mode",
+                                                "image_size",
+                                                "interpolation",
+                                                "crop_to_aspect_ratio",
+                                                "validation_split",
+                                                "subset",
+                                                "seed",
+                                                "shuffle",
+                                                NULL};
 static const char *const file_keys[] = {"path", "key", NULL};
 static const char *const fit_keys[] = {"epochs",  "batch_size",       "shuffle",
                                        "seed",    "validation_split", "steps_per_epoch",
                                        "verbose", "callbacks",        NULL};
-static const char *const datasets[] = {"mnist",   "fashion_mnist",  "imdb",
-                                       "reuters", "boston_housing", NULL};
+static const char *const datasets[] = {"mnist",          "fashion_mnist", "imdb",     "reuters",
+                                       "boston_housing", "cifar10",       "cifar100", NULL};
 /* load_data's options, in the data section next to `dataset:` */
 static const char *const seq_opt_keys[] = {"num_words",  "skip_top",   "maxlen",
                                            "seed",       "start_char", "oov_char",
@@ -75,6 +88,7 @@ static void source_free(kc_source_spec *s) {
         free(s->records[i]);
     free(s->records);
     free(s->separator);
+    free(s->images);
 }
 
 static void ts_columns_free(kc_ts_columns *c) {
@@ -104,6 +118,9 @@ void kc_config_free(kc_config *c) {
     free(c->data.path);
     if (c->data.vocab) kc_vocab_free(c->data.vocab);
     free(c->data.vocab);
+    for (int i = 0; i < c->data.nimage_classes; i++)
+        free(c->data.image_classes[i]);
+    free(c->data.image_classes);
     kc_doc_free(c->doc);
     kc_doc_free(c->model_doc);
     free(c->path);
@@ -188,6 +205,8 @@ static int parse_side(const char *base, kc_node *n, int is_x, kc_source_spec *s,
 
 static int parse_text_source(const char *base, kc_node *n, const char *what, kc_source_spec *s,
                              kc_error *e);
+static int parse_image_source(const char *base, kc_node *n, const char *what, kc_source_spec *s,
+                              kc_error *e);
 
 static int is_text_source(kc_node *n) {
     static const char *const marks[] = {"text", "text_column", "directory", "records"};
@@ -202,6 +221,7 @@ static int parse_source(const char *base, kc_node *n, const char *what, kc_sourc
     s->node = n;
     s->csv_header = -1;
     if (want_map(n, what, e)) return e->code;
+    if (kc_map_get(n, "images")) return parse_image_source(base, n, what, s, e);
     if (is_text_source(n)) return parse_text_source(base, n, what, s, e);
     kc_node *x = kc_map_get(n, "x"), *y = kc_map_get(n, "y"), *csv = kc_map_get(n, "csv");
     kc_node *lc = kc_map_get(n, "label_column"), *hd = kc_map_get(n, "header");
@@ -432,6 +452,110 @@ static int parse_text_source(const char *base, kc_node *n, const char *what, kc_
     return kc_map_check_unused(n, where, text_source_keys, e);
 }
 
+/* ----------------------------------------------------- image folders --- */
+
+static int known_keys_first(kc_node *n, const char *where, const char *const *keys, kc_error *e);
+
+static int image_class_names(kc_node *v, kc_source_spec *s, kc_error *e) {
+    if (v->kind != KC_NODE_SEQ || !v->n)
+        return kc_node_fail(e, v, "class_names must be a list of subfolder names");
+    if (!(s->class_names = calloc(v->n, sizeof *s->class_names)))
+        return kc_fail(e, KC_ERUNTIME, "out of memory");
+    for (size_t i = 0; i < v->n; i++) {
+        if (want_str(v->items[i], "a class name", e)) return e->code;
+        if (!(s->class_names[i] = strdup(v->items[i]->str)))
+            return kc_fail(e, KC_ERUNTIME, "out of memory");
+        s->dir.nclass_names = (int)i + 1;
+    }
+    s->dir.class_names = (const char *const *)s->class_names;
+    return KC_OK;
+}
+
+/* image_size: [height, width] */
+static int image_size(kc_node *v, kc_image_opts *o, kc_error *e) {
+    long long d[2];
+    if (v->kind != KC_NODE_SEQ || v->n != 2)
+        return kc_node_fail(e, v, "image_size must be [height, width], e.g. [256, 256]");
+    for (int i = 0; i < 2; i++) {
+        if (kc_node_int(v->items[i], &d[i], e)) return e->code;
+        if (d[i] < 1 || d[i] > KC_IMAGE_MAX_SIDE)
+            return kc_node_fail(e, v->items[i], "image_size values must be in 1..%d, got %lld",
+                                KC_IMAGE_MAX_SIDE, d[i]);
+    }
+    o->height = d[0];
+    o->width = d[1];
+    return KC_OK;
+}
+
+static int image_opts(kc_node *n, kc_image_opts *o, kc_error *e) {
+    static const char *const colors[] = {"grayscale", "rgb", "rgba", NULL};
+    static const char *const interps[] = {"bilinear", "nearest", NULL};
+    static const int channels[] = {1, 3, 4};
+    kc_node *v;
+    int rc, k;
+    kc_image_opts_default(o);
+    if ((v = kc_map_get(n, "color_mode"))) {
+        if ((rc = one_of(v, "color_mode", colors, &k, e))) return rc;
+        o->channels = channels[k];
+    }
+    if ((v = kc_map_get(n, "image_size")) && (rc = image_size(v, o, e))) return rc;
+    if ((v = kc_map_get(n, "interpolation"))) {
+        if ((rc = one_of(v, "interpolation", interps, &k, e))) return rc;
+        o->interpolation = (kc_interpolation)k;
+    }
+    if ((v = kc_map_get(n, "crop_to_aspect_ratio")) &&
+        (rc = kc_node_bool(v, &o->crop_to_aspect_ratio, e)))
+        return rc;
+    return KC_OK;
+}
+
+/* {images: DIR, labels: inferred, label_mode: int, class_names: [...],
+ * color_mode: rgb, image_size: [256, 256], interpolation: bilinear,
+ * crop_to_aspect_ratio: false, validation_split:, subset:, seed:, shuffle:} */
+static int parse_image_source(const char *base, kc_node *n, const char *what, kc_source_spec *s,
+                              kc_error *e) {
+    char where[64];
+    snprintf(where, sizeof where, "data.%s", what);
+    if (known_keys_first(n, where, image_source_keys, e)) return e->code;
+    kc_node *v;
+    int rc;
+    s->dir.inferred = 1;
+    s->dir.shuffle = 1;
+    s->dir.seed = 1337;
+    s->label_mode = KC_LABELS_INT;
+    if ((rc = resolve_path(base, kc_map_get(n, "images"), "images", &s->images, e))) return rc;
+    if ((v = kc_map_get(n, "labels")) && kc_node_is_null(v)) {
+        s->dir.inferred = 0;
+        s->label_mode = KC_LABELS_NONE;
+    } else if (v && (v->kind != KC_NODE_SCALAR || strcmp(v->str, "inferred"))) {
+        return kc_node_fail(e, v,
+                            "an image folder's labels are `inferred` (from the subfolders) or "
+                            "null");
+    }
+    if ((v = kc_map_get(n, "label_mode"))) {
+        static const char *const modes[] = {"int", "categorical", "binary", NULL};
+        int m = KC_LABELS_NONE;
+        if (!kc_node_is_null(v) && (rc = one_of(v, "label_mode", modes, &m, e))) return rc;
+        if (m != KC_LABELS_NONE && !s->dir.inferred)
+            return kc_node_fail(e, v, "label_mode needs labels: inferred");
+        s->label_mode = (kc_label_mode)m;
+    }
+    if ((v = kc_map_get(n, "class_names"))) {
+        if (!s->dir.inferred) return kc_node_fail(e, v, "class_names needs labels: inferred");
+        if ((rc = image_class_names(v, s, e))) return rc;
+    }
+    if ((rc = text_split_keys(n, s, e)) || (rc = image_opts(n, &s->image, e))) return rc;
+    return kc_map_check_unused(n, where, image_source_keys, e);
+}
+
+const kc_source_spec *kc_config_image_source(const kc_config *c) {
+    const kc_data_spec *d = &c->data;
+    if (d->has_train && d->train.images) return &d->train;
+    if (d->has_validation && d->validation.images) return &d->validation;
+    if (d->has_test && d->test.images) return &d->test;
+    return NULL;
+}
+
 /* ------------------------------------------------------ the text block --- */
 
 static int text_int(kc_node *n, const char *key, long long min, int64_t *out, kc_error *e) {
@@ -629,6 +753,7 @@ static const char *seq_opts_of(const char *ds) {
     if (!strcmp(ds, "reuters"))
         return "num_words, skip_top, maxlen, test_split, seed, start_char, oov_char, index_from";
     if (!strcmp(ds, "boston_housing")) return "test_split, seed";
+    if (!strcmp(ds, "cifar100")) return "label_mode";
     return "";
 }
 
@@ -916,6 +1041,32 @@ static int timeseries_alone(kc_node *n, kc_error *e) {
     return KC_OK;
 }
 
+/* -------------------------------------------------- cifar10, cifar100 --- */
+
+/* `label_mode: fine | coarse` next to `dataset: cifar100`, load_data's
+ * argument (fine by default): coarse reaches the loader as the dataset name
+ * "cifar100:coarse" (models/data/data.h). */
+static int parse_cifar_label_mode(kc_node *n, kc_data_spec *d, kc_error *e) {
+    static const char *const modes[] = {"fine", "coarse", NULL};
+    kc_node *v = kc_map_get(n, "label_mode");
+    if (!v) return KC_OK;
+    if (!d->dataset || strcmp(d->dataset, "cifar100"))
+        return kc_node_fail(e, key_node(n, "label_mode"),
+                            "data.label_mode is an option of the cifar100 dataset (fine or "
+                            "coarse)%s%s",
+                            d->dataset ? "; the dataset here is " : "",
+                            d->dataset ? d->dataset : "");
+    int m = 0;
+    if (one_of(v, "data.label_mode", modes, &m, e)) return e->code;
+    if (m == 1) {
+        char *coarse = strdup("cifar100:coarse");
+        if (!coarse) return kc_fail(e, KC_ERUNTIME, "out of memory");
+        free(d->dataset);
+        d->dataset = coarse;
+    }
+    return KC_OK;
+}
+
 static int parse_data(const char *base, kc_node *n, kc_data_spec *d, kc_error *e) {
     d->node = n;
     d->rescale = 1.0;
@@ -935,8 +1086,9 @@ static int parse_data(const char *base, kc_node *n, kc_data_spec *d, kc_error *e
             const char *near = kc_closest(v->str, datasets, sizeof datasets / sizeof *datasets - 1);
             return kc_node_fail(
                 e, v,
-                "unknown dataset '%s'%s%s%s (kerasc knows mnist, fashion_mnist, imdb, reuters and "
-                "boston_housing; other data goes in `train:`/`test:` as IDX, NPY, NPZ, CSV or "
+                "unknown dataset '%s'%s%s%s (kerasc knows mnist, fashion_mnist, cifar10, cifar100, "
+                "imdb, reuters and boston_housing; other data goes in `train:`/`test:` as IDX, "
+                "NPY, NPZ, CSV or "
                 "text files, or in `timeseries:`)",
                 v->str, near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");
         }
@@ -944,6 +1096,7 @@ static int parse_data(const char *base, kc_node *n, kc_data_spec *d, kc_error *e
         d->dataset_node = v;
     }
     if ((rc = parse_seq_opts(n, d, e))) return rc;
+    if ((rc = parse_cifar_label_mode(n, d, e))) return rc;
     if ((v = kc_map_get(n, "path"))) {
         if (!d->dataset)
             return kc_node_fail(e, v,
@@ -998,8 +1151,9 @@ static int parse_data(const char *base, kc_node *n, kc_data_spec *d, kc_error *e
     if ((rc = check_text_sources(d, e))) return rc;
     if (!d->dataset && !d->has_train && !d->has_test && !d->has_timeseries)
         return kc_node_fail(e, n,
-                            "the data section needs `dataset:` (mnist, fashion_mnist, imdb, "
-                            "reuters, boston_housing), `train:`/`test:` files or `timeseries:`");
+                            "the data section needs `dataset:` (mnist, fashion_mnist, cifar10, "
+                            "cifar100, imdb, reuters, boston_housing), `train:`/`test:` files or "
+                            "`timeseries:`");
     return kc_map_check_unused(n, "the data section", data_keys, e);
 }
 
@@ -1024,6 +1178,8 @@ static int text_has_y(const kc_source_spec *s) {
 
 /* Does the source hold array `name`? */
 static int source_has(const kc_source_spec *s, const char *name) {
+    if (s->images)
+        return !strcmp(name, "x") || (!strcmp(name, "y") && s->label_mode != KC_LABELS_NONE);
     if (s->text_kind) return !strcmp(name, "x") || (!strcmp(name, "y") && text_has_y(s));
     if (!strcmp(name, "x") && (s->x_path || s->csv_path)) return 1;
     if (!strcmp(name, "y") && (s->y_path || s->csv_path)) return 1;
@@ -1035,6 +1191,10 @@ static int source_has(const kc_source_spec *s, const char *name) {
 static void source_names(const kc_source_spec *s, char *buf, size_t n) {
     size_t used = 0;
     buf[0] = 0;
+    if (s->images) {
+        snprintf(buf, n, "%s", s->label_mode != KC_LABELS_NONE ? "x, y" : "x (no labels)");
+        return;
+    }
     if (s->text_kind) {
         snprintf(buf, n, "%s", text_has_y(s) ? "x, y" : "x (no labels)");
         return;

@@ -4,6 +4,7 @@
 #define KC_CONFIG_H
 
 #include "core/error.h"
+#include "models/data/images.h"
 #include "models/data/keras_datasets.h"
 #include "models/data/sequences.h"
 #include "models/data/text.h"
@@ -54,6 +55,10 @@ typedef struct kc_source_spec {
     int nrecords;
     char *separator;
     kc_label_mode label_mode;
+    /* an image folder ({images: DIR, ...}; x: the pixels, y: the labels);
+     * labels, class_names, the split and shuffle are in dir */
+    char *images;
+    kc_image_opts image;
 } kc_source_spec;
 
 /* Which array a model input (or output) takes: `inputs: {image: x}`. */
@@ -134,6 +139,10 @@ typedef struct kc_data_spec {
     /* the fitted vocabulary: set when the training texts are read, or from
      * the checkpoint the config came from (NULL until then) */
     kc_vocab *vocab;
+    /* the classes an image model learnt (the training folder's subfolders,
+     * or the checkpoint's), NULL until then */
+    char **image_classes;
+    int nimage_classes;
 } kc_data_spec;
 
 typedef struct kc_fit_spec {
@@ -168,5 +177,8 @@ int kc_config_load(const char *path, kc_config **out, kc_error *e);
 int kc_config_parse_text(const char *name, const char *base_dir, const char *text, size_t len,
                          kc_config **out, kc_error *e);
 void kc_config_free(kc_config *c);
+
+/* The image settings of an image model (its first image source), or NULL. */
+const kc_source_spec *kc_config_image_source(const kc_config *c);
 
 #endif

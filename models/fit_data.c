@@ -106,6 +106,49 @@ static int load_text_source(kc_session *s, const kc_source_spec *src, const char
     return rc;
 }
 
+/* ----------------------------------------------------- image folders --- */
+
+/* The training folder's classes become the model's (saved with it). */
+static int keep_classes(kc_data_spec *d, kc_image_index *ix, kc_error *e) {
+    char **names = calloc((size_t)ix->nclasses, sizeof *names);
+    if (!names) return kc_fail(e, KC_ERUNTIME, "out of memory");
+    for (int i = 0; i < ix->nclasses; i++)
+        names[i] = ix->class_names[i], ix->class_names[i] = NULL;
+    for (int i = 0; i < d->nimage_classes; i++)
+        free(d->image_classes[i]);
+    free(d->image_classes);
+    d->image_classes = names;
+    d->nimage_classes = ix->nclasses;
+    return KC_OK;
+}
+
+static int image_labels(const kc_source_spec *src, const kc_image_index *ix, kc_array *y,
+                        kc_error *e) {
+    if (src->label_mode == KC_LABELS_BINARY && ix->nclasses != 2)
+        return kc_fail(e, KC_ECONFIG,
+                       "label_mode binary needs exactly 2 classes, the folder has %d",
+                       ix->nclasses);
+    kc_texts t = {.n = ix->n, .label = ix->label, .nclasses = ix->nclasses};
+    return kc_texts_labels(&t, src->label_mode, y, e);
+}
+
+static int load_image_source(kc_session *s, const kc_source_spec *src, const char *what,
+                             kc_array *x, kc_array *y, kc_error *e) {
+    kc_image_index ix;
+    int rc = kc_image_index_directory(src->images, &src->dir, &ix, e);
+    if (!rc) rc = kc_image_load_all((const char *const *)ix.path, ix.n, &src->image, x, e);
+    if (!rc && ix.label && src->label_mode != KC_LABELS_NONE) rc = image_labels(src, &ix, y, e);
+    if (!rc && ix.class_names && src == &s->cfg->data.train)
+        rc = keep_classes(&s->cfg->data, &ix, e);
+    kc_image_index_free(&ix);
+    if (rc) {
+        kc_array_free(x);
+        kc_array_free(y);
+        return kc_node_fail(e, src->node, "cannot load the %s data: %s", what, e->msg);
+    }
+    return KC_OK;
+}
+
 /* ----------------------------------------- imdb, reuters, boston_housing --- */
 
 /* The first axis of the model input fed from x: the default padded length. */
@@ -413,6 +456,7 @@ static int load_timeseries(kc_session *s, int need, kc_error *e) {
 static int load_source(kc_session *s, const kc_source_spec *src, const char *what, kc_array *x,
                        kc_array *y, kc_named_arrays *named, kc_error *e) {
     int rc = KC_OK;
+    if (src->images) return load_image_source(s, src, what, x, y, e);
     if (src->text_kind) return load_text_source(s, src, what, x, y, e);
     if (src->csv_path) {
         rc = kc_csv_load(src->csv_path, src->label_column ? src->label_column : "-1",

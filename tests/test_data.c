@@ -1262,8 +1262,8 @@ START_TEST(dataset_not_found_and_damaged) {
     rc = kc_dataset_load("fashion_mnist", path_in("lab"), &a[0], &a[1], &a[2], &a[3], &e);
     expect_error(rc, &e, KC_ERUNTIME, "label 1 is 12");
     /* unknown names are a config error */
-    rc = kc_dataset_load("cifar10", NULL, &a[0], &a[1], &a[2], &a[3], &e);
-    expect_error(rc, &e, KC_ECONFIG, "unknown dataset 'cifar10'");
+    rc = kc_dataset_load("svhn", NULL, &a[0], &a[1], &a[2], &a[3], &e);
+    expect_error(rc, &e, KC_ECONFIG, "unknown dataset 'svhn'");
 }
 END_TEST
 

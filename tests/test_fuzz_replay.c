@@ -34,7 +34,8 @@
     X(npy)                                                                                         \
     X(npz)                                                                                         \
     X(csv)                                                                                         \
-    X(pickle)
+    X(pickle)                                                                                      \
+    X(cifar)
 
 #define DECLARE(name) int kc_fuzz_##name(const uint8_t *data, size_t size);
 HARNESSES(DECLARE)

@@ -101,7 +101,12 @@ int kc_csv_load(const char *path, const char *label_column, int header, kc_array
  *                   ~/.keras/datasets/fashion-mnist, /tmp/.keras/datasets/fashion-mnist,
  *                   /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist)
  * Nothing found: KC_ERUNTIME with every place looked at and how to get the
- * data. A found but damaged file is reported as such, not skipped. */
+ * data. A found but damaged file is reported as such, not skipped.
+ *
+ * The same call loads "cifar10" and "cifar100" (fine labels; "cifar100:fine"
+ * and "cifar100:coarse" choose load_data's label_mode) through
+ * models/data/cifar.h: x uint8 (N, 32, 32, 3), y uint8 (N,), searched as
+ * described there; and "boston_housing" with Keras's defaults. */
 int kc_dataset_load(const char *name, const char *dir, kc_array *x_train, kc_array *y_train,
                     kc_array *x_test, kc_array *y_test, kc_error *e);
 

@@ -1,11 +1,13 @@
 /* The Keras datasets mnist and fashion_mnist, from the places Keras caches
- * them or a Debian package installs them, and the search for any Keras
- * dataset file (kc_dataset_find). Nothing is downloaded. */
+ * them or a Debian package installs them (cifar10 / cifar100 and
+ * boston_housing by name through their own loaders), and the search for any
+ * Keras dataset file (kc_dataset_find). Nothing is downloaded. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "models/data/cifar.h"
 #include "models/data/data.h"
 #include "models/data/keras_datasets.h"
 
@@ -263,13 +265,20 @@ int kc_dataset_load(const char *name, const char *dir, kc_array *x_train, kc_arr
     int ds;
     if (name && !strcmp(name, "boston_housing"))
         return kc_boston_housing_load(dir, 0.2, 113, x_train, y_train, x_test, y_test, e);
+    if (name &&
+        (!strcmp(name, "cifar10") || !strcmp(name, "cifar100") || !strcmp(name, "cifar100:fine")))
+        return kc_cifar_load(strncmp(name, "cifar100", 8) ? "cifar10" : "cifar100", KC_CIFAR_FINE,
+                             dir, x_train, y_train, x_test, y_test, e);
+    if (name && !strcmp(name, "cifar100:coarse"))
+        return kc_cifar_load("cifar100", KC_CIFAR_COARSE, dir, x_train, y_train, x_test, y_test, e);
     if (name && !strcmp(name, "mnist"))
         ds = DS_MNIST;
     else if (name && (!strcmp(name, "fashion_mnist") || !strcmp(name, "fashion-mnist")))
         ds = DS_FASHION;
     else
         return kc_fail(e, KC_ECONFIG,
-                       "unknown dataset '%s' (available: mnist, fashion_mnist, boston_housing)",
+                       "unknown dataset '%s' (available: mnist, fashion_mnist, cifar10, "
+                       "cifar100, boston_housing)",
                        name ? name : "(none)");
     kc_error local;
     if (!e) e = &local;

@@ -1,5 +1,6 @@
-/* A bounded pickle reader for numpy object arrays of integer lists: a stack
- * machine over a handful of value kinds, with one handler per opcode. */
+/* A bounded pickle reader for numpy object arrays of integer lists and for
+ * the dicts of CIFAR batch files: a stack machine over a handful of value
+ * kinds, with one handler per opcode. */
 #include "models/data/pickle.h"
 
 #include <stdarg.h>
@@ -19,7 +20,8 @@ typedef enum vkind {
     V_GLOBAL,
     V_DTYPE,
     V_ARRAY,
-    V_EMPTY
+    V_EMPTY,
+    V_DICT
 } vkind;
 
 /* A value: immediate (int, bool, global id) or the index of a node. */
@@ -32,12 +34,14 @@ enum { G_RECONSTRUCT, G_NDARRAY, G_DTYPE, G_ENCODE };
 
 typedef struct node {
     int64_t n, cap;
-    val *items;           /* tuples; lists holding something other than ints */
+    val *items;           /* tuples; dicts (key, value, ...); lists holding non-ints */
     int64_t *ints;        /* lists of ints only */
     unsigned char *bytes; /* strings and bytes (NUL after them); dtype descr */
     int is_items;         /* a list: 1 once it holds a non-int */
+    int borrowed;         /* bytes point into the input (long strings; no NUL after them) */
+    int latin;            /* a Python 2 str (BINSTRING): raw bytes */
     /* arrays */
-    int built, rank;
+    int built, rank, fortran;
     int64_t shape[8];
     val dtype, data;
     char order; /* dtypes: '<', '>', '|', '=' */
@@ -69,7 +73,8 @@ static const char *const KIND_NAME[] = {"None",
                                         "a global",
                                         "a dtype",
                                         "an ndarray",
-                                        "an empty memo slot"};
+                                        "an empty memo slot",
+                                        "a dict"};
 
 __attribute__((format(printf, 2, 3))) static int fail(pk *k, const char *fmt, ...) {
     char why[512];
@@ -164,6 +169,9 @@ static int pop_mark(pk *k, int64_t *from) {
 
 /* ---- values ---- */
 
+/* Strings longer than this are not copied: the node points into the input. */
+#define BORROW_OVER 256
+
 static int make_str(pk *k, vkind kind, const unsigned char *s, size_t len) {
     val v = {0};
     int rc = new_node(k, &v, (uint8_t)kind);
@@ -223,7 +231,10 @@ static int list_append(pk *k, val list, val v) {
 }
 
 static int str_is(pk *k, val v, const char *s) {
-    return (v.kind == V_STR || v.kind == V_BYTES) && !strcmp((const char *)N(k, v)->bytes, s);
+    if (v.kind != V_STR && v.kind != V_BYTES) return 0;
+    node *nd = N(k, v);
+    size_t len = strlen(s);
+    return nd->n == (int64_t)len && !memcmp(nd->bytes, s, len);
 }
 
 /* The globals a numpy array pickle names; every other one is refused. */
@@ -285,6 +296,7 @@ static int op_stack_global(pk *k) {
     if (rc) return rc;
     if (name.kind != V_STR || mod.kind != V_STR) return fail(k, "STACK_GLOBAL of non-strings");
     node *a = N(k, mod), *b = N(k, name);
+    if (a->n > 100 || b->n > 100) return fail(k, "STACK_GLOBAL name longer than 100 bytes");
     if (strlen((char *)a->bytes) != (size_t)a->n || strlen((char *)b->bytes) != (size_t)b->n)
         return fail(k, "STACK_GLOBAL name holds a NUL byte");
     return resolve_global(k, (char *)a->bytes, (char *)b->bytes);
@@ -366,6 +378,65 @@ static int op_list(pk *k) {
     return rc ? rc : push(k, list);
 }
 
+/* ---- dicts: (key, value) pairs in order; a later equal key wins on lookup ---- */
+
+#define MAX_DICT_ITEMS (1 << 20)
+
+static int dict_set(pk *k, val dict, val key, val v) {
+    if (dict.kind != V_DICT)
+        return fail(k, "setting an item of %s, not a dict", KIND_NAME[dict.kind]);
+    node *d = N(k, dict);
+    int rc = grow(k, (void **)&d->items, &d->cap, d->n + 2, sizeof(val), 2 * MAX_DICT_ITEMS,
+                  "dict items");
+    if (rc) return rc;
+    d->items[d->n++] = key;
+    d->items[d->n++] = v;
+    return KC_OK;
+}
+
+/* Sets the pairs stack[from .. sp) into the dict just below them. */
+static int setitems_from(pk *k, int64_t from) {
+    int64_t end = k->sp;
+    if ((end - from) % 2) return fail(k, "a key without a value");
+    k->sp = from;
+    val dict = {0};
+    int rc = top(k, &dict);
+    for (int64_t i = from; !rc && i < end; i += 2)
+        rc = dict_set(k, dict, k->stack[i], k->stack[i + 1]);
+    return rc;
+}
+
+static int op_empty_dict(pk *k) {
+    val v = {0};
+    int rc = new_node(k, &v, V_DICT);
+    return rc ? rc : push(k, v);
+}
+
+static int op_setitem(pk *k) {
+    if (k->sp - stack_base(k) < 3) return fail(k, "stack underflow");
+    return setitems_from(k, k->sp - 2);
+}
+
+static int op_setitems(pk *k) {
+    int64_t from = 0;
+    int rc = pop_mark(k, &from);
+    return rc ? rc : setitems_from(k, from);
+}
+
+static int op_dict(pk *k) {
+    int64_t from = 0;
+    int rc = pop_mark(k, &from);
+    if (rc) return rc;
+    int64_t end = k->sp;
+    if ((end - from) % 2) return fail(k, "a key without a value");
+    val dict = {0};
+    if ((rc = new_node(k, &dict, V_DICT))) return rc;
+    for (int64_t i = from; !rc && i < end; i += 2)
+        rc = dict_set(k, dict, k->stack[i], k->stack[i + 1]);
+    k->sp = from;
+    return rc ? rc : push(k, dict);
+}
+
 static int push_int(pk *k, int bytes, int sign) {
     uint64_t u;
     int rc = take_uint(k, bytes, &u);
@@ -405,7 +476,25 @@ static int op_false(pk *k) {
     return push(k, (val){.kind = V_BOOL, .i = 0});
 }
 
-static int push_sized(pk *k, int len_bytes, vkind kind, int is_signed) {
+/* A string of the input: a long one is borrowed (the input outlives the parse). */
+static int push_view(pk *k, vkind kind, const unsigned char *s, size_t len, int latin) {
+    if (len <= BORROW_OVER) {
+        int rc = make_str(k, kind, s, len);
+        if (!rc) N(k, k->stack[k->sp - 1])->latin = latin;
+        return rc;
+    }
+    val v = {0};
+    int rc = new_node(k, &v, (uint8_t)kind);
+    if (rc) return rc;
+    node *nd = N(k, v);
+    nd->bytes = (unsigned char *)s;
+    nd->n = (int64_t)len;
+    nd->borrowed = 1;
+    nd->latin = latin;
+    return push(k, v);
+}
+
+static int push_sized(pk *k, int len_bytes, vkind kind, int is_signed, int latin) {
     uint64_t len = 0;
     const unsigned char *s = NULL;
     int rc = take_uint(k, len_bytes, &len);
@@ -414,26 +503,27 @@ static int push_sized(pk *k, int len_bytes, vkind kind, int is_signed) {
     if (len > k->n - k->at)
         return fail(k, "a %llu-byte string overruns the data", (unsigned long long)len);
     if ((rc = take(k, (size_t)len, &s))) return rc;
-    return make_str(k, kind, s, (size_t)len);
+    return push_view(k, kind, s, (size_t)len, latin);
 }
 
 static int op_binunicode(pk *k) {
-    return push_sized(k, 4, V_STR, 0);
+    return push_sized(k, 4, V_STR, 0, 0);
 }
 static int op_short_binunicode(pk *k) {
-    return push_sized(k, 1, V_STR, 0);
+    return push_sized(k, 1, V_STR, 0, 0);
 }
+/* Python 2's str: text to numpy's descr and byte order, raw bytes as array data */
 static int op_binstring(pk *k) {
-    return push_sized(k, 4, V_STR, 1);
+    return push_sized(k, 4, V_STR, 1, 1);
 }
 static int op_short_binstring(pk *k) {
-    return push_sized(k, 1, V_STR, 0);
+    return push_sized(k, 1, V_STR, 0, 1);
 }
 static int op_binbytes(pk *k) {
-    return push_sized(k, 4, V_BYTES, 0);
+    return push_sized(k, 4, V_BYTES, 0, 0);
 }
 static int op_short_binbytes(pk *k) {
-    return push_sized(k, 1, V_BYTES, 0);
+    return push_sized(k, 1, V_BYTES, 0, 0);
 }
 
 static int memo_put(pk *k, uint64_t idx) {
@@ -566,8 +656,10 @@ static int build_array(pk *k, node *arr, val state) {
     int64_t n;
     const val *s = tuple_items(k, state, -1, &n);
     if (s && n == 5 && s[0].kind == V_INT) s++, n--;
+    val data = s && n == 4 ? s[3] : (val){0};
+    if (data.kind == V_STR && N(k, data)->latin) data.kind = V_BYTES; /* Python 2's str data */
     if (!s || n != 4 || s[0].kind != V_TUPLE || s[1].kind != V_DTYPE || s[2].kind != V_BOOL ||
-        (s[3].kind != V_LIST && s[3].kind != V_BYTES))
+        (data.kind != V_LIST && data.kind != V_BYTES))
         return fail(k, "ndarray state is not (version, shape, dtype, fortran, data)");
     if (arr->built) return fail(k, "an ndarray built twice");
     node *sh = N(k, s[0]);
@@ -579,7 +671,8 @@ static int build_array(pk *k, node *arr, val state) {
     }
     arr->rank = (int)sh->n;
     arr->dtype = s[1];
-    arr->data = s[3];
+    arr->data = data;
+    arr->fortran = (int)s[2].i;
     arr->built = 1;
     return KC_OK;
 }
@@ -629,7 +722,9 @@ static const op_fn OPS[256] = {
     ['B'] = op_binbytes,      ['C'] = op_short_binbytes,
     ['q'] = op_binput,        ['r'] = op_long_binput,
     [0x94] = op_memoize,      ['h'] = op_binget,
-    ['j'] = op_long_binget,
+    ['j'] = op_long_binget,   ['}'] = op_empty_dict,
+    ['d'] = op_dict,          ['s'] = op_setitem,
+    ['u'] = op_setitems,
 };
 
 static int run(pk *k) {
@@ -644,7 +739,7 @@ static int run(pk *k) {
         if (!OPS[op])
             return kc_fail(k->e, KC_ERUNTIME,
                            "%s: pickle opcode 0x%02x at byte %zu is not one a numpy object "
-                           "array uses",
+                           "array uses, nor a dataset's dict",
                            k->name, op, k->op_at);
         int rc = OPS[op](k);
         if (rc == -1) return KC_OK;
@@ -762,11 +857,125 @@ static int to_ragged(pk *k, kc_ragged *out) {
     return rc;
 }
 
+/* ---- the result: a dict of a uint8 matrix and integer labels (CIFAR batches) ---- */
+
+/* An error in what the pickle holds (found after STOP: no opcode to name). */
+__attribute__((format(printf, 2, 3))) static int bad(pk *k, const char *fmt, ...) {
+    char why[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    return kc_fail(k->e, KC_ERUNTIME, "%s: %s", k->name, why);
+}
+
+static const val *dict_get(pk *k, const node *d, const char *key) {
+    for (int64_t i = d->n - 2; i >= 0; i -= 2)
+        if (str_is(k, d->items[i], key)) return &d->items[i + 1];
+    return NULL;
+}
+
+/* The dict's short text keys, "a, b, c", for messages. */
+static void dict_keys(pk *k, const node *d, char *buf, size_t cap) {
+    size_t used = 0;
+    buf[0] = 0;
+    for (int64_t i = 0; i < d->n && used + 1 < cap; i += 2) {
+        val key = d->items[i];
+        if ((key.kind != V_STR && key.kind != V_BYTES) || N(k, key)->n > 40) continue;
+        int w = snprintf(buf + used, cap - used, "%s%.*s", used ? ", " : "", (int)N(k, key)->n,
+                         (const char *)N(k, key)->bytes);
+        if (w > 0) used += (size_t)w;
+    }
+    if (!buf[0]) snprintf(buf, cap, "no text keys");
+}
+
+static int dict_need(pk *k, const node *d, const char *key, val *out) {
+    const val *v = dict_get(k, d, key);
+    if (v) {
+        *out = *v;
+        return KC_OK;
+    }
+    char keys[400];
+    dict_keys(k, d, keys, sizeof keys);
+    return bad(k, "the pickled dict has no '%s' (it has: %s)", key, keys);
+}
+
+static int batch_data(pk *k, const char *key, val v, kc_array *out) {
+    if (v.kind != V_ARRAY || !N(k, v)->built)
+        return bad(k, "'%s' is %s, not a numpy array", key, KIND_NAME[v.kind]);
+    const node *a = N(k, v), *dt = N(k, a->dtype);
+    const char *descr = (const char *)dt->bytes;
+    if (strcmp(descr, "u1") || a->rank != 2 || a->data.kind != V_BYTES || a->fortran)
+        return bad(k, "'%s' is a %d-d array of dtype '%s'%s; a 2-d uint8 array is expected", key,
+                   a->rank, descr, a->fortran ? " in Fortran order" : "");
+    int64_t rows = a->shape[0], cols = a->shape[1], have = N(k, a->data)->n;
+    if ((cols && rows > have / cols) || rows * cols != have)
+        return bad(k, "'%s' has shape (%lld, %lld) but %lld bytes of data", key, (long long)rows,
+                   (long long)cols, (long long)have);
+    kc_shape sh = kc_shape2(rows, cols);
+    int rc = kc_array_alloc(out, KC_DT_U8, &sh, k->e);
+    if (rc) return rc;
+    if (have) memcpy(out->data, N(k, a->data)->bytes, (size_t)have);
+    return KC_OK;
+}
+
+/* A list of ints or a 1-d integer array into labels[0 .. *n). */
+static int batch_labels(pk *k, const char *key, val v, int64_t **labels, int64_t *n) {
+    int64_t len = 0;
+    int_arr ia = {0};
+    node *l = N(k, v);
+    if (v.kind == V_ARRAY) {
+        if (!l->built || l->rank != 1 || l->data.kind != V_BYTES)
+            return bad(k, "'%s' is an array that is not 1-d integers", key);
+        const char *s = (const char *)N(k, l->dtype)->bytes;
+        if ((s[0] != 'i' && s[0] != 'u') || !s[1] || !strchr("1248", s[1]) || s[2])
+            return bad(k, "'%s' is an array of dtype '%s', not integers", key, s);
+        int rc = elem_int_array(k, 0, l, &len, &ia);
+        if (rc) return rc;
+    } else if (v.kind == V_LIST) {
+        len = l->n;
+    } else {
+        return bad(k, "'%s' is %s, not a list of ints", key, KIND_NAME[v.kind]);
+    }
+    int64_t *out = malloc((size_t)(len ? len : 1) * sizeof *out);
+    if (!out) return bad(k, "out of memory for %lld labels", (long long)len);
+    for (int64_t j = 0; j < len; j++) {
+        val it = v.kind == V_ARRAY ? (val){.kind = V_INT, .i = int_arr_at(&ia, j)}
+                 : l->is_items     ? l->items[j]
+                                   : (val){.kind = V_INT, .i = l->ints[j]};
+        if (it.kind != V_INT) {
+            free(out);
+            return bad(k, "'%s' item %lld is %s, not an int", key, (long long)j,
+                       KIND_NAME[it.kind]);
+        }
+        out[j] = it.i;
+    }
+    *labels = out;
+    *n = len;
+    return KC_OK;
+}
+
+static int to_batch(pk *k, const char *data_key, const char *label_key, kc_array *data,
+                    int64_t **labels, int64_t *nlabels) {
+    if (k->result.kind != V_DICT)
+        return bad(k, "the pickle holds %s, not a dict", KIND_NAME[k->result.kind]);
+    const node *d = N(k, k->result);
+    val dv = {0}, lv = {0};
+    int rc = dict_need(k, d, data_key, &dv);
+    if (!rc) rc = dict_need(k, d, label_key, &lv);
+    if (!rc) rc = batch_data(k, data_key, dv, data);
+    if (!rc) rc = batch_labels(k, label_key, lv, labels, nlabels);
+    if (!rc && *nlabels != data->shape.d[0])
+        rc = bad(k, "'%s' holds %lld labels for %lld rows of '%s'", label_key, (long long)*nlabels,
+                 (long long)data->shape.d[0], data_key);
+    return rc;
+}
+
 static void pk_free(pk *k) {
     for (int64_t i = 0; i < k->nn; i++) {
         free(k->nodes[i].items);
         free(k->nodes[i].ints);
-        free(k->nodes[i].bytes);
+        if (!k->nodes[i].borrowed) free(k->nodes[i].bytes);
     }
     free(k->nodes);
     free(k->stack);
@@ -781,6 +990,26 @@ int kc_pickle_ragged(const unsigned char *p, size_t n, const char *name, kc_ragg
     int rc = run(&k);
     if (!rc) rc = to_ragged(&k, out);
     if (rc) kc_ragged_free(out);
+    pk_free(&k);
+    return rc;
+}
+
+int kc_pickle_batch(const unsigned char *p, size_t n, const char *name, const char *data_key,
+                    const char *label_key, kc_array *data, int64_t **labels, int64_t *nlabels,
+                    kc_error *e) {
+    kc_error local;
+    memset(data, 0, sizeof *data);
+    *labels = NULL;
+    *nlabels = 0;
+    pk k = {.p = p, .n = n, .name = name ? name : "pickle", .e = e ? e : &local};
+    int rc = run(&k);
+    if (!rc) rc = to_batch(&k, data_key, label_key, data, labels, nlabels);
+    if (rc) {
+        kc_array_free(data);
+        free(*labels);
+        *labels = NULL;
+        *nlabels = 0;
+    }
     pk_free(&k);
     return rc;
 }

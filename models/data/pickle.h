@@ -1,13 +1,17 @@
-/* A bounded reader for the one kind of pickle Keras's sequence datasets hold:
- * a numpy object array (what np.save writes for dtype=object) whose elements
- * are Python lists of ints, or 1-d integer ndarrays.
+/* A bounded reader for the two kinds of pickle Keras's datasets hold: a numpy
+ * object array (what np.save writes for dtype=object, in imdb.npz and
+ * reuters.npz) whose elements are Python lists of ints, or 1-d integer
+ * ndarrays; and the dict of a CIFAR batch file (Python 2's cPickle,
+ * protocol 2) holding a uint8 ndarray and lists of ints.
  *
  * Only the opcodes pickle emits for such an array at protocols 2..5 are
  * understood: PROTO, FRAME, GLOBAL / STACK_GLOBAL of numpy's _reconstruct
  * (numpy.core.multiarray or numpy._core.multiarray), numpy.ndarray,
  * numpy.dtype and _codecs.encode (protocol 2's bytes), REDUCE, BUILD, MARK,
- * tuples, lists (EMPTY_LIST, LIST, APPEND, APPENDS), ints (BININT, BININT1,
- * BININT2, LONG1), None / True / False, strings and bytes, the memo (PUT,
+ * tuples, lists (EMPTY_LIST, LIST, APPEND, APPENDS), dicts (EMPTY_DICT,
+ * DICT, SETITEM, SETITEMS), ints (BININT, BININT1, BININT2, LONG1), None /
+ * True / False, strings and bytes (BINUNICODE, BINSTRING, SHORT_BINSTRING,
+ * BINBYTES...; Python 2's str is raw bytes as array data), the memo (PUT,
  * GET, MEMOIZE) and STOP. Anything else is an error naming the opcode and
  * its offset; nothing is ever called or imported. Every length, count, memo
  * index and nesting depth is checked against the bytes present and fixed
@@ -19,6 +23,7 @@
 #include <stddef.h>
 
 #include "core/error.h"
+#include "models/data/data.h"
 #include "models/data/sequences.h"
 
 /* Limits (exceeding one is an error naming it). */
@@ -33,5 +38,18 @@
  * error *out is left empty. */
 int kc_pickle_ragged(const unsigned char *p, size_t n, const char *name, kc_ragged *out,
                      kc_error *e);
+
+/* Parses p[0..n) as a pickled dict (a CIFAR batch file) and takes two of its
+ * values, found by their str or bytes keys (a later equal key wins, as in
+ * Python): data_key's, a 2-d uint8 ndarray in C order, into *data (uint8,
+ * shape as stored); label_key's, a list of ints or a 1-d integer ndarray with
+ * one item per row of data, into *labels (malloc'd, *nlabels items). Other
+ * values are parsed and ignored. Errors (KC_ERUNTIME) start with `name`; a
+ * missing key names the keys present. On error nothing is left allocated.
+ * Long strings are not copied while parsing: p must stay valid until the
+ * call returns (and only until then). */
+int kc_pickle_batch(const unsigned char *p, size_t n, const char *name, const char *data_key,
+                    const char *label_key, kc_array *data, int64_t **labels, int64_t *nlabels,
+                    kc_error *e);
 
 #endif
