@@ -145,6 +145,138 @@ START_TEST(test_igemm_shapes) {
 }
 END_TEST
 
+/* A long reduction (longer than the spans igemm runs every task over before
+ * the next) gives exactly what one block of 128 steps after another gives,
+ * each call adding its block to C: the summation order depends on k alone,
+ * and neither on the spans nor on the thread count. */
+static void igemm_span_case(int strided, int threads) {
+    int m = 64, n = 80, k = 1000, lda = m + 3;
+    float *a = rnd((size_t)k * lda, 11), *b = rnd((size_t)k * n, 12), *c0 = rnd((size_t)m * n, 13);
+    float *one = zeros((size_t)m * n), *blocks = zeros((size_t)m * n);
+    int *aoff = malloc(m * sizeof *aoff), *abase = malloc(k * sizeof *abase);
+    ck_assert(aoff && abase);
+    for (int i = 0; i < m; i++)
+        aoff[i] = i;
+    for (int q = 0; q < k; q++)
+        abase[q] = q * lda;
+    memcpy(one, c0, (size_t)m * n * sizeof *one);
+    memcpy(blocks, c0, (size_t)m * n * sizeof *blocks);
+    use_threads(threads);
+    kc_cpu_igemm_args g = {.m = m,
+                           .n = n,
+                           .k = k,
+                           .a = a,
+                           .aoff = aoff,
+                           .abase = abase,
+                           .b = b,
+                           .ldb = n,
+                           .beta = 0.5f,
+                           .c = one,
+                           .ldc = n};
+    if (strided) {
+        g.aoff = g.abase = NULL;
+        g.rs = 1;
+        g.cs = lda;
+    }
+    ck_assert_int_eq(kc_cpu_igemm(&g), 1);
+    for (int k0 = 0; k0 < k; k0 += 128) {
+        kc_cpu_igemm_args p = g;
+        p.k = k - k0 < 128 ? k - k0 : 128;
+        p.beta = k0 ? 1.0f : 0.5f;
+        p.c = blocks;
+        p.b = b + (size_t)k0 * n;
+        p.threads = 1;
+        if (strided)
+            p.a = a + (size_t)k0 * lda;
+        else
+            p.abase = abase + k0;
+        ck_assert_int_eq(kc_cpu_igemm(&p), 1);
+    }
+    char what[80];
+    snprintf(what, sizeof what, "igemm isa %d k %d threads %d%s", kc_cpu_isa(), k, threads,
+             strided ? " strided" : "");
+    expect_same(what, one, blocks, (size_t)m * n);
+    free(a), free(b), free(c0), free(one), free(blocks), free(aoff), free(abase);
+}
+
+START_TEST(test_igemm_long_reduction_bits) {
+    int levels[3], nl = simd_levels(levels);
+    for (int l = 0; l < nl; l++) {
+        kc_cpu_set_isa(levels[l]);
+        for (int strided = 0; strided < 2; strided++)
+            for (int threads = 1; threads <= 2; threads++)
+                igemm_span_case(strided, threads);
+    }
+    kc_cpu_set_isa(-1);
+    use_threads(0);
+}
+END_TEST
+
+/* kc_cpu_gemm with a transposed B, or alpha != 1, runs the SIMD kernels on
+ * alpha op(B) laid out as k rows of n: exactly the product with that matrix
+ * passed plainly, the same at 1 and 2 threads, and close to the sum in
+ * doubles. */
+static void gemm_packed_case(int ta, int m, int n, int k, float alpha, float beta, int threads) {
+    int lda = ta ? m : k;
+    float *a = rnd((size_t)m * k, 21), *bt = rnd((size_t)n * k, 22), *c0 = rnd((size_t)m * n, 23);
+    float *b = zeros((size_t)k * n), *got = zeros((size_t)m * n), *plain = zeros((size_t)m * n);
+    double *want = malloc(((size_t)m * n + 1) * sizeof *want);
+    ck_assert_ptr_nonnull(want);
+    for (int q = 0; q < k; q++) /* B(q, j) = alpha bt[j k + q] */
+        for (int j = 0; j < n; j++)
+            b[(size_t)q * n + j] = alpha * bt[(size_t)j * k + q];
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            double s = beta == 0.0f ? 0.0 : (double)beta * c0[(size_t)i * n + j];
+            for (int q = 0; q < k; q++) {
+                float aiq = ta ? a[(size_t)q * lda + i] : a[(size_t)i * lda + q];
+                s += (double)alpha * aiq * bt[(size_t)j * k + q];
+            }
+            want[(size_t)i * n + j] = s;
+        }
+    for (size_t i = 0; i < (size_t)m * n; i++) {
+        got[i] = beta == 0.0f ? NAN : c0[i];
+        plain[i] = c0[i];
+    }
+    use_threads(threads);
+    kc_cpu_gemm(ta, 1, m, n, k, alpha, a, lda, bt, k, beta, got, n);
+    use_threads(1);
+    kc_cpu_gemm(ta, 0, m, n, k, 1.0f, a, lda, b, n, beta, plain, n);
+    char what[96];
+    snprintf(what, sizeof what, "gemm isa %d ta %d tb m%d n%d k%d alpha %g threads %d",
+             kc_cpu_isa(), ta, m, n, k, alpha, threads);
+    expect_same(what, got, plain, (size_t)m * n);
+    expect_close(what, got, want, (size_t)m * n, 2e-5 * (k + 1));
+    if (alpha != 1.0f) { /* alpha on a plain B takes the same path */
+        for (size_t i = 0; i < (size_t)m * n; i++)
+            got[i] = c0[i];
+        for (int q = 0; q < k; q++)
+            for (int j = 0; j < n; j++)
+                b[(size_t)q * n + j] = bt[(size_t)j * k + q];
+        kc_cpu_gemm(ta, 0, m, n, k, alpha, a, lda, b, n, beta, got, n);
+        expect_same(what, got, plain, (size_t)m * n);
+    }
+    free(a), free(bt), free(c0), free(b), free(got), free(plain), free(want);
+}
+
+START_TEST(test_gemm_transposed_b) {
+    int levels[3], nl = simd_levels(levels);
+    static const int shapes[][3] = {
+        {1, 1, 1}, {3, 7, 5}, {13, 33, 40}, {37, 65, 129}, {64, 80, 900}};
+    static const float alphas[] = {1.0f, 0.5f, -1.25f}, betas[] = {0.0f, 1.0f, 0.5f};
+    for (int l = 0; l < nl; l++) {
+        kc_cpu_set_isa(levels[l]);
+        for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
+            for (int ta = 0; ta < 2; ta++)
+                for (int v = 0; v < 3; v++)
+                    gemm_packed_case(ta, shapes[s][0], shapes[s][1], shapes[s][2], alphas[v],
+                                     betas[(s + ta + v) % 3], 1 + (int)((s + v) % 2));
+    }
+    kc_cpu_set_isa(-1);
+    use_threads(0);
+}
+END_TEST
+
 /* Without a SIMD level igemm declines and leaves C alone. */
 START_TEST(test_igemm_portable_declines) {
     float a[4] = {1, 2, 3, 4}, b[4] = {1, 0, 0, 1}, c[4] = {7, 7, 7, 7};
@@ -394,6 +526,8 @@ int main(void) {
     tcase_set_timeout(t, 120);
     tcase_add_test(t, test_igemm_shapes);
     tcase_add_test(t, test_igemm_portable_declines);
+    tcase_add_test(t, test_igemm_long_reduction_bits);
+    tcase_add_test(t, test_gemm_transposed_b);
     tcase_add_test(t, test_conv_every_path);
     tcase_add_test(t, test_maxpool_tiled);
     tcase_add_test(t, test_relu_bits);

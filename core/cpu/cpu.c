@@ -46,32 +46,39 @@ static void blas_single_threaded(void) {
 
 /* ------------------------------------------------------------- kernels --- */
 
+/* y[i] = stmt for i < n: threads for long loops, vector code either way
+ * (GCC leaves an `omp parallel for` without simd scalar), and no parallel
+ * region at all below KC_CPU_PAR_MIN, where entering one costs more than the
+ * loop. */
+// clang-format off
+#define ELEMENTWISE(n, stmt)                                                      \
+    do {                                                                          \
+        int nt_ = kc_cpu_threads();                                               \
+        size_t n_ = (n);                                                          \
+        if (n_ < KC_CPU_PAR_MIN || nt_ < 2) {                                     \
+            _Pragma("omp simd")                                                   \
+            for (size_t i = 0; i < n_; i++) { stmt; }                             \
+        } else {                                                                  \
+            _Pragma("omp parallel for simd schedule(static) num_threads(nt_)")    \
+            for (size_t i = 0; i < n_; i++) { stmt; }                             \
+        }                                                                         \
+    } while (0)
+// clang-format on
+
 static void fill_floats(float *y, float v, size_t n) {
-    int nt = kc_cpu_threads();
-#pragma omp parallel for schedule(static) num_threads(nt) if (n >= KC_CPU_PAR_MIN)
-    for (size_t i = 0; i < n; i++)
-        y[i] = v;
+    ELEMENTWISE(n, y[i] = v);
 }
 
 static void scale_floats(float *y, float a, size_t n) {
-    int nt = kc_cpu_threads();
-#pragma omp parallel for schedule(static) num_threads(nt) if (n >= KC_CPU_PAR_MIN)
-    for (size_t i = 0; i < n; i++)
-        y[i] *= a;
+    ELEMENTWISE(n, y[i] *= a);
 }
 
 static void axpy_floats(float a, const float *x, float *y, size_t n) {
-    int nt = kc_cpu_threads();
-#pragma omp parallel for schedule(static) num_threads(nt) if (n >= KC_CPU_PAR_MIN)
-    for (size_t i = 0; i < n; i++)
-        y[i] += a * x[i];
+    ELEMENTWISE(n, y[i] += a * x[i]);
 }
 
 static void mul_floats(const float *a, const float *b, float *y, size_t n) {
-    int nt = kc_cpu_threads();
-#pragma omp parallel for schedule(static) num_threads(nt) if (n >= KC_CPU_PAR_MIN)
-    for (size_t i = 0; i < n; i++)
-        y[i] = a[i] * b[i];
+    ELEMENTWISE(n, y[i] = a[i] * b[i]);
 }
 
 static void scale_rows(int m, int n, float beta, float *c, int ldc) {
@@ -82,12 +89,49 @@ static void scale_rows(int m, int n, float beta, float *c, int ldc) {
         }
 }
 
+/* The SIMD kernels read B as k rows of n floats: a transposed B, or one
+ * scaled by alpha, is first copied that way (alpha B, so alpha costs one
+ * rounding of each element of B) into a buffer of the calling thread, grown
+ * to the largest B it has seen and kept, so steady training allocates
+ * nothing. The copy is the same for every thread count. */
+static _Thread_local float *pack_buf;
+static _Thread_local size_t pack_cap;
+
+/* op(B) alpha as a k x n matrix, or NULL when the buffer cannot grow. */
+static const float *packed_b(int tb, int k, int n, float alpha, const float *b, int ldb) {
+    size_t need = (size_t)k * (size_t)n;
+    if (need > pack_cap) {
+        if (need > SIZE_MAX / sizeof(float) - CPU_ALIGN) return NULL;
+        float *p = aligned_alloc(CPU_ALIGN,
+                                 (need * sizeof(float) + CPU_ALIGN - 1) / CPU_ALIGN * CPU_ALIGN);
+        if (!p) return NULL;
+        free(pack_buf);
+        pack_buf = p;
+        pack_cap = need;
+    }
+    if (tb) {
+        if (!kc_cpu_pack_transposed(k, n, alpha, b, ldb, pack_buf)) return NULL;
+    } else {
+        for (int q = 0; q < k; q++) {
+            const float *bq = b + (size_t)q * ldb;
+            float *pq = pack_buf + (size_t)q * n;
+#pragma omp simd
+            for (int j = 0; j < n; j++)
+                pq[j] = alpha * bq[j];
+        }
+    }
+    return pack_buf;
+}
+
 /* Below this many multiply-adds one thread does the whole product (as in
  * cpu_igemm.c). */
 #define GEMM_PAR_MIN (4.0 * 1024 * 1024)
 
-/* Threads take contiguous blocks of rows of C (or of columns when C is wide),
- * each one an independent sgemm; the split depends only on the thread count. */
+/* With AVX2 or AVX-512 every product runs on kc_cpu_igemm (its B packed
+ * first when transposed or scaled), whose bits do not depend on the thread
+ * count. Otherwise threads take contiguous blocks of rows of C (or of
+ * columns when C is wide), each one an independent sgemm; the split depends
+ * only on the thread count. */
 void kc_cpu_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
                  const float *b, int ldb, float beta, float *c, int ldc) {
     if (m <= 0 || n <= 0) return;
@@ -95,19 +139,20 @@ void kc_cpu_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *
         scale_rows(m, n, beta, c, ldc);
         return;
     }
-    if (!tb && alpha == 1.0f) { /* the SIMD kernels, when the CPU has them */
+    if (kc_cpu_isa() != KC_CPU_PORTABLE) { /* the SIMD kernels */
+        int plain = !tb && alpha == 1.0f;
         kc_cpu_igemm_args g = {.m = m,
                                .n = n,
                                .k = k,
                                .a = a,
                                .rs = ta ? 1 : lda,
                                .cs = ta ? lda : 1,
-                               .b = b,
-                               .ldb = ldb,
+                               .b = plain ? b : packed_b(tb, k, n, alpha, b, ldb),
+                               .ldb = plain ? ldb : n,
                                .beta = beta,
                                .c = c,
                                .ldc = ldc};
-        if (kc_cpu_igemm(&g)) return;
+        if (g.b && kc_cpu_igemm(&g)) return;
     }
     blas_single_threaded();
     CBLAS_TRANSPOSE opa = ta ? CblasTrans : CblasNoTrans, opb = tb ? CblasTrans : CblasNoTrans;

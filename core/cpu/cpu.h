@@ -2,8 +2,8 @@
  * among OpenMP threads, and every output element is computed by one thread in
  * a fixed order, so results repeat bit for bit and do not depend on the
  * thread count either - except for the products that fall back to OpenBLAS
- * (gemm with a transposed B or alpha != 1, and convolutions on a CPU without
- * AVX2), which are split into one sgemm per thread. */
+ * on a CPU without AVX2 (gemm and convolutions), which are split into one
+ * sgemm per thread. */
 #ifndef KC_CPU_H
 #define KC_CPU_H
 
@@ -50,6 +50,11 @@ typedef struct kc_cpu_igemm_args {
     int threads; /* 0: the backend's thread count; 1: the calling thread alone */
 } kc_cpu_igemm_args;
 int kc_cpu_igemm(const kc_cpu_igemm_args *g);
+
+/* p[q n + j] = alpha b[j ldb + q] for q < k, j < n: a transposed (and
+ * scaled) B laid out for kc_cpu_igemm. Returns 0 without writing p on a CPU
+ * without AVX2. */
+int kc_cpu_pack_transposed(int k, int n, float alpha, const float *b, long ldb, float *p);
 
 void kc_cpu_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
                  const float *b, int ldb, float beta, float *c, int ldc);

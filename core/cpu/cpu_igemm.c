@@ -15,6 +15,12 @@
  * little more and cost more calls. One value for every instruction set, so
  * they keep computing the same bits. */
 #define KC_IG_KB 128
+/* Steps of k every task runs before any task runs the next ones (see igemm
+ * in cpu_igemm_kern.h): a multiple of KC_IG_KB, so the bits do not depend on
+ * it. */
+#ifndef KC_IG_KSPAN
+#define KC_IG_KSPAN 256
+#endif
 
 static int isa_forced = -1; /* -1: not forced */
 
@@ -137,9 +143,51 @@ static const int avx2_mr[4] = {8, 6, 4, 3};
 #undef V_MASK
 #undef KC_IG_MR
 #undef KC_IG_UNROLL_K
+/* p[q n + j] = alpha b[j ldb + q] for q < k, j < n, by 8 x 8 blocks
+ * transposed in registers; the edges one element at a time. Products of
+ * alpha and b are the same in either, so the copy has one value. */
+static void avx2_pack_transposed(int k, int n, float alpha, const float *b, long ldb, float *p) {
+    __m256 va = _mm256_set1_ps(alpha);
+    int n8 = n & ~7, k8 = k & ~7;
+    for (int j0 = 0; j0 < n8; j0 += 8)
+        for (int q0 = 0; q0 < k8; q0 += 8) {
+            const float *s = b + (long)j0 * ldb + q0;
+            __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + ldb);
+            __m256 r2 = _mm256_loadu_ps(s + 2 * ldb), r3 = _mm256_loadu_ps(s + 3 * ldb);
+            __m256 r4 = _mm256_loadu_ps(s + 4 * ldb), r5 = _mm256_loadu_ps(s + 5 * ldb);
+            __m256 r6 = _mm256_loadu_ps(s + 6 * ldb), r7 = _mm256_loadu_ps(s + 7 * ldb);
+            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+            __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+            __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+            __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+            __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
+            __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
+            __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
+            __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
+            float *d = p + (long)q0 * n + j0;
+            _mm256_storeu_ps(d, _mm256_mul_ps(va, _mm256_permute2f128_ps(u0, u4, 0x20)));
+            _mm256_storeu_ps(d + n, _mm256_mul_ps(va, _mm256_permute2f128_ps(u1, u5, 0x20)));
+            _mm256_storeu_ps(d + 2 * n, _mm256_mul_ps(va, _mm256_permute2f128_ps(u2, u6, 0x20)));
+            _mm256_storeu_ps(d + 3 * n, _mm256_mul_ps(va, _mm256_permute2f128_ps(u3, u7, 0x20)));
+            _mm256_storeu_ps(d + 4 * n, _mm256_mul_ps(va, _mm256_permute2f128_ps(u0, u4, 0x31)));
+            _mm256_storeu_ps(d + 5 * n, _mm256_mul_ps(va, _mm256_permute2f128_ps(u1, u5, 0x31)));
+            _mm256_storeu_ps(d + 6 * n, _mm256_mul_ps(va, _mm256_permute2f128_ps(u2, u6, 0x31)));
+            _mm256_storeu_ps(d + 7 * n, _mm256_mul_ps(va, _mm256_permute2f128_ps(u3, u7, 0x31)));
+        }
+    for (int j = 0; j < n; j++) /* the columns past n8, and the rows past k8 */
+        for (int q = j < n8 ? k8 : 0; q < k; q++)
+            p[(long)q * n + j] = alpha * b[(long)j * ldb + q];
+}
+
 #pragma GCC pop_options
 
 /* ------------------------------------------------------------------ entry */
+
+int kc_cpu_pack_transposed(int k, int n, float alpha, const float *b, long ldb, float *p) {
+    if (kc_cpu_isa() == KC_CPU_PORTABLE) return 0;
+    avx2_pack_transposed(k, n, alpha, b, ldb, p);
+    return 1;
+}
 
 /* Below this many multiply-adds (about 0.1 ms of one core) one thread does
  * the whole product: waking a second thread gains less than it risks when

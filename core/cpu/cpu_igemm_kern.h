@@ -114,61 +114,100 @@ static const ISA(tile_fn) ISA(tiles)[2][4][KC_IG_MR_MAX] = {
 #undef KC_IG_ROW8
 #undef KC_IG_ROW12
 
-/* Tasks are (column block, row tile) pairs; threads take chunks of them as
- * they come free, so a thread the OS delays holds up only its chunk. Every
- * task writes its own tile of C, so who runs it does not change the bits.
+/* The shape of the task list: tasks are (column block, row tile) pairs, the
+ * full-width blocks first, then the last (narrower) one. */
+typedef struct ISA(plan) {
+    int blocks, last_nv, full_mr, last_mr;
+    long full_tiles, last_tiles;
+} ISA(plan);
+
+/* Task `task` over the steps [k0, k1) of k, in blocks of KC_IG_KB from k0:
+ * the tile sums each block from zero and adds it to C (beta 1 after the
+ * first block of all, k0 0), block after block. */
+static void ISA(task)(const kc_cpu_igemm_args *g, const ISA(plan) * p, long task, int k0, int k1) {
+    const int nr = 4 * VW;
+    int blk, mr, nv;
+    long tile;
+    if (task < p->full_tiles * (p->blocks - 1)) {
+        blk = (int)(task / p->full_tiles);
+        tile = task % p->full_tiles;
+        mr = p->full_mr;
+        nv = 4;
+    } else {
+        blk = p->blocks - 1;
+        tile = task - p->full_tiles * (p->blocks - 1);
+        mr = p->last_mr;
+        nv = p->last_nv;
+    }
+    int j0 = blk * nr, i0 = (int)(tile * mr);
+    int rows = g->m - i0 < mr ? g->m - i0 : mr;
+    int cols = g->n - j0 < nr ? g->n - j0 : nr;
+    MASK last = V_MASK(cols - (nv - 1) * VW);
+    int strided = g->aoff == NULL;
+    ISA(tile_fn) fn = ISA(tiles)[strided][nv - 1][rows - 1];
+    const float *a = strided ? g->a + (long)i0 * g->rs : g->a;
+    const int *aoff = strided ? NULL : g->aoff + i0;
+    float *c = g->c + (long)i0 * g->ldc + j0;
+    do { /* once at least: with k 0 the tile still writes beta C */
+        int kb = k1 - k0 < KC_IG_KB ? k1 - k0 : KC_IG_KB;
+        fn(kb, strided ? a + k0 * g->cs : a, aoff, strided ? NULL : g->abase + k0, g->rs, g->cs,
+           g->b + (long)k0 * g->ldb + j0, g->ldb, k0 ? 1.0f : g->beta, c, g->ldc, last);
+        k0 += kb;
+    } while (k0 < k1);
+}
+
+/* Threads take chunks of tasks as they come free, so a thread the OS delays
+ * holds up only its chunk. Every task writes its own tile of C, so who runs
+ * it does not change the bits.
  *
- * A task sums k in blocks of KC_IG_KB: the tile sums each block from zero
- * and adds it to C (beta 1 after the first block), block after block. One
+ * A task sums k in blocks of KC_IG_KB and adds each block to C in turn. One
  * running sum over a long reduction (a dense layer's 1600 inputs) carries
  * several times the rounding error of this two-level sum, since every late
  * term lands on a large partial sum. The registers have no room for a second
  * set of accumulators; C, which the task owns and keeps in L1, costs one
- * load-add-store per block. The blocks depend on k alone. */
+ * load-add-store per block. The blocks depend on k alone.
+ *
+ * A long reduction (a weight gradient over many rows) runs in spans of
+ * KC_IG_KSPAN steps, a multiple of KC_IG_KB: every task over one span, then
+ * every task over the next, so the panels of A and B a span reads stay in
+ * cache while all the tiles that share them run. Each element of C still
+ * adds the same blocks in the same order. */
+static inline int ISA(span_end)(int k0, int k) {
+    return k - k0 > KC_IG_KSPAN ? k0 + KC_IG_KSPAN : k;
+}
+
 static void ISA(igemm)(const kc_cpu_igemm_args *g, int nt) {
     const int nr = 4 * VW;
-    int blocks = (g->n + nr - 1) / nr;
-    int last_nv = ((g->n - (blocks - 1) * nr) + VW - 1) / VW;
-    int full_mr = KC_IG_MR(4), last_mr = KC_IG_MR(last_nv);
-    long full_tiles = blocks > 1 ? (g->m + full_mr - 1) / full_mr : 0;
-    long last_tiles = (g->m + last_mr - 1) / last_mr;
-    long tasks = full_tiles * (blocks - 1) + last_tiles;
+    ISA(plan) p;
+    p.blocks = (g->n + nr - 1) / nr;
+    p.last_nv = ((g->n - (p.blocks - 1) * nr) + VW - 1) / VW;
+    p.full_mr = KC_IG_MR(4);
+    p.last_mr = KC_IG_MR(p.last_nv);
+    p.full_tiles = p.blocks > 1 ? (g->m + p.full_mr - 1) / p.full_mr : 0;
+    p.last_tiles = (g->m + p.last_mr - 1) / p.last_mr;
+    long tasks = p.full_tiles * (p.blocks - 1) + p.last_tiles;
     if (nt > tasks) nt = (int)tasks;
     long chunk = tasks / ((long)nt * 8);
     if (chunk < 1) chunk = 1;
-#pragma omp parallel for schedule(dynamic, chunk) num_threads(nt) if (nt > 1)
-    for (long task = 0; task < tasks; task++) {
-        {
-            int blk, mr, nv;
-            long tile;
-            if (task < full_tiles * (blocks - 1)) {
-                blk = (int)(task / full_tiles);
-                tile = task % full_tiles;
-                mr = full_mr;
-                nv = 4;
-            } else {
-                blk = blocks - 1;
-                tile = task - full_tiles * (blocks - 1);
-                mr = last_mr;
-                nv = last_nv;
-            }
-            int j0 = blk * nr, i0 = (int)(tile * mr);
-            int rows = g->m - i0 < mr ? g->m - i0 : mr;
-            int cols = g->n - j0 < nr ? g->n - j0 : nr;
-            MASK last = V_MASK(cols - (nv - 1) * VW);
-            int strided = g->aoff == NULL;
-            ISA(tile_fn) fn = ISA(tiles)[strided][nv - 1][rows - 1];
-            const float *a = strided ? g->a + (long)i0 * g->rs : g->a;
-            const int *aoff = strided ? NULL : g->aoff + i0;
-            float *c = g->c + (long)i0 * g->ldc + j0;
-            int k0 = 0;
-            do { /* once at least: with k 0 the tile still writes beta C */
-                int kb = g->k - k0 < KC_IG_KB ? g->k - k0 : KC_IG_KB;
-                fn(kb, strided ? a + k0 * g->cs : a, aoff, strided ? NULL : g->abase + k0, g->rs,
-                   g->cs, g->b + (long)k0 * g->ldb + j0, g->ldb, k0 ? 1.0f : g->beta, c, g->ldc,
-                   last);
-                k0 += kb;
-            } while (k0 < g->k);
-        }
+    if (nt <= 1) { /* no OpenMP region: products this small pay for entering one */
+        int k0 = 0;
+        do {
+            int k1 = ISA(span_end)(k0, g->k);
+            for (long task = 0; task < tasks; task++)
+                ISA(task)(g, &p, task, k0, k1);
+            k0 = k1;
+        } while (k0 < g->k);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        int k0 = 0;
+        do {
+            int k1 = ISA(span_end)(k0, g->k);
+#pragma omp for schedule(dynamic, chunk)
+            for (long task = 0; task < tasks; task++)
+                ISA(task)(g, &p, task, k0, k1);
+            k0 = k1;
+        } while (k0 < g->k);
     }
 }
