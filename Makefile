@@ -2,7 +2,7 @@
 # (plain and sanitizer builds), `make deps` installs what the build needs.
 
 CC      ?= cc
-PKGS    := openblas yaml-0.1 zlib libpng libjpeg cairo
+PKGS    := openblas yaml-0.1 zlib libpng libjpeg cairo libcurl libcrypto
 CSTD    := -std=c11 -D_GNU_SOURCE
 WARN    := -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation
 OPT     ?= -O2 -march=x86-64-v2 -mtune=native
@@ -64,7 +64,8 @@ FUZZ_WRAP  := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=aligned_allo
 
 $(BUILD)/tests/fuzz/replay_%.o: tests/fuzz/fuzz_%.c $(FUZZ_HDR)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -DKC_FUZZ_REPLAY -DLLVMFuzzerTestOneInput=kc_fuzz_$* -c -o $@ $<
+	$(CC) $(CFLAGS) -DKC_FUZZ_REPLAY -DLLVMFuzzerTestOneInput=kc_fuzz_$* -MMD -MP -c -o $@ $<
+-include $(FUZZ_REPLAY_OBJ:.o=.d)
 
 $(BUILD)/tests/test_fuzz_replay: tests/test_fuzz_replay.c $(wildcard tests/*.h) $(FUZZ_REPLAY_OBJ) \
     $(BUILD)/libkerasc.a
@@ -74,7 +75,7 @@ $(BUILD)/tests/test_fuzz_replay: tests/test_fuzz_replay.c $(wildcard tests/*.h) 
 # Unit suites, then the command-line suite against the freshly built binary,
 # then the same suites again under AddressSanitizer + UndefinedBehaviorSanitizer.
 test: kerasc $(TEST_BIN)
-	@set -e; for t in $(TEST_BIN); do echo "== $$t"; KERASC=$(CURDIR)/kerasc KERASC_SRC=$(CURDIR) $$t; done
+	@set -e; for t in $(TEST_BIN); do echo "== $$t"; KERASC_OFFLINE=1 KERASC=$(CURDIR)/kerasc KERASC_SRC=$(CURDIR) $$t; done
 ifeq ($(HAVE_OPENCL),1)
 	@# every op again on OpenCL as a device without doubles runs it; where an
 	@# OpenCL platform is installed, the backend must open
@@ -93,14 +94,14 @@ sanitize:
 test-san: $(BUILD)/libkerasc.a $(BUILD)/cli/kerasc.o $(TEST_BIN)
 	$(CC) $(CFLAGS) -o $(BUILD)/kerasc $(BUILD)/cli/kerasc.o $(BUILD)/libkerasc.a $(LDLIBS)
 	@set -e; for t in $(TEST_BIN); do echo "== [asan+ubsan] $$t"; \
-	  KERASC=$(CURDIR)/$(BUILD)/kerasc KERASC_SRC=$(CURDIR) KERASC_QUICK=1 ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/core/opencl/lsan.supp UBSAN_OPTIONS=print_stacktrace=1 $$t; done
+	  KERASC_OFFLINE=1 KERASC=$(CURDIR)/$(BUILD)/kerasc KERASC_SRC=$(CURDIR) KERASC_QUICK=1 ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/core/opencl/lsan.supp UBSAN_OPTIONS=print_stacktrace=1 $$t; done
 
 # clang with its sanitizer and libFuzzer runtimes (libclang-rt-dev) and
 # OpenMP (libomp-dev) is for make fuzz; both are only recommended by clang.
 deps:
 	@SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	$$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends \
-	  build-essential pkg-config libyaml-dev libopenblas-dev zlib1g-dev libpng-dev libjpeg-dev libcairo2-dev check graphviz \
+	  build-essential pkg-config libyaml-dev libopenblas-dev zlib1g-dev libpng-dev libjpeg-dev libcairo2-dev libcurl4-openssl-dev libssl-dev check graphviz \
 	  dataset-fashion-mnist fortunes python3-statsmodels ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo libclblast-dev \
 	  clang libclang-rt-dev libomp-dev
 

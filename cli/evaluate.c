@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "cli/download_progress.h"
 #include "core/json.h"
 
 static const char usage[] =
@@ -21,9 +22,12 @@ static const char usage[] =
     "  --backend NAME        where to compute: cpu (default), reference, ...\n"
     "                        (kerasc --list-devices shows what this build has)\n"
     "  --device N            the backend's device (default: $KERASC_DEVICE, else 0)\n"
+    "  --offline             never download a dataset (also KERASC_OFFLINE=1); without\n"
+    "                        it, a Keras dataset found nowhere is downloaded into\n"
+    "                        $KERAS_HOME/datasets (default ~/.keras/datasets)\n"
     "  -h, --help            show this help\n";
 
-enum { O_WEIGHTS = 300, O_JSON };
+enum { O_WEIGHTS = 300, O_JSON, O_OFFLINE };
 
 static void print_json(const kc_logs *l) {
     kc_strbuf b = {0};
@@ -43,7 +47,7 @@ typedef struct eval_args {
     kc_run_opts o;
     long long verbose;
     const char *weights, *target;
-    int json;
+    int json, offline;
 } eval_args;
 
 /* Returns 0, -1 after --help, or the exit status of a usage error. */
@@ -55,6 +59,7 @@ static int parse_args(int argc, char **argv, eval_args *a) {
                                          {"verbose", required_argument, 0, KC_OPT_VERBOSE},
                                          {"backend", required_argument, 0, KC_OPT_BACKEND},
                                          {"device", required_argument, 0, KC_OPT_DEVICE},
+                                         {"offline", no_argument, 0, O_OFFLINE},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
@@ -71,7 +76,9 @@ static int parse_args(int argc, char **argv, eval_args *a) {
         if (c == '?' || c == ':')
             return kc_cli_usage_error("evaluate", "unknown or incomplete option '%s'",
                                       argv[optind - 1]);
-        if (c == O_WEIGHTS)
+        if (c == O_OFFLINE)
+            a->offline = 1;
+        else if (c == O_WEIGHTS)
             a->weights = optarg;
         else if (c == O_JSON)
             a->json = 1;
@@ -82,6 +89,7 @@ static int parse_args(int argc, char **argv, eval_args *a) {
         return kc_cli_usage_error("evaluate", "expected one CONFIG or CHECKPOINT file");
     if (kc_cli_run_opts_finish("evaluate", &a->o)) return 2;
     a->target = argv[optind];
+    kc_cli_download_setup(a->offline);
     return 0;
 }
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "cli/download_progress.h"
 #include "core/atomic_file.h"
 
 static const char usage[] =
@@ -23,6 +24,9 @@ static const char usage[] =
     "  --backend NAME        where to compute: cpu (default), reference, ...\n"
     "                        (kerasc --list-devices shows what this build has)\n"
     "  --device N            the backend's device (default: $KERASC_DEVICE, else 0)\n"
+    "  --offline             never download a dataset (also KERASC_OFFLINE=1); without\n"
+    "                        it, a Keras dataset found nowhere is downloaded into\n"
+    "                        $KERAS_HOME/datasets (default ~/.keras/datasets)\n"
     "  --resume CKPT         continue a run from a checkpoint it wrote (weights, optimizer,\n"
     "                        position in the data, callback state): the result is the\n"
     "                        same as a run that never stopped\n"
@@ -36,7 +40,7 @@ static const char usage[] =
     "way and exits with status 1. Every place the run writes is checked before it\n"
     "starts.\n";
 
-enum { O_RESUME = 300, O_LOG_JSON, O_LOG_EVERY };
+enum { O_RESUME = 300, O_LOG_JSON, O_LOG_EVERY, O_OFFLINE };
 
 static void print_logs(const char *title, const kc_logs *l) {
     printf("%s", title);
@@ -49,6 +53,7 @@ typedef struct train_args {
     kc_run_opts o;
     long long verbose, log_every;
     const char *resume, *log_json, *config;
+    int offline;
 } train_args;
 
 /* Returns 0, -1 after --help, or the exit status of a usage error. */
@@ -65,6 +70,7 @@ static int parse_args(int argc, char **argv, train_args *a) {
                                          {"resume", required_argument, 0, O_RESUME},
                                          {"log-json", required_argument, 0, O_LOG_JSON},
                                          {"log-json-every", required_argument, 0, O_LOG_EVERY},
+                                         {"offline", no_argument, 0, O_OFFLINE},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
@@ -81,7 +87,9 @@ static int parse_args(int argc, char **argv, train_args *a) {
         if (c == '?' || c == ':')
             return kc_cli_usage_error("train", "unknown or incomplete option '%s'",
                                       argv[optind - 1]);
-        if (c == O_RESUME)
+        if (c == O_OFFLINE)
+            a->offline = 1;
+        else if (c == O_RESUME)
             a->resume = optarg;
         else if (c == O_LOG_JSON)
             a->log_json = optarg;
@@ -95,6 +103,7 @@ static int parse_args(int argc, char **argv, train_args *a) {
     if (optind != argc - 1) return kc_cli_usage_error("train", "expected one CONFIG file");
     if (kc_cli_run_opts_finish("train", &a->o)) return 2;
     a->config = argv[optind];
+    kc_cli_download_setup(a->offline);
     return 0;
 }
 

@@ -202,7 +202,8 @@ static int find_folder(const cifar_set *s, const char *path, char *dir, size_t n
     }
     int user = path && *path;
     return kc_fail(e, KC_ERUNTIME,
-                   "dataset '%s' not found; looked in:%s\nTo get it: run "
+                   "dataset '%s' not found; looked in:%s\nkerasc does not download archives. "
+                   "To get it: run "
                    "keras.datasets.%s.load_data() once (it extracts %s/ into "
                    "~/.keras/datasets/%s-target/), or download %s and extract it into "
                    "~/.keras/datasets/; or %s.",

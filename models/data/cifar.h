@@ -19,7 +19,7 @@
  * <root>/<folder>-target/<folder> (Keras 3's get_file) then <root>/<folder>
  * (older Keras). A given path is the only place looked at: the folder of
  * batch files itself, or a folder holding <folder> or <folder>-target/<folder>.
- * Nothing is downloaded; not found is KC_ERUNTIME listing every place looked
+ * The CIFAR archives are not downloaded; not found is KC_ERUNTIME listing every place looked
  * at and how to get the data. A found but damaged file is an error naming it,
  * never skipped. */
 #ifndef KC_DATA_CIFAR_H

@@ -1,7 +1,8 @@
 /* The Keras datasets mnist and fashion_mnist, from the places Keras caches
  * them or a Debian package installs them (cifar10 / cifar100 and
  * boston_housing by name through their own loaders), and the search for any
- * Keras dataset file (kc_dataset_find). Nothing is downloaded. */
+ * Keras dataset file (kc_dataset_find). A file found nowhere is downloaded
+ * into the Keras cache folder when downloads are allowed (download.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 
 #include "models/data/cifar.h"
 #include "models/data/data.h"
+#include "models/data/download.h"
 #include "models/data/keras_datasets.h"
 
 #define KERAS_URL KC_KERAS_DATASETS_URL
@@ -209,6 +211,16 @@ static int find_in(const char *dir, const char *file, char *found, size_t n, sea
     return 0;
 }
 
+/* Downloads `file` (a name in download.h's table) when downloads are on;
+ * 1 with its path in found[n]. A failure is noted in the log. */
+static int fetch_logged(const char *file, char *found, size_t n, search_log *log) {
+    if (!kc_download_allowed() || !kc_download_lookup(file)) return 0;
+    kc_error de = {.code = 0};
+    if (kc_download_fetch(file, NULL, found, n, &de) == KC_OK) return 1;
+    log_place(log, de.msg, "");
+    return 0;
+}
+
 int kc_dataset_find(const char *file, const char *user_path, char *found, size_t n, char *looked,
                     size_t looked_n) {
     search_log log = {.used = 0};
@@ -228,6 +240,7 @@ int kc_dataset_find(const char *file, const char *user_path, char *found, size_t
         int nroots = keras_roots(roots);
         for (int i = 0; i < nroots && !hit; i++)
             hit = find_in(roots[i], file, found, n, &log);
+        if (!hit) hit = fetch_logged(file, found, n, &log);
     }
     if (!hit && looked && looked_n) {
         size_t have = strlen(looked);
@@ -236,7 +249,24 @@ int kc_dataset_find(const char *file, const char *user_path, char *found, size_t
     return hit;
 }
 
-/* $KERAS_HOME/datasets, ~/.keras/datasets, /tmp/.keras/datasets, then the system copy. */
+/* Downloads what the first cache folder lacks of dataset ds: mnist.npz or
+ * the four gzipped IDX files of fashion-mnist/. 1 when all are there. */
+static int fetch(int ds, search_log *log) {
+    char p[1200];
+    if (ds == DS_MNIST) return fetch_logged("mnist.npz", p, sizeof p, log);
+    char dir[1100];
+    if (!kc_download_allowed() || !kc_download_dir(dir, sizeof dir - 20)) return 0;
+    strcat(dir, "/fashion-mnist");
+    for (int i = 0; i < 4; i++) {
+        char name[100];
+        snprintf(name, sizeof name, "fashion-mnist/%s.gz", IDX_FILES[i]);
+        if (!find_idx_file(dir, i, p, sizeof p) && !fetch_logged(name, p, sizeof p, log)) return 0;
+    }
+    return 1;
+}
+
+/* $KERAS_HOME/datasets, ~/.keras/datasets, /tmp/.keras/datasets, then the
+ * system copy, then a download. */
 static int search(int ds, const char *name, dataset_out *o, search_log *log, kc_error *e) {
     char roots[3][1100];
     int nroots = keras_roots(roots);
@@ -252,6 +282,12 @@ static int search(int ds, const char *name, dataset_out *o, search_log *log, kc_
         ds == DS_MNIST ? "/usr/share/datasets/mnist" : "/usr/share/datasets/fashion-mnist";
     int r = try_idx_dir(sys, o, log, e);
     if (r != TRY_ABSENT) return r == TRY_FOUND ? KC_OK : e->code;
+    char p[1200];
+    if (fetch(ds, log) && kc_download_dir(p, sizeof p - 20)) {
+        strcat(p, ds == DS_MNIST ? "/mnist.npz" : "/fashion-mnist");
+        r = ds == DS_MNIST ? try_npz(p, o, log, e) : try_idx_dir(p, o, log, e);
+        if (r != TRY_ABSENT) return r == TRY_FOUND ? KC_OK : e->code;
+    }
     return not_found(ds, name, 0, log, e);
 }
 

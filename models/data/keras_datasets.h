@@ -11,8 +11,10 @@
  *   $KERAS_HOME/datasets/<file>, ~/.keras/datasets/<file>,
  *   /tmp/.keras/datasets/<file>
  * A given path is the only place looked at: the file itself, or a directory
- * holding <file>. Nothing is downloaded; a missing file is KC_ERUNTIME
- * listing every place looked at and the URL Keras fetches it from. A found
+ * holding <file>. A file found nowhere (and no path given) is downloaded
+ * into Keras's cache unless downloads are off (models/data/download.h);
+ * otherwise a missing file is KC_ERUNTIME listing every place looked at and
+ * the URL Keras fetches it from. A found
  * but damaged file is reported as such, not skipped. */
 #ifndef KC_DATA_KERAS_DATASETS_H
 #define KC_DATA_KERAS_DATASETS_H

@@ -23,6 +23,10 @@ trap 'rm -rf "$work"' EXIT
 TMPDIR=$work
 export TMPDIR
 
+# named datasets are never downloaded while fuzzing
+KERASC_OFFLINE=1
+export KERASC_OFFLINE
+
 # stacks for UBSan reports too
 UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
 export UBSAN_OPTIONS
