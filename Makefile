@@ -116,7 +116,7 @@ FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit
 # Kernels written with GCC's target pragmas, which clang ignores: these stay
 # with the native compiler, uninstrumented (clang's libomp serves their
 # GOMP calls).
-FUZZ_NATIVE  := core/cpu/cpu_igemm.c core/cpu/cpu_simd.c
+FUZZ_NATIVE  := core/cpu/cpu_igemm.c core/cpu/cpu_simd.c core/cpu/cpu_act.c
 fuzz:
 	$(MAKE) BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) FUZZ_NATIVE_CC=$(CC) \
 	    WARN="-Wall -Wextra -Wno-unused-parameter -Wno-unknown-warning-option -Wno-pass-failed" \
