@@ -315,13 +315,13 @@ static int op_tuple(pk *k) {
     if (rc) return rc;
     int64_t n = k->sp - from;
     k->sp = from;
-    return make_tuple(k, k->stack + from, n);
+    return make_tuple(k, n ? k->stack + from : NULL, n);
 }
 
 static int tuple_n(pk *k, int n) {
     if (k->sp - stack_base(k) < n) return fail(k, "stack underflow");
     k->sp -= n;
-    return make_tuple(k, k->stack + k->sp, n);
+    return make_tuple(k, n ? k->stack + k->sp : NULL, n);
 }
 
 static int op_empty_tuple(pk *k) {
