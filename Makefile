@@ -2,7 +2,7 @@
 # (plain and sanitizer builds), `make deps` installs what the build needs.
 
 CC      ?= cc
-PKGS    := openblas yaml-0.1 zlib libpng libjpeg cairo libcurl libcrypto
+PKGS    := openblas yaml-0.1 zlib libpng libjpeg cairo libcurl libcrypto hdf5 libzip
 CSTD    := -std=c11 -D_GNU_SOURCE
 WARN    := -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation
 OPT     ?= -O2 -march=x86-64-v2 -mtune=native
@@ -101,7 +101,7 @@ test-san: $(BUILD)/libkerasc.a $(BUILD)/cli/kerasc.o $(TEST_BIN)
 deps:
 	@SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	$$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends \
-	  build-essential pkg-config libyaml-dev libopenblas-dev zlib1g-dev libpng-dev libjpeg-dev libcairo2-dev libcurl4-openssl-dev libssl-dev check graphviz \
+	  build-essential pkg-config libyaml-dev libopenblas-dev zlib1g-dev libpng-dev libjpeg-dev libcairo2-dev libcurl4-openssl-dev libssl-dev libhdf5-dev libzip-dev check graphviz \
 	  dataset-fashion-mnist fortunes python3-statsmodels ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo libclblast-dev \
 	  clang libclang-rt-dev libomp-dev
 
