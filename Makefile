@@ -28,7 +28,7 @@ BACKEND_DIRS := core/cpu core/reference
 endif
 
 BUILD   ?= build
-LIB_SRC := $(wildcard core/*.c $(BACKEND_DIRS:%=%/*.c) models/*.c models/layers/*.c models/data/*.c)
+LIB_SRC := $(wildcard core/*.c $(BACKEND_DIRS:%=%/*.c) models/*.c models/layers/*.c models/data/*.c models/applications/*.c)
 CLI_SRC := $(filter-out cli/kerasc.c,$(wildcard cli/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/test_*.c)
