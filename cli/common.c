@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "models/keras_import.h"
+#include "models/keras_weights.h"
 
 int kc_cli_report(const char *verb, const kc_error *e) {
     fprintf(stderr, "kerasc %s: %s\n", verb, e->msg);
@@ -41,8 +42,9 @@ int kc_cli_parse_count(const char *verb, const char *opt, const char *s, long lo
 }
 
 int kc_cli_load_config(const char *path, kc_config **out, int *is_checkpoint, kc_error *e) {
-    *is_checkpoint = kc_is_checkpoint(path);
-    if (*is_checkpoint) return kc_checkpoint_config(path, out, e);
+    kc_weights_kind k = kc_weights_kind_of(path);
+    *is_checkpoint = kc_weights_has_model(k);
+    if (k != KC_WEIGHTS_UNKNOWN) return kc_weights_config(path, out, e);
     if (kc_keras_is_model_path(path)) return kc_keras_config_load(path, out, e);
     return kc_config_load(path, out, e);
 }

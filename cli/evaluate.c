@@ -6,15 +6,17 @@
 #include "cli/commands.h"
 #include "cli/download_progress.h"
 #include "core/json.h"
+#include "models/keras_weights.h"
 
 static const char usage[] =
-    "Usage: kerasc evaluate CONFIG --weights CHECKPOINT [options]\n"
+    "Usage: kerasc evaluate CONFIG --weights WEIGHTS [options]\n"
     "       kerasc evaluate CHECKPOINT [options]\n"
     "\n"
     "Loss and metrics of the model on the test data of its data section, with\n"
-    "the weights from CHECKPOINT (a checkpoint carries its own config).\n"
+    "the weights from WEIGHTS: a kerasc checkpoint, a Keras .keras archive, a\n"
+    ".weights.h5 or a legacy .h5 (a checkpoint carries its own config).\n"
     "\n"
-    "  --weights FILE        checkpoint to load (with a CONFIG)\n"
+    "  --weights FILE        weights to load (with a CONFIG)\n"
     "  --json                print the results as one JSON object\n"
     "  --batch-size N        override fit.batch_size\n"
     "  --threads N           compute threads (default: all cores)\n"
@@ -98,7 +100,7 @@ static int evaluate(kc_config *cfg, const eval_args *a, const char *weights, kc_
     kc_session s;
     int status = 0;
     kc_cli_warn_mask_dropped("evaluate", cfg);
-    if (kc_session_open(&s, cfg, &a->o, KC_NEED_TEST, 0, e) || kc_checkpoint_load(&s, weights, e)) {
+    if (kc_session_open(&s, cfg, &a->o, KC_NEED_TEST, 0, e) || kc_weights_load(&s, weights, e)) {
         status = kc_cli_report("evaluate", e);
         kc_session_close(&s);
         return status;

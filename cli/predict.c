@@ -6,6 +6,7 @@
 
 #include "cli/commands.h"
 #include "core/atomic_file.h"
+#include "models/keras_weights.h"
 
 static const char usage[] =
     "Usage: kerasc predict CHECKPOINT --input FILE [--output FILE] [options]\n"
@@ -356,10 +357,11 @@ int kc_cmd_predict(int argc, char **argv) {
     int st = parse_args(argc, argv, &o, &a);
     if (st) return st < 0 ? 0 : st;
     const char *ckpt = argv[optind];
-    if (!kc_is_checkpoint(ckpt))
+    if (!kc_weights_has_model(kc_weights_kind_of(ckpt)) &&
+        kc_weights_kind_of(ckpt) == KC_WEIGHTS_UNKNOWN)
         return kc_cli_usage_error(
-            "predict", "%s is not a kerasc checkpoint (.safetensors written by kerasc train)",
-            ckpt);
+            "predict",
+            "%s is not a trained model (a kerasc checkpoint, a Keras .keras or .h5 model)", ckpt);
 
     kc_error e = {0};
     kc_config *cfg = NULL;
@@ -369,9 +371,9 @@ int kc_cmd_predict(int argc, char **argv) {
     int status = 0;
     memset(&s, 0, sizeof s);
     memset(x, 0, sizeof x);
-    if (check_outputs(&a, &e) || kc_checkpoint_config(ckpt, &cfg, &e) ||
+    if (check_outputs(&a, &e) || kc_weights_config(ckpt, &cfg, &e) ||
         (kc_cli_warn_mask_dropped("predict", cfg), kc_session_open(&s, cfg, &o, 0, 0, &e)) ||
-        kc_checkpoint_load(&s, ckpt, &e) || load_inputs(&s, &a, x, &e)) {
+        kc_weights_load(&s, ckpt, &e) || load_inputs(&s, &a, x, &e)) {
         status = kc_cli_report("predict", &e);
     } else {
         const kc_array *xs[KC_MODEL_MAX_IO];

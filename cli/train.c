@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 #include "cli/download_progress.h"
 #include "core/atomic_file.h"
+#include "models/keras_weights.h"
 
 static const char usage[] =
     "Usage: kerasc train CONFIG [options]\n"
@@ -27,6 +28,9 @@ static const char usage[] =
     "  --offline             never download a dataset (also KERASC_OFFLINE=1); without\n"
     "                        it, a Keras dataset found nowhere is downloaded into\n"
     "                        $KERAS_HOME/datasets (default ~/.keras/datasets)\n"
+    "  --weights FILE        start from these weights instead of the initializers\n"
+    "                        (overrides fit.initial_weights): a kerasc checkpoint\n"
+    "                        (its weights only), a Keras .keras, .weights.h5 or .h5\n"
     "  --resume CKPT         continue a run from a checkpoint it wrote (weights, optimizer,\n"
     "                        position in the data, callback state): the result is the\n"
     "                        same as a run that never stopped\n"
@@ -40,7 +44,7 @@ static const char usage[] =
     "way and exits with status 1. Every place the run writes is checked before it\n"
     "starts.\n";
 
-enum { O_RESUME = 300, O_LOG_JSON, O_LOG_EVERY, O_OFFLINE };
+enum { O_RESUME = 300, O_LOG_JSON, O_LOG_EVERY, O_OFFLINE, O_WEIGHTS };
 
 static void print_logs(const char *title, const kc_logs *l) {
     printf("%s", title);
@@ -52,7 +56,7 @@ static void print_logs(const char *title, const kc_logs *l) {
 typedef struct train_args {
     kc_run_opts o;
     long long verbose, log_every;
-    const char *resume, *log_json, *config;
+    const char *resume, *log_json, *config, *weights;
     int offline;
 } train_args;
 
@@ -71,6 +75,7 @@ static int parse_args(int argc, char **argv, train_args *a) {
                                          {"log-json", required_argument, 0, O_LOG_JSON},
                                          {"log-json-every", required_argument, 0, O_LOG_EVERY},
                                          {"offline", no_argument, 0, O_OFFLINE},
+                                         {"weights", required_argument, 0, O_WEIGHTS},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
@@ -91,6 +96,8 @@ static int parse_args(int argc, char **argv, train_args *a) {
             a->offline = 1;
         else if (c == O_RESUME)
             a->resume = optarg;
+        else if (c == O_WEIGHTS)
+            a->weights = optarg;
         else if (c == O_LOG_JSON)
             a->log_json = optarg;
         else if (c == O_LOG_EVERY) {
@@ -175,8 +182,11 @@ static int train(kc_config *cfg, const train_args *a, const char *out_dir, int v
     kc_session s;
     int need = KC_NEED_TRAIN | (cfg->data.dataset || cfg->data.has_test ? KC_NEED_TEST : 0);
     int status = 0;
+    /* a resumed run has its weights in the checkpoint */
+    const char *initial = a->resume ? NULL : a->weights ? a->weights : cfg->fit.initial_weights;
     if (kc_session_open(&s, cfg, &a->o, need, 1, e) ||
-        (a->resume && kc_checkpoint_load(&s, a->resume, e))) {
+        (a->resume && kc_checkpoint_load(&s, a->resume, e)) ||
+        (initial && kc_weights_load(&s, initial, e))) {
         status = kc_cli_report("train", e);
         kc_session_close(&s);
         return status;

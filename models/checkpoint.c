@@ -756,3 +756,12 @@ int kc_checkpoint_load(kc_session *s, const char *path, kc_error *e) {
     kc_st_close(f);
     return rc;
 }
+
+int kc_checkpoint_load_weights(kc_session *s, const char *path, kc_error *e) {
+    kc_st_file *f;
+    int rc = open_checked(path, &f, e);
+    if (rc) return rc;
+    rc = load_weights(s, f, path, e);
+    kc_st_close(f);
+    return rc;
+}

@@ -40,9 +40,9 @@ static const char *const image_source_keys[] = {"images",
                                                 "shuffle",
                                                 NULL};
 static const char *const file_keys[] = {"path", "key", NULL};
-static const char *const fit_keys[] = {"epochs",  "batch_size",       "shuffle",
-                                       "seed",    "validation_split", "steps_per_epoch",
-                                       "verbose", "callbacks",        NULL};
+static const char *const fit_keys[] = {
+    "epochs",  "batch_size", "shuffle",         "seed", "validation_split", "steps_per_epoch",
+    "verbose", "callbacks",  "initial_weights", NULL};
 static const char *const datasets[] = {"mnist",          "fashion_mnist", "imdb",     "reuters",
                                        "boston_housing", "cifar10",       "cifar100", NULL};
 /* load_data's options, in the data section next to `dataset:` */
@@ -114,6 +114,7 @@ void kc_config_free(kc_config *c) {
     source_free(&c->data.train);
     source_free(&c->data.test);
     source_free(&c->data.validation);
+    free(c->fit.initial_weights);
     free(c->data.dataset);
     free(c->data.path);
     if (c->data.vocab) kc_vocab_free(c->data.vocab);
@@ -1411,7 +1412,7 @@ static int fit_int(kc_node *map, const char *key, long long min, long long max, 
     return KC_OK;
 }
 
-static int parse_fit(kc_node *n, kc_fit_spec *f, kc_error *e) {
+static int parse_fit(const char *base_dir, kc_node *n, kc_fit_spec *f, kc_error *e) {
     f->epochs = 1;
     f->batch_size = 32;
     f->shuffle = 1;
@@ -1426,6 +1427,9 @@ static int parse_fit(kc_node *n, kc_fit_spec *f, kc_error *e) {
     if ((rc = fit_int(n, "seed", 0, LLONG_MAX, &f->seed, e))) return rc;
     kc_node *v;
     if ((v = kc_map_get(n, "shuffle")) && (rc = kc_node_bool(v, &f->shuffle, e))) return rc;
+    if ((v = kc_map_get(n, "initial_weights")) && !kc_node_is_null(v) &&
+        (rc = resolve_path(base_dir, v, "fit.initial_weights", &f->initial_weights, e)))
+        return rc;
     if ((v = kc_map_get(n, "validation_split"))) {
         if ((rc = kc_node_float(v, &f->validation_split, e))) return rc;
         if (!(f->validation_split >= 0 && f->validation_split < 1))
@@ -1505,7 +1509,7 @@ int kc_config_parse_text(const char *name, const char *base_dir, const char *tex
     kc_node *data = kc_map_get(root, "data");
     if (data && (rc = parse_data(base_dir, data, &c->data, e))) goto fail;
     if ((rc = resolve_feeds(c, e))) goto fail;
-    if ((rc = parse_fit(kc_map_get(root, "fit"), &c->fit, e))) goto fail;
+    if ((rc = parse_fit(base_dir, kc_map_get(root, "fit"), &c->fit, e))) goto fail;
     if ((rc = kc_map_check_unused(root, "the file", top_keys, e))) goto fail;
     *out = c;
     return KC_OK;

@@ -153,6 +153,9 @@ typedef struct kc_fit_spec {
     int verbose; /* 0, 1, 2; -1 auto */
     const kc_node *validation_split_node;
     kc_node *callbacks; /* the callbacks list (models/callbacks.h), or NULL */
+    /* weights to start from (a checkpoint, .keras, .weights.h5 or .h5),
+     * resolved against the model file's directory; NULL: the initializers */
+    char *initial_weights;
 } kc_fit_spec;
 
 typedef struct kc_config {

@@ -188,6 +188,8 @@ int kc_checkpoint_write(const kc_session *s, const char *path, const kc_logs *lo
                         int weights_only, kc_error *e);
 /* Loads weights (and optimizer state when the session trains and the file has it). */
 int kc_checkpoint_load(kc_session *s, const char *path, kc_error *e);
+/* Only the weights (fine-tuning from a checkpoint: the run starts afresh). */
+int kc_checkpoint_load_weights(kc_session *s, const char *path, kc_error *e);
 
 /* ---- text models (a `text:` block in the data section) ---- */
 

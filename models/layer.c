@@ -99,6 +99,23 @@ void kc_layer_free(kc_layer *l) {
     free(l);
 }
 
+void kc_keras_vars_plain(const kc_layer *l, const char *path, const char *name,
+                         kc_keras_vars *out) {
+    memset(out, 0, sizeof *out);
+    snprintf(out->path, sizeof out->path, "%s", path);
+    snprintf(out->name, sizeof out->name, "%s", name);
+    for (int pass = 1; pass >= 0; pass--)
+        for (int i = 0; i < l->nparams; i++)
+            if (!l->params[i].trainable == !pass) out->params[out->nparams++] = i;
+}
+
+int kc_layer_keras_vars(const kc_layer *l, kc_keras_vars *out, int max) {
+    if (max < 1) return 0;
+    if (l->cls->keras_vars) return l->cls->keras_vars(l, out, max);
+    kc_keras_vars_plain(l, "vars", l->name, out);
+    return 1;
+}
+
 int64_t kc_layer_param_count(const kc_layer *l, int trainable_only) {
     int64_t n = 0;
     for (int i = 0; i < l->nparams; i++) {

@@ -67,6 +67,18 @@ typedef struct kc_exec {
 typedef struct kc_layer kc_layer;
 typedef struct kc_layer_class kc_layer_class;
 
+/* Where Keras 3 keeps a layer's variables in a .weights.h5 file: groups
+ * below the layer's own (layers/<key>/), each a `vars` group whose `name`
+ * attribute names the object and whose datasets "0", "1", ... are some of
+ * the layer's params in Keras's order. An LSTM has two: "vars" (its own,
+ * empty) and "cell/vars" (the lstm_cell's kernel, recurrent_kernel, bias). */
+typedef struct kc_keras_vars {
+    char path[160]; /* "vars", "cell/vars", "forward_layer/cell/vars", ... */
+    char name[128]; /* the `name` attribute: "lstm", "lstm_cell", ... */
+    int nparams;
+    int params[KC_LAYER_MAX_PARAMS]; /* indices into l->params */
+} kc_keras_vars;
+
 /* What a layer does with masks (Keras's supports_masking / compute_mask). */
 typedef enum kc_mask_rule {
     KC_MASK_NONE = 0,          /* takes none: a masked input is a config error naming the layer */
@@ -153,6 +165,11 @@ struct kc_layer_class {
      * grads as backward does. The dx[i] are distinct buffers. */
     int (*backward_n)(kc_layer *l, const kc_exec *ex, const kc_buf *x, kc_buf y, kc_buf dy,
                       const kc_buf *dx);
+
+    /* Keras weight files: the layer's variable groups (kc_keras_vars), at
+     * most max of them; returns the count. NULL: one group "vars" named as
+     * the layer, trainable params first, as Keras saves a plain layer. */
+    int (*keras_vars)(const kc_layer *l, kc_keras_vars *out, int max);
 };
 
 /* Registry: every class, NULL-terminated, and lookup by class name or alias. */
@@ -174,6 +191,12 @@ static inline int kc_layer_class_is_multi(const kc_layer_class *cls) {
     return cls->min_inputs > 0;
 }
 void kc_layer_free(kc_layer *l);
+/* The layer's Keras variable groups (its class's keras_vars, or the plain
+ * layer's single "vars" group): at most max; returns the count. */
+int kc_layer_keras_vars(const kc_layer *l, kc_keras_vars *out, int max);
+/* The plain layer's group into *out: `path`, named `name`, l's params
+ * trainable first. */
+void kc_keras_vars_plain(const kc_layer *l, const char *path, const char *name, kc_keras_vars *out);
 int64_t kc_layer_param_count(const kc_layer *l, int trainable_only);
 
 /* Helpers for layer code. */

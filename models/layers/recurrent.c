@@ -853,6 +853,17 @@ static int rnn_reset_states(kc_layer *l, kc_device *d) {
                    (size_t)s->cell->nstates * (size_t)s->state_batch * (size_t)s->units);
 }
 
+/* Keras keeps an RNN's weights in its cell: layers/lstm/cell/vars. */
+static int rnn_keras_vars(const kc_layer *l, kc_keras_vars *out, int max) {
+    char cell[160];
+    snprintf(cell, sizeof cell, "%s_cell", l->cls->base_name);
+    kc_keras_vars_plain(l, "vars", l->name, &out[0]);
+    out[0].nparams = 0;
+    if (max < 2) return 1;
+    kc_keras_vars_plain(l, "cell/vars", cell, &out[1]);
+    return 2;
+}
+
 #define RNN_CLASS(cname, bname, conf, maxin)                                                       \
     {                                                                                              \
         .class_name = cname, .base_name = bname, .state_size = sizeof(rnn_state),                  \
@@ -860,7 +871,7 @@ static int rnn_reset_states(kc_layer *l, kc_device *d) {
         .workspace_bytes = rnn_workspace_bytes, .forward = rnn_forward, .backward = rnn_backward,  \
         .flops = rnn_flops, .mask_rule = rnn_mask_rule, .reset_states = rnn_reset_states,          \
         .min_inputs = 1, .max_inputs = maxin, .build_n = rnn_build_n, .forward_n = rnn_forward_n,  \
-        .backward_n = rnn_backward_n,                                                              \
+        .backward_n = rnn_backward_n, .keras_vars = rnn_keras_vars,                                \
     }
 
 const kc_layer_class kc_simple_rnn_class =

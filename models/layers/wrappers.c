@@ -276,6 +276,29 @@ static void hand_params(const kc_layer *l, kc_layer *in, int first, int own_trai
     }
 }
 
+/* The wrapper's own (empty) group, then each inner layer's groups under
+ * its attribute (forward_layer/, backward_layer/, layer/), with the inner
+ * param indices moved to the wrapper's. */
+static int wrap_keras_vars(const kc_layer *l, kc_layer *const *inner, const char *const *attr,
+                           int n, kc_keras_vars *out, int max) {
+    kc_keras_vars_plain(l, "vars", l->name, &out[0]);
+    out[0].nparams = 0;
+    int count = 1, first = 0;
+    for (int k = 0; k < n; k++) {
+        kc_keras_vars sub[8];
+        int ns = kc_layer_keras_vars(inner[k], sub, 8);
+        for (int g = 0; g < ns && count < max; g++) {
+            kc_keras_vars *o = &out[count++];
+            *o = sub[g];
+            snprintf(o->path, sizeof o->path, "%s/%s", attr[k], sub[g].path);
+            for (int j = 0; j < o->nparams; j++)
+                o->params[j] += first;
+        }
+        first += inner[k]->nparams;
+    }
+    return count;
+}
+
 /* ------------------------------------------------------ TimeDistributed --- */
 
 typedef struct td_state {
@@ -427,6 +450,12 @@ static int td_reset_states(kc_layer *l, kc_device *d) {
     return in->cls->reset_states ? in->cls->reset_states(in, d) : KC_OK;
 }
 
+static int td_keras_vars(const kc_layer *l, kc_keras_vars *out, int max) {
+    kc_layer *in = td_inner((kc_layer *)l);
+    static const char *const attr[] = {"layer"};
+    return wrap_keras_vars(l, &in, attr, 1, out, max);
+}
+
 const kc_layer_class kc_time_distributed_class = {
     .class_name = "TimeDistributed",
     .base_name = "time_distributed",
@@ -440,6 +469,7 @@ const kc_layer_class kc_time_distributed_class = {
     .flops = td_flops,
     .mask_rule = td_mask_rule,
     .reset_states = td_reset_states,
+    .keras_vars = td_keras_vars,
 };
 
 /* -------------------------------------------------------- Bidirectional --- */
@@ -881,6 +911,12 @@ static int bidi_reset_states(kc_layer *l, kc_device *dev) {
     return KC_OK;
 }
 
+static int bidi_keras_vars(const kc_layer *l, kc_keras_vars *out, int max) {
+    kc_layer *dir[2] = {bidi_dir((kc_layer *)l, 0), bidi_dir((kc_layer *)l, 1)};
+    static const char *const attr[] = {"forward_layer", "backward_layer"};
+    return wrap_keras_vars(l, dir, attr, 2, out, max);
+}
+
 const kc_layer_class kc_bidirectional_class = {
     .class_name = "Bidirectional",
     .base_name = "bidirectional",
@@ -894,4 +930,5 @@ const kc_layer_class kc_bidirectional_class = {
     .flops = bidi_flops,
     .mask_rule = bidi_mask_rule,
     .reset_states = bidi_reset_states,
+    .keras_vars = bidi_keras_vars,
 };
