@@ -322,3 +322,12 @@ int kc_check_file_writable(const char *path, const char *what, int in_place, int
     int rc = kc_check_dir_writable(dir, "directory", create_dirs, e);
     return rc ? kc_error_prefix(e, "%s %s", what, path) : KC_OK;
 }
+
+int kc_fsync_path(const char *path, kc_error *e) {
+    int fd = open(path, O_RDONLY);
+    int ok = fd >= 0 && (fsync(fd) == 0 || errno == EINVAL);
+    int err = errno;
+    if (fd >= 0) close(fd);
+    if (!ok) return kc_fail(e, KC_ERUNTIME, "cannot write %s: %s", path, strerror(err));
+    return KC_OK;
+}

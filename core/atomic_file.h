@@ -47,6 +47,10 @@ int kc_atomic_remove_stale(const char *path_glob);
 /* s with fnmatch's special characters escaped (out of n bytes; truncates). */
 void kc_glob_escape(const char *s, char *out, size_t n);
 
+/* Flushes a finished file (written by a library that does not) to disk,
+ * before it is renamed into place. */
+int kc_fsync_path(const char *path, kc_error *e);
+
 /* Creates dir and its missing parents (mkdir -p). */
 int kc_mkdir_p(const char *dir, kc_error *e);
 

@@ -140,6 +140,16 @@ static int tensors_alloc(const kc_session *s, const kc_optimizer *opt, ckpt_tens
     return KC_OK;
 }
 
+kc_shape kc_slot_shape(const kc_param_ref *refs, int np, const char *slot, size_t n) {
+    const char *p = slot + (strncmp(slot, "optimizer/", 10) ? 0 : 10);
+    const char *end = strrchr(p, '/');
+    for (int i = 0; end && i < np; i++)
+        if ((size_t)(end - p) == strlen(refs[i].name) && !strncmp(refs[i].name, p, end - p) &&
+            (size_t)kc_shape_numel(&refs[i].param->shape) == n)
+            return refs[i].param->shape;
+    return kc_shape1((int64_t)n);
+}
+
 /* Weights and optimizer slots come off the device into one host copy. */
 static int tensors_collect(const kc_session *s, const kc_optimizer *opt, ckpt_tensors *c,
                            const char *path, kc_error *e) {
@@ -161,7 +171,8 @@ static int tensors_collect(const kc_session *s, const kc_optimizer *opt, ckpt_te
         size_t n;
         kc_optimizer_slot(opt, i, &nm, &dev, &n);
         kc_download(d, c->host + off, dev, n * sizeof(float));
-        c->t[c->nt++] = (kc_st_tensor){nm, KC_ST_F32, kc_shape1((int64_t)n), c->host + off};
+        c->t[c->nt++] =
+            (kc_st_tensor){nm, KC_ST_F32, kc_slot_shape(c->refs, np, nm, n), c->host + off};
         off += n;
     }
     if (opt) {
@@ -496,24 +507,39 @@ static int state_vector(kc_st_file *f, const char *path, const char *name, kc_st
 }
 
 /* The optimizer's slots, which must be the ones this optimizer has. */
-static int restore_slots(kc_session *s, kc_st_file *f, const char *path, kc_error *e) {
+static int restore_slots_with(kc_session *s, kc_st_file *f, const kc_param_ref *refs, int np,
+                              const char *path, kc_error *e) {
     kc_device *d = s->model->dev;
     for (int i = 0; i < kc_optimizer_slot_count(s->opt); i++) {
         const char *nm;
         kc_buf dev;
         size_t n;
         kc_optimizer_slot(s->opt, i, &nm, &dev, &n);
+        kc_shape want = kc_slot_shape(refs, np, nm, n);
         const kc_st_tensor *t = kc_st_find(f, nm);
         const char *written = kc_st_meta(f, "optimizer");
         char q[200];
-        if (!t || t->dtype != KC_ST_F32 || t->shape.rank != 1 || (uint64_t)t->shape.d[0] != n)
+        /* the weight's shape, or flat (n,) as earlier checkpoints stored them */
+        if (!t || t->dtype != KC_ST_F32 || (uint64_t)kc_shape_numel(&t->shape) != n ||
+            (t->shape.rank != 1 && !kc_shape_equal(&t->shape, &want)))
             return kc_fail(e, KC_ECONFIG,
                            "%s: optimizer state '%s' is missing or has another size; the "
                            "checkpoint was written with another optimizer (%s)",
                            path, nm, written ? quoted(written, q, sizeof q) : "?");
         kc_upload(d, dev, t->data, n * sizeof(float));
     }
-    return kc_device_error(d, e);
+    return KC_OK;
+}
+
+static int restore_slots(kc_session *s, kc_st_file *f, const char *path, kc_error *e) {
+    kc_device *d = s->model->dev;
+    int np = kc_model_params(s->model, NULL, 0);
+    kc_param_ref *refs = malloc((size_t)(np ? np : 1) * sizeof *refs);
+    if (!refs) return kc_fail(e, KC_ERUNTIME, "out of memory reading %s", path);
+    kc_model_params(s->model, refs, np);
+    int rc = restore_slots_with(s, f, refs, np, path, e);
+    free(refs);
+    return rc ? rc : kc_device_error(d, e);
 }
 
 /* The penalty sums' batch rows: the full batch, and none or a smaller last batch. */
@@ -761,7 +787,11 @@ int kc_checkpoint_load_weights(kc_session *s, const char *path, kc_error *e) {
     kc_st_file *f;
     int rc = open_checked(path, &f, e);
     if (rc) return rc;
-    rc = load_weights(s, f, path, e);
+    /* the counts are checked as every number of the file is, and not kept */
+    int64_t epoch = s->epoch, step = s->step;
+    if (!(rc = load_weights(s, f, path, e))) rc = restore_counts(s, f, path, e);
+    s->epoch = epoch;
+    s->step = step;
     kc_st_close(f);
     return rc;
 }

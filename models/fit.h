@@ -188,6 +188,9 @@ int kc_checkpoint_write(const kc_session *s, const char *path, const kc_logs *lo
                         int weights_only, kc_error *e);
 /* Loads weights (and optimizer state when the session trains and the file has it). */
 int kc_checkpoint_load(kc_session *s, const char *path, kc_error *e);
+/* The shape of the weight an optimizer slot ("optimizer/<param>/<slot>",
+ * n elements) belongs to, as Keras keeps it; (n,) when none is found. */
+kc_shape kc_slot_shape(const kc_param_ref *refs, int np, const char *slot, size_t n);
 /* Only the weights (fine-tuning from a checkpoint: the run starts afresh). */
 int kc_checkpoint_load_weights(kc_session *s, const char *path, kc_error *e);
 

@@ -5,7 +5,6 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -14,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/atomic_file.h"
 #include "core/h5.h"
 #include "models/data/data.h"
 #include "models/keras_import.h"
@@ -568,18 +568,6 @@ static int write_layer(kc_h5 *h, const kc_model *m, const kw_entry *en, kc_error
     return rc;
 }
 
-/* The shape of the weight an optimizer slot "optimizer/<param>/<slot>"
- * belongs to; (n,) when none is found. */
-static kc_shape slot_shape(const kc_param_ref *refs, int np, const char *slot, size_t n) {
-    const char *p = slot + strlen("optimizer/");
-    const char *end = strrchr(p, '/');
-    for (int i = 0; end && i < np; i++)
-        if ((size_t)(end - p) == strlen(refs[i].name) && !strncmp(refs[i].name, p, end - p) &&
-            (size_t)kc_shape_numel(&refs[i].param->shape) == n)
-            return refs[i].param->shape;
-    return kc_shape1((int64_t)n);
-}
-
 /* Keras orders the optimizer's variables by model.trainable_variables, in
  * its layer order; the optimizer's slots follow kerasc's layer order. The
  * two agree when the layers with trainable weights come in the same order. */
@@ -621,7 +609,7 @@ static int write_optimizer(kc_h5 *h, const kc_model *m, const kc_optimizer *opt,
         kc_buf dev;
         size_t n;
         kc_optimizer_slot(opt, i, &nm, &dev, &n);
-        kc_shape s = slot_shape(refs, np, nm, n);
+        kc_shape s = kc_slot_shape(refs, np, nm, n);
         float *buf = malloc((n ? n : 1) * sizeof *buf);
         char ds[64];
         snprintf(ds, sizeof ds, "optimizer/vars/%d", at + i);
@@ -652,15 +640,6 @@ static int write_tree(kc_h5 *h, const kc_model *m, const kc_optimizer *opt, kc_e
     return rc;
 }
 
-/* Flushes the finished file to disk before it is renamed into place. */
-static int sync_file(const char *path, kc_error *e) {
-    int fd = open(path, O_RDONLY);
-    int ok = fd >= 0 && fsync(fd) == 0;
-    if (fd >= 0) close(fd);
-    if (!ok) return kc_fail(e, KC_ERUNTIME, "%s: cannot sync: %s", path, strerror(errno));
-    return KC_OK;
-}
-
 int kc_keras_weights_write_file(const kc_model *m, const kc_optimizer *opt, const char *path,
                                 kc_error *e) {
     kc_h5 *h;
@@ -673,7 +652,7 @@ int kc_keras_weights_write_file(const kc_model *m, const kc_optimizer *opt, cons
         *e = ce;
         rc = crc;
     }
-    if (!rc) rc = sync_file(path, e);
+    if (!rc) rc = kc_fsync_path(path, e);
     return rc;
 }
 
