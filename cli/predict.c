@@ -28,9 +28,29 @@ static const char usage[] =
     "several outputs, --output NAME=FILE writes each output to its own file,\n"
     "and a single CSV holds every output side by side, in the model's order.\n"
     "\n"
+    "Features: --layer NAME writes that layer's output instead of the model's -\n"
+    "Keras's layer.output, after the layer's activation, as\n"
+    "keras.Model(model.inputs, model.get_layer(NAME).output).predict(x) gives.\n"
+    "Several --layer options are written as several outputs are, in the order\n"
+    "given: side by side in one CSV, or one --output NAME=FILE each. A layer\n"
+    "that returns several tensors (an LSTM with return_state) writes them all,\n"
+    "named NAME, NAME[0][1], NAME[0][2], ...; NAME[node][tensor] picks one, and\n"
+    "a layer called several times (shared) needs NAME[node]. An Input's name\n"
+    "writes the values the model reads (after rescale and reshape).\n"
+    "--logits writes each output before its final activation: for an output\n"
+    "layer with an activation (Dense with activation: softmax) its values before\n"
+    "that activation (the values before softmax); for an output that is an\n"
+    "activation layer (Activation, Softmax, ReLU, LeakyReLU, ELU, PReLU) the\n"
+    "input of that layer; otherwise the output itself. --output NAME=FILE names\n"
+    "them as the outputs; --logits does not combine with --layer.\n"
+    "With image files, --layer and --logits write values (CSV on stdout, or\n"
+    "--output) instead of printing the top classes.\n"
+    "\n"
     "  --input [NAME=]FILE   samples to predict (NAME: the model input)\n"
     "  --key [NAME=]KEY      array inside an .npz input (default: its only array)\n"
     "  --output [NAME=]FILE  .csv or .npy (default: CSV on stdout)\n"
+    "  --layer NAME          write this layer's output (repeatable; see above)\n"
+    "  --logits              write each output before its final activation\n"
     "  --top N               classes printed per image (default 3)\n"
     "  --batch-size N        samples per batch\n"
     "  --threads N           compute threads (default: all cores)\n"
@@ -39,7 +59,7 @@ static const char usage[] =
     "  --device N            the backend's device (default: $KERASC_DEVICE, else 0)\n"
     "  -h, --help            show this help\n";
 
-enum { O_INPUT = 400, O_OUTPUT_FILE, O_KEY, O_TOP };
+enum { O_INPUT = 400, O_OUTPUT_FILE, O_KEY, O_TOP, O_LAYER, O_LOGITS };
 
 static int ends_with(const char *s, const char *suf) {
     size_t a = strlen(s), b = strlen(suf);
@@ -102,45 +122,64 @@ static int fit_input(kc_session *s, int i, kc_array *x, const char *path, kc_err
     return KC_OK;
 }
 
-/* Every output side by side, one sample per row; stops at a write error,
+/* What predict writes: the model's outputs, or the tensors --layer or
+ * --logits chose, each with its name and per-sample shape. */
+typedef struct pred_set {
+    int n;
+    int layers; /* chosen by --layer: named as layers, not outputs */
+    char name[KC_MODEL_MAX_IO][160];
+    kc_shape shape[KC_MODEL_MAX_IO];
+    float *v[KC_MODEL_MAX_IO];
+} pred_set;
+
+static int64_t set_cols(const pred_set *p, int k) {
+    return kc_shape_numel(&p->shape[k]);
+}
+
+/* Every tensor side by side, one sample per row; stops at a write error,
  * which the stream keeps for whoever closes it. */
-static void write_csv(FILE *f, float *const *outs, const kc_session *s, int64_t rows) {
+static void write_csv(FILE *f, const pred_set *p, int64_t rows) {
     for (int64_t r = 0; r < rows && !ferror(f); r++)
-        for (int k = 0; k < s->nouts; k++) {
-            int64_t cols = s->outs[k].out_rows * s->outs[k].out_cols;
+        for (int k = 0; k < p->n; k++) {
+            int64_t cols = set_cols(p, k);
             for (int64_t c = 0; c < cols; c++)
-                fprintf(f, "%.9g%c", outs[k][r * cols + c],
-                        c + 1 == cols && k + 1 == s->nouts ? '\n' : ',');
+                fprintf(f, "%.9g%c", p->v[k][r * cols + c],
+                        c + 1 == cols && k + 1 == p->n ? '\n' : ',');
         }
 }
 
-static int write_one(const kc_session *s, int k, const float *v, int64_t rows, const char *path,
-                     kc_error *e) {
-    int64_t cols = s->outs[k].out_rows * s->outs[k].out_cols;
+static int write_one(const pred_set *p, int k, int64_t rows, const char *path, kc_error *e) {
     if (ends_with(path, ".npy")) {
-        const kc_shape *sh = kc_model_output_shape_n(s->model, k);
+        const kc_shape *sh = &p->shape[k];
         kc_shape full = {.rank = sh->rank + 1};
         full.d[0] = rows;
         for (int i = 0; i < sh->rank; i++)
             full.d[i + 1] = sh->d[i];
-        return kc_npy_write(path, v, &full, e);
+        return kc_npy_write(path, p->v[k], &full, e);
     }
-    return kc_csv_write(path, v, rows, cols, NULL, e);
+    return kc_csv_write(path, p->v[k], rows, set_cols(p, k), NULL, e);
 }
 
 /* Side-by-side CSV written to a temporary file and renamed into place. */
-static int write_all_csv(const kc_session *s, float *const *outs, int64_t rows, const char *path,
-                         kc_error *e) {
+static int write_all_csv(const pred_set *p, int64_t rows, const char *path, kc_error *e) {
     kc_atomic_file a;
     int rc = kc_atomic_open(&a, path, e);
     if (rc) return rc;
-    write_csv(a.f, outs, s, rows);
+    write_csv(a.f, p, rows);
     return kc_atomic_commit(&a, e); /* reports a failed write */
+}
+
+static int set_index(const pred_set *p, const char *name) {
+    for (int k = 0; k < p->n; k++)
+        if (!strcmp(p->name[k], name)) return k;
+    return -1;
 }
 
 typedef struct predict_args {
     named_arg inputs[KC_MODEL_MAX_IO], keys[KC_MODEL_MAX_IO], outputs[KC_MODEL_MAX_IO];
     int ninputs, nkeys, noutputs;
+    const char *layers[KC_MODEL_MAX_IO]; /* --layer, in the order given */
+    int nlayers, logits;
     int top;
     kc_image_index images; /* an image model's input files, in row order */
 } predict_args;
@@ -195,9 +234,11 @@ static int load_image_inputs(kc_session *s, predict_args *a, kc_array *x, kc_err
 }
 
 /* file: class p, class p, ... for every image, the most likely first. */
-static void print_top(const kc_session *s, const predict_args *a, const float *p, int64_t rows) {
+static void print_top(const kc_session *s, const predict_args *a, const pred_set *ps,
+                      int64_t rows) {
     const kc_data_spec *d = &s->cfg->data;
-    int64_t cols = s->outs[0].out_rows * s->outs[0].out_cols;
+    const float *p = ps->v[0];
+    int64_t cols = set_cols(ps, 0);
     int top = a->top < cols ? a->top : (int)cols;
     for (int64_t r = 0; r < rows && !ferror(stdout); r++) {
         const float *v = p + r * cols;
@@ -217,11 +258,12 @@ static void print_top(const kc_session *s, const predict_args *a, const float *p
     }
 }
 
-/* The top classes replace the CSV when the classes are known and fit the output. */
-static int prints_classes(const kc_session *s, const predict_args *a) {
+/* The top classes replace the CSV when the classes are known and fit the
+ * output, unless --layer or --logits chose what to write. */
+static int prints_classes(const kc_session *s, const predict_args *a, const pred_set *ps) {
     const kc_data_spec *d = &s->cfg->data;
-    return a->images.n && !a->noutputs && s->nouts == 1 && d->image_classes &&
-           s->outs[0].out_rows * s->outs[0].out_cols == d->nimage_classes;
+    return a->images.n && !a->noutputs && !a->nlayers && !a->logits && ps->n == 1 &&
+           d->image_classes && set_cols(ps, 0) == d->nimage_classes;
 }
 
 /* Matches --input/--key arguments to the model's inputs: x[i] feeds input i. */
@@ -256,32 +298,100 @@ static int load_inputs(kc_session *s, predict_args *a, kc_array *x, kc_error *e)
     return KC_OK;
 }
 
-static int write_outputs(kc_session *s, const predict_args *a, float *const *outs, int64_t rows,
-                         kc_error *e) {
+/* "--output X=...: the model has no output 'X'", or for --layer the names chosen. */
+static int no_such_output(const pred_set *p, const char *name, kc_error *e) {
+    if (!p->layers)
+        return kc_fail(e, KC_ECONFIG, "--output %s=...: the model has no output '%s'", name, name);
+    char list[600] = "";
+    size_t used = 0;
+    for (int k = 0; k < p->n && used < sizeof list - 170; k++)
+        used +=
+            (size_t)snprintf(list + used, sizeof list - used, "%s%s", k ? ", " : "", p->name[k]);
+    return kc_fail(e, KC_ECONFIG, "--output %s=...: --layer chose no '%s' (it chose: %s)", name,
+                   name, list);
+}
+
+static int write_outputs(const predict_args *a, const pred_set *p, int64_t rows, kc_error *e) {
     if (a->noutputs == 0) {
-        write_csv(stdout, outs, s, rows); /* kc_cli_finish checks standard output */
+        write_csv(stdout, p, rows); /* kc_cli_finish checks standard output */
         return KC_OK;
     }
     if (a->noutputs == 1 && !a->outputs[0].name[0]) {
         const char *path = a->outputs[0].value;
-        if (s->nouts == 1) return write_one(s, 0, outs[0], rows, path, e);
+        if (p->n == 1) return write_one(p, 0, rows, path, e);
         if (ends_with(path, ".npy"))
             return kc_fail(e, KC_ECONFIG,
-                           "the model has %d outputs: name each, e.g. --output %s=FILE.npy, or "
-                           "write one .csv holding them side by side",
-                           s->nouts, s->outs[0].name);
-        return write_all_csv(s, outs, rows, path, e);
+                           "%s %d %s: name each, e.g. --output %s=FILE.npy, or write one .csv "
+                           "holding them side by side",
+                           p->layers ? "--layer chose" : "the model has", p->n,
+                           p->layers ? "tensors" : "outputs", p->name[0]);
+        return write_all_csv(p, rows, path, e);
     }
     for (int j = 0; j < a->noutputs; j++) {
-        int k = a->outputs[j].name[0] ? kc_model_output_index(s->model, a->outputs[j].name)
-                                      : (s->nouts == 1 ? 0 : -1);
-        if (k < 0)
-            return kc_fail(e, KC_ECONFIG, "--output %s=...: the model has no output '%s'",
-                           a->outputs[j].name, a->outputs[j].name);
-        int rc = write_one(s, k, outs[k], rows, a->outputs[j].value, e);
+        if (!a->outputs[j].name[0] && p->n > 1)
+            return kc_fail(e, KC_ECONFIG,
+                           "--output %s: %s %d %s; name each file, e.g. --output %s=FILE",
+                           a->outputs[j].value, p->layers ? "--layer chose" : "the model has", p->n,
+                           p->layers ? "tensors" : "outputs", p->name[0]);
+        int k = a->outputs[j].name[0] ? set_index(p, a->outputs[j].name) : 0;
+        if (k < 0) return no_such_output(p, a->outputs[j].name, e);
+        int rc = write_one(p, k, rows, a->outputs[j].value, e);
         if (rc) return rc;
     }
     return KC_OK;
+}
+
+/* The tensors --layer or --logits chose, in the order given. */
+static int choose_tensors(const kc_model *m, const predict_args *a, kc_model_tensor *t, int *nt,
+                          kc_error *e) {
+    *nt = 0;
+    if (a->logits) {
+        for (int k = 0; k < m->noutputs; k++)
+            t[(*nt)++] = kc_model_output_logits(m, k);
+        return KC_OK;
+    }
+    for (int j = 0; j < a->nlayers; j++) {
+        int first = *nt;
+        if (kc_model_find_tensors(m, a->layers[j], t, KC_MODEL_MAX_IO, nt, e))
+            return kc_error_prefix(e, "--layer %s", a->layers[j]);
+        for (int q = first; q < *nt; q++)
+            for (int r = 0; r < q; r++)
+                if (t[r].node == t[q].node && t[r].tensor == t[q].tensor)
+                    return kc_fail(e, KC_ECONFIG, "--layer %s: '%s' is chosen twice", a->layers[j],
+                                   t[q].name);
+    }
+    return KC_OK;
+}
+
+/* Runs the model on the inputs and fills *p with what is to be written. */
+static int predict_set(kc_session *s, const predict_args *a, const kc_array *x, pred_set *p,
+                       int *usage, kc_error *e) {
+    const kc_model *m = s->model;
+    const kc_array *xs[KC_MODEL_MAX_IO];
+    for (int i = 0; i < m->ninputs; i++)
+        xs[i] = &x[i];
+    kc_model_tensor t[KC_MODEL_MAX_IO];
+    memset(t, 0, sizeof t);
+    int nt = 0;
+    if (a->nlayers || a->logits) {
+        int rc = choose_tensors(m, a, t, &nt, e);
+        *usage = rc != 0;
+        if (rc) return rc;
+    } else {
+        for (int k = 0; k < m->noutputs; k++, nt++) {
+            snprintf(t[k].name, sizeof t[k].name, "%s", m->outputs[k].name);
+            t[k].node = m->outputs[k].node;
+            t[k].tensor = m->outputs[k].tensor;
+        }
+    }
+    p->n = nt;
+    p->layers = a->nlayers > 0;
+    for (int k = 0; k < nt; k++) {
+        snprintf(p->name[k], sizeof p->name[k], "%s", t[k].name);
+        p->shape[k] = *kc_model_tensor_shape(m, t[k].node, t[k].tensor);
+    }
+    if (a->nlayers || a->logits) return kc_predict_tensors(s, xs, t, nt, p->v, e);
+    return kc_predict_n(s, xs, p->v, e);
 }
 
 /* Before anything runs: every --output file can be written. */
@@ -298,6 +408,8 @@ static int parse_args(int argc, char **argv, kc_run_opts *o, predict_args *a) {
                                          {"output", required_argument, 0, O_OUTPUT_FILE},
                                          {"key", required_argument, 0, O_KEY},
                                          {"top", required_argument, 0, O_TOP},
+                                         {"layer", required_argument, 0, O_LAYER},
+                                         {"logits", no_argument, 0, O_LOGITS},
                                          {"batch-size", required_argument, 0, KC_OPT_BATCH},
                                          {"threads", required_argument, 0, KC_OPT_THREADS},
                                          {"backend", required_argument, 0, KC_OPT_BACKEND},
@@ -324,6 +436,17 @@ static int parse_args(int argc, char **argv, kc_run_opts *o, predict_args *a) {
             a->top = (int)v;
             continue;
         }
+        if (c == O_LOGITS) {
+            a->logits = 1;
+            continue;
+        }
+        if (c == O_LAYER) {
+            if (a->nlayers >= KC_MODEL_MAX_IO)
+                return kc_cli_usage_error("predict", "at most %d --layer options", KC_MODEL_MAX_IO);
+            if (!*optarg) return kc_cli_usage_error("predict", "--layer needs a layer name");
+            a->layers[a->nlayers++] = optarg;
+            continue;
+        }
         named_arg *list = c == O_INPUT         ? a->inputs
                           : c == O_KEY         ? a->keys
                           : c == O_OUTPUT_FILE ? a->outputs
@@ -341,6 +464,8 @@ static int parse_args(int argc, char **argv, kc_run_opts *o, predict_args *a) {
     if (optind != argc - 1) return kc_cli_usage_error("predict", "expected one CHECKPOINT file");
     if (kc_cli_run_opts_finish("predict", o)) return 2;
     if (!a->ninputs) return kc_cli_usage_error("predict", "--input FILE is required");
+    if (a->logits && a->nlayers)
+        return kc_cli_usage_error("predict", "--logits and --layer cannot be combined");
     for (int j = 0; j < a->noutputs; j++)
         if (!ends_with(a->outputs[j].value, ".csv") && !ends_with(a->outputs[j].value, ".npy"))
             return kc_cli_usage_error("predict", "--output must end in .csv or .npy, got '%s'",
@@ -367,27 +492,24 @@ int kc_cmd_predict(int argc, char **argv) {
     kc_config *cfg = NULL;
     kc_session s;
     kc_array x[KC_MODEL_MAX_IO];
-    float *outs[KC_MODEL_MAX_IO] = {0};
-    int status = 0;
+    pred_set ps;
+    int status = 0, usage = 0;
     memset(&s, 0, sizeof s);
     memset(x, 0, sizeof x);
+    memset(&ps, 0, sizeof ps);
     if (check_outputs(&a, &e) || kc_weights_config(ckpt, &cfg, &e) ||
         (kc_cli_warn_mask_dropped("predict", cfg), kc_session_open(&s, cfg, &o, 0, 0, &e)) ||
         kc_weights_load(&s, ckpt, &e) || load_inputs(&s, &a, x, &e)) {
         status = kc_cli_report("predict", &e);
-    } else {
-        const kc_array *xs[KC_MODEL_MAX_IO];
-        for (int i = 0; i < s.model->ninputs; i++)
-            xs[i] = &x[i];
-        if (kc_predict_n(&s, xs, outs, &e))
-            status = kc_cli_report("predict", &e);
-        else if (prints_classes(&s, &a))
-            print_top(&s, &a, outs[0], kc_array_rows(&x[0]));
-        else if (write_outputs(&s, &a, outs, kc_array_rows(&x[0]), &e))
-            status = kc_cli_report("predict", &e);
+    } else if (predict_set(&s, &a, x, &ps, &usage, &e)) {
+        status = usage ? kc_cli_usage_error("predict", "%s", e.msg) : kc_cli_report("predict", &e);
+    } else if (prints_classes(&s, &a, &ps)) {
+        print_top(&s, &a, &ps, kc_array_rows(&x[0]));
+    } else if (write_outputs(&a, &ps, kc_array_rows(&x[0]), &e)) {
+        status = kc_cli_report("predict", &e);
     }
     for (int k = 0; k < KC_MODEL_MAX_IO; k++)
-        free(outs[k]);
+        free(ps.v[k]);
     for (int i = 0; i < KC_MODEL_MAX_IO; i++)
         kc_array_free(&x[i]);
     kc_image_index_free(&a.images);

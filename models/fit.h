@@ -179,6 +179,11 @@ int kc_evaluate(kc_session *s, const kc_array *x, const kc_array *y, const kc_ho
 int kc_predict_n(kc_session *s, const kc_array *const *xs, float **outs, kc_error *e);
 /* The same for a model with one input and one output. */
 int kc_predict(kc_session *s, const kc_array *x, float **out, kc_error *e);
+/* The same with outs[j] receiving tensor t[j] of the model in place of the
+ * outputs (kc_model_find_tensors, kc_model_output_logits): host, rows x the
+ * tensor's size per sample; caller frees. */
+int kc_predict_tensors(kc_session *s, const kc_array *const *xs, const kc_model_tensor *t, int nt,
+                       float **outs, kc_error *e);
 
 /* Checkpoints (models/checkpoint.c). The config text travels inside; weights
  * and optimizer slots move through the device the model is planned on. */

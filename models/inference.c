@@ -1,4 +1,5 @@
 /* Evaluation and prediction: batches in order through kc_infer_batch. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -101,23 +102,100 @@ static int predict_batches(kc_session *s, const kc_feed *f, int64_t *idx, float 
     return KC_OK;
 }
 
-int kc_predict_n(kc_session *s, const kc_array *const *xs, float **outs, kc_error *e) {
-    kc_model *m = s->model;
-    kc_feed f = {.rows = kc_array_rows(xs[0])};
+/* The feed of the inputs xs[i], which must have equal row counts. */
+static int predict_feed(const kc_session *s, const kc_array *const *xs, kc_feed *f, kc_error *e) {
+    const kc_model *m = s->model;
+    memset(f, 0, sizeof *f);
+    f->rows = kc_array_rows(xs[0]);
     for (int i = 0; i < m->ninputs; i++) {
-        f.x[i] = xs[i];
-        if (kc_array_rows(xs[i]) != f.rows)
+        f->x[i] = xs[i];
+        if (kc_array_rows(xs[i]) != f->rows)
             return kc_fail(
                 e, KC_ECONFIG,
                 "the inputs have different numbers of samples: %lld for '%s', %lld for '%s'",
-                (long long)f.rows, m->inputs[0].name, (long long)kc_array_rows(xs[i]),
+                (long long)f->rows, m->inputs[0].name, (long long)kc_array_rows(xs[i]),
                 m->inputs[i].name);
     }
+    return KC_OK;
+}
+
+int kc_predict_n(kc_session *s, const kc_array *const *xs, float **outs, kc_error *e) {
+    kc_feed f;
+    int rc = predict_feed(s, xs, &f, e);
+    if (rc) return rc;
     int64_t *idx = malloc((size_t)s->batch_size * sizeof *idx);
     if (!idx)
         return kc_fail(e, KC_ERUNTIME, "out of memory for %lld predictions", (long long)f.rows);
-    int rc = alloc_outputs(s, f.rows, outs, e);
+    rc = alloc_outputs(s, f.rows, outs, e);
     if (!rc) rc = predict_batches(s, &f, idx, outs, e);
+    free(idx);
+    return rc;
+}
+
+/* ------------------------------------------------------ chosen tensors --- */
+
+static size_t tensor_size(const kc_model *m, const kc_model_tensor *t) {
+    return (size_t)kc_shape_numel(kc_model_tensor_shape(m, t->node, t->tensor));
+}
+
+/* Each tensor's rows for n samples, or none when one allocation fails. */
+static int alloc_tensors(const kc_session *s, const kc_model_tensor *t, int nt, int64_t n,
+                         float **outs, kc_error *e) {
+    int ok = 1;
+    for (int j = 0; j < nt; j++) {
+        size_t per = tensor_size(s->model, &t[j]);
+        outs[j] = NULL;
+        if (per && (uint64_t)n > SIZE_MAX / sizeof(float) / per) {
+            ok = 0;
+            continue;
+        }
+        size_t count = (size_t)n * per;
+        outs[j] = malloc((count ? count : 1) * sizeof(float));
+        ok &= outs[j] != NULL;
+    }
+    if (ok) return KC_OK;
+    for (int j = 0; j < nt; j++)
+        free(outs[j]), outs[j] = NULL;
+    return kc_fail(e, KC_ERUNTIME, "out of memory for %lld samples of the chosen tensors",
+                   (long long)n);
+}
+
+/* Each batch's tensors go straight from the device into their rows of outs. */
+static int tensor_batches(kc_session *s, const kc_feed *f, const kc_model_tensor *t, int nt,
+                          int64_t *idx, float **outs, kc_error *e) {
+    const kc_model *m = s->model;
+    int64_t n = f->rows, bs = s->batch_size;
+    if (kc_model_reset_states(s->model)) return kc_device_error(&s->dev, e);
+    for (int64_t b = 0; b * bs < n; b++) {
+        int nb = batch_rows(b, bs, n, idx);
+        int rc = kc_infer_batch(s, f, idx, nb, 0, e);
+        if (rc) return rc;
+        for (int j = 0; j < nt; j++) {
+            size_t per = tensor_size(m, &t[j]);
+            kc_buf src = t[j].pre ? kc_model_tensor_z(m, t[j].node, t[j].tensor, nb)
+                                  : kc_model_tensor_y(m, t[j].node, t[j].tensor, nb);
+            kc_download(&s->dev, outs[j] + (size_t)(b * bs) * per, src,
+                        (size_t)nb * per * sizeof(float));
+        }
+        if ((rc = kc_device_error(&s->dev, e))) return rc;
+    }
+    return KC_OK;
+}
+
+int kc_predict_tensors(kc_session *s, const kc_array *const *xs, const kc_model_tensor *t, int nt,
+                       float **outs, kc_error *e) {
+    for (int j = 0; j < nt; j++)
+        if (t[j].node < 0 || t[j].node >= s->model->nnodes || t[j].tensor < 0 ||
+            t[j].tensor >= s->model->nodes[t[j].node].ntensors)
+            return kc_fail(e, KC_ECONFIG, "'%s' is not a tensor of the model", t[j].name);
+    kc_feed f;
+    int rc = predict_feed(s, xs, &f, e);
+    if (rc) return rc;
+    int64_t *idx = malloc((size_t)s->batch_size * sizeof *idx);
+    if (!idx)
+        return kc_fail(e, KC_ERUNTIME, "out of memory for %lld predictions", (long long)f.rows);
+    rc = alloc_tensors(s, t, nt, f.rows, outs, e);
+    if (!rc) rc = tensor_batches(s, &f, t, nt, idx, outs, e);
     free(idx);
     return rc;
 }

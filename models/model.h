@@ -172,9 +172,12 @@ kc_buf kc_model_output_z(const kc_model *m, int k);
 /* Output k's mask ((batch, steps) floats, 1 keep) after a forward pass, or
  * KC_BUF_NULL when it carries none. */
 kc_buf kc_model_output_mask(const kc_model *m, int k);
-/* Tensor t of node id for `batch` samples: where it starts in the node's y,
- * and its element count. */
+/* Tensor t of node id for `batch` samples: where it starts in the node's y
+ * (in its z: before the activation), and its element count. Every node has
+ * its own z and y, which hold the last forward pass's values until the next
+ * one, so that any tensor can be read after a pass. */
 kc_buf kc_model_tensor_y(const kc_model *m, int id, int t, int batch);
+kc_buf kc_model_tensor_z(const kc_model *m, int id, int t, int batch);
 size_t kc_model_tensor_numel(const kc_model *m, int id, int t, int batch);
 /* Zeroes the state of every stateful layer (Keras's reset_states): fit calls
  * it at the start of each epoch, evaluate and predict before they run. */
@@ -195,6 +198,28 @@ static inline kc_buf kc_model_dy(kc_model *m) {
 int kc_model_backward_n(kc_model *m, const kc_exec *ex, const int *dy_is_preactivation);
 /* The same with one flag for every output. */
 int kc_model_backward(kc_model *m, const kc_exec *ex, int dy_is_preactivation);
+
+/* ---- tensors read in place of the outputs (models/model_select.c) ---- */
+
+/* Tensor `tensor` of node `node`, before its activation where `pre`; `name`
+ * labels it as references do ("dense", "enc[1]", "lstm[0][2]"). */
+typedef struct kc_model_tensor {
+    char name[160];
+    int node, tensor, pre;
+} kc_model_tensor;
+
+/* Appends to out[*n ..] (at most max in all) the tensors `ref` names, as
+ * Keras's layer.output: "NAME" every tensor of the layer's one call (a layer
+ * called several times needs "NAME[node]"), "NAME[node]" every tensor of
+ * that call, "NAME[node][tensor]" one; an Input's name gives its values.
+ * Errors (KC_ECONFIG) do not repeat ref; an unknown name gets the closest. */
+int kc_model_find_tensors(const kc_model *m, const char *ref, kc_model_tensor *out, int max, int *n,
+                          kc_error *e);
+/* Output k before its final activation, named as the output: the output
+ * layer's pre-activation when it has an `activation`; the input of an output
+ * that is an activation layer (Activation, Softmax, ReLU, LeakyReLU, ELU,
+ * PReLU); otherwise the output itself. */
+kc_model_tensor kc_model_output_logits(const kc_model *m, int k);
 
 /* ---- the graph as Keras shows it (summary, plot) ---- */
 

@@ -28,13 +28,17 @@ kc_buf kc_model_tensor_y(const kc_model *m, int id, int t, int batch) {
     return kc_buf_f(m->nodes[id].y, tensor_offset(m, id, t, batch));
 }
 
+kc_buf kc_model_tensor_z(const kc_model *m, int id, int t, int batch) {
+    return kc_buf_f(m->nodes[id].z, tensor_offset(m, id, t, batch));
+}
+
 kc_buf kc_model_output_y(const kc_model *m, int k) {
     return kc_model_tensor_y(m, m->outputs[k].node, m->outputs[k].tensor, m->cur_batch);
 }
 
 kc_buf kc_model_output_z(const kc_model *m, int k) {
     const kc_model_output *o = &m->outputs[k];
-    return kc_buf_f(m->nodes[o->node].z, tensor_offset(m, o->node, o->tensor, m->cur_batch));
+    return kc_model_tensor_z(m, o->node, o->tensor, m->cur_batch);
 }
 
 kc_buf kc_model_output_mask(const kc_model *m, int k) {

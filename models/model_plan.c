@@ -2,7 +2,10 @@
  * One arena holds the inputs, each node's pre-activation and output, the
  * outputs' loss gradients and a pool of gradient slots reused once dead; the
  * parameters and their gradients are one block each. Places inside them are
- * offsets (kc_buf_f), never host pointers. */
+ * offsets (kc_buf_f), never host pointers. Forward buffers are never shared:
+ * after a pass every node's z and y still hold its values, which
+ * kc_predict_tensors reads for any node (predict --layer, --logits); a plan
+ * that reused them would have to keep those it is asked for, as outputs. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
