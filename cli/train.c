@@ -184,7 +184,9 @@ static int train(kc_config *cfg, const train_args *a, const char *out_dir, int v
     int status = 0;
     /* a resumed run has its weights in the checkpoint */
     const char *initial = a->resume ? NULL : a->weights ? a->weights : cfg->fit.initial_weights;
-    if (kc_session_open(&s, cfg, &a->o, need, 1, e) ||
+    kc_run_opts o = a->o;
+    o.loads_weights = a->resume || initial;
+    if (kc_session_open(&s, cfg, &o, need, 1, e) ||
         (a->resume && kc_checkpoint_load(&s, a->resume, e)) ||
         (initial && kc_weights_load(&s, initial, e))) {
         status = kc_cli_report("train", e);

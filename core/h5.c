@@ -237,9 +237,8 @@ int kc_h5_read_f32(kc_h5 *h, const char *path, const kc_shape *want, float *dst,
     int rc = kc_h5_dataset_info(h, path, &s, &c, e);
     if (rc) return rc;
     char a[128], b[128];
-    if (c != KC_H5_FLOAT)
-        return kc_fail(e, KC_ECONFIG, "%s: dataset '%s' does not hold floating-point numbers",
-                       h->name, path);
+    if (c == KC_H5_OTHER)
+        return kc_fail(e, KC_ECONFIG, "%s: dataset '%s' does not hold numbers", h->name, path);
     if (!kc_shape_equal(&s, want))
         return kc_fail(e, KC_ECONFIG, "%s: dataset '%s' has shape %s, expected %s", h->name, path,
                        kc_shape_str(&s, 0, a, sizeof a), kc_shape_str(want, 0, b, sizeof b));

@@ -44,8 +44,8 @@ void kc_h5_names_free(char **names, int n);
  * it holds floating-point numbers (16, 32 or 64 bits) or integers. */
 typedef enum { KC_H5_OTHER = 0, KC_H5_FLOAT, KC_H5_INT } kc_h5_class;
 int kc_h5_dataset_info(kc_h5 *h, const char *path, kc_shape *shape, kc_h5_class *cls, kc_error *e);
-/* Reads a float dataset of exactly `want` as float32 (HDF5 converts float64
- * and float16). */
+/* Reads a numeric dataset of exactly `want` as float32 (HDF5 converts
+ * float64, float16 and integers, such as Normalization's int64 count). */
 int kc_h5_read_f32(kc_h5 *h, const char *path, const kc_shape *want, float *dst, kc_error *e);
 /* Reads a scalar (or one-element) integer or float dataset as int64. */
 int kc_h5_read_scalar_i64(kc_h5 *h, const char *path, int64_t *v, kc_error *e);

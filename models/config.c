@@ -15,7 +15,8 @@ static const char *const data_keys[] = {
     "dataset",    "path",       "train",      "test",        "validation", "rescale",
     "offset",     "reshape",    "one_hot",    "num_classes", "inputs",     "targets",
     "text",       "timeseries", "num_words",  "skip_top",    "maxlen",     "seed",
-    "start_char", "oov_char",   "index_from", "test_split",  "label_mode", NULL};
+    "start_char", "oov_char",   "index_from", "test_split",  "label_mode", "preprocess_input",
+    NULL};
 static const char *const source_keys[] = {"x", "y", "csv", "label_column", "header", NULL};
 static const char *const text_source_keys[] = {
     "text",      "labels",    "csv",        "text_column", "label_column",     "header",
@@ -1131,6 +1132,7 @@ static int parse_data(const char *base, kc_node *n, kc_data_spec *d, kc_error *e
     } else if (v) {
         d->reshape_node = v; /* per input: checked against the model in resolve_feeds */
     }
+    d->preprocess_node = kc_map_get(n, "preprocess_input"); /* checked in resolve_feeds */
     d->inputs_node = kc_map_get(n, "inputs");
     d->targets_node = kc_map_get(n, "targets");
     if ((v = kc_map_get(n, "one_hot"))) {
@@ -1388,12 +1390,57 @@ static int resolve_reshape(kc_config *c, kc_error *e) {
     return rc;
 }
 
+/* preprocess_input: MODE for input i; caffe and torch work on RGB pixels. */
+static int preprocess_mode(kc_config *c, int i, kc_node *v, kc_error *e) {
+    static const char *const modes[] = {"caffe", "tf", "torch", NULL};
+    const kc_model_input *in = &c->model->inputs[i];
+    int m;
+    if (one_of(v, "data.preprocess_input", modes, &m, e)) return e->code;
+    kc_feed_spec *f = &c->data.inputs[i];
+    f->preprocess = (kc_preprocess_mode)(KC_PREPROCESS_CAFFE + m);
+    f->preprocess_node = v;
+    const kc_shape *sh = &in->shape;
+    if (f->preprocess != KC_PREPROCESS_TF && (sh->rank < 1 || sh->d[sh->rank - 1] != 3)) {
+        char buf[128];
+        return kc_node_fail(e, v,
+                            "data.preprocess_input %s needs RGB images, whose last axis is 3 "
+                            "channels; the model input '%s' is %s",
+                            v->str, in->name, kc_shape_str(sh, 1, buf, sizeof buf));
+    }
+    return KC_OK;
+}
+
+/* `preprocess_input: MODE` for a single input, or {input: MODE, ...}. */
+static int resolve_preprocess(kc_config *c, kc_error *e) {
+    const kc_model *m = c->model;
+    kc_node *v = (kc_node *)c->data.preprocess_node;
+    if (!v) return KC_OK;
+    if (v->kind != KC_NODE_MAP) {
+        if (m->ninputs > 1)
+            return kc_node_fail(e, v,
+                                "the model has %d inputs: give preprocess_input per input, e.g. "
+                                "`preprocess_input: {%s: caffe}`",
+                                m->ninputs, m->inputs[0].name);
+        return preprocess_mode(c, 0, v, e);
+    }
+    const char *names[KC_MODEL_MAX_IO];
+    for (int i = 0; i < m->ninputs; i++)
+        names[i] = m->inputs[i].name;
+    int rc = check_io_keys(v, "preprocess_input", names, m->ninputs, "inputs", e);
+    for (int i = 0; i < m->ninputs && !rc; i++) {
+        kc_node *p = kc_map_get(v, names[i]);
+        if (p) rc = preprocess_mode(c, i, p, e);
+    }
+    return rc;
+}
+
 /* Which array feeds each model input and output, checked against the sources. */
 static int resolve_feeds(kc_config *c, kc_error *e) {
     if (!c->data.node) return KC_OK;
     int rc = resolve_inputs(c, e);
     if (!rc) rc = resolve_targets(c, e);
     if (!rc) rc = resolve_reshape(c, e);
+    if (!rc) rc = resolve_preprocess(c, e);
     return rc;
 }
 

@@ -61,6 +61,16 @@ typedef struct kc_source_spec {
     kc_image_opts image;
 } kc_source_spec;
 
+/* Keras Applications' preprocess_input(x, mode) on an input's values, after
+ * rescale and offset: caffe (RGB to BGR, minus the ImageNet means), tf
+ * (x / 127.5 - 1), torch (x / 255, minus the means, over the deviations). */
+typedef enum kc_preprocess_mode {
+    KC_PREPROCESS_NONE = 0,
+    KC_PREPROCESS_CAFFE,
+    KC_PREPROCESS_TF,
+    KC_PREPROCESS_TORCH,
+} kc_preprocess_mode;
+
 /* Which array a model input (or output) takes: `inputs: {image: x}`. */
 typedef struct kc_feed_spec {
     char array[128];     /* "" when nothing feeds it */
@@ -68,6 +78,8 @@ typedef struct kc_feed_spec {
     int has_reshape;     /* `reshape:` for this input */
     kc_shape reshape;
     const kc_node *reshape_node;
+    kc_preprocess_mode preprocess; /* `preprocess_input:` for this input */
+    const kc_node *preprocess_node;
 } kc_feed_spec;
 
 /* One split of a `timeseries:` block: the steps its windows may use. */
@@ -124,6 +136,9 @@ typedef struct kc_data_spec {
     int has_reshape; /* a plain `reshape: [...]` (the single input's) */
     kc_shape reshape;
     const kc_node *reshape_node;
+    /* `preprocess_input: MODE` (the single input's) or {input: MODE, ...};
+     * resolved into inputs[i].preprocess */
+    const kc_node *preprocess_node;
     /* per model input / output, in the model's order: the array each takes
      * (from `inputs:` / `targets:`, or the defaults: x for the single input, y
      * for the single output, the same name in x:/y: mappings) */

@@ -30,6 +30,9 @@ typedef struct kc_run_opts {
     const char *backend; /* a name in kc_backends ("cpu" by default) */
     int device;          /* the backend's device index (--device, KERASC_DEVICE) */
     const char *output_dir;
+    /* the caller loads weights after opening (resume, initial weights):
+     * layers are not adapted to the data (their statistics come from there) */
+    int loads_weights;
 } kc_run_opts;
 
 /* The values of one epoch (or one evaluation), in Keras 3's order: loss,

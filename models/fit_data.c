@@ -672,14 +672,11 @@ static const char *shape_s(const kc_shape *sh, char *buf, size_t n) {
 
 /* Per-sample shape of input i's array after the data section's reshape must be the model's. */
 /* Every Embedding fed directly by input i sees only valid ids: checked on
- * the values the model will get (after rescale and offset), naming the
+ * the values the model will get (kc_session_gather_input), naming the
  * sample and position. */
 static int check_ids(kc_session *s, int i, const kc_array *x, const char *what, kc_error *e) {
     const kc_model *m = s->model;
-    const kc_data_spec *d = &s->cfg->data;
     int64_t rows = kc_array_rows(x), per = kc_array_row_size(x);
-    float scale = s->input_is_x[i] ? (float)d->rescale : 1.0f;
-    float offset = s->input_is_x[i] ? (float)d->offset : 0.0f;
     float *buf = NULL;
     int rc = KC_OK;
     for (int n = 0; !rc && n < m->nnodes; n++) {
@@ -693,7 +690,7 @@ static int check_ids(kc_session *s, int i, const kc_array *x, const char *what, 
                 !(buf = malloc(count)))
                 return kc_fail(e, KC_ERUNTIME, "out of memory checking the %s ids", what);
             for (int64_t r = 0; r < rows; r++)
-                kc_array_gather(x, &r, 1, scale, offset, buf + r * per);
+                kc_session_gather_input(s, i, x, &r, 1, buf + r * per);
         }
         if ((rc = kc_embedding_check_ids(nd->layer, buf, rows, per, e)))
             kc_error_prefix(e, "the %s samples", what);
@@ -795,5 +792,150 @@ int kc_session_check_split(kc_session *s, int split, kc_error *e) {
     }
     for (int k = 0; !rc && k < s->nouts; k++)
         if (f.y[k]) rc = check_y(s, k, f.y[k], what[split], e);
+    return rc;
+}
+
+/* --------------------------------------------------- preprocess_input --- */
+
+void kc_preprocess_input(kc_preprocess_mode mode, float *v, size_t n) {
+    /* Keras's numpy arithmetic in float32; caffe's means are in BGR order */
+    static const float caffe_mean[3] = {103.939f, 116.779f, 123.68f};
+    static const float torch_mean[3] = {0.485f, 0.456f, 0.406f};
+    static const float torch_std[3] = {0.229f, 0.224f, 0.225f};
+    switch (mode) {
+    case KC_PREPROCESS_TF:
+        for (size_t i = 0; i < n; i++)
+            v[i] = v[i] / 127.5f - 1.0f;
+        break;
+    case KC_PREPROCESS_CAFFE:
+        for (size_t i = 0; i + 3 <= n; i += 3) {
+            float r = v[i];
+            v[i] = v[i + 2] - caffe_mean[0];
+            v[i + 1] -= caffe_mean[1];
+            v[i + 2] = r - caffe_mean[2];
+        }
+        break;
+    case KC_PREPROCESS_TORCH:
+        for (size_t i = 0; i + 3 <= n; i += 3)
+            for (int c = 0; c < 3; c++)
+                v[i + c] = (v[i + c] / 255.0f - torch_mean[c]) / torch_std[c];
+        break;
+    default:
+        break;
+    }
+}
+
+void kc_session_gather_input(const kc_session *s, int i, const kc_array *x, const int64_t *idx,
+                             int n, float *out) {
+    const kc_data_spec *d = &s->cfg->data;
+    float scale = s->input_is_x[i] ? (float)d->rescale : 1.0f;
+    float offset = s->input_is_x[i] ? (float)d->offset : 0.0f;
+    kc_array_gather(x, idx, n, scale, offset, out);
+    kc_preprocess_mode mode = d->inputs[i].preprocess;
+    if (mode != KC_PREPROCESS_NONE)
+        kc_preprocess_input(mode, out, (size_t)n * (size_t)kc_array_row_size(x));
+}
+
+/* -------------------------------------------------------------- adapt --- */
+
+/* The training data one adapting layer reads, batch by batch in order: its
+ * input's values when a model input feeds it, else the tensor it is called
+ * on after a forward pass in inference mode. */
+typedef struct adapt_feed {
+    kc_session *s;
+    kc_feed f;
+    const kc_layer *l;
+    int calls;      /* nodes that call the layer */
+    int src, src_t; /* the tensor its first call reads */
+    int input;      /* the model input that is, or -1 */
+    int64_t pos, *idx;
+    float *host; /* a downloaded batch of that tensor */
+    size_t host_floats;
+    int ran; /* the model ran forward */
+} adapt_feed;
+
+/* Downloads the batch's tensor after a forward pass of the whole model. */
+static int adapt_forward(adapt_feed *a, int n, const float **x, kc_error *e) {
+    kc_session *s = a->s;
+    size_t per = (size_t)kc_shape_numel(&a->l->in_shape);
+    if (a->host_floats < per * (size_t)s->batch_size) {
+        free(a->host);
+        a->host_floats = 0;
+        if (!(a->host = malloc(per * (size_t)s->batch_size * sizeof *a->host)))
+            return kc_fail(e, KC_ERUNTIME, "out of memory adapting layer '%s'", a->l->name);
+        a->host_floats = per * (size_t)s->batch_size;
+    }
+    int rc = kc_infer_batch(s, &a->f, a->idx, n, 0, e);
+    if (rc) return rc;
+    a->ran = 1;
+    kc_download(&s->dev, a->host, kc_model_tensor_y(s->model, a->src, a->src_t, n),
+                (size_t)n * per * sizeof(float));
+    *x = a->host;
+    return kc_device_error(&s->dev, e);
+}
+
+static int adapt_next(void *ctx, const float **x, int64_t *rows, kc_error *e) {
+    adapt_feed *a = ctx;
+    kc_session *s = a->s;
+    *rows = 0;
+    if (a->calls != 1)
+        return kc_node_fail(e, a->l->node,
+                            "layer '%s' (%s) is called %d times, so there is no one input to "
+                            "adapt its statistics to; give them in the model file (mean and "
+                            "variance)",
+                            a->l->name, a->l->cls->class_name, a->calls);
+    int64_t left = a->f.rows - a->pos;
+    if (left <= 0) return KC_OK;
+    int n = (int)(left < s->batch_size ? left : s->batch_size);
+    for (int r = 0; r < n; r++)
+        a->idx[r] = a->pos + r;
+    if (a->input >= 0) {
+        kc_session_gather_input(s, a->input, a->f.x[a->input], a->idx, n, s->hxs[a->input]);
+        *x = s->hxs[a->input];
+    } else {
+        int rc = adapt_forward(a, n, x, e);
+        if (rc) return rc;
+    }
+    a->pos += n;
+    *rows = n;
+    return KC_OK;
+}
+
+/* Where layer l's first call reads, and how many calls it has. */
+static void adapt_target(adapt_feed *a, const kc_layer *l) {
+    const kc_model *m = a->s->model;
+    a->l = l;
+    a->calls = 0;
+    a->pos = 0;
+    a->src = a->src_t = 0;
+    for (int i = m->nnodes - 1; i >= 0; i--) {
+        const kc_model_node *nd = &m->nodes[i];
+        if (nd->layer != l) continue;
+        a->calls++;
+        a->src = nd->in[0];
+        a->src_t = nd->in_t[0];
+    }
+    a->input = a->calls && !m->nodes[a->src].layer ? m->nodes[a->src].input : -1;
+}
+
+int kc_session_adapt(kc_session *s, kc_error *e) {
+    kc_model *m = s->model;
+    adapt_feed a = {.s = s};
+    int rc = KC_OK;
+    for (int li = 0; !rc && s->has_train && li < m->nlayers; li++) {
+        kc_layer *l = m->layers[li];
+        if (!l->cls->adapt) continue;
+        if (!a.idx && !(rc = kc_session_feed(s, KC_SPLIT_TRAIN, &a.f, e)) &&
+            !(a.idx = malloc((size_t)s->batch_size * sizeof *a.idx)))
+            rc = kc_fail(e, KC_ERUNTIME, "out of memory adapting layer '%s'", l->name);
+        if (rc) break;
+        adapt_target(&a, l);
+        kc_adapt_source src = {adapt_next, &a};
+        rc = l->cls->adapt(l, &s->dev, &src, e);
+    }
+    /* stateful layers start training from zero states */
+    if (!rc && a.ran && kc_model_reset_states(m)) rc = kc_device_error(&s->dev, e);
+    free(a.idx);
+    free(a.host);
     return rc;
 }

@@ -9,6 +9,21 @@
 /* Loads the arrays of every split `need` asks for (KC_NEED_*), with the
  * validation data fit needs. */
 int kc_session_load_data(kc_session *s, int need, kc_error *e);
+/* Input i's values for rows idx[0..n) of x as the model takes them (n rows
+ * into out): x * rescale + offset where the input reads an x array, then
+ * the input's preprocess_input. Training, evaluation, prediction and
+ * adapt all gather inputs this way. */
+void kc_session_gather_input(const kc_session *s, int i, const kc_array *x, const int64_t *idx,
+                             int n, float *out);
+/* Keras Applications' preprocess_input(v, mode) in place over n values
+ * (channels last: caffe and torch take RGB triples). */
+void kc_preprocess_input(kc_preprocess_mode mode, float *v, size_t n);
+/* Keras's adapt before training: each layer whose class adapts
+ * (Normalization without given statistics) computes its weights from the
+ * training data that reaches it, the layers before it run in inference
+ * mode. Weights loaded afterwards (--resume, a weights file, a backup)
+ * replace them, so a resumed run keeps the statistics it was trained with. */
+int kc_session_adapt(kc_session *s, kc_error *e);
 /* Checks one split's arrays against the model's inputs and outputs. */
 int kc_session_check_split(kc_session *s, int split, kc_error *e);
 void kc_session_free_data(kc_session *s);

@@ -455,6 +455,9 @@ static const kx_default defaults[] = {
     {RNN, "unroll", "false", NULL, NULL},
     {RNN, "zero_output_for_mask", "false", NULL, NULL},
     {"Bidirectional", "merge_mode", "concat", NULL, NULL},
+    /* mean and variance null: adapted; axis [] (None) stays */
+    {"Normalization", "axis", "-1", NULL, NULL},
+    {"Normalization", "invert", "false", NULL, NULL},
 };
 
 /* Whether cls is one of the space-separated names in list. */

@@ -289,8 +289,8 @@ static void match(kc_h5 *h, kw_plan *pl, kw_problems *pr, const kc_layer *l, con
     if (!kc_h5_is_dataset(h, ds)) {
         problem(pr, "layer '%s' (%s): weight %s %s is not in the file (expected at %s)", l->name,
                 l->cls->class_name, p->name, kc_shape_str(&p->shape, 0, a, sizeof a), ds);
-    } else if (kc_h5_dataset_info(h, ds, &s, &c, &ignore) || c != KC_H5_FLOAT) {
-        problem(pr, "layer '%s' (%s): %s in the file is not a float array", l->name,
+    } else if (kc_h5_dataset_info(h, ds, &s, &c, &ignore) || c == KC_H5_OTHER) {
+        problem(pr, "layer '%s' (%s): %s in the file is not an array of numbers", l->name,
                 l->cls->class_name, ds);
     } else if (!kc_shape_equal(&s, &p->shape)) {
         problem(pr, "layer '%s' (%s): weight %s is %s in the file (%s), %s in the model", l->name,

@@ -79,6 +79,14 @@ typedef struct kc_keras_vars {
     int params[KC_LAYER_MAX_PARAMS]; /* indices into l->params */
 } kc_keras_vars;
 
+/* The data a layer adapts on (kc_layer_class.adapt), batch by batch: next
+ * sets *x to `*rows` samples of the layer's input, rows x numel(in_shape)
+ * host floats valid until the next call, and *rows to 0 after the last. */
+typedef struct kc_adapt_source {
+    int (*next)(void *ctx, const float **x, int64_t *rows, kc_error *e);
+    void *ctx;
+} kc_adapt_source;
+
 /* What a layer does with masks (Keras's supports_masking / compute_mask). */
 typedef enum kc_mask_rule {
     KC_MASK_NONE = 0,          /* takes none: a masked input is a config error naming the layer */
@@ -170,6 +178,13 @@ struct kc_layer_class {
      * most max of them; returns the count. NULL: one group "vars" named as
      * the layer, trainable params first, as Keras saves a plain layer. */
     int (*keras_vars)(const kc_layer *l, kc_keras_vars *out, int max);
+
+    /* Preprocessing layers whose weights are statistics of the data (Keras's
+     * adapt): before training starts, pulls the training data that reaches
+     * the layer from `src` and sets its weights from it. A layer with nothing
+     * to adapt (statistics given) returns without pulling. NULL: the class
+     * never adapts. */
+    int (*adapt)(kc_layer *l, kc_device *d, const kc_adapt_source *src, kc_error *e);
 };
 
 /* Registry: every class, NULL-terminated, and lookup by class name or alias. */

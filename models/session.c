@@ -200,6 +200,8 @@ int kc_session_open(kc_session *s, kc_config *cfg, const kc_run_opts *o, int nee
     if ((rc = prepare_device(s, training, e))) return rc;
     if ((rc = alloc_staging(s, e)) || (rc = prepare_weights(s, training, e))) return rc;
     if (training && (rc = prepare_training(s, e))) return rc;
+    /* a run that loads its weights next has its statistics there */
+    if (training && !o->loads_weights && (rc = kc_session_adapt(s, e))) return rc;
     return KC_OK;
 }
 

@@ -36,12 +36,9 @@ static kc_buf loss_batch(const kc_session *s) {
 
 static void stage_inputs(kc_session *s, const kc_feed *f, const int64_t *idx, int n) {
     kc_model *m = s->model;
-    const kc_data_spec *d = &s->cfg->data;
     for (int i = 0; i < m->ninputs; i++) {
         size_t in = (size_t)kc_shape_numel(&m->inputs[i].shape);
-        float scale = s->input_is_x[i] ? (float)d->rescale : 1.0f;
-        float offset = s->input_is_x[i] ? (float)d->offset : 0.0f;
-        kc_array_gather(f->x[i], idx, n, scale, offset, s->hxs[i]);
+        kc_session_gather_input(s, i, f->x[i], idx, n, s->hxs[i]);
         kc_upload(&s->dev, m->inputs[i].x, s->hxs[i], (size_t)n * in * sizeof(float));
     }
 }

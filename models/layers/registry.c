@@ -84,6 +84,8 @@ extern const kc_layer_class kc_random_rotation_class;
 extern const kc_layer_class kc_random_zoom_class;
 extern const kc_layer_class kc_random_brightness_class;
 extern const kc_layer_class kc_random_contrast_class;
+/* preprocessing statistics */
+extern const kc_layer_class kc_normalization_class;
 
 const kc_layer_class *const kc_layer_classes[] = {
     &kc_dense_class,
@@ -162,5 +164,7 @@ const kc_layer_class *const kc_layer_classes[] = {
     &kc_random_zoom_class,
     &kc_random_brightness_class,
     &kc_random_contrast_class,
+    /* preprocessing statistics */
+    &kc_normalization_class,
     NULL,
 };
