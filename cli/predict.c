@@ -9,7 +9,12 @@
 #include "models/keras_weights.h"
 
 static const char usage[] =
-    "Usage: kerasc predict CHECKPOINT --input FILE [--output FILE] [options]\n"
+    "Usage: kerasc predict MODEL --input FILE [--output FILE] [options]\n"
+    "       kerasc predict CONFIG --weights WEIGHTS --input FILE ...\n"
+    "\n"
+    "MODEL is a trained model: a kerasc checkpoint, or Keras's .keras or .h5\n"
+    "(a full model). A model file (YAML, Keras .json) takes its weights from\n"
+    "--weights: any of those, or a Keras .weights.h5.\n"
     "\n"
     "Runs the trained model on every sample of FILE (IDX, NPY, NPZ or CSV of\n"
     "features) and writes one row of outputs per sample - class probabilities\n"
@@ -51,6 +56,7 @@ static const char usage[] =
     "  --output [NAME=]FILE  .csv or .npy (default: CSV on stdout)\n"
     "  --layer NAME          write this layer's output (repeatable; see above)\n"
     "  --logits              write each output before its final activation\n"
+    "  --weights FILE        the weights, for a model file (CONFIG)\n"
     "  --top N               classes printed per image (default 3)\n"
     "  --batch-size N        samples per batch\n"
     "  --threads N           compute threads (default: all cores)\n"
@@ -59,7 +65,7 @@ static const char usage[] =
     "  --device N            the backend's device (default: $KERASC_DEVICE, else 0)\n"
     "  -h, --help            show this help\n";
 
-enum { O_INPUT = 400, O_OUTPUT_FILE, O_KEY, O_TOP, O_LAYER, O_LOGITS };
+enum { O_INPUT = 400, O_OUTPUT_FILE, O_KEY, O_TOP, O_LAYER, O_LOGITS, O_WEIGHTS };
 
 static int ends_with(const char *s, const char *suf) {
     size_t a = strlen(s), b = strlen(suf);
@@ -181,6 +187,7 @@ typedef struct predict_args {
     const char *layers[KC_MODEL_MAX_IO]; /* --layer, in the order given */
     int nlayers, logits;
     int top;
+    const char *weights;   /* --weights, for a model file */
     kc_image_index images; /* an image model's input files, in row order */
 } predict_args;
 
@@ -410,6 +417,7 @@ static int parse_args(int argc, char **argv, kc_run_opts *o, predict_args *a) {
                                          {"top", required_argument, 0, O_TOP},
                                          {"layer", required_argument, 0, O_LAYER},
                                          {"logits", no_argument, 0, O_LOGITS},
+                                         {"weights", required_argument, 0, O_WEIGHTS},
                                          {"batch-size", required_argument, 0, KC_OPT_BATCH},
                                          {"threads", required_argument, 0, KC_OPT_THREADS},
                                          {"backend", required_argument, 0, KC_OPT_BACKEND},
@@ -440,6 +448,10 @@ static int parse_args(int argc, char **argv, kc_run_opts *o, predict_args *a) {
             a->logits = 1;
             continue;
         }
+        if (c == O_WEIGHTS) {
+            a->weights = optarg;
+            continue;
+        }
         if (c == O_LAYER) {
             if (a->nlayers >= KC_MODEL_MAX_IO)
                 return kc_cli_usage_error("predict", "at most %d --layer options", KC_MODEL_MAX_IO);
@@ -461,7 +473,7 @@ static int parse_args(int argc, char **argv, kc_run_opts *o, predict_args *a) {
             return 2;
         }
     }
-    if (optind != argc - 1) return kc_cli_usage_error("predict", "expected one CHECKPOINT file");
+    if (optind != argc - 1) return kc_cli_usage_error("predict", "expected one MODEL file");
     if (kc_cli_run_opts_finish("predict", o)) return 2;
     if (!a->ninputs) return kc_cli_usage_error("predict", "--input FILE is required");
     if (a->logits && a->nlayers)
@@ -481,15 +493,16 @@ int kc_cmd_predict(int argc, char **argv) {
     a.top = 3;
     int st = parse_args(argc, argv, &o, &a);
     if (st) return st < 0 ? 0 : st;
-    const char *ckpt = argv[optind];
-    if (!kc_weights_has_model(kc_weights_kind_of(ckpt)) &&
-        kc_weights_kind_of(ckpt) == KC_WEIGHTS_UNKNOWN)
-        return kc_cli_usage_error(
-            "predict",
-            "%s is not a trained model (a kerasc checkpoint, a Keras .keras or .h5 model)", ckpt);
-
+    const char *model = argv[optind];
     kc_error e = {0};
     kc_config *cfg = NULL;
+    int carries;
+    if (kc_cli_load_config(model, &cfg, &carries, &e)) return kc_cli_report("predict", &e);
+    if (!carries && !a.weights) {
+        kc_config_free(cfg);
+        return kc_cli_usage_error("predict", "%s is a model file: give its weights with --weights",
+                                  model);
+    }
     kc_session s;
     kc_array x[KC_MODEL_MAX_IO];
     pred_set ps;
@@ -497,9 +510,9 @@ int kc_cmd_predict(int argc, char **argv) {
     memset(&s, 0, sizeof s);
     memset(x, 0, sizeof x);
     memset(&ps, 0, sizeof ps);
-    if (check_outputs(&a, &e) || kc_weights_config(ckpt, &cfg, &e) ||
-        (kc_cli_warn_mask_dropped("predict", cfg), kc_session_open(&s, cfg, &o, 0, 0, &e)) ||
-        kc_weights_load(&s, ckpt, &e) || load_inputs(&s, &a, x, &e)) {
+    kc_cli_warn_mask_dropped("predict", cfg);
+    if (check_outputs(&a, &e) || kc_session_open(&s, cfg, &o, 0, 0, &e) ||
+        kc_weights_load(&s, a.weights ? a.weights : model, &e) || load_inputs(&s, &a, x, &e)) {
         status = kc_cli_report("predict", &e);
     } else if (predict_set(&s, &a, x, &ps, &usage, &e)) {
         status = usage ? kc_cli_usage_error("predict", "%s", e.msg) : kc_cli_report("predict", &e);
