@@ -81,6 +81,12 @@ START_TEST(test_time_distributed_errors) {
                  "at least 2 axes");
     expect_error("TimeDistributed", "layer:\n  Conv2D: {filters: 3, kernel_size: 3}\n", &s2,
                  "layer.yaml:2:3", "Conv2D");
+    /* statistics adapted to the data would see the wrong tensor; given ones are fine */
+    expect_error("TimeDistributed", "layer: Normalization\n", &s2, "layer.yaml:1:1",
+                 "adapted to the data");
+    tl t;
+    must_build(&t, "TimeDistributed", "layer: {Normalization: {mean: 1, variance: 4}}\n", s2);
+    tl_free(&t);
 }
 END_TEST
 

@@ -355,6 +355,13 @@ static int td_build(kc_layer *l, kc_error *e) {
     if (in->noutputs != 1)
         return kc_layer_fail(l, e, "cannot wrap '%s', which returns %d tensors", in->name,
                              in->noutputs);
+    /* statistics adapted to the data (Normalization without mean/variance)
+     * would see the wrapper's input, not the steps the layer is given */
+    if (in->cls->adapt && in->nparams)
+        return kc_layer_fail(l, e,
+                             "cannot wrap '%s' (%s) whose statistics are adapted to the data; "
+                             "give them (mean, variance), or put the layer outside the wrapper",
+                             in->name, in->cls->class_name);
     if (in->out_shape.rank + 1 > KC_MAX_RANK)
         return kc_layer_fail(l, e, "the output of '%s' has too many axes", in->name);
     l->out_shape.rank = in->out_shape.rank + 1;
