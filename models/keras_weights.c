@@ -415,40 +415,86 @@ static int k3_plan(kc_h5 *h, const kc_model *m, kw_plan *pl, kw_problems *pr, kc
 
 /* ------------------------------------------------------------ legacy --- */
 
-static int has_name(char **names, int n, const char *name) {
-    for (int i = 0; i < n; i++)
-        if (!strcmp(names[i], name)) return 1;
-    return 0;
-}
-
-static void legacy_layer(kc_h5 *h, const char *root, kw_plan *pl, kw_problems *pr,
-                         const kc_layer *l, char **layer_names, int nlayers) {
-    if (!has_name(layer_names, nlayers, l->name)) {
-        problem(pr, "layer '%s' (%s): not in the file's layer_names", l->name, l->cls->class_name);
-        return;
-    }
-    char grp[600];
-    snprintf(grp, sizeof grp, "%s%s", root, l->name);
+/* A layer of a legacy file that holds weights: its group and weight_names. */
+typedef struct kw_legacy {
+    char group[600];
+    const char *name;
     char **wn;
     int nw;
-    kc_error ignore = {0};
-    if (kc_h5_attr_strings(h, grp, "weight_names", &wn, &nw, &ignore) || nw < 0) {
-        problem(pr, "layer '%s' (%s): %s has no weight_names attribute", l->name,
-                l->cls->class_name, grp);
-        return;
-    }
+} kw_legacy;
+
+static void legacy_layer(kc_h5 *h, kw_plan *pl, kw_problems *pr, const kc_layer *l,
+                         const kw_legacy *f) {
     kc_keras_vars g[KW_MAX_GROUPS];
     int ng = kc_layer_keras_vars(l, g, KW_MAX_GROUPS), at = 0;
-    if (nw != l->nparams)
-        problem(pr, "layer '%s' (%s): the file holds %d weights for it, the model %d", l->name,
-                l->cls->class_name, nw, l->nparams);
-    for (int k = 0; k < ng && nw == l->nparams; k++)
+    if (f->nw != l->nparams) {
+        problem(pr, "layer '%s' (%s): the file's layer '%s' holds %d weights, the model's %d",
+                l->name, l->cls->class_name, f->name, f->nw, l->nparams);
+        return;
+    }
+    for (int k = 0; k < ng; k++)
         for (int j = 0; j < g[k].nparams; j++, at++) {
             char ds[1200];
-            snprintf(ds, sizeof ds, "%s/%s", grp, wn[at]);
+            snprintf(ds, sizeof ds, "%s/%s", f->group, f->wn[at]);
             match(h, pl, pr, l, &l->params[g[k].params[j]], ds);
         }
-    kc_h5_names_free(wn, nw);
+}
+
+/* The file's layers with weights, in its layer_names order. */
+static int legacy_layers(kc_h5 *h, const char *root, char **names, int n, kw_legacy *out,
+                         int *count) {
+    *count = 0;
+    for (int i = 0; i < n; i++) {
+        kw_legacy *f = &out[*count];
+        snprintf(f->group, sizeof f->group, "%s%s", root, names[i]);
+        kc_error ignore = {0};
+        if (kc_h5_attr_strings(h, f->group, "weight_names", &f->wn, &f->nw, &ignore) || f->nw < 0)
+            return i; /* the name of the group without it */
+        f->name = names[i];
+        if (f->nw > 0)
+            (*count)++;
+        else
+            kc_h5_names_free(f->wn, f->nw);
+    }
+    return -1;
+}
+
+/* Keras's load_weights on a legacy file pairs the model's layers that have
+ * weights with the file's, in order; names are used when they all match
+ * (the file was written from this model), so a reordered file still loads. */
+static void legacy_pair(kc_h5 *h, const kc_model *m, const kw_entry *en, int nen,
+                        const kw_legacy *f, int nf, kw_plan *pl, kw_problems *pr) {
+    int nmodel = 0, by_name = 1;
+    for (int i = 0; i < nen; i++) {
+        if (en[i].layer < 0 || !m->layers[en[i].layer]->nparams) continue;
+        int found = 0;
+        for (int j = 0; j < nf && !found; j++)
+            found = !strcmp(f[j].name, m->layers[en[i].layer]->name);
+        by_name = by_name && found;
+        nmodel++;
+    }
+    if (!by_name && nmodel != nf) {
+        problem(pr,
+                "the file holds weights for %d layers, the model has %d layers with weights "
+                "(and their names differ)",
+                nf, nmodel);
+        return;
+    }
+    for (int i = 0, k = 0; i < nen; i++) {
+        if (en[i].layer < 0 || !m->layers[en[i].layer]->nparams) continue;
+        const kc_layer *l = m->layers[en[i].layer];
+        int j = k++;
+        for (int t = 0; by_name && t < nf; t++)
+            if (!strcmp(f[t].name, l->name)) j = t;
+        legacy_layer(h, pl, pr, l, &f[j]);
+    }
+    for (int j = 0; by_name && j < nf; j++) {
+        int used = 0;
+        for (int i = 0; i < m->nlayers && !used; i++)
+            used = !strcmp(m->layers[i]->name, f[j].name);
+        if (!used)
+            problem(pr, "layer '%s': weights in the file for no layer of the model", f[j].name);
+    }
 }
 
 static int legacy_plan(kc_h5 *h, const kc_model *m, kw_plan *pl, kw_problems *pr, kc_error *e) {
@@ -458,23 +504,21 @@ static int legacy_plan(kc_h5 *h, const kc_model *m, kw_plan *pl, kw_problems *pr
                                    &n, e);
     if (rc) return rc;
     if (n < 0) return kc_fail(e, KC_ECONFIG, "%s: no layer_names attribute", kc_h5_name(h));
-    for (int i = 0; i < m->nlayers; i++)
-        if (m->layers[i]->nparams) legacy_layer(h, root, pl, pr, m->layers[i], names, n);
-    for (int i = 0; i < n; i++) {
-        int known = 0;
-        for (int j = 0; j < m->nlayers && !known; j++)
-            known = !strcmp(m->layers[j]->name, names[i]);
-        char grp[600], **wn;
-        int nw;
-        kc_error ignore = {0};
-        snprintf(grp, sizeof grp, "%s%s", root, names[i]);
-        if (known || kc_h5_attr_strings(h, grp, "weight_names", &wn, &nw, &ignore)) continue;
-        if (nw > 0)
-            problem(pr, "layer '%s': weights in the file for no layer of the model", names[i]);
-        kc_h5_names_free(wn, nw);
-    }
+    kw_legacy *f = calloc((size_t)(n ? n : 1), sizeof *f);
+    kw_entry *en = NULL;
+    int nen = 0, nf = 0, bad = -1;
+    if (!f) rc = kc_fail(e, KC_ERUNTIME, "out of memory reading %s", kc_h5_name(h));
+    if (!rc && (bad = legacy_layers(h, root, names, n, f, &nf)) >= 0)
+        rc = kc_fail(e, KC_ECONFIG, "%s: layer '%s' of layer_names has no weight_names attribute",
+                     kc_h5_name(h), names[bad]);
+    if (!rc) rc = keras_entries(m, &en, &nen, e);
+    if (!rc) legacy_pair(h, m, en, nen, f, nf, pl, pr);
+    for (int j = 0; f && j < nf; j++)
+        kc_h5_names_free(f[j].wn, f[j].nw);
+    free(f);
+    free(en);
     kc_h5_names_free(names, n);
-    return KC_OK;
+    return rc;
 }
 
 /* ----------------------------------------------------------- loading --- */
