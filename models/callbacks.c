@@ -113,20 +113,37 @@ static int read_verbose(cb *x, kc_args *a, kc_error *e) {
     return rc;
 }
 
+static int ends_with(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+
+/* kerasc's checkpoints (.safetensors), or Keras's files as Keras 3 takes
+ * them: .weights.h5 with save_weights_only, .keras without. */
+static int checkpoint_suffix(const char *fp, int weights_only, const kc_node *at, kc_error *e) {
+    if (ends_with(fp, ".safetensors")) return KC_OK;
+    if (weights_only && !ends_with(fp, ".weights.h5"))
+        return kc_node_fail(e, at,
+                            "ModelCheckpoint filepath '%s' must end in .safetensors or, as Keras "
+                            "requires with save_weights_only, .weights.h5",
+                            fp);
+    if (!weights_only && !ends_with(fp, ".keras"))
+        return kc_node_fail(e, at,
+                            "ModelCheckpoint filepath '%s' must end in .safetensors or, as Keras "
+                            "requires without save_weights_only, .keras",
+                            fp);
+    return KC_OK;
+}
+
 static int parse_checkpoint(cb *x, kc_args *a, kc_error *e) {
     const char *fp;
     int rc = kc_args_str(a, "filepath", 1, NULL, &fp, e);
     if (rc) return rc;
-    size_t len = strlen(fp);
-    if (len < 12 || strcmp(fp + len - 12, ".safetensors"))
-        return kc_node_fail(e, kc_args_node(a, "filepath"),
-                            "ModelCheckpoint filepath '%s' must end in .safetensors (kerasc writes "
-                            "safetensors checkpoints)",
-                            fp);
+    if ((rc = kc_args_bool(a, "save_weights_only", 0, &x->weights_only, e))) return rc;
+    if ((rc = checkpoint_suffix(fp, x->weights_only, kc_args_node(a, "filepath"), e))) return rc;
     x->filepath = strdup(fp);
     if ((rc = read_monitor(x, a, "val_loss", e)) || (rc = read_verbose(x, a, e))) return rc;
     if ((rc = kc_args_bool(a, "save_best_only", 0, &x->save_best_only, e))) return rc;
-    if ((rc = kc_args_bool(a, "save_weights_only", 0, &x->weights_only, e))) return rc;
     kc_node *sf = kc_args_node(a, "save_freq");
     if (sf && !kc_node_is_null(sf) && !(sf->kind == KC_NODE_SCALAR && !strcmp(sf->str, "epoch"))) {
         if ((rc = kc_args_int(a, "save_freq", 0, 0, 1, 1LL << 40, &x->save_freq, e))) return rc;

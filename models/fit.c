@@ -9,6 +9,7 @@
 #include "core/atomic_file.h"
 #include "core/rng.h"
 #include "models/fit_internal.h"
+#include "models/keras_weights.h"
 
 static void permutation(int64_t *p, int64_t n, uint64_t seed, int64_t epoch, int shuffle) {
     for (int64_t i = 0; i < n; i++)
@@ -70,9 +71,16 @@ static double find_log(const kc_logs *l, const char *key) {
 
 /* ---- what callbacks may do (models/callbacks.h) ---- */
 
+/* A kerasc checkpoint, or Keras's .keras / .weights.h5 (ModelCheckpoint
+ * allows those by their suffix). */
 static int env_save(void *ctx, const char *path, int weights_only, kc_error *e) {
     kc_session *s = ctx;
     const kc_logs *last = s->nhistory ? &s->history[s->nhistory - 1] : NULL;
+    size_t n = strlen(path);
+    if (n > 6 && !strcmp(path + n - 6, ".keras"))
+        return kc_keras_archive_save(s->cfg, s->model, s->opt, path, e);
+    if (n > 11 && !strcmp(path + n - 11, ".weights.h5"))
+        return kc_keras_weights_save(s->model, s->opt, path, e);
     return kc_checkpoint_write(s, path, last, weights_only, e);
 }
 

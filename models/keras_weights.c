@@ -478,6 +478,15 @@ static void legacy_pair(kc_h5 *h, const kc_model *m, const kw_entry *en, int nen
                 "the file holds weights for %d layers, the model has %d layers with weights "
                 "(and their names differ)",
                 nf, nmodel);
+        for (int i = 0; i < nen; i++) {
+            if (en[i].layer < 0 || !m->layers[en[i].layer]->nparams) continue;
+            const kc_layer *l = m->layers[en[i].layer];
+            int found = 0;
+            for (int j = 0; j < nf && !found; j++)
+                found = !strcmp(f[j].name, l->name);
+            if (!found)
+                problem(pr, "layer '%s' (%s): not in the file", l->name, l->cls->class_name);
+        }
         return;
     }
     for (int i = 0, k = 0; i < nen; i++) {

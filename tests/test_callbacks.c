@@ -344,7 +344,10 @@ START_TEST(parse_errors) {
     parse_fails("callbacks:\n  - EarlyStoping: {}\n", "cb.yaml:2:5:");
     parse_fails("callbacks:\n  - EarlyStoping: {}\n", "did you mean 'EarlyStopping'");
     parse_fails("callbacks:\n  - EarlyStopping: {patiense: 3}\n", "did you mean 'patience'");
-    parse_fails("callbacks:\n  - ModelCheckpoint: {filepath: model.keras}\n", ".safetensors");
+    parse_fails("callbacks:\n  - ModelCheckpoint: {filepath: model.h5}\n", ".safetensors");
+    parse_fails("callbacks:\n  - ModelCheckpoint: {filepath: m.keras, save_weights_only: true}\n",
+                ".weights.h5");
+    parse_fails("callbacks:\n  - ModelCheckpoint: {filepath: m.weights.h5}\n", ".keras");
     parse_fails("callbacks:\n  - ReduceLROnPlateau: {factor: 1.5}\n", "factor");
     parse_fails("callbacks:\n  - EarlyStopping: {mode: maximum}\n", "did you mean 'max'");
     parse_fails("callbacks:\n  - CSVLogger: {}\n", "filename");
