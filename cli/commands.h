@@ -16,6 +16,7 @@ int kc_cmd_plot(int argc, char **argv);
 int kc_cmd_plot_history(int argc, char **argv);
 int kc_cmd_convert(int argc, char **argv);
 int kc_cmd_export(int argc, char **argv);
+int kc_cmd_applications(int argc, char **argv);
 int kc_cmd_bench(int argc, char **argv);
 int kc_cmd_preprocess(int argc, char **argv);
 

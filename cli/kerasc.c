@@ -21,6 +21,7 @@ static const verb verbs[] = {
     {"plot-history", kc_cmd_plot_history, "loss and metric curves of a history.csv as a PNG"},
     {"convert", kc_cmd_convert, "a Keras model (.json, .keras) as a kerasc model file"},
     {"export", kc_cmd_export, "a trained model as Keras's .keras or .weights.h5"},
+    {"applications", kc_cmd_applications, "a Keras Application (ResNet50, ...) as a model file"},
     {"bench", kc_cmd_bench, "time training (per layer) and inference of a model on its data"},
     {"preprocess", kc_cmd_preprocess, "texts to token ids, pad_sequences, one_hot, skipgrams"},
 };

@@ -137,8 +137,20 @@ int kc_cmd_summary(int argc, char **argv) {
         int64_t total = kc_model_param_count(m, 0), trainable = kc_model_param_count(m, 1);
         int tty = isatty(STDOUT_FILENO);
         /* a failed write is said by kc_cli_finish, which sees the stream's error */
-        if (kc_summary_print(stdout, m->name, rows, n, four, trainable, total - trainable, -1,
-                             kc_summary_line_length(four, tty), tty && !getenv("NO_COLOR"))) {
+        /* Keras counts 8 bytes for its int64 variables (Normalization's count) */
+        int64_t wide = 0;
+        for (int i = 0; i < m->nlayers; i++)
+            for (int j = 0; j < m->layers[i]->nparams; j++)
+                if (m->layers[i]->params[j].keras_int64)
+                    wide += kc_shape_numel(&m->layers[i]->params[j].shape);
+        kc_summary_totals t = {.trainable = trainable,
+                               .trainable_bytes = trainable * 4,
+                               .non_trainable = total - trainable,
+                               .non_trainable_bytes = (total - trainable) * 4 + wide * 4,
+                               .optimizer = -1};
+        if (kc_summary_print_totals(stdout, m->name, rows, n, four, &t,
+                                    kc_summary_line_length(four, tty),
+                                    tty && !getenv("NO_COLOR"))) {
             fprintf(stderr, "kerasc summary: out of memory\n");
             status = 1;
         }

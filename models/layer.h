@@ -37,6 +37,7 @@ typedef struct kc_param {
     int trainable;
     kc_regularizer regularizer; /* kernel_regularizer / bias_regularizer */
     kc_constraint constraint;   /* kernel_constraint / bias_constraint */
+    int keras_int64;            /* Keras keeps it as int64 (8 bytes in summaries) */
     kc_buf value;               /* device memory, assigned by the model */
     kc_buf grad;                /* device memory, assigned by the model; null when not trained */
 } kc_param;
@@ -222,6 +223,7 @@ static inline kc_param *kc_layer_add_param(kc_layer *l, const char *name, kc_sha
     p->shape = shape;
     p->init = *init;
     p->trainable = trainable;
+    p->keras_int64 = 0;
     p->value = p->grad = KC_BUF_NULL;
     return p;
 }

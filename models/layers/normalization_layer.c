@@ -225,7 +225,7 @@ static int nz_build(kc_layer *l, kc_error *e) {
     kc_initializer zeros = {.kind = KC_INIT_ZEROS}, ones = {.kind = KC_INIT_ONES};
     kc_layer_add_param(l, "mean", ps, &zeros, 0);
     kc_layer_add_param(l, "variance", ps, &ones, 0);
-    kc_layer_add_param(l, "count", (kc_shape){0}, &zeros, 0);
+    kc_layer_add_param(l, "count", (kc_shape){0}, &zeros, 0)->keras_int64 = 1;
     return KC_OK;
 }
 
